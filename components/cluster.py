@@ -1,0 +1,361 @@
+"""EKS control plane (pulumi-eks), system node group, managed add-ons and the one Kubernetes provider."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from infra.config import PlatformConfig
+from infra.iam import POD_IDENTITY_TRUST, service_trust_policy
+
+CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# Critical add-ons (CoreDNS, EBS CSI, Karpenter) tolerate this taint by default; nothing else lands here.
+SYSTEM_TAINT = {"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}
+SYSTEM_POOL_LABEL = {"ml-platform.io/pool": "system"}
+NODE_MANAGED_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+    "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+)
+
+
+def creator_admin_transform(enabled: bool):
+    """pulumi-eks has no input for the creator's bootstrap admin; set it on the cluster it creates."""
+
+    def transform(args: pulumi.ResourceTransformArgs) -> Optional[pulumi.ResourceTransformResult]:
+        if args.type_ != "aws:eks/cluster:Cluster":
+            return None
+        access = {**(args.props.get("accessConfig") or {}), "bootstrapClusterCreatorAdminPermissions": enabled}
+        return pulumi.ResourceTransformResult({**args.props, "accessConfig": access}, args.opts)
+
+    return transform
+
+
+def kubeconfig(cluster_name: str, endpoint: str, certificate_authority: str, region: str) -> str:
+    """A kubeconfig with no token in it: the same inputs always give the same text."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": cluster_name, "cluster": {"server": endpoint, "certificate-authority-data": certificate_authority}}],
+            "contexts": [{"name": cluster_name, "context": {"cluster": cluster_name, "user": cluster_name}}],
+            "current-context": cluster_name,
+            "users": [
+                {
+                    "name": cluster_name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", cluster_name, "--region", region, "--output", "json"],
+                            "interactiveMode": "Never",
+                        }
+                    },
+                }
+            ],
+        },
+        sort_keys=True,
+    )
+
+
+@dataclass(frozen=True)
+class ClusterArgs:
+    config: PlatformConfig
+    vpc_id: pulumi.Input[str]
+    private_subnet_ids: list[pulumi.Output[str]]
+    public_subnet_ids: list[pulumi.Output[str]]
+
+
+class Cluster(pulumi.ComponentResource):
+    name: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    version: str
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_issuer: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    kms_key_arn: pulumi.Output[str]
+    system_node_group: aws.eks.NodeGroup
+    system_node_role_arn: pulumi.Output[str]
+    default_storage_class: str = "gp3"
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:cluster:Cluster", name, None, opts)
+        cfg, cc = args.config, args.config.cluster
+        cluster_name = cfg.cluster_name
+        child = pulumi.ResourceOptions(parent=self)
+
+        secrets_key = aws.kms.Key(
+            f"{name}-secrets",
+            aws.kms.KeyArgs(
+                description=f"EKS secrets envelope encryption for {cluster_name}",
+                enable_key_rotation=True,
+                deletion_window_in_days=30,
+                tags=cfg.tags_for(f"{cluster_name}-secrets"),
+            ),
+            opts=child,
+        )
+        aws.kms.Alias(
+            f"{name}-secrets",
+            aws.kms.AliasArgs(name=f"alias/{cluster_name}-eks-secrets", target_key_id=secrets_key.key_id),
+            opts=child,
+        )
+        # EKS would create this group with no retention; owning it first sets retention and lets destroy remove it.
+        control_plane_logs = aws.cloudwatch.LogGroup(
+            f"{name}-control-plane",
+            aws.cloudwatch.LogGroupArgs(
+                name=f"/aws/eks/{cluster_name}/cluster",
+                retention_in_days=cc.log_retention_days,
+                tags=cfg.tags_for(f"{cluster_name}-control-plane"),
+            ),
+            opts=child,
+        )
+
+        access_entries = {
+            f"admin-{i}": eks.AccessEntryArgs(
+                principal_arn=arn,
+                type=eks.AccessEntryType.STANDARD,
+                access_policies={
+                    "cluster-admin": eks.AccessPolicyAssociationArgs(
+                        policy_arn=CLUSTER_ADMIN_POLICY,
+                        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    )
+                },
+            )
+            for i, arn in enumerate(cc.access.admin_role_arns)
+        }
+        control_plane = eks.Cluster(
+            f"{name}-eks",
+            eks.ClusterArgs(
+                name=cluster_name,
+                version=cc.kubernetes_version,
+                vpc_id=args.vpc_id,
+                private_subnet_ids=args.private_subnet_ids,
+                public_subnet_ids=args.public_subnet_ids,
+                authentication_mode=eks.AuthenticationMode.API,
+                access_entries=access_entries,
+                encryption_config_key_arn=secrets_key.arn,
+                enabled_cluster_log_types=CONTROL_PLANE_LOG_TYPES,
+                endpoint_private_access=cc.endpoint.private_access,
+                endpoint_public_access=cc.endpoint.public_access,
+                public_access_cidrs=cc.endpoint.public_access_cidrs if cc.endpoint.public_access else None,
+                kubernetes_service_ip_address_range=cc.service_ipv4_cidr,
+                create_oidc_provider=True,
+                deletion_protection=cc.deletion_protection,
+                # Every add-on is an EKS managed add-on pinned below; none is bootstrapped or installed by pulumi-eks.
+                skip_default_node_group=True,
+                skip_default_security_groups=True,
+                bootstrap_self_managed_addons=False,
+                use_default_vpc_cni=True,
+                coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=False),
+                kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=False),
+                tags=cfg.tags_for(cluster_name),
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[control_plane_logs],
+                transforms=[creator_admin_transform(cc.access.cluster_creator_admin)],
+            ),
+        )
+        eks_cluster = control_plane.eks_cluster
+        # An output of the cluster (not the plain string) so that everything using it waits for the cluster.
+        self.name = eks_cluster.name
+        self.endpoint = eks_cluster.endpoint
+        self.version = cc.kubernetes_version
+        self.oidc_provider_arn = control_plane.oidc_provider_arn
+        self.oidc_issuer = control_plane.oidc_issuer
+        self.security_group_id = control_plane.cluster_security_group_id
+        self.kms_key_arn = secrets_key.arn
+
+        addon = _AddonFactory(self, cfg, self.name)
+        # Networking and identity must run before nodes can become Ready.
+        node_prerequisites = [
+            addon("vpc-cni", cc.addons.vpc_cni),
+            addon("kube-proxy", cc.addons.kube_proxy),
+            addon("eks-pod-identity-agent", cc.addons.eks_pod_identity_agent),
+        ]
+        node_role = self._node_role(name, cfg)
+        self.system_node_role_arn = node_role.arn
+        self.system_node_group = self._system_node_group(name, cfg, node_role, args.private_subnet_ids, node_prerequisites)
+        after_nodes = pulumi.ResourceOptions(depends_on=[self.system_node_group])
+        addon("coredns", cc.addons.coredns, opts=after_nodes)
+        ebs_csi_role = aws.iam.Role(
+            f"{name}-ebs-csi",
+            aws.iam.RoleArgs(assume_role_policy=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cluster_name}-ebs-csi")),
+            opts=child,
+        )
+        ebs_csi_policy = aws.iam.RolePolicyAttachment(
+            f"{name}-ebs-csi",
+            aws.iam.RolePolicyAttachmentArgs(
+                role=ebs_csi_role.name, policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+            ),
+            opts=child,
+        )
+        ebs_csi = addon(
+            "aws-ebs-csi-driver",
+            cc.addons.aws_ebs_csi_driver,
+            service_account="ebs-csi-controller-sa",
+            role_arn=ebs_csi_role.arn,
+            opts=pulumi.ResourceOptions(depends_on=[self.system_node_group, ebs_csi_policy]),
+        )
+
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(self.name, self.endpoint, eks_cluster.certificate_authority.data).apply(
+                lambda v: kubeconfig(v[0], v[1], v[2], cfg.region)
+            )
+        )
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            k8s.ProviderArgs(kubeconfig=self.kubeconfig, enable_server_side_apply=True),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[control_plane]),
+        )
+        k8s.storage.v1.StorageClass(
+            f"{name}-gp3",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=self.default_storage_class,
+                annotations={"storageclass.kubernetes.io/is-default-class": "true"},
+                labels={"app.kubernetes.io/managed-by": "pulumi", "app.kubernetes.io/part-of": "ml-platform"},
+            ),
+            provisioner="ebs.csi.aws.com",
+            parameters={"type": "gp3", "encrypted": "true", "fsType": "ext4"},
+            reclaim_policy="Delete",
+            volume_binding_mode="WaitForFirstConsumer",
+            allow_volume_expansion=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs_csi]),
+        )
+
+        self.register_outputs(
+            {
+                "name": self.name,
+                "endpoint": self.endpoint,
+                "oidcProviderArn": self.oidc_provider_arn,
+                "securityGroupId": self.security_group_id,
+            }
+        )
+
+    def _node_role(self, name: str, cfg: PlatformConfig) -> aws.iam.Role:
+        role = aws.iam.Role(
+            f"{name}-system-nodes",
+            aws.iam.RoleArgs(
+                assume_role_policy=service_trust_policy("ec2.amazonaws.com"),
+                tags=cfg.tags_for(f"{cfg.cluster_name}-system-nodes"),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        for arn in NODE_MANAGED_POLICIES:
+            aws.iam.RolePolicyAttachment(
+                f"{name}-system-nodes-{arn.rsplit('/', 1)[1]}",
+                aws.iam.RolePolicyAttachmentArgs(role=role.name, policy_arn=arn),
+                opts=pulumi.ResourceOptions(parent=role),
+            )
+        return role
+
+    def _system_node_group(
+        self,
+        name: str,
+        cfg: PlatformConfig,
+        role: aws.iam.Role,
+        subnet_ids: list[pulumi.Output[str]],
+        depends_on: list[pulumi.Resource],
+    ) -> aws.eks.NodeGroup:
+        ng = cfg.cluster.system_node_group
+        child = pulumi.ResourceOptions(parent=self)
+        launch_template = aws.ec2.LaunchTemplate(
+            f"{name}-system",
+            aws.ec2.LaunchTemplateArgs(
+                description=f"System node group of {cfg.cluster_name}",
+                # Hop limit 1 keeps pods off the node role's credentials.
+                metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                    http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1
+                ),
+                block_device_mappings=[
+                    aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                        device_name="/dev/xvda",
+                        ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                            volume_size=ng.disk_size_gib, volume_type="gp3", encrypted="true", delete_on_termination="true"
+                        ),
+                    )
+                ],
+                tag_specifications=[
+                    aws.ec2.LaunchTemplateTagSpecificationArgs(
+                        resource_type=kind, tags=cfg.tags_for(f"{cfg.cluster_name}-system")
+                    )
+                    for kind in ("instance", "volume")
+                ],
+                update_default_version=True,
+                tags=cfg.tags_for(f"{cfg.cluster_name}-system"),
+            ),
+            opts=child,
+        )
+        return aws.eks.NodeGroup(
+            f"{name}-system",
+            aws.eks.NodeGroupArgs(
+                cluster_name=self.name,
+                node_group_name_prefix="system-",
+                node_role_arn=role.arn,
+                subnet_ids=subnet_ids,
+                version=cfg.cluster.kubernetes_version,
+                release_version=ng.release_version,
+                ami_type=ng.ami_type,
+                capacity_type=ng.capacity_type,
+                instance_types=ng.instance_types,
+                scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                    min_size=ng.min_size, desired_size=ng.desired_size, max_size=ng.max_size
+                ),
+                update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+                launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                    id=launch_template.id, version=launch_template.latest_version.apply(str)
+                ),
+                labels=SYSTEM_POOL_LABEL,
+                taints=[aws.eks.NodeGroupTaintArgs(key=SYSTEM_TAINT["key"], value=SYSTEM_TAINT["value"], effect="NO_SCHEDULE")],
+                tags=cfg.tags_for(f"{cfg.cluster_name}-system"),
+            ),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=depends_on,
+                # The autoscaler, not Pulumi, owns the current size.
+                ignore_changes=["scalingConfig.desiredSize"],
+            ),
+        )
+
+
+class _AddonFactory:
+    """Creates pinned EKS managed add-ons of one cluster."""
+
+    def __init__(self, parent: pulumi.ComponentResource, cfg: PlatformConfig, cluster_name: pulumi.Output[str]):
+        self._parent, self._cfg, self._cluster_name = parent, cfg, cluster_name
+
+    def __call__(
+        self,
+        addon_name: str,
+        version: str,
+        service_account: str | None = None,
+        role_arn: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> aws.eks.Addon:
+        identity = (
+            [aws.eks.AddonPodIdentityAssociationArgs(service_account=service_account, role_arn=role_arn)]
+            if service_account
+            else None
+        )
+        return aws.eks.Addon(
+            f"{self._cfg.cluster_name}-{addon_name}",
+            aws.eks.AddonArgs(
+                cluster_name=self._cluster_name,
+                addon_name=addon_name,
+                addon_version=version,
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="OVERWRITE",
+                pod_identity_associations=identity,
+                tags=self._cfg.tags_for(f"{self._cfg.cluster_name}-{addon_name}"),
+            ),
+            opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self._parent), opts),
+        )

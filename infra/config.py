@@ -1,0 +1,254 @@
+"""Typed platform configuration, validated once before any resource is registered.
+
+Stack files hold `ml-platform:<section>` keys in camelCase; `load()` reads every key of the
+project namespace (unknown keys included) and returns one frozen `PlatformConfig`.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Annotated, Any, Literal, Optional
+
+import pulumi
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+PROJECT = "ml-platform"
+
+SUPPORTED_KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35")
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
+NODE_AMI_TYPES = ("AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD")
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid configuration; the message names the key path, the bad value and what is allowed."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True)
+
+
+def _ipv4_network(value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError:
+        raise ValueError("expected an IPv4 CIDR with no host bits set, like 10.0.0.0/16") from None
+    return str(net)
+
+
+Cidr = Annotated[str, AfterValidator(_ipv4_network)]
+RetentionDays = Literal[LOG_RETENTION_DAYS]  # type: ignore[valid-type]
+IamRoleArn = Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")]
+AddonVersion = Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+-eksbuild\.\d+$")]
+
+
+class Tags(Model):
+    owner: Annotated[str, Field(min_length=1, max_length=128)]
+    cost_center: Annotated[str, Field(min_length=1, max_length=128)]
+    extra: dict[str, str] = {}
+
+
+class FlowLogs(Model):
+    enabled: bool = False
+    retention_days: RetentionDays = 30
+
+
+class NetworkConfig(Model):
+    cidr: Cidr = "10.0.0.0/16"
+    az_count: Annotated[int, Field(ge=2, le=6)] = 3
+    availability_zones: Optional[list[str]] = None
+    nat_gateways: Literal["single", "perAz"] = "perAz"
+    private_subnet_prefix: Annotated[int, Field(ge=16, le=26)] = 19
+    public_subnet_prefix: Annotated[int, Field(ge=16, le=28)] = 24
+    flow_logs: FlowLogs = FlowLogs()
+
+    @model_validator(mode="after")
+    def _subnets_fit(self) -> "NetworkConfig":
+        if self.availability_zones is not None and len(self.availability_zones) != self.az_count:
+            raise ValueError(f"availabilityZones lists {len(self.availability_zones)} zones but azCount is {self.az_count}")
+        plan_subnets(self)
+        return self
+
+
+def plan_subnets(net: NetworkConfig) -> tuple[list[str], list[str]]:
+    """Carves `az_count` private then `az_count` public subnets out of the VPC CIDR, largest first."""
+    vpc = ipaddress.IPv4Network(net.cidr)
+    for key, prefix in (("privateSubnetPrefix", net.private_subnet_prefix), ("publicSubnetPrefix", net.public_subnet_prefix)):
+        if prefix <= vpc.prefixlen:
+            raise ValueError(f"{key} /{prefix} must be longer than the VPC CIDR /{vpc.prefixlen}")
+    free = [vpc]
+    allocated: dict[str, list[str]] = {"private": [], "public": []}
+    for kind, prefix in (("private", net.private_subnet_prefix), ("public", net.public_subnet_prefix)):
+        for _ in range(net.az_count):
+            block = next((b for b in free if b.prefixlen <= prefix), None)
+            if block is None:
+                raise ValueError(
+                    f"cidr {net.cidr} is too small for {net.az_count} private /{net.private_subnet_prefix} and "
+                    f"{net.az_count} public /{net.public_subnet_prefix} subnets; widen it or lengthen the subnet prefixes"
+                )
+            free.remove(block)
+            first, *rest = block.subnets(new_prefix=prefix)
+            free = sorted(free + list(rest), key=lambda b: (b.network_address, b.prefixlen))
+            allocated[kind].append(str(first))
+    return allocated["private"], allocated["public"]
+
+
+class EndpointAccess(Model):
+    private_access: Literal[True] = True
+    public_access: bool = False
+    public_access_cidrs: list[Cidr] = []
+
+    @model_validator(mode="after")
+    def _public_needs_cidrs(self) -> "EndpointAccess":
+        if self.public_access and not self.public_access_cidrs:
+            raise ValueError("publicAccess is on but publicAccessCidrs is empty; list the CIDRs allowed to reach the API")
+        if not self.public_access and self.public_access_cidrs:
+            raise ValueError("publicAccessCidrs is set but publicAccess is off")
+        return self
+
+
+class ClusterAccess(Model):
+    admin_role_arns: list[IamRoleArn] = []
+    cluster_creator_admin: bool = False
+
+    @model_validator(mode="after")
+    def _someone_is_admin(self) -> "ClusterAccess":
+        if not self.admin_role_arns and not self.cluster_creator_admin:
+            raise ValueError("adminRoleArns is empty and clusterCreatorAdmin is false, so nobody could administer the cluster; list at least one admin role ARN")
+        return self
+
+
+class SystemNodeGroup(Model):
+    instance_types: Annotated[list[str], Field(min_length=1)] = ["m7i.large"]
+    ami_type: Literal[NODE_AMI_TYPES] = "AL2023_x86_64_STANDARD"  # type: ignore[valid-type]
+    # EKS-optimized AMI release for the node group; None takes the newest at creation and then stays put.
+    release_version: Optional[Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+-\d{8}$")]] = None
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    min_size: Annotated[int, Field(ge=1, le=50)] = 2
+    desired_size: Annotated[int, Field(ge=1, le=50)] = 2
+    max_size: Annotated[int, Field(ge=1, le=50)] = 4
+    disk_size_gib: Annotated[int, Field(ge=20, le=1000)] = 50
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "SystemNodeGroup":
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(f"minSize <= desiredSize <= maxSize must hold, got {self.min_size}, {self.desired_size}, {self.max_size}")
+        return self
+
+
+class AddonVersions(Model):
+    vpc_cni: AddonVersion = "v1.20.4-eksbuild.1"
+    coredns: AddonVersion = "v1.12.4-eksbuild.1"
+    kube_proxy: AddonVersion = "v1.34.1-eksbuild.2"
+    eks_pod_identity_agent: AddonVersion = "v1.3.9-eksbuild.3"
+    aws_ebs_csi_driver: AddonVersion = "v1.51.1-eksbuild.1"
+
+
+class ClusterConfig(Model):
+    name: Optional[Annotated[str, Field(pattern=r"^[a-zA-Z][-a-zA-Z0-9]{0,99}$")]] = None
+    kubernetes_version: Literal[SUPPORTED_KUBERNETES_VERSIONS] = "1.34"  # type: ignore[valid-type]
+    endpoint: EndpointAccess = EndpointAccess()
+    access: ClusterAccess
+    log_retention_days: RetentionDays = 90
+    service_ipv4_cidr: Cidr = "172.20.0.0/16"
+    deletion_protection: bool = False
+    system_node_group: SystemNodeGroup = SystemNodeGroup()
+    addons: AddonVersions = AddonVersions()
+
+    @model_validator(mode="after")
+    def _kube_proxy_matches(self) -> "ClusterConfig":
+        minor = re.match(r"^v(\d+\.\d+)\.", self.addons.kube_proxy).group(1)  # type: ignore[union-attr]
+        if minor != self.kubernetes_version:
+            raise ValueError(
+                f"addons.kubeProxy {self.addons.kube_proxy} is for Kubernetes {minor} but kubernetesVersion is "
+                f"{self.kubernetes_version}; pin the kube-proxy build for {self.kubernetes_version}"
+            )
+        return self
+
+
+class PlatformConfig(Model):
+    environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")]
+    region: str
+    tags: Tags
+    network: NetworkConfig = NetworkConfig()
+    cluster: ClusterConfig
+
+    @model_validator(mode="after")
+    def _cidrs_disjoint(self) -> "PlatformConfig":
+        vpc = ipaddress.IPv4Network(self.network.cidr)
+        svc = ipaddress.IPv4Network(self.cluster.service_ipv4_cidr)
+        if vpc.overlaps(svc):
+            raise ValueError(
+                f"cluster.serviceIpv4Cidr {svc} overlaps network.cidr {vpc}; pick a service range outside the VPC"
+            )
+        return self
+
+    @property
+    def cluster_name(self) -> str:
+        return self.cluster.name or f"{PROJECT}-{self.environment}"
+
+    def tags_for(self, name: str) -> dict[str, str]:
+        """The tags every taggable AWS resource carries."""
+        return {
+            "Name": name,
+            "environment": self.environment,
+            "project": PROJECT,
+            "owner": self.tags.owner,
+            "cost-center": self.tags.cost_center,
+            "managed-by": "pulumi",
+            **self.tags.extra,
+        }
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"]]
+    # Model-level validators report at the model; the path then names the section.
+    path = f"{PROJECT}:" + ".".join(loc[:1]) + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        return f"{path}: unknown key (value {json.dumps(err['input'], default=str)}); check the spelling against the configuration reference"
+    if err["type"] == "missing":
+        return f"{path}: required key is missing"
+    shown = err.get("input")
+    if isinstance(shown, dict):
+        # A model-level check: its message starts with the key it is about.
+        return f"{path}{'.' if loc else ''}{msg}"
+    return f"{path}: {json.dumps(shown, default=str)} is not allowed: {msg}"
+
+
+def parse(raw: dict[str, Any]) -> PlatformConfig:
+    """Validates a dict of `<section>: value` (already JSON-decoded); raises ConfigError."""
+    try:
+        return PlatformConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_format_error(e) for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def load() -> PlatformConfig:
+    """Reads the whole `ml-platform:` namespace the engine handed the program, plus `aws:region`."""
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    bag = {**get_config_env(), **CONFIG.get()}
+    raw = {k.split(":", 1)[1]: _decode(v) for k, v in sorted(bag.items()) if k.startswith(f"{PROJECT}:")}
+    region = pulumi.Config("aws").get("region")
+    if not region:
+        raise ConfigError("invalid configuration:\n  aws:region: required key is missing; set the AWS region of the stack")
+    raw["region"] = region
+    return parse(raw)

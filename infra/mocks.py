@@ -1,0 +1,249 @@
+"""Pulumi's mock engine for the offline synth.
+
+Outputs look like the real providers' (ids, ARNs, DNS names) and are derived only from the
+URN and inputs, never from the clock or randomness, so two runs give identical artifacts.
+The monitor records parent, dependencies and provider of every registration.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, MockCallArgs
+
+ACCOUNT_ID = "111122223333"
+SECRET_MARK = "[secret]"
+
+
+def digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def redact(value: Any) -> Any:
+    """Replaces every secret with a marker, so no artifact carries a secret's value."""
+    if is_secret(value):
+        return SECRET_MARK
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def reveal(value: Any) -> Any:
+    """Unwraps secrets, for the mock outputs a provider would compute from them."""
+    if is_secret(value):
+        return reveal(value["value"])
+    if isinstance(value, dict):
+        return {k: reveal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [reveal(v) for v in value]
+    return value
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    def __init__(self, region: str):
+        self.region = region
+        self._by_type: dict[str, Callable[[MockResourceArgs, str, dict], tuple[str, dict]]] = {
+            "aws:ec2/vpc:Vpc": self._vpc,
+            "aws:ec2/subnet:Subnet": lambda a, h, i: self._ec2("subnet", h, i),
+            "aws:ec2/internetGateway:InternetGateway": lambda a, h, i: self._ec2("igw", h, i),
+            "aws:ec2/eip:Eip": self._eip,
+            "aws:ec2/natGateway:NatGateway": lambda a, h, i: self._ec2("nat", h, i),
+            "aws:ec2/routeTable:RouteTable": lambda a, h, i: self._ec2("rtb", h, i),
+            "aws:ec2/routeTableAssociation:RouteTableAssociation": lambda a, h, i: self._ec2("rtbassoc", h, i),
+            "aws:ec2/vpcEndpoint:VpcEndpoint": lambda a, h, i: self._ec2("vpce", h, i),
+            "aws:ec2/securityGroup:SecurityGroup": lambda a, h, i: self._ec2("sg", h, i),
+            "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": lambda a, h, i: self._ec2("sg", h, i),
+            "aws:ec2/flowLog:FlowLog": lambda a, h, i: self._ec2("fl", h, i),
+            "aws:ec2/launchTemplate:LaunchTemplate": self._launch_template,
+            "aws:kms/key:Key": self._kms_key,
+            "aws:cloudwatch/logGroup:LogGroup": self._log_group,
+            "aws:iam/role:Role": self._iam_role,
+            "aws:iam/policy:Policy": self._iam_policy,
+            "aws:eks/nodeGroup:NodeGroup": self._node_group,
+            "aws:eks/addon:Addon": self._addon,
+            "eks:index:Cluster": self._eks_cluster,
+        }
+        # Children a packaged (remote) component creates inside its own provider; kept so that
+        # resource references in its outputs resolve, as they do in the real engine.
+        self.remote_children: list[tuple[str, str, dict]] = []
+
+    # -- helpers ------------------------------------------------------------------------
+    def arn(self, service: str, resource: str, region: bool = True) -> str:
+        return f"arn:aws:{service}:{self.region if region else ''}:{ACCOUNT_ID}:{resource}"
+
+    @staticmethod
+    def _physical_name(args: MockResourceArgs, h: str, inputs: dict) -> str:
+        if inputs.get("name"):
+            return inputs["name"]
+        prefix = inputs.get("namePrefix")
+        return f"{prefix}{h[:8]}" if prefix else f"{args.name}-{h[:7]}"
+
+    # -- resources ----------------------------------------------------------------------
+    def new_resource(self, args: MockResourceArgs) -> tuple[Optional[str], dict]:
+        urn = f"{args.typ}::{args.name}::{args.provider}"
+        h = digest(urn, 24)
+        inputs = reveal(args.inputs)
+        if args.typ.startswith("pulumi:providers:"):
+            return f"provider-{h[:12]}", dict(args.inputs)
+        if args.typ in self._by_type:
+            rid, extra = self._by_type[args.typ](args, h, inputs)
+        elif args.typ.startswith("kubernetes:"):
+            meta = inputs.get("metadata") or {}
+            rid = f"{meta.get('namespace')}/{meta.get('name')}" if meta.get("namespace") else str(meta.get("name") or args.name)
+            extra = {}
+        else:
+            rid, extra = f"{args.name}-{h[:8]}", {}
+        return rid, {**args.inputs, **extra, "id": rid}
+
+    def _ec2(self, prefix: str, h: str, inputs: dict) -> tuple[str, dict]:
+        rid = f"{prefix}-{h[:17]}"
+        return rid, {"arn": self.arn("ec2", f"{prefix}/{rid}"), "ownerId": ACCOUNT_ID}
+
+    def _vpc(self, args, h, inputs):
+        rid = f"vpc-{h[:17]}"
+        return rid, {
+            "arn": self.arn("ec2", f"vpc/{rid}"),
+            "defaultSecurityGroupId": f"sg-{h[1:18]}",
+            "mainRouteTableId": f"rtb-{h[2:19]}",
+        }
+
+    def _eip(self, args, h, inputs):
+        rid = f"eipalloc-{h[:17]}"
+        n = int(h[:4], 16)
+        return rid, {"allocationId": rid, "publicIp": f"198.51.100.{n % 254 + 1}"}
+
+    def _launch_template(self, args, h, inputs):
+        rid = f"lt-{h[:17]}"
+        return rid, {"arn": self.arn("ec2", f"launch-template/{rid}"), "latestVersion": 1, "defaultVersion": 1}
+
+    def _kms_key(self, args, h, inputs):
+        key_id = f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{digest(h, 12)}"
+        return key_id, {"arn": self.arn("kms", f"key/{key_id}"), "keyId": key_id}
+
+    def _log_group(self, args, h, inputs):
+        name = self._physical_name(args, h, inputs)
+        return name, {"name": name, "arn": self.arn("logs", f"log-group:{name}")}
+
+    def _iam_role(self, args, h, inputs):
+        name = self._physical_name(args, h, inputs)
+        return name, {"name": name, "arn": self.arn("iam", f"role/{name}", region=False), "uniqueId": f"AROA{h[:17].upper()}"}
+
+    def _iam_policy(self, args, h, inputs):
+        name = self._physical_name(args, h, inputs)
+        arn = self.arn("iam", f"policy/{name}", region=False)
+        return arn, {"name": name, "arn": arn}
+
+    def _node_group(self, args, h, inputs):
+        name = self._physical_name(args, h, {"namePrefix": inputs.get("nodeGroupNamePrefix"), "name": inputs.get("nodeGroupName")})
+        cluster = inputs.get("clusterName")
+        return f"{cluster}:{name}", {
+            "nodeGroupName": name,
+            "arn": self.arn("eks", f"nodegroup/{cluster}/{name}/{h[:8]}"),
+            "status": "ACTIVE",
+        }
+
+    def _addon(self, args, h, inputs):
+        cluster, addon = inputs.get("clusterName"), inputs.get("addonName")
+        return f"{cluster}:{addon}", {"arn": self.arn("eks", f"addon/{cluster}/{addon}/{h[:8]}")}
+
+    def _eks_cluster(self, args, h, inputs):
+        name = inputs["name"]
+        oidc_id = h[:32].upper()
+        issuer = f"https://oidc.eks.{self.region}.amazonaws.com/id/{oidc_id}"
+        endpoint = f"https://{oidc_id}.gr7.{self.region}.eks.amazonaws.com"
+        ca = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t" + h  # deterministic stand-in for the PEM, base64
+        sg = f"sg-{h[3:20]}"
+        child_urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::eks:index:Cluster$aws:eks/cluster:Cluster::{args.name}-eksCluster"
+        child_state = {
+            "name": name,
+            "arn": self.arn("eks", f"cluster/{name}"),
+            "endpoint": endpoint,
+            "version": inputs.get("version"),
+            "certificateAuthority": {"data": ca},
+            "identities": [{"oidcs": [{"issuer": issuer}]}],
+            "vpcConfig": {"clusterSecurityGroupId": sg, "vpcId": inputs.get("vpcId")},
+        }
+        self.remote_children.append((child_urn, name, child_state))
+        oidc_arn = self.arn("iam", f"oidc-provider/{issuer.removeprefix('https://')}", region=False)
+        return f"{args.name}-{h[:8]}", {
+            "eksCluster": {rpc._special_sig_key: rpc._special_resource_sig, "urn": child_urn, "id": name},
+            "clusterSecurityGroupId": sg,
+            "oidcProviderArn": oidc_arn,
+            "oidcProviderUrl": issuer,
+            "oidcIssuer": issuer.removeprefix("https://"),
+        }
+
+    # -- invokes ------------------------------------------------------------------------
+    def call(self, args: MockCallArgs) -> dict:
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{self.region}{s}" for s in "abcdef"]
+            return {"names": names, "zoneIds": [f"{self.region[:3]}{self.region[-1]}-az{i + 1}" for i in range(6)]}
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": ACCOUNT_ID, "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/synth", "userId": "AIDASYNTH"}
+        if args.token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com"}
+        if args.token == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "region": self.region}
+        raise NotImplementedError(f"the offline synth has no mock for the invoke {args.token}; add one in infra/mocks.py")
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    parent: Optional[str]
+    custom: bool
+    remote: bool
+    provider: Optional[str]
+    dependencies: list[str]
+    property_dependencies: dict[str, list[str]]
+    inputs: dict
+    outputs: dict = field(default_factory=dict)
+
+
+class RecordingMonitor(MockMonitor):
+    """The mock monitor, also keeping every registration as the engine would see it."""
+
+    mocks: PlatformMocks
+
+    def __init__(self, mocks: PlatformMocks):
+        super().__init__(mocks)
+        self.registrations: dict[str, Registration] = {}
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        for urn, name, state in self.mocks.remote_children:
+            self.resources[urn] = MockMonitor.ResourceRegistration(urn, name, state)
+        self.mocks.remote_children.clear()
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        provider = request.provider.rsplit("::", 1)[0] if request.provider else None
+        self.registrations[response.urn] = Registration(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent or None,
+            custom=bool(request.custom),
+            remote=bool(request.remote),
+            provider=provider,
+            dependencies=sorted(set(request.dependencies)),
+            property_dependencies={k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items())},
+            inputs=rpc.deserialize_properties(request.object),
+            outputs=self.resources[response.urn].state if response.urn in self.resources else {},
+        )
+        return response
+
+    def RegisterResourceOutputs(self, request):
+        if request.urn in self.registrations:
+            self.registrations[request.urn].outputs = rpc.deserialize_properties(request.outputs)
+        return super().RegisterResourceOutputs(request)

@@ -1,0 +1,312 @@
+"""Offline synth: runs the Pulumi program under the mock engine and writes reviewable artifacts.
+
+    python -m infra.synth --stack dev [--out DIR] [--config FILE]
+
+Exit status: 0 synthesized with no mandatory policy violation; 1 mandatory violations; 2 invalid
+configuration. See DESIGN.md for the artifact contract.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import runpy
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "ml-platform"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+
+
+class SynthConfigError(Exception):
+    """The stack file cannot be read or the program rejected its configuration."""
+
+
+@dataclass
+class SynthResult:
+    stack: str
+    resources: list[dict]
+    outputs: dict
+    manifests: dict[str, dict]
+    helm: dict[str, dict]
+    policy: dict
+    graph: str
+    placeholders: list[str]
+
+    @property
+    def mandatory_violations(self) -> list[dict]:
+        return [v for v in self.policy["violations"] if v["enforcement"] == "mandatory"]
+
+
+# -- stack file -------------------------------------------------------------------------------
+def read_stack_file(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
+    """Returns (PULUMI_CONFIG bag, secret keys, keys given offline placeholders)."""
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise SynthConfigError(f"{path}: no such stack file") from None
+    except yaml.YAMLError as exc:
+        raise SynthConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
+        raise SynthConfigError(f"{path}: expected a mapping with a 'config:' mapping")
+    bag, secret_keys, placeholders = {}, [], []
+    for key, value in (doc.get("config") or {}).items():
+        if not isinstance(key, str) or ":" not in key:
+            raise SynthConfigError(f"{path}: config key {key!r} must be namespaced, like '{PROJECT}:network' or 'aws:region'")
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            # Encrypted with the stack's secrets provider, which is not reachable offline.
+            value = f"offline-placeholder-for-{key.replace(':', '-')}"
+            secret_keys.append(key)
+            placeholders.append(key)
+        # The language host passes structured values as JSON and scalars as strings.
+        if isinstance(value, (dict, list)):
+            bag[key] = json.dumps(value)
+        elif isinstance(value, bool):
+            bag[key] = "true" if value else "false"
+        else:
+            bag[key] = str(value)
+    return bag, secret_keys, placeholders
+
+
+# -- running the program ----------------------------------------------------------------------
+def _run_program(stack: str, bag: dict[str, str], secret_keys: list[str]):
+    import pulumi
+    from pulumi.runtime import settings
+    from pulumi.runtime.config import set_all_config
+
+    from infra.config import ConfigError
+    from infra.mocks import PlatformMocks, RecordingMonitor, redact
+
+    region = json.loads(bag["aws:region"]) if bag.get("aws:region", "").startswith('"') else bag.get("aws:region", "us-east-1")
+    mocks = PlatformMocks(region)
+    monitor = RecordingMonitor(mocks)
+    settings.ROOT.set(None)
+    set_all_config(bag, secret_keys)
+    previous_env = {k: os.environ.get(k) for k in ("PULUMI_CONFIG", "PULUMI_CONFIG_SECRET_KEYS")}
+    os.environ["PULUMI_CONFIG"] = json.dumps(bag)
+    os.environ["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(secret_keys)
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+
+    exported: dict[str, Any] = {}
+    config_error: list[ConfigError] = []
+
+    async def resolve_exports() -> None:
+        stack_resource = settings.get_root_resource()
+        for key, value in sorted(stack_resource.outputs.items()):
+            out = pulumi.Output.from_input(value)
+            resolved = await out.future()
+            exported[key] = "[secret]" if await out.is_secret() else redact(resolved)
+
+    @pulumi.runtime.test
+    def program():
+        try:
+            # What the Python language host does: run the project directory as a script.
+            runpy.run_path(str(ROOT), run_name="__main__")
+        except ConfigError as exc:
+            config_error.append(exc)
+            return None
+        return asyncio.ensure_future(resolve_exports())
+
+    saved_cwd = os.getcwd()
+    try:
+        os.chdir(ROOT)
+        program()
+    finally:
+        os.chdir(saved_cwd)
+        for k, v in previous_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    if config_error:
+        raise SynthConfigError(str(config_error[0]))
+    return monitor.registrations, exported
+
+
+# -- artifacts --------------------------------------------------------------------------------
+def _resource_records(registrations) -> list[dict]:
+    from infra.mocks import redact
+
+    records = []
+    for urn in sorted(registrations):
+        r = registrations[urn]
+        records.append(
+            {
+                "urn": r.urn,
+                "type": r.type,
+                "name": r.name,
+                "parent": r.parent,
+                "custom": r.custom,
+                "provider": r.provider,
+                "dependencies": r.dependencies,
+                "inputs": redact(r.inputs),
+                "outputs": redact(r.outputs),
+            }
+        )
+    return records
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.-]+", "-", text.lower()).strip("-")
+
+
+def _manifests(records: list[dict]) -> dict[str, dict]:
+    manifests = {}
+    for r in records:
+        if not r["type"].startswith("kubernetes:") or r["type"] == HELM_RELEASE or not r["custom"]:
+            continue
+        body = {k: v for k, v in r["inputs"].items() if not k.startswith("__")}
+        meta = body.get("metadata", {})
+        fname = f"{_slug(body['kind'])}--{_slug(meta.get('namespace') or 'cluster')}--{_slug(meta.get('name', r['name']))}.yaml"
+        manifests[fname] = body
+    return manifests
+
+
+def _helm(records: list[dict]) -> dict[str, dict]:
+    releases = {}
+    for r in records:
+        if r["type"] != HELM_RELEASE:
+            continue
+        i = r["inputs"]
+        chart, repository = i.get("chart", ""), (i.get("repositoryOpts") or {}).get("repo")
+        if chart.startswith("oci://"):
+            repository, chart = chart.rsplit("/", 1)
+        releases[f"{_slug(i.get('name', r['name']))}.yaml"] = {
+            "name": i.get("name"),
+            "chart": chart,
+            "repository": repository,
+            "version": i.get("version"),
+            "namespace": i.get("namespace"),
+            "values": i.get("values", {}),
+        }
+    return releases
+
+
+def component_of(records: list[dict]) -> dict[str, Optional[str]]:
+    """Maps each URN to its nearest ancestor of a platform component type (`ml-platform:*`)."""
+    by_urn = {r["urn"]: r for r in records}
+    owner: dict[str, Optional[str]] = {}
+    for r in records:
+        node: Optional[dict] = r
+        while node is not None and not node["type"].startswith(f"{PROJECT}:"):
+            node = by_urn.get(node["parent"])
+        owner[r["urn"]] = node["urn"] if node else None
+    return owner
+
+
+def _graph(records: list[dict]) -> str:
+    by_urn = {r["urn"]: r for r in records}
+    owner = component_of(records)
+    components = sorted({u for u in owner.values() if u}, key=lambda u: by_urn[u]["name"])
+    edges = set()
+    for r in records:
+        a = owner[r["urn"]]
+        for dep in r["dependencies"] + ([r["provider"]] if r["provider"] else []):
+            b = owner.get(dep)
+            if a and b and a != b:
+                edges.add((by_urn[b]["name"], by_urn[a]["name"]))
+    counts = Counter(owner[r["urn"]] for r in records if r["custom"])
+    lines = ["flowchart TD"]
+    for u in components:
+        c = by_urn[u]
+        lines.append(f'    {c["name"]}["{c["name"]}<br/>{c["type"].split(":")[-1]} · {counts[u]} resources"]')
+    for src, dst in sorted(edges):
+        lines.append(f"    {src} --> {dst}")
+    return "\n".join(lines) + "\n"
+
+
+def _dump_yaml(doc: Any) -> str:
+    return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=120)
+
+
+def write_artifacts(result: SynthResult, out: Path) -> None:
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "manifests").mkdir(parents=True)
+    (out / "helm").mkdir()
+    doc = {"project": PROJECT, "stack": result.stack, "resources": result.resources, "outputs": result.outputs}
+    (out / "resources.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    for fname, body in sorted(result.manifests.items()):
+        (out / "manifests" / fname).write_text(_dump_yaml(body))
+    for fname, body in sorted(result.helm.items()):
+        (out / "helm" / fname).write_text(_dump_yaml(body))
+    (out / "policy.json").write_text(json.dumps(result.policy, indent=2, sort_keys=True) + "\n")
+    (out / "graph.mmd").write_text(result.graph)
+
+
+# -- entry points -----------------------------------------------------------------------------
+def synthesize(stack: str, config_file: Optional[Path] = None) -> SynthResult:
+    from infra.policy_check import check
+
+    path = config_file or ROOT / "stacks" / f"Pulumi.{stack}.yaml"
+    bag, secret_keys, placeholders = read_stack_file(path)
+    registrations, outputs = _run_program(stack, bag, secret_keys)
+    records = _resource_records(registrations)
+    policy = check(records, stack)
+    return SynthResult(
+        stack=stack,
+        resources=records,
+        outputs=outputs,
+        manifests=_manifests(records),
+        helm=_helm(records),
+        policy=policy,
+        graph=_graph(records),
+        placeholders=placeholders,
+    )
+
+
+def _summary(result: SynthResult, out: Path, seconds: float) -> str:
+    owner = component_of(result.resources)
+    by_urn = {r["urn"]: r for r in result.resources}
+    per_component = Counter(by_urn[o]["name"] if o else "(stack)" for u, o in owner.items() if by_urn[u]["custom"])
+    lines = [f"synthesized stack '{result.stack}' in {seconds:.1f}s: {sum(per_component.values())} resources"]
+    lines += [f"  {name:<16} {n:>4}" for name, n in sorted(per_component.items())]
+    lines.append(f"  manifests: {len(result.manifests)}, helm releases: {len(result.helm)}")
+    if result.placeholders:
+        lines.append(f"  note: secrets not decryptable offline got placeholder values: {', '.join(result.placeholders)}")
+    s = result.policy["summary"]
+    lines.append(
+        f"policy: {s['mandatory']} mandatory, {s['advisory']} advisory violation(s) over {s['rules']} rules"
+    )
+    grouped = defaultdict(list)
+    for v in result.policy["violations"]:
+        grouped[(v["enforcement"], v["policy"])].append(v)
+    for (level, rule), vs in sorted(grouped.items()):
+        lines.append(f"  [{level}] {rule}: {vs[0]['message']}")
+        lines.append(f"      at {vs[0]['urn']}" + (f" (+{len(vs) - 1} more)" if len(vs) > 1 else ""))
+        if vs[0].get("remediation"):
+            lines.append(f"      fix: {vs[0]['remediation']}")
+    lines.append(f"artifacts: {out}/ (resources.json, manifests/, helm/, policy.json, graph.mmd)")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.synth", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True, help="stack name; reads stacks/Pulumi.<stack>.yaml")
+    parser.add_argument("--out", type=Path, help="output folder (default build/<stack>)")
+    parser.add_argument("--config", type=Path, help="a stack config file to use instead of stacks/Pulumi.<stack>.yaml")
+    args = parser.parse_args(argv)
+    out = args.out or ROOT / "build" / args.stack
+    started = time.perf_counter()
+    try:
+        result = synthesize(args.stack, args.config)
+    except SynthConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    write_artifacts(result, out)
+    print(_summary(result, out, time.perf_counter() - started))
+    return 1 if result.mandatory_violations else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

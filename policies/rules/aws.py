@@ -1,0 +1,200 @@
+"""AWS rules: the control plane, encryption, network exposure, IAM, node metadata and tags."""
+from __future__ import annotations
+
+import ipaddress
+import json
+
+from .base import ADVISORY, MANDATORY, dig, resource_rule
+
+EKS_COMPONENT = "eks:index:Cluster"
+EKS_CLUSTER = "aws:eks/cluster:Cluster"
+CONTROL_PLANE_LOG_TYPES = {"api", "audit", "authenticator", "controllerManager", "scheduler"}
+REQUIRED_TAGS = ("environment", "project", "owner", "cost-center")
+# Resources of these types accept tags; every one the platform creates must carry the required set.
+TAGGABLE_TYPES = frozenset(
+    {
+        "aws:ec2/vpc:Vpc",
+        "aws:ec2/subnet:Subnet",
+        "aws:ec2/internetGateway:InternetGateway",
+        "aws:ec2/eip:Eip",
+        "aws:ec2/natGateway:NatGateway",
+        "aws:ec2/routeTable:RouteTable",
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:ec2/flowLog:FlowLog",
+        "aws:ec2/launchTemplate:LaunchTemplate",
+        "aws:kms/key:Key",
+        "aws:cloudwatch/logGroup:LogGroup",
+        "aws:cloudwatch/eventRule:EventRule",
+        "aws:iam/role:Role",
+        "aws:iam/policy:Policy",
+        "aws:eks/nodeGroup:NodeGroup",
+        "aws:eks/addon:Addon",
+        "aws:eks/podIdentityAssociation:PodIdentityAssociation",
+        "aws:eks/accessEntry:AccessEntry",
+        "aws:sqs/queue:Queue",
+        "aws:efs/fileSystem:FileSystem",
+        "aws:efs/accessPoint:AccessPoint",
+        EKS_COMPONENT,
+    }
+)
+WORLD = ipaddress.IPv4Network("0.0.0.0/0")
+
+
+def _endpoint(props: dict, resource_type: str) -> tuple[bool, list[str]]:
+    if resource_type == EKS_COMPONENT:
+        return bool(props.get("endpointPublicAccess")), list(props.get("publicAccessCidrs") or [])
+    vpc = props.get("vpcConfig") or {}
+    # The EKS API opens a public endpoint to the world unless told otherwise.
+    return vpc.get("endpointPublicAccess", True), list(vpc.get("publicAccessCidrs") or ["0.0.0.0/0"])
+
+
+@resource_rule(
+    "eks-endpoint-not-world-open",
+    "The EKS API endpoint is never reachable from 0.0.0.0/0.",
+    "Set cluster.endpoint.publicAccess: false, or list only your office/VPN CIDRs in publicAccessCidrs.",
+    MANDATORY,
+    [EKS_COMPONENT, EKS_CLUSTER],
+)
+def eks_endpoint_not_world_open(props, args):
+    public, cidrs = _endpoint(props, args.resource_type)
+    if public and (not cidrs or any(ipaddress.IPv4Network(c, strict=False) == WORLD for c in cidrs)):
+        yield "the public EKS endpoint is open to 0.0.0.0/0"
+
+
+@resource_rule(
+    "eks-endpoint-private",
+    "The EKS API endpoint is private only (no public endpoint at all).",
+    "Set cluster.endpoint.publicAccess: false and reach the API through the VPC (VPN, bastion, CI runners in the VPC).",
+    ADVISORY,
+    [EKS_COMPONENT, EKS_CLUSTER],
+)
+def eks_endpoint_private(props, args):
+    public, _ = _endpoint(props, args.resource_type)
+    if public:
+        yield "the EKS API endpoint has public access enabled"
+
+
+@resource_rule(
+    "eks-control-plane-logging",
+    "All five EKS control-plane log types are sent to CloudWatch.",
+    "Enable api, audit, authenticator, controllerManager and scheduler logs.",
+    MANDATORY,
+    [EKS_COMPONENT, EKS_CLUSTER],
+)
+def eks_control_plane_logging(props, args):
+    missing = CONTROL_PLANE_LOG_TYPES - set(props.get("enabledClusterLogTypes") or [])
+    if missing:
+        yield f"control-plane log types not enabled: {', '.join(sorted(missing))}"
+
+
+@resource_rule(
+    "eks-secrets-encryption",
+    "Kubernetes secrets are envelope-encrypted with a customer-managed KMS key.",
+    "Pass a KMS key ARN as the cluster's encryption key.",
+    MANDATORY,
+    [EKS_COMPONENT, EKS_CLUSTER],
+)
+def eks_secrets_encryption(props, args):
+    if args.resource_type == EKS_COMPONENT:
+        ok = bool(props.get("encryptionConfigKeyArn"))
+    else:
+        ok = "secrets" in (dig(props, "encryptionConfig", "resources") or [])
+    if not ok:
+        yield "secrets are not encrypted with a KMS key"
+
+
+@resource_rule(
+    "eks-api-authentication",
+    "The cluster authenticates through access entries only (authentication mode API, no aws-auth ConfigMap).",
+    "Set authenticationMode to API and grant access through access entries.",
+    MANDATORY,
+    [EKS_COMPONENT, EKS_CLUSTER],
+)
+def eks_api_authentication(props, args):
+    mode = props.get("authenticationMode") if args.resource_type == EKS_COMPONENT else dig(props, "accessConfig", "authenticationMode")
+    if mode != "API":
+        yield f"authentication mode is {mode!r}, not 'API'"
+
+
+@resource_rule(
+    "kms-key-rotation",
+    "Every customer-managed KMS key rotates yearly.",
+    "Set enableKeyRotation: true on the key.",
+    MANDATORY,
+    ["aws:kms/key:Key"],
+)
+def kms_key_rotation(props, args):
+    if not props.get("enableKeyRotation"):
+        yield "KMS key rotation is off"
+
+
+@resource_rule(
+    "launch-template-imdsv2",
+    "Node launch templates require IMDSv2 with a hop limit of 1, so pods cannot read the node role's credentials.",
+    "Set metadataOptions httpTokens: required and httpPutResponseHopLimit: 1.",
+    MANDATORY,
+    ["aws:ec2/launchTemplate:LaunchTemplate"],
+)
+def launch_template_imdsv2(props, args):
+    meta = props.get("metadataOptions") or {}
+    if meta.get("httpTokens") != "required":
+        yield "IMDSv2 is not required (httpTokens is not 'required')"
+    if meta.get("httpPutResponseHopLimit") != 1:
+        yield f"metadata hop limit is {meta.get('httpPutResponseHopLimit')!r}, not 1"
+
+
+@resource_rule(
+    "default-security-group-closed",
+    "The VPC's default security group has no rules, so nothing can fall back on it.",
+    "Declare the default security group with empty ingress and egress.",
+    MANDATORY,
+    ["aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"],
+)
+def default_security_group_closed(props, args):
+    if props.get("ingress") or props.get("egress"):
+        yield "the default security group has rules"
+
+
+def _statements(document) -> list[dict]:
+    doc = json.loads(document) if isinstance(document, str) else (document or {})
+    statements = doc.get("Statement", [])
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+@resource_rule(
+    "iam-no-unscoped-wildcard",
+    "No IAM policy allows wildcard actions on every resource.",
+    "Name the actions, or scope the statement to resource ARNs or with a Condition on tags.",
+    MANDATORY,
+    ["aws:iam/policy:Policy", "aws:iam/rolePolicy:RolePolicy"],
+)
+def iam_no_unscoped_wildcard(props, args):
+    document = props.get("policy")
+    if not isinstance(document, (str, dict)):
+        return
+    for st in _statements(document):
+        if st.get("Effect") != "Allow" or st.get("Condition"):
+            continue
+        actions, resources = _as_list(st.get("Action", [])), _as_list(st.get("Resource", []))
+        wild = [a for a in actions if a == "*" or a.endswith(":*")]
+        if wild and "*" in resources:
+            yield f"statement {st.get('Sid', '')!r} allows {', '.join(wild)} on Resource '*' with no condition"
+
+
+@resource_rule(
+    "required-tags",
+    "Every taggable AWS resource carries the environment, project, owner and cost-center tags.",
+    "Build tags with PlatformConfig.tags_for(name); set owner and costCenter in the stack's ml-platform:tags.",
+    ADVISORY,
+    TAGGABLE_TYPES,
+)
+def required_tags(props, args):
+    tags = props.get("tags") or {}
+    missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
+    if missing:
+        yield f"missing tags: {', '.join(missing)}"
