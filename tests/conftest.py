@@ -1,0 +1,60 @@
+"""One synth per shipped stack, shared by every test of the session."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.synth import SynthResult, synthesize
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = ("dev", "staging", "prod")
+
+
+class Synth:
+    """A synthesized stack with lookups the tests share."""
+
+    def __init__(self, result: SynthResult):
+        self.result = result
+        self.resources = result.resources
+        self.by_urn = {r["urn"]: r for r in self.resources}
+
+    def of_type(self, type_: str) -> list[dict]:
+        return [r for r in self.resources if r["type"] == type_]
+
+    def one(self, type_: str, name: str | None = None) -> dict:
+        found = [r for r in self.of_type(type_) if name is None or r["name"] == name]
+        assert len(found) == 1, f"expected one {type_} {name or ''}, found {[r['name'] for r in found]}"
+        return found[0]
+
+    def depends_on(self, resource: dict, other: dict) -> bool:
+        return other["urn"] in resource["dependencies"]
+
+
+_cache: dict[str, Synth] = {}
+
+
+def synth_of(stack: str) -> Synth:
+    if stack not in _cache:
+        _cache[stack] = Synth(synthesize(stack))
+    return _cache[stack]
+
+
+@pytest.fixture(params=STACKS)
+def stack(request) -> Synth:
+    return synth_of(request.param)
+
+
+@pytest.fixture
+def dev() -> Synth:
+    return synth_of("dev")
+
+
+@pytest.fixture
+def staging() -> Synth:
+    return synth_of("staging")
+
+
+@pytest.fixture
+def prod() -> Synth:
+    return synth_of("prod")

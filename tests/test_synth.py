@@ -1,0 +1,117 @@
+"""The synth's command-line contract: artifacts, exit codes, determinism, launch like the language host."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ("resources.json", "manifests", "helm", "policy.json", "graph.mmd")
+
+
+def run_synth(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "infra.synth", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def prod_twice(tmp_path_factory):
+    outs = [tmp_path_factory.mktemp(f"prod{i}") for i in range(2)]
+    return [run_synth("--stack", "prod", "--out", str(o)) for o in outs], outs
+
+
+def test_prod_synth_exits_0_and_writes_every_artifact(prod_twice):
+    (proc, _), (out, _) = prod_twice
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert all((out / a).exists() for a in ARTIFACTS)
+    doc = json.loads((out / "resources.json").read_text())
+    assert doc["project"] == "ml-platform" and doc["stack"] == "prod"
+    types = [r["type"] for r in doc["resources"]]
+    for t in ("aws:ec2/vpc:Vpc", "eks:index:Cluster", "aws:eks/nodeGroup:NodeGroup", "aws:kms/key:Key"):
+        assert t in types
+    assert set(doc["resources"][0]) == {"urn", "type", "name", "parent", "custom", "provider", "dependencies", "inputs", "outputs"}
+    assert "resources" in proc.stdout and "policy:" in proc.stdout and str(out) in proc.stdout
+
+
+def test_two_runs_are_byte_identical(prod_twice):
+    _, (a, b) = prod_twice
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for f in files:
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+
+
+def test_graph_shows_components_and_their_edges(prod_twice):
+    _, (out, _) = prod_twice
+    graph = (out / "graph.mmd").read_text()
+    assert graph.startswith("flowchart TD")
+    assert "    network --> cluster" in graph.splitlines()
+
+
+def test_broken_stack_file_exits_2_with_one_line_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "stacks" / "Pulumi.prod.yaml").read_text().replace("azCount: 3", "azCount: 12"))
+    proc = run_synth("--stack", "prod", "--config", str(bad), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    errors = [line.strip() for line in proc.stderr.splitlines()[1:]]
+    assert errors == ["ml-platform:network.azCount: 12 is not allowed: Input should be less than or equal to 6"]
+    assert not (tmp_path / "out").exists(), "nothing is written for an invalid configuration"
+
+
+def test_unreadable_stack_file_exits_2(tmp_path):
+    proc = run_synth("--stack", "prod", "--config", str(tmp_path / "missing.yaml"))
+    assert proc.returncode == 2 and "no such stack file" in proc.stderr
+
+
+def test_mandatory_violation_exits_1_and_names_the_rule(tmp_path):
+    bad = tmp_path / "open.yaml"
+    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
+    bad.write_text(text.replace("publicAccess: false", "publicAccess: true\n      publicAccessCidrs: [0.0.0.0/0]"))
+    proc = run_synth("--stack", "prod", "--config", str(bad), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[mandatory] eks-endpoint-not-world-open" in proc.stdout
+    policy = json.loads((tmp_path / "out" / "policy.json").read_text())
+    assert {"eks-endpoint-not-world-open", "eks-endpoint-private"} <= {
+        v["policy"] for v in policy["violations"] if v["enforcement"] == "mandatory"
+    }
+
+
+def test_program_imports_when_launched_like_the_language_host(tmp_path):
+    """The host runs `runpy.run_path('.')` in the project dir from a script elsewhere: only '.' is importable."""
+    launcher = tmp_path / "launcher.py"
+    launcher.write_text(
+        textwrap.dedent(
+            """
+            import importlib.util, json, os, runpy, sys
+            import pulumi
+            assert os.getcwd() not in sys.path and "" not in sys.path
+            # The project's mocks, loaded by path so that the project stays off sys.path.
+            spec = importlib.util.spec_from_file_location("synth_mocks", os.path.join("infra", "mocks.py"))
+            synth_mocks = sys.modules["synth_mocks"] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(synth_mocks)
+            mocks = synth_mocks.PlatformMocks("us-east-1")
+            monitor = synth_mocks.RecordingMonitor(mocks)
+            pulumi.runtime.set_mocks(mocks, project="ml-platform", stack="prod", monitor=monitor)
+            @pulumi.runtime.test
+            def run():
+                assert "infra" not in sys.modules and "components" not in sys.modules
+                runpy.run_path(".", run_name="__main__")
+            run()
+            print(json.dumps(sorted({r.type for r in monitor.registrations.values()})))
+            """
+        )
+    )
+    import yaml
+
+    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())["config"]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PULUMI_CONFIG"] = json.dumps({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    proc = subprocess.run([sys.executable, "-P", str(launcher)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    registered = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "eks:index:Cluster" in registered and "aws:ec2/vpc:Vpc" in registered
