@@ -18,6 +18,7 @@ CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterA
 # Critical add-ons (CoreDNS, EBS CSI, Karpenter) tolerate this taint by default; nothing else lands here.
 SYSTEM_TAINT = {"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}
 SYSTEM_POOL_LABEL = {"ml-platform.io/pool": "system"}
+SYSTEM_TOLERATION = {"key": "CriticalAddonsOnly", "operator": "Exists"}
 NODE_MANAGED_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
@@ -86,6 +87,8 @@ class Cluster(pulumi.ComponentResource):
     system_node_group: aws.eks.NodeGroup
     system_node_role_arn: pulumi.Output[str]
     default_storage_class: str = "gp3"
+    system_node_selector: dict[str, str] = SYSTEM_POOL_LABEL
+    system_toleration: dict[str, str] = SYSTEM_TOLERATION
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:cluster:Cluster", name, None, opts)
@@ -186,7 +189,7 @@ class Cluster(pulumi.ComponentResource):
         self.system_node_role_arn = node_role.arn
         self.system_node_group = self._system_node_group(name, cfg, node_role, args.private_subnet_ids, node_prerequisites)
         after_nodes = pulumi.ResourceOptions(depends_on=[self.system_node_group])
-        addon("coredns", cc.addons.coredns, opts=after_nodes)
+        coredns = addon("coredns", cc.addons.coredns, opts=after_nodes)
         ebs_csi_role = aws.iam.Role(
             f"{name}-ebs-csi",
             aws.iam.RoleArgs(assume_role_policy=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cluster_name}-ebs-csi")),
@@ -217,6 +220,7 @@ class Cluster(pulumi.ComponentResource):
             k8s.ProviderArgs(kubeconfig=self.kubeconfig, enable_server_side_apply=True),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[control_plane]),
         )
+        self.critical_addons: list[pulumi.Resource] = [self.system_node_group, coredns, ebs_csi]
         k8s.storage.v1.StorageClass(
             f"{name}-gp3",
             metadata=k8s.meta.v1.ObjectMetaArgs(

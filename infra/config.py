@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from infra.accelerators import NEURON, NVIDIA, AcceleratorKind, family_of
+
 PROJECT = "ml-platform"
 
 SUPPORTED_KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35")
@@ -175,12 +177,163 @@ class ClusterConfig(Model):
         return self
 
 
+Quantity = Annotated[str, Field(pattern=r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")]
+Duration = Annotated[str, Field(pattern=r"^(([0-9]+(s|m|h))+|Never)$")]
+CapacityType = Literal["spot", "on-demand"]
+# Karpenter AMI aliases pinned to a release; `@latest` would roll every node on each new AMI.
+AmiAlias = Annotated[str, Field(pattern=r"^(al2023@v\d{8}|bottlerocket@v\d+\.\d+\.\d+)$")]
+InstanceType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$")]
+
+
+class KarpenterConfig(Model):
+    version: Annotated[str, Field(pattern=r"^1\.\d+\.\d+$")] = "1.14.1"
+    replicas: Annotated[int, Field(ge=1, le=5)] = 2
+    # Accounts that ever used spot already have this role; creating it twice fails.
+    create_spot_service_linked_role: bool = False
+    log_level: Literal["debug", "info", "error"] = "info"
+
+
+class DisruptionBudget(Model):
+    nodes: Annotated[str, Field(pattern=r"^((100|[0-9]{1,2})%|[0-9]+)$")]
+    reasons: Optional[list[Literal["Underutilized", "Empty", "Drifted"]]] = None
+    schedule: Optional[str] = None
+    duration: Optional[Annotated[str, Field(pattern=r"^([0-9]+h)?([0-9]+m)?$")]] = None
+
+    @model_validator(mode="after")
+    def _schedule_with_duration(self) -> "DisruptionBudget":
+        if (self.schedule is None) != (self.duration is None):
+            raise ValueError("schedule and duration must be set together")
+        return self
+
+
+class Disruption(Model):
+    consolidation_policy: Literal["WhenEmpty", "WhenEmptyOrUnderutilized"]
+    consolidate_after: Duration
+    expire_after: Duration = "720h"
+    termination_grace_period: Duration = "24h"
+    budgets: Annotated[list[DisruptionBudget], Field(min_length=1)]
+
+
+class PoolLimits(Model):
+    cpu: Annotated[int, Field(ge=1)]
+    memory_gib: Annotated[int, Field(ge=1)]
+    accelerators: Optional[Annotated[int, Field(ge=1)]] = None
+
+
+class NodePoolBase(Model):
+    enabled: bool = True
+    capacity_types: Annotated[list[CapacityType], Field(min_length=1)] = ["on-demand"]
+    architectures: Annotated[list[Literal["amd64", "arm64"]], Field(min_length=1)] = ["amd64"]
+    ami_alias: AmiAlias = "al2023@v20251108"
+    root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 100
+    weight: Annotated[int, Field(ge=1, le=100)] = 10
+    limits: PoolLimits
+    disruption: Disruption
+
+
+class CpuPool(NodePoolBase):
+    instance_categories: Annotated[list[Literal["c", "m", "r"]], Field(min_length=1)] = ["c", "m", "r"]
+    min_generation: Annotated[int, Field(ge=1, le=9)] = 6
+    weight: Annotated[int, Field(ge=1, le=100)] = 50
+    root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 50
+    limits: PoolLimits = PoolLimits(cpu=1000, memory_gib=4000)
+    disruption: Disruption = Disruption(
+        consolidation_policy="WhenEmptyOrUnderutilized", consolidate_after="1m", budgets=[DisruptionBudget(nodes="10%")]
+    )
+
+
+# Accelerator nodes are slow to start and expensive to churn: consolidate only when empty.
+ACCELERATOR_DISRUPTION = Disruption(
+    consolidation_policy="WhenEmpty",
+    consolidate_after="15m",
+    termination_grace_period="48h",
+    budgets=[DisruptionBudget(nodes="1"), DisruptionBudget(nodes="0", reasons=["Drifted"], schedule="0 8 * * mon-fri", duration="10h")],
+)
+
+
+class AcceleratorPool(NodePoolBase):
+    instance_types: Annotated[list[InstanceType], Field(min_length=1)]
+    limits: PoolLimits
+    disruption: Disruption = ACCELERATOR_DISRUPTION
+
+    @model_validator(mode="after")
+    def _limits_cover_accelerators(self) -> "AcceleratorPool":
+        if self.limits.accelerators is None:
+            raise ValueError("limits.accelerators is required, so a runaway job cannot buy unbounded accelerators")
+        return self
+
+
+class NvidiaPool(AcceleratorPool):
+    instance_types: Annotated[list[InstanceType], Field(min_length=1)] = ["g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge", "g6e.xlarge"]
+    root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 200
+    limits: PoolLimits = PoolLimits(cpu=256, memory_gib=1024, accelerators=16)
+
+    @model_validator(mode="after")
+    def _gpu_families(self) -> "NvidiaPool":
+        return _families_of(self, NVIDIA)
+
+
+class NeuronPool(AcceleratorPool):
+    instance_types: Annotated[list[InstanceType], Field(min_length=1)] = ["inf1.xlarge", "inf1.2xlarge", "inf2.xlarge", "inf2.8xlarge"]
+    root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 150
+    limits: PoolLimits = PoolLimits(cpu=256, memory_gib=1024, accelerators=16)
+
+    @model_validator(mode="after")
+    def _neuron_families(self) -> "NeuronPool":
+        return _families_of(self, NEURON)
+
+
+def _families_of(pool: AcceleratorPool, kind: AcceleratorKind):
+    wrong = [t for t in pool.instance_types if family_of(t) not in kind.families]
+    if wrong:
+        raise ValueError(
+            f"instanceTypes {wrong} carry no {kind.resource}; allowed families: {', '.join(sorted(kind.families))}"
+        )
+    return pool
+
+
+class NodePools(Model):
+    cpu: CpuPool = CpuPool()
+    nvidia: NvidiaPool = NvidiaPool()
+    neuron: NeuronPool = NeuronPool()
+
+    def enabled(self) -> dict[str, NodePoolBase]:
+        return {name: pool for name, pool in (("cpu", self.cpu), ("nvidia", self.nvidia), ("neuron", self.neuron)) if pool.enabled}
+
+
+class HelmChart(Model):
+    version: Annotated[str, Field(pattern=r"^v?\d+\.\d+\.\d+$")]
+
+
+class GpuSharing(Model):
+    strategy: Literal["none", "timeSlicing", "mig"] = "none"
+    time_slicing_replicas: Annotated[int, Field(ge=2, le=48)] = 4
+    mig_strategy: Literal["single", "mixed"] = "single"
+
+
+class GpuOperator(Model):
+    version: Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")] = "v26.3.0"
+    # The AL2023 NVIDIA AMIs ship the driver and container toolkit.
+    driver_from_ami: bool = True
+    sharing: GpuSharing = GpuSharing()
+
+
+class AcceleratorsConfig(Model):
+    gpu_operator: GpuOperator = GpuOperator()
+    neuron: HelmChart = HelmChart(version="1.3.0")
+    metrics_server: HelmChart = HelmChart(version="3.13.0")
+    metrics_server_replicas: Annotated[int, Field(ge=1, le=5)] = 2
+
+
 class PlatformConfig(Model):
     environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")]
     region: str
     tags: Tags
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig
+    karpenter: KarpenterConfig = KarpenterConfig()
+    node_pools: NodePools = NodePools()
+    accelerators: AcceleratorsConfig = AcceleratorsConfig()
 
     @model_validator(mode="after")
     def _cidrs_disjoint(self) -> "PlatformConfig":

@@ -37,6 +37,17 @@ def redact(value: Any) -> Any:
     return value
 
 
+def integral(value: Any) -> Any:
+    """The engine's wire format carries every number as a double; show whole numbers as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [integral(v) for v in value]
+    return value
+
+
 def reveal(value: Any) -> Any:
     """Unwraps secrets, for the mock outputs a provider would compute from them."""
     if is_secret(value):
@@ -71,6 +82,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:eks/nodeGroup:NodeGroup": self._node_group,
             "aws:eks/addon:Addon": self._addon,
             "eks:index:Cluster": self._eks_cluster,
+            "aws:sqs/queue:Queue": self._sqs_queue,
+            "aws:cloudwatch/eventRule:EventRule": self._event_rule,
+            "aws:eks/podIdentityAssociation:PodIdentityAssociation": self._pod_identity,
+            "aws:eks/accessEntry:AccessEntry": self._access_entry,
+            "kubernetes:helm.sh/v3:Release": self._helm_release,
         }
         # Children a packaged (remote) component creates inside its own provider; kept so that
         # resource references in its outputs resolve, as they do in the real engine.
@@ -155,6 +171,41 @@ class PlatformMocks(pulumi.runtime.Mocks):
         cluster, addon = inputs.get("clusterName"), inputs.get("addonName")
         return f"{cluster}:{addon}", {"arn": self.arn("eks", f"addon/{cluster}/{addon}/{h[:8]}")}
 
+    def _sqs_queue(self, args, h, inputs):
+        name = self._physical_name(args, h, inputs)
+        url = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{name}"
+        return url, {"name": name, "url": url, "arn": self.arn("sqs", name)}
+
+    def _event_rule(self, args, h, inputs):
+        name = self._physical_name(args, h, inputs)
+        return name, {"name": name, "arn": self.arn("events", f"rule/{name}")}
+
+    def _pod_identity(self, args, h, inputs):
+        association = f"a-{h[:17]}"
+        cluster = inputs.get("clusterName")
+        return f"{cluster},{association}", {
+            "associationId": association,
+            "associationArn": self.arn("eks", f"podidentityassociation/{cluster}/{association}"),
+        }
+
+    def _access_entry(self, args, h, inputs):
+        cluster, principal = inputs.get("clusterName"), inputs.get("principalArn")
+        return f"{cluster}:{principal}", {"accessEntryArn": self.arn("eks", f"access-entry/{cluster}/role/{ACCOUNT_ID}/{h[:8]}")}
+
+    def _helm_release(self, args, h, inputs):
+        name = inputs.get("name") or args.name
+        return f"{inputs.get('namespace')}/{name}", {
+            "name": name,
+            "status": {
+                "name": name,
+                "namespace": inputs.get("namespace"),
+                "chart": inputs.get("chart"),
+                "version": inputs.get("version"),
+                "revision": 1,
+                "status": "deployed",
+            },
+        }
+
     def _eks_cluster(self, args, h, inputs):
         name = inputs["name"]
         oidc_id = h[:32].upper()
@@ -238,12 +289,12 @@ class RecordingMonitor(MockMonitor):
             provider=provider,
             dependencies=sorted(set(request.dependencies)),
             property_dependencies={k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items())},
-            inputs=rpc.deserialize_properties(request.object),
-            outputs=self.resources[response.urn].state if response.urn in self.resources else {},
+            inputs=integral(rpc.deserialize_properties(request.object)),
+            outputs=integral(self.resources[response.urn].state) if response.urn in self.resources else {},
         )
         return response
 
     def RegisterResourceOutputs(self, request):
         if request.urn in self.registrations:
-            self.registrations[request.urn].outputs = rpc.deserialize_properties(request.outputs)
+            self.registrations[request.urn].outputs = integral(rpc.deserialize_properties(request.outputs))
         return super().RegisterResourceOutputs(request)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from components.accelerators import Accelerators, AcceleratorsArgs
 from components.cluster import Cluster, ClusterArgs
+from components.karpenter import Karpenter, KarpenterArgs
 from components.network import Network, NetworkArgs
 from infra import outputs
 from infra.config import PlatformConfig
@@ -32,4 +34,28 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
-    outputs.export(cfg, network=network, cluster=cluster)
+    karpenter = Karpenter(
+        "karpenter",
+        KarpenterArgs(
+            config=cfg,
+            cluster_name=cluster.name,
+            cluster_security_group_id=cluster.security_group_id,
+            provider=cluster.provider,
+            system_node_selector=cluster.system_node_selector,
+            system_toleration=cluster.system_toleration,
+            depends_on=cluster.critical_addons,
+        ),
+    )
+
+    Accelerators(
+        "accelerators",
+        AcceleratorsArgs(
+            config=cfg,
+            provider=cluster.provider,
+            system_node_selector=cluster.system_node_selector,
+            system_toleration=cluster.system_toleration,
+            depends_on=cluster.critical_addons,
+        ),
+    )
+
+    outputs.export(cfg, network=network, cluster=cluster, karpenter=karpenter)

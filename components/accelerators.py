@@ -1,0 +1,172 @@
+"""Accelerator software: NVIDIA GPU operator, Neuron device plugin and scheduler, metrics-server."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from infra.accelerators import NEURON, NVIDIA
+from infra.config import GpuOperator, PlatformConfig
+
+GPU_OPERATOR_NAMESPACE = "gpu-operator"
+GPU_OPERATOR_REPOSITORY = "https://helm.ngc.nvidia.com/nvidia"
+NEURON_REPOSITORY = "oci://public.ecr.aws/neuron"
+METRICS_SERVER_REPOSITORY = "https://kubernetes-sigs.github.io/metrics-server/"
+TIME_SLICING_CONFIG = "time-slicing-config"
+
+
+def _toleration_exists(key: str) -> dict[str, str]:
+    # Operand DaemonSets must land on every node carrying the key, whatever its value.
+    return {"key": key, "operator": "Exists", "effect": "NoSchedule"}
+
+
+def time_slicing_config(replicas: int) -> str:
+    return yaml.safe_dump(
+        {
+            "version": "v1",
+            "flags": {"migStrategy": "none"},
+            "sharing": {"timeSlicing": {"resources": [{"name": NVIDIA.resource, "replicas": replicas}]}},
+        },
+        sort_keys=True,
+    )
+
+
+def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], system_toleration: dict[str, str]) -> dict[str, Any]:
+    gpu_toleration = _toleration_exists(NVIDIA.taint_key)
+    values: dict[str, Any] = {
+        "driver": {"enabled": not gpu.driver_from_ami},
+        "toolkit": {"enabled": not gpu.driver_from_ami},
+        "devicePlugin": {"enabled": True},
+        "gfd": {"enabled": True},
+        "dcgmExporter": {"enabled": True},
+        "mig": {"strategy": gpu.sharing.mig_strategy if gpu.sharing.strategy == "mig" else "none"},
+        "migManager": {"enabled": gpu.sharing.strategy == "mig"},
+        "daemonsets": {"tolerations": [gpu_toleration]},
+        "nfd": {"enabled": True},
+        "node-feature-discovery": {
+            "worker": {"tolerations": [gpu_toleration, _toleration_exists(NEURON.taint_key)]},
+            "master": {"nodeSelector": system_selector, "tolerations": [system_toleration]},
+            "gc": {"nodeSelector": system_selector, "tolerations": [system_toleration]},
+        },
+        "operator": {
+            "nodeSelector": system_selector,
+            "tolerations": [system_toleration],
+            "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+        },
+    }
+    if gpu.sharing.strategy == "timeSlicing":
+        values["devicePlugin"]["config"] = {"name": TIME_SLICING_CONFIG, "default": "any"}
+    return values
+
+
+def neuron_values(system_selector: dict[str, str], system_toleration: dict[str, str]) -> dict[str, Any]:
+    return {
+        "devicePlugin": {
+            "enabled": True,
+            "tolerations": [_toleration_exists(NEURON.taint_key), system_toleration],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}},
+        },
+        "scheduler": {
+            "enabled": True,
+            "nodeSelector": system_selector,
+            "tolerations": [system_toleration],
+        },
+        "npd": {"enabled": False},
+    }
+
+
+def metrics_server_values(replicas: int, system_selector: dict[str, str], system_toleration: dict[str, str]) -> dict[str, Any]:
+    return {
+        "replicas": replicas,
+        "nodeSelector": system_selector,
+        "tolerations": [system_toleration],
+        "podDisruptionBudget": {"enabled": replicas > 1, "maxUnavailable": 1},
+        "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "200Mi"}},
+    }
+
+
+@dataclass(frozen=True)
+class AcceleratorsArgs:
+    config: PlatformConfig
+    provider: k8s.Provider
+    system_node_selector: dict[str, str]
+    system_toleration: dict[str, str]
+    depends_on: list[pulumi.Resource]
+
+
+class Accelerators(pulumi.ComponentResource):
+    gpu_operator: k8s.helm.v3.Release
+    neuron: k8s.helm.v3.Release
+    metrics_server: k8s.helm.v3.Release
+    gpu_operator_namespace: str = GPU_OPERATOR_NAMESPACE
+
+    def __init__(self, name: str, args: AcceleratorsArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:accelerators:Accelerators", name, None, opts)
+        ac = args.config.accelerators
+        selector, toleration = args.system_node_selector, args.system_toleration
+        k8s_child = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on)
+
+        # The operator's DaemonSets load kernel modules and mount host paths: privileged is required.
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-gpu-operator",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=GPU_OPERATOR_NAMESPACE,
+                labels={
+                    "pod-security.kubernetes.io/enforce": "privileged",
+                    "app.kubernetes.io/part-of": "ml-platform",
+                },
+            ),
+            opts=k8s_child,
+        )
+        operator_deps: list[pulumi.Resource] = [namespace]
+        if ac.gpu_operator.sharing.strategy == "timeSlicing":
+            operator_deps.append(
+                k8s.core.v1.ConfigMap(
+                    f"{name}-time-slicing",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=TIME_SLICING_CONFIG, namespace=namespace.metadata.name),
+                    data={"any": time_slicing_config(ac.gpu_operator.sharing.time_slicing_replicas)},
+                    opts=k8s_child,
+                )
+            )
+        self.gpu_operator = k8s.helm.v3.Release(
+            f"{name}-gpu-operator",
+            k8s.helm.v3.ReleaseArgs(
+                name="gpu-operator",
+                chart="gpu-operator",
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=GPU_OPERATOR_REPOSITORY),
+                version=ac.gpu_operator.version,
+                namespace=namespace.metadata.name,
+                atomic=True,
+                values=gpu_operator_values(ac.gpu_operator, selector, toleration),
+            ),
+            opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[*args.depends_on, *operator_deps])),
+        )
+        self.neuron = k8s.helm.v3.Release(
+            f"{name}-neuron",
+            k8s.helm.v3.ReleaseArgs(
+                name="neuron",
+                chart=f"{NEURON_REPOSITORY}/neuron-helm-chart",
+                version=ac.neuron.version,
+                namespace="kube-system",
+                atomic=True,
+                values=neuron_values(selector, toleration),
+            ),
+            opts=k8s_child,
+        )
+        self.metrics_server = k8s.helm.v3.Release(
+            f"{name}-metrics-server",
+            k8s.helm.v3.ReleaseArgs(
+                name="metrics-server",
+                chart="metrics-server",
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=METRICS_SERVER_REPOSITORY),
+                version=ac.metrics_server.version,
+                namespace="kube-system",
+                atomic=True,
+                values=metrics_server_values(ac.metrics_server_replicas, selector, toleration),
+            ),
+            opts=k8s_child,
+        )
+        self.register_outputs({"gpuOperatorNamespace": GPU_OPERATOR_NAMESPACE})

@@ -1,0 +1,451 @@
+"""Karpenter: controller IAM (Pod Identity), node role, interruption queue, charts, node classes and pools."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.accelerators import ACCELERATOR_LABEL, KINDS, POOL_LABEL, AcceleratorKind
+from infra.config import NodePoolBase, PlatformConfig
+from infra.iam import POD_IDENTITY_TRUST, policy_document, service_trust_policy
+
+NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "karpenter"
+CHART_REPOSITORY = "oci://public.ecr.aws/karpenter"
+NODE_MANAGED_POLICIES = (
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+    "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+)
+# Events Karpenter handles ahead of EC2 taking the instance away.
+INTERRUPTION_EVENTS = {
+    "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
+    "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},
+    "rebalance": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance Rebalance Recommendation"]},
+    "instance-state-change": {"source": ["aws.ec2"], "detail-type": ["EC2 Instance State-change Notification"]},
+}
+
+
+def controller_policy(
+    cluster_name: str, region: str, partition: str, account_id: str, node_role_arn: str, queue_arn: str, cluster_arn: str
+) -> str:
+    """The controller's permissions as upstream documents them: every write scoped to this cluster's tags."""
+    ec2 = f"arn:{partition}:ec2:{region}"
+    launched = [f"{ec2}:*:{r}/*" for r in ("fleet", "instance", "volume", "network-interface", "launch-template", "spot-instances-request")]
+    owned = {f"aws:ResourceTag/kubernetes.io/cluster/{cluster_name}": "owned"}
+    requested = {f"aws:RequestTag/kubernetes.io/cluster/{cluster_name}": "owned", "aws:RequestTag/eks:eks-cluster-name": cluster_name}
+    profile = f"arn:{partition}:iam::{account_id}:instance-profile/*"
+    return policy_document(
+        [
+            {
+                "Sid": "AllowScopedEC2InstanceAccessActions",
+                "Effect": "Allow",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+                "Resource": [f"{ec2}::image/*", f"{ec2}::snapshot/*", f"{ec2}:*:security-group/*", f"{ec2}:*:subnet/*", f"{ec2}:*:capacity-reservation/*"],
+            },
+            {
+                "Sid": "AllowScopedEC2LaunchTemplateAccessActions",
+                "Effect": "Allow",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet"],
+                "Resource": f"{ec2}:*:launch-template/*",
+                "Condition": {"StringEquals": owned, "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"}},
+            },
+            {
+                "Sid": "AllowScopedEC2InstanceActionsWithTags",
+                "Effect": "Allow",
+                "Action": ["ec2:RunInstances", "ec2:CreateFleet", "ec2:CreateLaunchTemplate"],
+                "Resource": launched,
+                "Condition": {"StringEquals": requested, "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"}},
+            },
+            {
+                "Sid": "AllowScopedResourceCreationTagging",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": launched,
+                "Condition": {
+                    "StringEquals": {**requested, "ec2:CreateAction": ["RunInstances", "CreateFleet", "CreateLaunchTemplate"]},
+                    "StringLike": {"aws:RequestTag/karpenter.sh/nodepool": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedResourceTagging",
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": f"{ec2}:*:instance/*",
+                "Condition": {
+                    "StringEquals": owned,
+                    "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"},
+                    "StringEqualsIfExists": {"aws:RequestTag/eks:eks-cluster-name": cluster_name},
+                    "ForAllValues:StringEquals": {"aws:TagKeys": ["eks:eks-cluster-name", "karpenter.sh/nodeclaim", "Name"]},
+                },
+            },
+            {
+                "Sid": "AllowScopedDeletion",
+                "Effect": "Allow",
+                "Action": ["ec2:TerminateInstances", "ec2:DeleteLaunchTemplate"],
+                "Resource": [f"{ec2}:*:instance/*", f"{ec2}:*:launch-template/*"],
+                "Condition": {"StringEquals": owned, "StringLike": {"aws:ResourceTag/karpenter.sh/nodepool": "*"}},
+            },
+            {
+                "Sid": "AllowRegionalReadActions",
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:DescribeAvailabilityZones",
+                    "ec2:DescribeCapacityReservations",
+                    "ec2:DescribeImages",
+                    "ec2:DescribeInstances",
+                    "ec2:DescribeInstanceTypeOfferings",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplates",
+                    "ec2:DescribeSecurityGroups",
+                    "ec2:DescribeSpotPriceHistory",
+                    "ec2:DescribeSubnets",
+                ],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+            },
+            {
+                "Sid": "AllowSSMReadActions",
+                "Effect": "Allow",
+                "Action": "ssm:GetParameter",
+                "Resource": f"arn:{partition}:ssm:{region}::parameter/aws/service/*",
+            },
+            {"Sid": "AllowPricingReadActions", "Effect": "Allow", "Action": "pricing:GetProducts", "Resource": "*"},
+            {
+                "Sid": "AllowInterruptionQueueActions",
+                "Effect": "Allow",
+                "Action": ["sqs:DeleteMessage", "sqs:GetQueueUrl", "sqs:ReceiveMessage"],
+                "Resource": queue_arn,
+            },
+            {
+                "Sid": "AllowPassingInstanceRole",
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": node_role_arn,
+                "Condition": {"StringEquals": {"iam:PassedToService": ["ec2.amazonaws.com", "ec2.amazonaws.com.cn"]}},
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileCreationActions",
+                "Effect": "Allow",
+                "Action": "iam:CreateInstanceProfile",
+                "Resource": profile,
+                "Condition": {
+                    "StringEquals": {**requested, "aws:RequestTag/topology.kubernetes.io/region": region},
+                    "StringLike": {"aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileTagActions",
+                "Effect": "Allow",
+                "Action": "iam:TagInstanceProfile",
+                "Resource": profile,
+                "Condition": {
+                    "StringEquals": {**owned, "aws:ResourceTag/topology.kubernetes.io/region": region, **requested,
+                                     "aws:RequestTag/topology.kubernetes.io/region": region},
+                    "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*",
+                                   "aws:RequestTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowScopedInstanceProfileActions",
+                "Effect": "Allow",
+                "Action": ["iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile", "iam:DeleteInstanceProfile"],
+                "Resource": profile,
+                "Condition": {
+                    "StringEquals": {**owned, "aws:ResourceTag/topology.kubernetes.io/region": region},
+                    "StringLike": {"aws:ResourceTag/karpenter.k8s.aws/ec2nodeclass": "*"},
+                },
+            },
+            {
+                "Sid": "AllowInstanceProfileReadActions",
+                "Effect": "Allow",
+                "Action": ["iam:GetInstanceProfile", "iam:ListInstanceProfiles"],
+                "Resource": profile,
+            },
+            {"Sid": "AllowAPIServerEndpointDiscovery", "Effect": "Allow", "Action": "eks:DescribeCluster", "Resource": cluster_arn},
+        ]
+    )
+
+
+def pool_labels(name: str, kind: AcceleratorKind) -> dict[str, str]:
+    labels = {POOL_LABEL: name}
+    if kind.resource:
+        labels[ACCELERATOR_LABEL] = kind.name
+    return labels
+
+
+def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:
+    requirements = [
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
+        {"key": "kubernetes.io/arch", "operator": "In", "values": list(pool.architectures)},
+        {"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]},
+    ]
+    if kind.resource:
+        requirements.append({"key": "node.kubernetes.io/instance-type", "operator": "In", "values": list(pool.instance_types)})
+    else:
+        requirements += [
+            {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": list(pool.instance_categories)},
+            {"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": [str(pool.min_generation - 1)]},
+        ]
+    limits = {"cpu": str(pool.limits.cpu), "memory": f"{pool.limits.memory_gib}Gi"}
+    if kind.resource:
+        limits[kind.resource] = str(pool.limits.accelerators)
+    d = pool.disruption
+    budgets = [b.model_dump(by_alias=True, exclude_none=True) for b in d.budgets]
+    return {
+        "weight": pool.weight,
+        "template": {
+            "metadata": {"labels": pool_labels(name, kind)},
+            "spec": {
+                "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": name},
+                "requirements": requirements,
+                "taints": [kind.taint] if kind.taint else [],
+                "expireAfter": d.expire_after,
+                "terminationGracePeriod": d.termination_grace_period,
+            },
+        },
+        "disruption": {"consolidationPolicy": d.consolidation_policy, "consolidateAfter": d.consolidate_after, "budgets": budgets},
+        "limits": limits,
+    }
+
+
+def node_class_spec(
+    pool: NodePoolBase, cluster_name: str, node_role_name: str, security_group_id: str, tags: dict[str, str]
+) -> dict[str, Any]:
+    # Bottlerocket boots from its own OS volume; the configurable one is the data volume.
+    device = "/dev/xvdb" if pool.ami_alias.startswith("bottlerocket@") else "/dev/xvda"
+    return {
+        "role": node_role_name,
+        "amiSelectorTerms": [{"alias": pool.ami_alias}],
+        "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cluster_name}}],
+        "securityGroupSelectorTerms": [{"id": security_group_id}],
+        "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled", "httpPutResponseHopLimit": 1, "httpTokens": "required"},
+        "blockDeviceMappings": [
+            {
+                "deviceName": device,
+                "rootVolume": True,
+                "ebs": {"volumeSize": f"{pool.root_volume_gib}Gi", "volumeType": "gp3", "encrypted": True, "deleteOnTermination": True},
+            }
+        ],
+        "tags": {k: v for k, v in tags.items() if k != "Name"},
+    }
+
+
+@dataclass(frozen=True)
+class KarpenterArgs:
+    config: PlatformConfig
+    cluster_name: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
+    provider: k8s.Provider
+    system_node_selector: dict[str, str]
+    system_toleration: dict[str, str]
+    # Karpenter needs nodes for its controller and the cluster's add-ons before it can launch any.
+    depends_on: list[pulumi.Resource]
+
+
+@dataclass(frozen=True)
+class NodePoolInfo:
+    name: str
+    labels: dict[str, str]
+    taint: dict | None
+    extended_resource: str | None
+    capacity_types: list[str]
+
+
+class Karpenter(pulumi.ComponentResource):
+    controller: k8s.helm.v3.Release
+    node_pools: dict[str, NodePoolInfo]
+    node_role_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:karpenter:Karpenter", name, None, opts)
+        cfg, kc = args.config, args.config.karpenter
+        cluster_name = cfg.cluster_name
+        child = pulumi.ResourceOptions(parent=self)
+        k8s_child = pulumi.ResourceOptions(parent=self, provider=args.provider)
+
+        node_role = aws.iam.Role(
+            f"{name}-node",
+            aws.iam.RoleArgs(assume_role_policy=service_trust_policy("ec2.amazonaws.com"), tags=cfg.tags_for(f"{cluster_name}-karpenter-node")),
+            opts=child,
+        )
+        for arn in NODE_MANAGED_POLICIES:
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{arn.rsplit('/', 1)[1]}",
+                aws.iam.RolePolicyAttachmentArgs(role=node_role.name, policy_arn=arn),
+                opts=pulumi.ResourceOptions(parent=node_role),
+            )
+        node_access = aws.eks.AccessEntry(
+            f"{name}-node",
+            aws.eks.AccessEntryArgs(cluster_name=args.cluster_name, principal_arn=node_role.arn, type="EC2_LINUX", tags=cfg.tags_for(f"{cluster_name}-karpenter-node")),
+            opts=child,
+        )
+
+        queue = aws.sqs.Queue(
+            f"{name}-interruption",
+            aws.sqs.QueueArgs(
+                name=f"{cluster_name}-karpenter",
+                message_retention_seconds=300,
+                sqs_managed_sse_enabled=True,
+                tags=cfg.tags_for(f"{cluster_name}-karpenter"),
+            ),
+            opts=child,
+        )
+        queue_policy = aws.sqs.QueuePolicy(
+            f"{name}-interruption",
+            aws.sqs.QueuePolicyArgs(
+                queue_url=queue.url,
+                policy=queue.arn.apply(
+                    lambda arn: policy_document(
+                        [
+                            {
+                                "Sid": "EventBridgeAndSqsDeliver",
+                                "Effect": "Allow",
+                                "Principal": {"Service": ["events.amazonaws.com", "sqs.amazonaws.com"]},
+                                "Action": "sqs:SendMessage",
+                                "Resource": arn,
+                            },
+                            {
+                                "Sid": "DenyHTTP",
+                                "Effect": "Deny",
+                                "Principal": "*",
+                                "Action": "sqs:*",
+                                "Resource": arn,
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            },
+                        ]
+                    )
+                ),
+            ),
+            opts=child,
+        )
+        for event, pattern in INTERRUPTION_EVENTS.items():
+            rule = aws.cloudwatch.EventRule(
+                f"{name}-{event}",
+                aws.cloudwatch.EventRuleArgs(
+                    description=f"Karpenter interruption handling for {cluster_name}: {event}",
+                    event_pattern=json.dumps(pattern, sort_keys=True),
+                    tags=cfg.tags_for(f"{cluster_name}-karpenter-{event}"),
+                ),
+                opts=child,
+            )
+            aws.cloudwatch.EventTarget(
+                f"{name}-{event}",
+                aws.cloudwatch.EventTargetArgs(rule=rule.name, arn=queue.arn, target_id="karpenter-interruption-queue"),
+                opts=pulumi.ResourceOptions(parent=rule),
+            )
+
+        partition = aws.get_partition().partition
+        account_id = aws.get_caller_identity().account_id
+        cluster_arn = args.cluster_name.apply(lambda n: f"arn:{partition}:eks:{cfg.region}:{account_id}:cluster/{n}")
+        controller_role = aws.iam.Role(
+            f"{name}-controller",
+            aws.iam.RoleArgs(assume_role_policy=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cluster_name}-karpenter-controller")),
+            opts=child,
+        )
+        controller_permissions = aws.iam.Policy(
+            f"{name}-controller",
+            aws.iam.PolicyArgs(
+                description=f"Karpenter controller of {cluster_name}",
+                policy=pulumi.Output.all(node_role.arn, queue.arn, cluster_arn).apply(
+                    lambda v: controller_policy(cluster_name, cfg.region, partition, account_id, v[0], v[1], v[2])
+                ),
+                tags=cfg.tags_for(f"{cluster_name}-karpenter-controller"),
+            ),
+            opts=child,
+        )
+        attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-controller",
+            aws.iam.RolePolicyAttachmentArgs(role=controller_role.name, policy_arn=controller_permissions.arn),
+            opts=child,
+        )
+        identity = aws.eks.PodIdentityAssociation(
+            f"{name}-controller",
+            aws.eks.PodIdentityAssociationArgs(
+                cluster_name=args.cluster_name,
+                namespace=NAMESPACE,
+                service_account=SERVICE_ACCOUNT,
+                role_arn=controller_role.arn,
+                tags=cfg.tags_for(f"{cluster_name}-karpenter-controller"),
+            ),
+            opts=child,
+        )
+        prerequisites: list[pulumi.Resource] = [node_access, queue_policy, attachment, identity, *args.depends_on]
+        if kc.create_spot_service_linked_role:
+            prerequisites.append(
+                aws.iam.ServiceLinkedRole(f"{name}-spot", aws.iam.ServiceLinkedRoleArgs(aws_service_name="spot.amazonaws.com"), opts=child)
+            )
+
+        crds = k8s.helm.v3.Release(
+            f"{name}-crd",
+            k8s.helm.v3.ReleaseArgs(
+                name="karpenter-crd",
+                chart=f"{CHART_REPOSITORY}/karpenter-crd",
+                version=kc.version,
+                namespace=NAMESPACE,
+                atomic=True,
+            ),
+            opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=args.depends_on)),
+        )
+        self.controller = k8s.helm.v3.Release(
+            name,
+            k8s.helm.v3.ReleaseArgs(
+                name="karpenter",
+                chart=f"{CHART_REPOSITORY}/karpenter",
+                version=kc.version,
+                namespace=NAMESPACE,
+                skip_crds=True,
+                atomic=True,
+                values={
+                    "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                    "serviceAccount": {"name": SERVICE_ACCOUNT},
+                    "replicas": kc.replicas,
+                    "podDisruptionBudget": {"name": "karpenter", "maxUnavailable": 1},
+                    "nodeSelector": {"kubernetes.io/os": "linux", **args.system_node_selector},
+                    "tolerations": [args.system_toleration],
+                    "logLevel": kc.log_level,
+                    "controller": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}},
+                },
+            ),
+            opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[crds, *prerequisites])),
+        )
+
+        # Pools depend on the controller release: destroy deletes them (and their nodes) while it still runs.
+        after_controller = pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[self.controller]))
+        self.node_pools = {}
+        for pool_name, pool in cfg.node_pools.enabled().items():
+            kind = KINDS[pool_name]
+            tags = cfg.tags_for(f"{cluster_name}-{pool_name}")
+            node_class = k8s.apiextensions.CustomResource(
+                f"{name}-{pool_name}-class",
+                api_version="karpenter.k8s.aws/v1",
+                kind="EC2NodeClass",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                spec=pulumi.Output.all(node_role.name, args.cluster_security_group_id).apply(
+                    lambda v, pool=pool, tags=tags: node_class_spec(pool, cluster_name, v[0], v[1], tags)
+                ),
+                opts=after_controller,
+            )
+            k8s.apiextensions.CustomResource(
+                f"{name}-{pool_name}-pool",
+                api_version="karpenter.sh/v1",
+                kind="NodePool",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                spec=node_pool_spec(pool_name, pool, kind),
+                opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
+            )
+            self.node_pools[pool_name] = NodePoolInfo(
+                name=pool_name,
+                labels=pool_labels(pool_name, kind),
+                taint=kind.taint,
+                extended_resource=kind.resource,
+                capacity_types=list(pool.capacity_types),
+            )
+
+        self.node_role_arn = node_role.arn
+        self.register_outputs({"nodeRoleArn": self.node_role_arn, "nodePools": sorted(self.node_pools)})
