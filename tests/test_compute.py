@@ -1,0 +1,189 @@
+"""Karpenter, node pools and accelerator software as synthesized."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policies.rules.scheduling import matching_pools, tolerates
+from tests.conftest import synth_of
+
+RELEASE = "kubernetes:helm.sh/v3:Release"
+NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
+NODECLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+
+
+def release(stack, release_name: str) -> dict:
+    found = [r for r in stack.of_type(RELEASE) if r["inputs"]["name"] == release_name]
+    assert len(found) == 1, release_name
+    return found[0]
+
+
+def node_pools(stack) -> list[dict]:
+    return [m for m in stack.result.manifests.values() if m["kind"] == "NodePool"]
+
+
+def test_karpenter_chain_and_its_edges(stack):
+    crd, controller = release(stack, "karpenter-crd"), release(stack, "karpenter")
+    assert crd["inputs"]["chart"] == "oci://public.ecr.aws/karpenter/karpenter-crd"
+    assert controller["inputs"]["chart"] == "oci://public.ecr.aws/karpenter/karpenter"
+    assert crd["inputs"]["version"] == controller["inputs"]["version"] == "1.14.1"
+    assert controller["inputs"]["skipCrds"] is True
+    assert stack.depends_on(controller, crd)
+    queue = stack.one("aws:sqs/queue:Queue")
+    identity = stack.one("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    access = stack.one("aws:eks/accessEntry:AccessEntry")
+    for prerequisite in (identity, access, stack.one("aws:sqs/queuePolicy:QueuePolicy")):
+        assert stack.depends_on(controller, prerequisite), prerequisite["name"]
+    settings = controller["inputs"]["values"]["settings"]
+    assert settings == {"clusterName": stack.result.outputs["cluster"]["name"], "interruptionQueue": queue["outputs"]["name"]}
+    assert queue["inputs"]["sqsManagedSseEnabled"] is True
+    assert identity["inputs"]["namespace"] == "kube-system" and identity["inputs"]["serviceAccount"] == "karpenter"
+    assert identity["inputs"]["roleArn"] == stack.one("aws:iam/role:Role", "karpenter-controller")["outputs"]["arn"]
+    assert access["inputs"]["type"] == "EC2_LINUX"
+    assert access["inputs"]["principalArn"] == stack.one("aws:iam/role:Role", "karpenter-node")["outputs"]["arn"]
+
+
+def test_interruption_rules_target_the_queue(stack):
+    rules = {json.loads(r["inputs"]["eventPattern"])["detail-type"][0] for r in stack.of_type("aws:cloudwatch/eventRule:EventRule")}
+    assert rules == {
+        "AWS Health Event",
+        "EC2 Spot Instance Interruption Warning",
+        "EC2 Instance Rebalance Recommendation",
+        "EC2 Instance State-change Notification",
+    }
+    queue_arn = stack.one("aws:sqs/queue:Queue")["outputs"]["arn"]
+    targets = stack.of_type("aws:cloudwatch/eventTarget:EventTarget")
+    assert len(targets) == 4 and all(t["inputs"]["arn"] == queue_arn for t in targets)
+
+
+def test_controller_runs_on_the_system_nodes(stack):
+    values = release(stack, "karpenter")["inputs"]["values"]
+    assert values["nodeSelector"]["ml-platform.io/pool"] == "system"
+    system_taint = {"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}
+    assert tolerates(values["tolerations"], system_taint)
+    assert values["podDisruptionBudget"]["maxUnavailable"] == 1
+    assert values["controller"]["resources"]["requests"]["memory"] == values["controller"]["resources"]["limits"]["memory"]
+
+
+def test_controller_policy_has_no_unscoped_wildcard(stack):
+    doc = json.loads(stack.one("aws:iam/policy:Policy", "karpenter-controller")["inputs"]["policy"])
+    cluster = stack.result.outputs["cluster"]["name"]
+    for st in doc["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        assert not any("*" in a for a in actions), st["Sid"]
+        if "*" in resources:
+            # Only region-bound reads and the global, read-only pricing API may name every resource.
+            assert st.get("Condition") or actions == ["pricing:GetProducts"], st["Sid"]
+        writes = [a for a in actions if a.split(":")[1].startswith(("Run", "Create", "Terminate", "Delete", "Add", "Remove", "Tag"))]
+        if writes and st["Sid"] != "AllowScopedEC2InstanceAccessActions":
+            scoped = cluster in json.dumps(st.get("Condition", {})) or all(cluster in r for r in resources)
+            assert scoped, f"{st['Sid']} writes outside this cluster's resources"
+    passrole = next(s for s in doc["Statement"] if s["Action"] == "iam:PassRole")
+    assert passrole["Resource"] == stack.one("aws:iam/role:Role", "karpenter-node")["outputs"]["arn"]
+
+
+def test_every_pool_and_class_depends_on_the_controller(stack):
+    controller = release(stack, "karpenter")
+    pools, classes = stack.of_type(NODEPOOL), stack.of_type(NODECLASS)
+    assert sorted(p["inputs"]["metadata"]["name"] for p in pools) == ["cpu", "neuron", "nvidia"]
+    assert len(classes) == 3
+    for r in pools + classes:
+        assert stack.depends_on(r, controller), r["name"]
+    by_name = {c["inputs"]["metadata"]["name"]: c for c in classes}
+    for p in pools:
+        assert stack.depends_on(p, by_name[p["inputs"]["metadata"]["name"]])
+
+
+@pytest.mark.parametrize("pool, taint_key, resource", [("nvidia", "nvidia.com/gpu", "nvidia.com/gpu"), ("neuron", "aws.amazon.com/neuron", "aws.amazon.com/neuron")])
+def test_accelerator_pools_carry_taints_limits_and_pinned_amis(stack, pool, taint_key, resource):
+    spec = stack.result.manifests[f"nodepool--cluster--{pool}.yaml"]["spec"]
+    assert spec["template"]["spec"]["taints"] == [{"key": taint_key, "value": "true", "effect": "NoSchedule"}]
+    assert int(spec["limits"][resource]) > 0 and "cpu" in spec["limits"] and "memory" in spec["limits"]
+    assert spec["disruption"]["consolidationPolicy"] == "WhenEmpty"
+    assert spec["template"]["metadata"]["labels"] == {"ml-platform.io/pool": pool, "ml-platform.io/accelerator": pool}
+    node_class = stack.result.manifests[f"ec2nodeclass--cluster--{pool}.yaml"]["spec"]
+    alias = node_class["amiSelectorTerms"][0]["alias"]
+    assert alias.startswith("al2023@v") and not alias.endswith("latest")
+    assert node_class["metadataOptions"]["httpTokens"] == "required"
+    assert node_class["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    assert node_class["blockDeviceMappings"][0]["ebs"]["encrypted"] is True
+    assert node_class["subnetSelectorTerms"] == [{"tags": {"karpenter.sh/discovery": stack.result.outputs["cluster"]["name"]}}]
+    assert node_class["securityGroupSelectorTerms"] == [{"id": stack.result.outputs["cluster"]["securityGroupId"]}]
+
+
+def test_cpu_pool_has_no_taint_and_the_highest_weight(stack):
+    specs = {m["metadata"]["name"]: m["spec"] for m in node_pools(stack)}
+    assert specs["cpu"]["template"]["spec"]["taints"] == []
+    assert specs["cpu"]["weight"] > max(specs["nvidia"]["weight"], specs["neuron"]["weight"])
+    assert "nvidia.com/gpu" not in specs["cpu"]["limits"]
+
+
+def test_capacity_types_per_environment():
+    dev, prod = synth_of("dev").result.outputs["nodePools"], synth_of("prod").result.outputs["nodePools"]
+    assert all("spot" in dev[p]["capacityTypes"] for p in ("cpu", "nvidia", "neuron"))
+    assert all(prod[p]["capacityTypes"] == ["on-demand"] for p in ("cpu", "nvidia", "neuron"))
+
+
+def test_gpu_operator_and_neuron_tolerate_their_taints(stack):
+    gpu = release(stack, "gpu-operator")["inputs"]
+    assert gpu["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia" and gpu["version"] == "v26.3.0"
+    values = gpu["values"]
+    assert values["driver"]["enabled"] is False and values["toolkit"]["enabled"] is False
+    assert values["dcgmExporter"]["enabled"] is True and values["devicePlugin"]["enabled"] is True and values["gfd"]["enabled"] is True
+    gpu_taint = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
+    neuron_taint = {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"}
+    assert tolerates(values["daemonsets"]["tolerations"], gpu_taint)
+    assert not tolerates(values["daemonsets"]["tolerations"], neuron_taint)
+    neuron = release(stack, "neuron")["inputs"]
+    assert neuron["chart"] == "oci://public.ecr.aws/neuron/neuron-helm-chart"
+    assert tolerates(neuron["values"]["devicePlugin"]["tolerations"], neuron_taint)
+    assert not tolerates(neuron["values"]["devicePlugin"]["tolerations"], gpu_taint)
+
+
+def test_gpu_time_slicing_in_dev_only():
+    dev = synth_of("dev")
+    config_map = dev.result.manifests["configmap--gpu-operator--time-slicing-config.yaml"]
+    assert "replicas: 4" in config_map["data"]["any"] and "nvidia.com/gpu" in config_map["data"]["any"]
+    assert release(dev, "gpu-operator")["inputs"]["values"]["devicePlugin"]["config"] == {"name": "time-slicing-config", "default": "any"}
+    prod = synth_of("prod")
+    assert "config" not in release(prod, "gpu-operator")["inputs"]["values"]["devicePlugin"]
+    assert not any("time-slicing" in f for f in prod.result.manifests)
+
+
+def test_metrics_server_is_pinned_and_highly_available_in_prod():
+    values = release(synth_of("prod"), "metrics-server")["inputs"]["values"]
+    assert values["replicas"] == 2 and values["podDisruptionBudget"]["enabled"] is True
+
+
+def deployment_targeting(pool_output: dict | None, resource_request: dict) -> dict:
+    """A pod spec built the way an app team would, from the platform's stack outputs."""
+    spec = {"containers": [{"name": "model", "image": "example/model:1.0", "resources": {"requests": resource_request, "limits": resource_request}}]}
+    if pool_output:
+        spec["nodeSelector"] = pool_output["nodeSelector"]
+        if pool_output["toleration"]:
+            spec["tolerations"] = [pool_output["toleration"]]
+    return spec
+
+
+@pytest.mark.parametrize(
+    "pool, request_",
+    [
+        ("neuron", {"cpu": "2", "memory": "4Gi", "aws.amazon.com/neuron": "1"}),
+        ("nvidia", {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"}),
+        ("cpu", {"cpu": "1", "memory": "2Gi"}),
+    ],
+)
+def test_each_accelerator_request_matches_exactly_one_pool(stack, pool, request_):
+    outputs = stack.result.outputs["nodePools"]
+    pod = deployment_targeting(outputs[pool], request_)
+    assert matching_pools(pod, node_pools(stack)) == [pool]
+
+
+def test_accelerator_request_without_toleration_matches_no_pool(stack):
+    pod = deployment_targeting(None, {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"})
+    assert matching_pools(pod, node_pools(stack)) == []
+    # Tolerating the GPU taint is enough for the GPU pool, and only it.
+    pod["tolerations"] = [stack.result.outputs["nodePools"]["nvidia"]["toleration"]]
+    assert matching_pools(pod, node_pools(stack)) == ["nvidia"]
