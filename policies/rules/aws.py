@@ -130,14 +130,15 @@ def kms_key_rotation(props, args):
 
 
 @resource_rule(
-    "launch-template-imdsv2",
-    "Node launch templates require IMDSv2 with a hop limit of 1, so pods cannot read the node role's credentials.",
+    "node-imdsv2",
+    "Every node definition (launch templates, Karpenter EC2NodeClasses) requires IMDSv2 with a hop limit of 1, so pods cannot read the node role's credentials.",
     "Set metadataOptions httpTokens: required and httpPutResponseHopLimit: 1.",
     MANDATORY,
-    ["aws:ec2/launchTemplate:LaunchTemplate"],
+    ["aws:ec2/launchTemplate:LaunchTemplate", "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"],
 )
-def launch_template_imdsv2(props, args):
-    meta = props.get("metadataOptions") or {}
+def node_imdsv2(props, args):
+    meta = (props.get("spec") or {}).get("metadataOptions") if args.resource_type.startswith("kubernetes:") else props.get("metadataOptions")
+    meta = meta or {}
     if meta.get("httpTokens") != "required":
         yield "IMDSv2 is not required (httpTokens is not 'required')"
     if meta.get("httpPutResponseHopLimit") != 1:

@@ -18,3 +18,61 @@ def kubernetes_single_provider(resources):
             yield "Kubernetes resource uses the default provider (ambient kubeconfig)", r.urn
     if len(providers - {None}) > 1:
         yield f"{len(providers - {None})} Kubernetes providers are in use; expected one", None
+
+
+# API groups served by custom resource definitions, and the chart that installs them.
+CRD_CHARTS = {
+    "karpenter.sh": "karpenter-crd",
+    "karpenter.k8s.aws": "karpenter-crd",
+    "monitoring.coreos.com": "kube-prometheus-stack",
+    "networking.istio.io": "base",
+    "security.istio.io": "base",
+    "telemetry.istio.io": "base",
+}
+BUILTIN_GROUPS = {
+    "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
+    "storage.k8s.io", "scheduling.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
+    "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io", "helm.sh",
+}
+
+
+def _api_group(resource_type: str) -> str:
+    return resource_type.split(":")[1].split("/")[0]
+
+
+def _chart_name(resource) -> str:
+    return str(resource.props.get("chart", "")).rsplit("/", 1)[-1]
+
+
+def _ancestors_by_dependency(resource) -> list:
+    seen, stack, found = set(), list(resource.dependencies), []
+    while stack:
+        r = stack.pop()
+        if r.urn in seen:
+            continue
+        seen.add(r.urn)
+        found.append(r)
+        stack.extend(r.dependencies)
+    return found
+
+
+@stack_rule(
+    "custom-resource-after-its-crd",
+    "Every custom resource depends (directly or through other resources) on the Helm release that installs its CRD, so create and destroy run in the right order.",
+    "Add the CRD-installing release (or a resource depending on it) to the custom resource's depends_on.",
+    MANDATORY,
+)
+def custom_resource_after_its_crd(resources):
+    for r in resources:
+        if not r.resource_type.startswith("kubernetes:"):
+            continue
+        group = _api_group(r.resource_type)
+        if group in BUILTIN_GROUPS:
+            continue
+        chart = CRD_CHARTS.get(group)
+        if chart is None:
+            yield f"no known Helm release installs the CRDs of API group {group!r}", r.urn
+            continue
+        releases = [d for d in _ancestors_by_dependency(r) if d.resource_type == "kubernetes:helm.sh/v3:Release"]
+        if not any(_chart_name(d) == chart for d in releases):
+            yield f"does not depend on the {chart!r} release that installs the {group} CRDs", r.urn
