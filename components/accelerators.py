@@ -8,14 +8,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra.accelerators import NEURON, NVIDIA
+from infra.accelerators import ACCELERATOR_LABEL, NEURON, NVIDIA
 from infra.config import GpuOperator, PlatformConfig
+from infra.monitoring import ScrapeTarget
 
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
 GPU_OPERATOR_REPOSITORY = "https://helm.ngc.nvidia.com/nvidia"
 NEURON_REPOSITORY = "oci://public.ecr.aws/neuron"
 METRICS_SERVER_REPOSITORY = "https://kubernetes-sigs.github.io/metrics-server/"
 TIME_SLICING_CONFIG = "time-slicing-config"
+NEURON_MONITOR_LABELS = {"app.kubernetes.io/name": "neuron-monitor", "app.kubernetes.io/part-of": "ml-platform"}
+NEURON_MONITOR_PORT = 8000
 
 
 def _toleration_exists(key: str) -> dict[str, str]:
@@ -101,6 +104,8 @@ class Accelerators(pulumi.ComponentResource):
     gpu_operator: k8s.helm.v3.Release
     neuron: k8s.helm.v3.Release
     metrics_server: k8s.helm.v3.Release
+    neuron_monitor: k8s.apps.v1.DaemonSet
+    scrape_targets: list[ScrapeTarget]
     gpu_operator_namespace: str = GPU_OPERATOR_NAMESPACE
 
     def __init__(self, name: str, args: AcceleratorsArgs, opts: pulumi.ResourceOptions | None = None):
@@ -169,4 +174,56 @@ class Accelerators(pulumi.ComponentResource):
             ),
             opts=k8s_child,
         )
+        self.neuron_monitor = self._neuron_monitor(name, ac.neuron_monitor_image, args.provider, args.depends_on)
+        self.scrape_targets = [
+            ScrapeTarget(
+                "dcgm-exporter",
+                "ServiceMonitor",
+                GPU_OPERATOR_NAMESPACE,
+                {"matchLabels": {"app": "nvidia-dcgm-exporter"}},
+                {"port": "gpu-metrics", "interval": "30s"},
+                self.gpu_operator,
+            ),
+            ScrapeTarget(
+                "neuron-monitor",
+                "PodMonitor",
+                "kube-system",
+                {"matchLabels": NEURON_MONITOR_LABELS},
+                {"port": "metrics", "interval": "30s"},
+                self.neuron_monitor,
+            ),
+        ]
         self.register_outputs({"gpuOperatorNamespace": GPU_OPERATOR_NAMESPACE})
+
+    def _neuron_monitor(self, name: str, image: str, provider: k8s.Provider, depends_on: list[pulumi.Resource]) -> k8s.apps.v1.DaemonSet:
+        """Exports NeuronCore utilisation and memory for Prometheus on every Neuron node."""
+        resources = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+        return k8s.apps.v1.DaemonSet(
+            f"{name}-neuron-monitor",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="neuron-monitor", namespace="kube-system", labels=NEURON_MONITOR_LABELS),
+            spec=k8s.apps.v1.DaemonSetSpecArgs(
+                selector=k8s.meta.v1.LabelSelectorArgs(match_labels=NEURON_MONITOR_LABELS),
+                template=k8s.core.v1.PodTemplateSpecArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(labels=NEURON_MONITOR_LABELS),
+                    spec=k8s.core.v1.PodSpecArgs(
+                        node_selector={ACCELERATOR_LABEL: NEURON.name},
+                        tolerations=[k8s.core.v1.TolerationArgs(**_toleration_exists(NEURON.taint_key))],
+                        priority_class_name="system-node-critical",
+                        automount_service_account_token=False,
+                        containers=[
+                            k8s.core.v1.ContainerArgs(
+                                name="neuron-monitor",
+                                image=image,
+                                command=["/opt/bin/entrypoint.sh"],
+                                args=["--port", str(NEURON_MONITOR_PORT)],
+                                ports=[k8s.core.v1.ContainerPortArgs(name="metrics", container_port=NEURON_MONITOR_PORT)],
+                                resources=k8s.core.v1.ResourceRequirementsArgs(**resources),
+                                # Reading the Neuron devices' counters needs the host's /dev.
+                                security_context=k8s.core.v1.SecurityContextArgs(privileged=True),
+                            )
+                        ],
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=provider, depends_on=depends_on),
+        )

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from infra.accelerators import ACCELERATOR_LABEL, KINDS, POOL_LABEL, AcceleratorKind
 from infra.config import NodePoolBase, PlatformConfig
 from infra.iam import POD_IDENTITY_TRUST, policy_document, service_trust_policy
+from infra.monitoring import ScrapeTarget
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -261,6 +262,7 @@ class Karpenter(pulumi.ComponentResource):
     controller: k8s.helm.v3.Release
     node_pools: dict[str, NodePoolInfo]
     node_role_arn: pulumi.Output[str]
+    scrape_targets: list[ScrapeTarget]
 
     def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:karpenter:Karpenter", name, None, opts)
@@ -448,4 +450,14 @@ class Karpenter(pulumi.ComponentResource):
             )
 
         self.node_role_arn = node_role.arn
+        self.scrape_targets = [
+            ScrapeTarget(
+                "karpenter",
+                "ServiceMonitor",
+                NAMESPACE,
+                {"matchLabels": {"app.kubernetes.io/name": "karpenter"}},
+                {"port": "http-metrics", "interval": "30s"},
+                self.controller,
+            )
+        ]
         self.register_outputs({"nodeRoleArn": self.node_role_arn, "nodePools": sorted(self.node_pools)})

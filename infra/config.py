@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     model_validator,
 )
@@ -29,6 +30,10 @@ SUPPORTED_KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35")
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)
 NODE_AMI_TYPES = ("AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD")
+
+
+# Keys whose values are secrets: never echoed in an error.
+SECRET_KEYS = ("alertWebhookUrls",)
 
 
 class ConfigError(pulumi.RunError):
@@ -321,8 +326,83 @@ class GpuOperator(Model):
 class AcceleratorsConfig(Model):
     gpu_operator: GpuOperator = GpuOperator()
     neuron: HelmChart = HelmChart(version="1.3.0")
+    neuron_monitor_image: Annotated[str, Field(pattern=r"^[a-z0-9./-]+:[0-9][A-Za-z0-9._-]*$")] = "public.ecr.aws/neuron/neuron-monitor:1.1.0"
     metrics_server: HelmChart = HelmChart(version="3.13.0")
     metrics_server_replicas: Annotated[int, Field(ge=1, le=5)] = 2
+
+
+DnsLabel = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+
+
+class EfsStorageClass(Model):
+    purpose: Annotated[str, Field(min_length=3)]
+    base_path: Annotated[str, Field(pattern=r"^/[a-z0-9][-a-z0-9/]*$")]
+    uid: Annotated[int, Field(ge=0, le=2147483647)] = 1000
+    gid: Annotated[int, Field(ge=0, le=2147483647)] = 1000
+    directory_perms: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = "750"
+
+
+class StorageConfig(Model):
+    efs_csi_driver_version: AddonVersion = "v2.1.13-eksbuild.1"
+    throughput_mode: Literal["elastic", "bursting"] = "elastic"
+    transition_to_ia: Optional[Literal["AFTER_7_DAYS", "AFTER_14_DAYS", "AFTER_30_DAYS", "AFTER_60_DAYS", "AFTER_90_DAYS"]] = "AFTER_30_DAYS"
+    backups: bool = False
+    # Pulumi refuses to delete a protected file system: datasets and checkpoints outlive a mistaken destroy.
+    protect: bool = False
+    reclaim_policy: Literal["Retain", "Delete"] = "Delete"
+    classes: Annotated[dict[DnsLabel, EfsStorageClass], Field(min_length=1)] = {
+        "efs-shared": EfsStorageClass(purpose="datasets and training checkpoints shared by a team", base_path="/shared"),
+        "efs-models": EfsStorageClass(purpose="model artifacts read by serving workloads", base_path="/models"),
+    }
+
+
+class GatewayConfig(Model):
+    scheme: Literal["internet-facing", "internal"] = "internal"
+    # Who may reach the listener; defaults to the VPC for internal, everyone for internet-facing.
+    allowed_cidrs: Optional[list[Cidr]] = None
+    # An ACM certificate: the NLB terminates TLS on 443.
+    certificate_arn: Optional[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+$")]] = None
+    hosts: Annotated[list[str], Field(min_length=1)] = ["*"]
+    min_replicas: Annotated[int, Field(ge=1, le=20)] = 2
+    max_replicas: Annotated[int, Field(ge=1, le=50)] = 5
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "GatewayConfig":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
+        return self
+
+
+class MeshConfig(Model):
+    istio_version: Annotated[str, Field(pattern=r"^1\.\d+\.\d+$")] = "1.30.3"
+    istiod_replicas: Annotated[int, Field(ge=1, le=5)] = 1
+    load_balancer_controller_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "1.14.0"
+    gateway: GatewayConfig = GatewayConfig()
+
+
+class AlertReceiver(Model):
+    name: DnsLabel
+    kind: Literal["slack", "webhook"] = "slack"
+    slack_channel: Optional[Annotated[str, Field(pattern=r"^#[-a-z0-9_]+$")]] = None
+
+    @model_validator(mode="after")
+    def _channel(self) -> "AlertReceiver":
+        if (self.kind == "slack") != (self.slack_channel is not None):
+            raise ValueError("slackChannel is required for kind slack and only for it")
+        return self
+
+
+class ObservabilityConfig(Model):
+    kube_prometheus_stack_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "82.1.0"
+    prometheus_retention: Annotated[str, Field(pattern=r"^\d+[dhw]$")] = "15d"
+    prometheus_volume_gib: Annotated[int, Field(ge=10, le=16000)] = 100
+    prometheus_replicas: Annotated[int, Field(ge=1, le=3)] = 1
+    alertmanager_replicas: Annotated[int, Field(ge=1, le=3)] = 1
+    grafana_volume_gib: Annotated[int, Field(ge=1, le=1000)] = 10
+    alert_receivers: list[AlertReceiver] = []
+    latency_objective_ms: Annotated[int, Field(ge=1)] = 500
+    error_rate_objective: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    gpu_idle_minutes: Annotated[int, Field(ge=10)] = 60
 
 
 class PlatformConfig(Model):
@@ -334,6 +414,11 @@ class PlatformConfig(Model):
     karpenter: KarpenterConfig = KarpenterConfig()
     node_pools: NodePools = NodePools()
     accelerators: AcceleratorsConfig = AcceleratorsConfig()
+    storage: StorageConfig = StorageConfig()
+    mesh: MeshConfig = MeshConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    # Secret: `pulumi config set --secret --path 'ml-platform:alertWebhookUrls.<receiver>' URL`.
+    alert_webhook_urls: dict[str, SecretStr] = {}
 
     @model_validator(mode="after")
     def _cidrs_disjoint(self) -> "PlatformConfig":
@@ -342,6 +427,16 @@ class PlatformConfig(Model):
         if vpc.overlaps(svc):
             raise ValueError(
                 f"cluster.serviceIpv4Cidr {svc} overlaps network.cidr {vpc}; pick a service range outside the VPC"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _receivers_have_urls(self) -> "PlatformConfig":
+        missing = [r.name for r in self.observability.alert_receivers if r.name not in self.alert_webhook_urls]
+        if missing:
+            raise ValueError(
+                f"alertWebhookUrls has no URL for receivers {missing}; set each with "
+                f"pulumi config set --secret --path 'ml-platform:alertWebhookUrls.<receiver>' <url>"
             )
         return self
 
@@ -372,6 +467,8 @@ def _format_error(err: dict[str, Any]) -> str:
     if err["type"] == "missing":
         return f"{path}: required key is missing"
     shown = err.get("input")
+    if loc and loc[0] in SECRET_KEYS:
+        return f"{path}: {msg} (value not shown: it is a secret)"
     if isinstance(shown, dict):
         # A model-level check: its message starts with the key it is about.
         return f"{path}{'.' if loc else ''}{msg}"

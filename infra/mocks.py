@@ -26,10 +26,18 @@ def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
 
 
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return SECRET_MARK
+
+
 def redact(value: Any) -> Any:
-    """Replaces every secret with a marker, so no artifact carries a secret's value."""
+    """Replaces every secret leaf with a marker, keeping the shape, so no artifact carries a secret's value."""
     if is_secret(value):
-        return SECRET_MARK
+        return _mask(reveal(value["value"]))
     if isinstance(value, dict):
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -87,6 +95,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:eks/podIdentityAssociation:PodIdentityAssociation": self._pod_identity,
             "aws:eks/accessEntry:AccessEntry": self._access_entry,
             "kubernetes:helm.sh/v3:Release": self._helm_release,
+            "kubernetes:core/v1:Service": self._k8s_service,
+            "aws:efs/fileSystem:FileSystem": self._efs,
+            "random:index/randomPassword:RandomPassword": self._random_password,
         }
         # Children a packaged (remote) component creates inside its own provider; kept so that
         # resource references in its outputs resolve, as they do in the real engine.
@@ -205,6 +216,26 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 "status": "deployed",
             },
         }
+
+    def _k8s_service(self, args, h, inputs):
+        meta = inputs.get("metadata") or {}
+        rid = f"{meta.get('namespace')}/{meta.get('name')}"
+        spec = inputs.get("spec") or {}
+        if spec.get("type") != "LoadBalancer":
+            return rid, {}
+        scheme = (meta.get("annotations") or {}).get("service.beta.kubernetes.io/aws-load-balancer-scheme", "internal")
+        prefix = "internal-" if scheme == "internal" else ""
+        hostname = f"{prefix}k8s-{meta.get('name', '')[:10]}-{h[:10]}.elb.{self.region}.amazonaws.com"
+        return rid, {"status": {"loadBalancer": {"ingress": [{"hostname": hostname}]}}}
+
+    def _efs(self, args, h, inputs):
+        fs_id = f"fs-{h[:17]}"
+        return fs_id, {"arn": self.arn("elasticfilesystem", f"file-system/{fs_id}"), "dnsName": f"{fs_id}.efs.{self.region}.amazonaws.com"}
+
+    def _random_password(self, args, h, inputs):
+        length = int(inputs.get("length", 32))
+        value = (digest(f"password:{h}", 64) * 2)[:length]
+        return f"none-{h[:8]}", {"result": {rpc._special_sig_key: rpc._special_secret_sig, "value": value}}
 
     def _eks_cluster(self, args, h, inputs):
         name = inputs["name"]

@@ -5,13 +5,25 @@ import pulumi
 
 from components.cluster import Cluster
 from components.karpenter import Karpenter
+from components.mesh import GATEWAY_NAME, GATEWAY_NAMESPACE, Mesh
+from components.observability import Observability
+from components.storage import Storage
 from components.network import Network
 from infra.config import PlatformConfig
 
 SCHEMA_VERSION = "1.0.0"
 
 
-def export(cfg: PlatformConfig, *, network: Network, cluster: Cluster, karpenter: Karpenter) -> None:
+def export(
+    cfg: PlatformConfig,
+    *,
+    network: Network,
+    cluster: Cluster,
+    karpenter: Karpenter,
+    storage: Storage,
+    mesh: Mesh,
+    observability: Observability,
+) -> None:
     pulumi.export("schemaVersion", SCHEMA_VERSION)
     pulumi.export("environment", cfg.environment)
     pulumi.export("region", cfg.region)
@@ -49,5 +61,41 @@ def export(cfg: PlatformConfig, *, network: Network, cluster: Cluster, karpenter
                 "capacityTypes": pool.capacity_types,
             }
             for name, pool in sorted(karpenter.node_pools.items())
+        },
+    )
+    pulumi.export(
+        "storage",
+        {
+            "efsFileSystemId": storage.file_system_id,
+            "defaultClass": cluster.default_storage_class,
+            "classes": {
+                name: {"purpose": c.purpose, "reclaimPolicy": c.reclaim_policy, "accessModes": c.access_modes}
+                for name, c in sorted(storage.classes.items())
+            },
+        },
+    )
+    pulumi.export(
+        "gateway",
+        {
+            "name": mesh.gateway_name,
+            "hostname": mesh.gateway_hostname,
+            "url": mesh.gateway_url,
+            "scheme": mesh.gateway_scheme,
+            "hosts": mesh.gateway_hosts,
+            "attach": {
+                "kind": "VirtualService",
+                "apiVersion": "networking.istio.io/v1",
+                "gateways": [f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"],
+                "howTo": "create a VirtualService in your namespace with spec.gateways set to the value above and a unique URI prefix",
+            },
+        },
+    )
+    pulumi.export(
+        "observability",
+        {
+            "grafanaUrl": observability.grafana_url,
+            "prometheusUrl": observability.prometheus_url,
+            "alertmanagerUrl": observability.alertmanager_url,
+            "grafanaAdminSecret": observability.admin_secret,
         },
     )

@@ -7,6 +7,9 @@ import pulumi_aws as aws
 from components.accelerators import Accelerators, AcceleratorsArgs
 from components.cluster import Cluster, ClusterArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.mesh import Mesh, MeshArgs
+from components.observability import Observability, ObservabilityArgs
+from components.storage import Storage, StorageArgs
 from components.network import Network, NetworkArgs
 from infra import outputs
 from infra.config import PlatformConfig
@@ -47,7 +50,7 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
-    Accelerators(
+    accelerators = Accelerators(
         "accelerators",
         AcceleratorsArgs(
             config=cfg,
@@ -58,4 +61,46 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
-    outputs.export(cfg, network=network, cluster=cluster, karpenter=karpenter)
+    storage = Storage(
+        "storage",
+        StorageArgs(
+            config=cfg,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            cluster_name=cluster.name,
+            node_security_group_id=cluster.security_group_id,
+            provider=cluster.provider,
+            depends_on=cluster.critical_addons,
+        ),
+    )
+
+    mesh = Mesh(
+        "mesh",
+        MeshArgs(
+            config=cfg,
+            vpc_id=network.vpc_id,
+            vpc_cidr=cfg.network.cidr,
+            cluster_name=cluster.name,
+            provider=cluster.provider,
+            system_node_selector=cluster.system_node_selector,
+            system_toleration=cluster.system_toleration,
+            depends_on=cluster.critical_addons,
+        ),
+    )
+
+    observability = Observability(
+        "observability",
+        ObservabilityArgs(
+            config=cfg,
+            provider=cluster.provider,
+            storage_class=cluster.default_storage_class,
+            system_node_selector=cluster.system_node_selector,
+            system_toleration=cluster.system_toleration,
+            scrape_targets=[*karpenter.scrape_targets, *accelerators.scrape_targets, *mesh.scrape_targets],
+            depends_on=cluster.critical_addons,
+        ),
+    )
+
+    outputs.export(
+        cfg, network=network, cluster=cluster, karpenter=karpenter, storage=storage, mesh=mesh, observability=observability
+    )

@@ -63,11 +63,10 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
     for key, value in (doc.get("config") or {}).items():
         if not isinstance(key, str) or ":" not in key:
             raise SynthConfigError(f"{path}: config key {key!r} must be namespaced, like '{PROJECT}:network' or 'aws:region'")
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            # Encrypted with the stack's secrets provider, which is not reachable offline.
-            value = f"offline-placeholder-for-{key.replace(':', '-')}"
+        value, secret_paths = _replace_secure(value, key)
+        if secret_paths:
             secret_keys.append(key)
-            placeholders.append(key)
+            placeholders.extend(secret_paths)
         # The language host passes structured values as JSON and scalars as strings.
         if isinstance(value, (dict, list)):
             bag[key] = json.dumps(value)
@@ -76,6 +75,19 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
         else:
             bag[key] = str(value)
     return bag, secret_keys, placeholders
+
+
+def _replace_secure(value: Any, path: str) -> tuple[Any, list[str]]:
+    """Swaps each `{secure: ...}` (encrypted by the stack's secrets provider, unreachable offline) for a placeholder."""
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return f"offline-placeholder-for-{re.sub(r'[^a-zA-Z0-9]+', '-', path)}", [path]
+    if isinstance(value, dict):
+        pairs = {k: _replace_secure(v, f"{path}.{k}") for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, [p for _, ps in pairs.values() for p in ps]
+    if isinstance(value, list):
+        pairs = [_replace_secure(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [v for v, _ in pairs], [p for _, ps in pairs for p in ps]
+    return value, []
 
 
 # -- running the program ----------------------------------------------------------------------

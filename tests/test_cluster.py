@@ -82,7 +82,8 @@ def test_system_node_group(stack):
 
 
 def test_addons_pinned_and_ordered_around_the_node_group(stack):
-    addons = {a["inputs"]["addonName"]: a for a in stack.of_type(ADDON)}
+    cluster = stack.one("ml-platform:cluster:Cluster")
+    addons = {a["inputs"]["addonName"]: a for a in stack.of_type(ADDON) if a["parent"] == cluster["urn"]}
     assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent", "aws-ebs-csi-driver"}
     assert addons["kube-proxy"]["inputs"]["addonVersion"].startswith(f"v{stack.one(EKS)['inputs']['version']}.")
     assert all(a["inputs"]["addonVersion"].count("eksbuild") == 1 for a in addons.values())

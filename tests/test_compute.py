@@ -31,7 +31,7 @@ def test_karpenter_chain_and_its_edges(stack):
     assert controller["inputs"]["skipCrds"] is True
     assert stack.depends_on(controller, crd)
     queue = stack.one("aws:sqs/queue:Queue")
-    identity = stack.one("aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    identity = stack.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "karpenter-controller")
     access = stack.one("aws:eks/accessEntry:AccessEntry")
     for prerequisite in (identity, access, stack.one("aws:sqs/queuePolicy:QueuePolicy")):
         assert stack.depends_on(controller, prerequisite), prerequisite["name"]

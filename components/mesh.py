@@ -1,0 +1,443 @@
+"""Service mesh: AWS Load Balancer Controller, Istio base → istiod → ingress gateway, NLB, mTLS, shared Gateway."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.config import PlatformConfig
+from infra.iam import POD_IDENTITY_TRUST, policy_document
+from infra.monitoring import ScrapeTarget
+
+ISTIO_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
+EKS_CHARTS_REPOSITORY = "https://aws.github.io/eks-charts"
+ISTIO_NAMESPACE = "istio-system"
+GATEWAY_NAMESPACE = "istio-ingress"
+GATEWAY_NAME = "ml-gateway"
+GATEWAY_SELECTOR = {"istio": "ingressgateway"}
+GATEWAY_ROLE_TAG = {"ml-platform.io/role": "gateway-lb"}
+LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+
+
+def load_balancer_controller_policy(cluster_name: str) -> str:
+    """Upstream's controller permissions: reads everywhere; writes only on what carries its cluster tag."""
+    tagged_request = {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "false"}}
+    tagged_resource = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
+    elb = "arn:aws:elasticloadbalancing:*:*"
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Action": "iam:CreateServiceLinkedRole",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}},
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "ec2:DescribeAccountAttributes", "ec2:DescribeAddresses", "ec2:DescribeAvailabilityZones",
+                    "ec2:DescribeInternetGateways", "ec2:DescribeVpcs", "ec2:DescribeVpcPeeringConnections",
+                    "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups", "ec2:DescribeInstances",
+                    "ec2:DescribeNetworkInterfaces", "ec2:DescribeTags", "ec2:GetCoipPoolUsage", "ec2:DescribeCoipPools",
+                    "ec2:GetSecurityGroupsForVpc", "ec2:DescribeIpamPools", "ec2:DescribeRouteTables",
+                    "elasticloadbalancing:DescribeLoadBalancers", "elasticloadbalancing:DescribeLoadBalancerAttributes",
+                    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeListenerCertificates",
+                    "elasticloadbalancing:DescribeSSLPolicies", "elasticloadbalancing:DescribeRules",
+                    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetGroupAttributes",
+                    "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTags",
+                    "elasticloadbalancing:DescribeTrustStores", "elasticloadbalancing:DescribeListenerAttributes",
+                    "elasticloadbalancing:DescribeCapacityReservation",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "acm:ListCertificates", "acm:DescribeCertificate", "iam:ListServerCertificates", "iam:GetServerCertificate",
+                    "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL",
+                    "shield:GetSubscriptionState", "shield:DescribeProtection", "shield:CreateProtection", "shield:DeleteProtection",
+                    "cognito-idp:DescribeUserPoolClient",
+                ],
+                "Resource": "*",
+            },
+            {"Effect": "Allow", "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"], "Resource": "*"},
+            {"Effect": "Allow", "Action": "ec2:CreateSecurityGroup", "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": "ec2:CreateTags",
+                "Resource": "arn:aws:ec2:*:*:security-group/*",
+                "Condition": {"StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"}, **tagged_request},
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+                "Resource": "arn:aws:ec2:*:*:security-group/*",
+                "Condition": {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "true", "aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}},
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress", "ec2:DeleteSecurityGroup"],
+                "Resource": "*",
+                "Condition": tagged_resource,
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["elasticloadbalancing:CreateLoadBalancer", "elasticloadbalancing:CreateTargetGroup"],
+                "Resource": "*",
+                "Condition": tagged_request,
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:CreateListener", "elasticloadbalancing:DeleteListener",
+                    "elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+                "Resource": [f"{elb}:targetgroup/*/*", f"{elb}:loadbalancer/net/*/*", f"{elb}:loadbalancer/app/*/*"],
+                "Condition": {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "true", "aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}},
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["elasticloadbalancing:AddTags", "elasticloadbalancing:RemoveTags"],
+                "Resource": [f"{elb}:listener/net/*/*/*", f"{elb}:listener/app/*/*/*", f"{elb}:listener-rule/net/*/*/*", f"{elb}:listener-rule/app/*/*/*"],
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:ModifyLoadBalancerAttributes", "elasticloadbalancing:SetIpAddressType",
+                    "elasticloadbalancing:SetSecurityGroups", "elasticloadbalancing:SetSubnets",
+                    "elasticloadbalancing:DeleteLoadBalancer", "elasticloadbalancing:ModifyTargetGroup",
+                    "elasticloadbalancing:ModifyTargetGroupAttributes", "elasticloadbalancing:DeleteTargetGroup",
+                    "elasticloadbalancing:ModifyListenerAttributes", "elasticloadbalancing:ModifyCapacityReservation",
+                    "elasticloadbalancing:ModifyIpPools",
+                ],
+                "Resource": "*",
+                "Condition": tagged_resource,
+            },
+            {
+                "Effect": "Allow",
+                "Action": "elasticloadbalancing:AddTags",
+                "Resource": [f"{elb}:targetgroup/*/*", f"{elb}:loadbalancer/net/*/*", f"{elb}:loadbalancer/app/*/*"],
+                "Condition": {
+                    "StringEquals": {"elasticloadbalancing:CreateAction": ["CreateTargetGroup", "CreateLoadBalancer"]},
+                    **tagged_request,
+                },
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["elasticloadbalancing:RegisterTargets", "elasticloadbalancing:DeregisterTargets"],
+                "Resource": f"{elb}:targetgroup/*/*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "elasticloadbalancing:SetWebAcl", "elasticloadbalancing:ModifyListener",
+                    "elasticloadbalancing:AddListenerCertificates", "elasticloadbalancing:RemoveListenerCertificates",
+                    "elasticloadbalancing:ModifyRule", "elasticloadbalancing:SetRulePriorities",
+                ],
+                "Resource": "*",
+            },
+        ]
+    )
+
+
+def listener_port(cfg: PlatformConfig) -> int:
+    return 443 if cfg.mesh.gateway.certificate_arn else 80
+
+
+def gateway_service_annotations(cfg: PlatformConfig, security_group_id: str) -> dict[str, str]:
+    gw = cfg.mesh.gateway
+    annotations = {
+        "service.beta.kubernetes.io/aws-load-balancer-scheme": gw.scheme,
+        "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "ip",
+        "service.beta.kubernetes.io/aws-load-balancer-security-groups": security_group_id,
+        "service.beta.kubernetes.io/aws-load-balancer-manage-backend-security-group-rules": "true",
+        "service.beta.kubernetes.io/aws-load-balancer-attributes": "load_balancing.cross_zone.enabled=true",
+        "service.beta.kubernetes.io/aws-load-balancer-healthcheck-port": "15021",
+        "service.beta.kubernetes.io/aws-load-balancer-healthcheck-path": "/healthz/ready",
+        "service.beta.kubernetes.io/aws-load-balancer-healthcheck-protocol": "HTTP",
+        "service.beta.kubernetes.io/aws-load-balancer-additional-resource-tags": ",".join(
+            f"{k}={v}" for k, v in sorted(cfg.tags_for(f"{cfg.cluster_name}-gateway").items()) if k != "Name"
+        ),
+    }
+    if gw.certificate_arn:
+        annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-cert"] = gw.certificate_arn
+        annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"] = "443"
+        annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy"] = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    return annotations
+
+
+@dataclass(frozen=True)
+class MeshArgs:
+    config: PlatformConfig
+    vpc_id: pulumi.Input[str]
+    vpc_cidr: str
+    cluster_name: pulumi.Output[str]
+    provider: k8s.Provider
+    system_node_selector: dict[str, str]
+    system_toleration: dict[str, str]
+    depends_on: list[pulumi.Resource]
+
+
+class Mesh(pulumi.ComponentResource):
+    istiod: k8s.helm.v3.Release
+    gateway_name: str = f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"
+    gateway_hostname: pulumi.Output[str]
+    gateway_hosts: list[str]
+    gateway_scheme: str
+    gateway_url: pulumi.Output[str]
+    scrape_targets: list[ScrapeTarget]
+
+    def __init__(self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:mesh:Mesh", name, None, opts)
+        cfg, mc = args.config, args.config.mesh
+        cluster_name = cfg.cluster_name
+        child = pulumi.ResourceOptions(parent=self)
+        selector, toleration = args.system_node_selector, args.system_toleration
+        k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
+
+        lbc_role = aws.iam.Role(
+            f"{name}-lb-controller",
+            aws.iam.RoleArgs(assume_role_policy=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cluster_name}-lb-controller")),
+            opts=child,
+        )
+        lbc_policy = aws.iam.Policy(
+            f"{name}-lb-controller",
+            aws.iam.PolicyArgs(
+                description=f"AWS Load Balancer Controller of {cluster_name}",
+                policy=load_balancer_controller_policy(cluster_name),
+                tags=cfg.tags_for(f"{cluster_name}-lb-controller"),
+            ),
+            opts=child,
+        )
+        lbc_attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-lb-controller",
+            aws.iam.RolePolicyAttachmentArgs(role=lbc_role.name, policy_arn=lbc_policy.arn),
+            opts=child,
+        )
+        lbc_identity = aws.eks.PodIdentityAssociation(
+            f"{name}-lb-controller",
+            aws.eks.PodIdentityAssociationArgs(
+                cluster_name=args.cluster_name,
+                namespace="kube-system",
+                service_account=LBC_SERVICE_ACCOUNT,
+                role_arn=lbc_role.arn,
+                tags=cfg.tags_for(f"{cluster_name}-lb-controller"),
+            ),
+            opts=child,
+        )
+        lb_controller = k8s.helm.v3.Release(
+            f"{name}-lb-controller",
+            k8s.helm.v3.ReleaseArgs(
+                name="aws-load-balancer-controller",
+                chart="aws-load-balancer-controller",
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=EKS_CHARTS_REPOSITORY),
+                version=mc.load_balancer_controller_version,
+                namespace="kube-system",
+                atomic=True,
+                values={
+                    "clusterName": args.cluster_name,
+                    "region": cfg.region,
+                    "vpcId": args.vpc_id,
+                    "replicaCount": 2,
+                    "serviceAccount": {"name": LBC_SERVICE_ACCOUNT},
+                    # Only Services that ask for it by loadBalancerClass get an NLB.
+                    "enableServiceMutatorWebhook": False,
+                    "nodeSelector": selector,
+                    "tolerations": [toleration],
+                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+                },
+            ),
+            opts=k8s_opts(lbc_attachment, lbc_identity),
+        )
+
+        # The Istio CNI DaemonSet edits pod networking on every node: privileged by nature.
+        istio_system = self._namespace(f"{name}-istio-system", ISTIO_NAMESPACE, "privileged", args, injection=False)
+        base = k8s.helm.v3.Release(
+            f"{name}-istio-base",
+            k8s.helm.v3.ReleaseArgs(
+                name="istio-base",
+                chart="base",
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
+                version=mc.istio_version,
+                namespace=ISTIO_NAMESPACE,
+                atomic=True,
+                values={"defaultRevision": "default"},
+            ),
+            opts=k8s_opts(istio_system),
+        )
+        # With the CNI plugin, injected pods need no NET_ADMIN init container and pass the restricted profile.
+        cni = k8s.helm.v3.Release(
+            f"{name}-istio-cni",
+            k8s.helm.v3.ReleaseArgs(
+                name="istio-cni",
+                chart="cni",
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
+                version=mc.istio_version,
+                namespace=ISTIO_NAMESPACE,
+                atomic=True,
+                values={"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
+            ),
+            opts=k8s_opts(base),
+        )
+        ha = mc.istiod_replicas > 1
+        self.istiod = k8s.helm.v3.Release(
+            f"{name}-istiod",
+            k8s.helm.v3.ReleaseArgs(
+                name="istiod",
+                chart="istiod",
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
+                version=mc.istio_version,
+                namespace=ISTIO_NAMESPACE,
+                atomic=True,
+                values={
+                    "replicaCount": mc.istiod_replicas,
+                    "autoscaleMin": mc.istiod_replicas,
+                    "autoscaleMax": max(mc.istiod_replicas, 5),
+                    "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
+                    "nodeSelector": selector,
+                    "tolerations": [toleration],
+                    "topologySpreadConstraints": [
+                        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                         "labelSelector": {"matchLabels": {"app": "istiod"}}}
+                    ],
+                    "meshConfig": {"accessLogFile": "/dev/stdout", "enablePrometheusMerge": True},
+                    "cni": {"enabled": True},
+                    "global": {
+                        # A PDB over a single replica would block every node drain.
+                        "defaultPodDisruptionBudget": {"enabled": ha},
+                        "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
+                    },
+                },
+            ),
+            opts=k8s_opts(base, cni),
+        )
+
+        gateway_ns = self._namespace(f"{name}-istio-ingress", GATEWAY_NAMESPACE, "baseline", args, injection=True)
+        gateway = k8s.helm.v3.Release(
+            f"{name}-gateway",
+            k8s.helm.v3.ReleaseArgs(
+                name="istio-ingressgateway",
+                chart="gateway",
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
+                version=mc.istio_version,
+                namespace=GATEWAY_NAMESPACE,
+                atomic=True,
+                values={
+                    "labels": GATEWAY_SELECTOR,
+                    # The internet-facing Service is declared below, where its deletion is awaited.
+                    "service": {"type": "ClusterIP"},
+                    "autoscaling": {"enabled": True, "minReplicas": mc.gateway.min_replicas, "maxReplicas": mc.gateway.max_replicas},
+                    "podDisruptionBudget": {"maxUnavailable": 1},
+                    "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+                    "topologySpreadConstraints": [
+                        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                         "labelSelector": {"matchLabels": GATEWAY_SELECTOR}}
+                    ],
+                },
+            ),
+            opts=k8s_opts(self.istiod, gateway_ns),
+        )
+
+        allowed = mc.gateway.allowed_cidrs or (["0.0.0.0/0"] if mc.gateway.scheme == "internet-facing" else [args.vpc_cidr])
+        port = listener_port(cfg)
+        lb_security_group = aws.ec2.SecurityGroup(
+            f"{name}-gateway-lb",
+            aws.ec2.SecurityGroupArgs(
+                description=f"Listener of the {cluster_name} ingress gateway load balancer",
+                vpc_id=args.vpc_id,
+                ingress=[
+                    aws.ec2.SecurityGroupIngressArgs(
+                        description="gateway listener", protocol="tcp", from_port=port, to_port=port, cidr_blocks=allowed
+                    )
+                ],
+                egress=[
+                    aws.ec2.SecurityGroupEgressArgs(
+                        description="to gateway pods in the VPC", protocol="tcp", from_port=0, to_port=65535, cidr_blocks=[args.vpc_cidr]
+                    )
+                ],
+                tags={**cfg.tags_for(f"{cluster_name}-gateway-lb"), **GATEWAY_ROLE_TAG},
+            ),
+            opts=child,
+        )
+        # Pulumi waits for this Service to be gone, and the controller's finalizer deletes the NLB first:
+        # destroy removes the load balancer before the controller, the cluster and the network.
+        lb_service = k8s.core.v1.Service(
+            f"{name}-gateway-nlb",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name="istio-ingressgateway-nlb",
+                namespace=GATEWAY_NAMESPACE,
+                labels={"app.kubernetes.io/part-of": "ml-platform", **GATEWAY_SELECTOR},
+                annotations=lb_security_group.id.apply(lambda sg: gateway_service_annotations(cfg, sg)),
+            ),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="LoadBalancer",
+                load_balancer_class="service.k8s.aws/nlb",
+                selector=GATEWAY_SELECTOR,
+                external_traffic_policy="Local",
+                ports=[k8s.core.v1.ServicePortArgs(name="https" if port == 443 else "http", port=port, target_port=80, protocol="TCP")],
+            ),
+            opts=k8s_opts(lb_controller, gateway),
+        )
+        # Mesh-wide: every sidecar only accepts mutual TLS.
+        k8s.apiextensions.CustomResource(
+            f"{name}-mtls",
+            api_version="security.istio.io/v1",
+            kind="PeerAuthentication",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="default", namespace=ISTIO_NAMESPACE),
+            spec={"mtls": {"mode": "STRICT"}},
+            opts=k8s_opts(self.istiod),
+        )
+        self.gateway_hosts = list(mc.gateway.hosts)
+        k8s.apiextensions.CustomResource(
+            f"{name}-gateway-resource",
+            api_version="networking.istio.io/v1",
+            kind="Gateway",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE),
+            spec={
+                "selector": GATEWAY_SELECTOR,
+                "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [f"*/{h}" for h in self.gateway_hosts]}],
+            },
+            opts=k8s_opts(self.istiod, gateway),
+        )
+
+        self.scrape_targets = [
+            ScrapeTarget(
+                "istiod",
+                "ServiceMonitor",
+                ISTIO_NAMESPACE,
+                {"matchLabels": {"app": "istiod"}},
+                {"port": "http-monitoring", "interval": "30s"},
+                self.istiod,
+            ),
+            ScrapeTarget(
+                "envoy-sidecars",
+                "PodMonitor",
+                ISTIO_NAMESPACE,
+                {"matchExpressions": [{"key": "security.istio.io/tlsMode", "operator": "Exists"}]},
+                {"path": "/stats/prometheus", "port": "http-envoy-prom", "interval": "30s"},
+                self.istiod,
+                any_namespace=True,
+            ),
+        ]
+        self.gateway_scheme = mc.gateway.scheme
+        self.gateway_hostname = lb_service.status.load_balancer.ingress[0].hostname
+        self.gateway_url = self.gateway_hostname.apply(lambda h: f"{'https' if port == 443 else 'http'}://{h}")
+        self.register_outputs({"gatewayHostname": self.gateway_hostname})
+
+    def _namespace(self, resource_name: str, ns: str, pod_security: str, args: MeshArgs, injection: bool) -> k8s.core.v1.Namespace:
+        labels = {"pod-security.kubernetes.io/enforce": pod_security, "app.kubernetes.io/part-of": "ml-platform"}
+        if injection:
+            labels["istio-injection"] = "enabled"
+        return k8s.core.v1.Namespace(
+            resource_name,
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels=labels),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on),
+        )

@@ -1,0 +1,371 @@
+"""Observability: kube-prometheus-stack, scrape targets for GPUs, Neuron, Karpenter and Istio, dashboards, ML alerts."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+import yaml
+
+from infra.config import ObservabilityConfig, PlatformConfig
+from infra.monitoring import ScrapeTarget
+
+NAMESPACE = "monitoring"
+RELEASE = "kube-prometheus-stack"
+REPOSITORY = "https://prometheus-community.github.io/helm-charts"
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+ALERTMANAGER_CONFIG_SECRET = "alertmanager-ml-platform"
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+PLATFORM_LABELS = {"app.kubernetes.io/part-of": "ml-platform"}
+
+
+def _panel(i: int, title: str, expr: str, unit: str, legend: str) -> dict[str, Any]:
+    return {
+        "id": i + 1,
+        "type": "timeseries",
+        "title": title,
+        "datasource": {"type": "prometheus", "uid": "prometheus"},
+        "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}],
+    }
+
+
+def dashboard(uid: str, title: str, panels: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["ml-platform"],
+        "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "1m",
+        "panels": [_panel(i, *p) for i, p in enumerate(panels)],
+    }
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {
+        "gpu": dashboard(
+            "ml-gpu",
+            "ML platform / GPUs",
+            [
+                ("GPU utilisation by node", "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)", "percent", "{{Hostname}}"),
+                ("GPU utilisation by pod", "avg by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{pod!=\"\"})", "percent", "{{namespace}}/{{pod}}"),
+                ("GPU memory used by node", "sum by (Hostname) (DCGM_FI_DEV_FB_USED) * 1024 * 1024", "bytes", "{{Hostname}}"),
+                ("GPU memory used by pod", "sum by (namespace, pod) (DCGM_FI_DEV_FB_USED{pod!=\"\"}) * 1024 * 1024", "bytes", "{{namespace}}/{{pod}}"),
+            ],
+        ),
+        "neuron": dashboard(
+            "ml-neuron",
+            "ML platform / Neuron",
+            [
+                ("NeuronCore utilisation by node", "avg by (instance_id) (neuroncore_utilization_ratio) * 100", "percent", "{{instance_id}}"),
+                ("NeuronCore utilisation by core", "avg by (instance_id, neuroncore) (neuroncore_utilization_ratio) * 100", "percent", "{{instance_id}} core {{neuroncore}}"),
+                ("Neuron device memory used", "sum by (instance_id) (neuron_runtime_memory_used_bytes)", "bytes", "{{instance_id}}"),
+                ("Neuron execution errors", "sum by (instance_id) (rate(execution_errors_total[5m]))", "ops", "{{instance_id}}"),
+            ],
+        ),
+        "serving": dashboard(
+            "ml-serving",
+            "ML platform / Model serving",
+            [
+                (
+                    "p95 latency by model",
+                    "histogram_quantile(0.95, sum by (destination_workload_namespace, destination_service_name, le) "
+                    "(rate(istio_request_duration_milliseconds_bucket{reporter=\"destination\"}[5m])))",
+                    "ms",
+                    "{{destination_workload_namespace}}/{{destination_service_name}}",
+                ),
+                (
+                    "Requests per second by model",
+                    "sum by (destination_workload_namespace, destination_service_name) (rate(istio_requests_total{reporter=\"destination\"}[5m]))",
+                    "reqps",
+                    "{{destination_workload_namespace}}/{{destination_service_name}}",
+                ),
+                (
+                    "Error rate by model",
+                    "sum by (destination_workload_namespace, destination_service_name) (rate(istio_requests_total{reporter=\"destination\", response_code=~\"5..\"}[5m])) "
+                    "/ sum by (destination_workload_namespace, destination_service_name) (rate(istio_requests_total{reporter=\"destination\"}[5m]))",
+                    "percentunit",
+                    "{{destination_workload_namespace}}/{{destination_service_name}}",
+                ),
+                (
+                    "Replicas by model (current / max)",
+                    "kube_horizontalpodautoscaler_status_current_replicas / kube_horizontalpodautoscaler_spec_max_replicas",
+                    "percentunit",
+                    "{{namespace}}/{{horizontalpodautoscaler}}",
+                ),
+            ],
+        ),
+        "karpenter": dashboard(
+            "ml-karpenter",
+            "ML platform / Karpenter nodes",
+            [
+                ("Nodes by pool and capacity type", "count by (nodepool, capacity_type) (karpenter_nodes_allocatable{resource_type=\"cpu\"})", "short", "{{nodepool}} {{capacity_type}}"),
+                ("Pool usage of its limits", "max by (nodepool, resource_type) (karpenter_nodepools_usage / karpenter_nodepools_limit)", "percentunit", "{{nodepool}} {{resource_type}}"),
+                ("Node launches by pool", "sum by (nodepool) (increase(karpenter_nodeclaims_created_total[1h]))", "short", "{{nodepool}}"),
+                ("Pending pods", "sum(kube_pod_status_phase{phase=\"Pending\"})", "short", "pending"),
+            ],
+        ),
+    }
+
+
+def _rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
+    return {
+        "alert": alert,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity, "team": "ml-platform"},
+        "annotations": {"summary": summary, "runbook": f"docs/runbooks.md#{alert.lower()}"},
+    }
+
+
+def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
+    """PrometheusRule spec of the alerts that matter for an ML platform."""
+    dest = "destination_workload_namespace, destination_service_name"
+    return {
+        "groups": [
+            {
+                "name": "ml-platform.accelerators",
+                "rules": [
+                    _rule(
+                        "GpuIdleOnPaidNode",
+                        f"avg by (Hostname, gpu) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[{obs.gpu_idle_minutes}m])) < 5",
+                        f"{obs.gpu_idle_minutes}m",
+                        "warning",
+                        f"GPU {{{{ $labels.gpu }}}} on {{{{ $labels.Hostname }}}} under 5% busy for {obs.gpu_idle_minutes} minutes while billed",
+                    ),
+                    _rule(
+                        "GpuMemoryNearFull",
+                        "max by (Hostname, gpu, namespace, pod) (DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)) > 0.95",
+                        "10m",
+                        "warning",
+                        "GPU memory over 95% on {{ $labels.Hostname }} ({{ $labels.namespace }}/{{ $labels.pod }})",
+                    ),
+                    _rule(
+                        "NeuronCoreIdleOnPaidNode",
+                        f"avg by (instance_id) (avg_over_time(neuroncore_utilization_ratio[{obs.gpu_idle_minutes}m])) < 0.05",
+                        f"{obs.gpu_idle_minutes}m",
+                        "warning",
+                        f"NeuronCores of {{{{ $labels.instance_id }}}} under 5% busy for {obs.gpu_idle_minutes} minutes while billed",
+                    ),
+                ],
+            },
+            {
+                "name": "ml-platform.serving",
+                "rules": [
+                    _rule(
+                        "ModelLatencyP95High",
+                        f"histogram_quantile(0.95, sum by ({dest}, le) (rate(istio_request_duration_milliseconds_bucket{{reporter=\"destination\"}}[5m]))) > {obs.latency_objective_ms}",
+                        "10m",
+                        "critical",
+                        f"p95 latency of {{{{ $labels.destination_service_name }}}} above {obs.latency_objective_ms} ms",
+                    ),
+                    _rule(
+                        "ModelErrorRateHigh",
+                        f"sum by ({dest}) (rate(istio_requests_total{{reporter=\"destination\", response_code=~\"5..\"}}[5m])) "
+                        f"/ sum by ({dest}) (rate(istio_requests_total{{reporter=\"destination\"}}[5m])) > {obs.error_rate_objective}",
+                        "5m",
+                        "critical",
+                        f"more than {obs.error_rate_objective:.0%} of requests to {{{{ $labels.destination_service_name }}}} fail",
+                    ),
+                    _rule(
+                        "HpaPinnedAtMaximum",
+                        "kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas",
+                        "15m",
+                        "warning",
+                        "{{ $labels.namespace }}/{{ $labels.horizontalpodautoscaler }} has run at its maximum replicas for 15 minutes",
+                    ),
+                ],
+            },
+            {
+                "name": "ml-platform.capacity",
+                "rules": [
+                    _rule(
+                        "PodUnschedulable",
+                        "max by (namespace, pod) (kube_pod_status_unschedulable) > 0",
+                        "10m",
+                        "warning",
+                        "{{ $labels.namespace }}/{{ $labels.pod }} has been unschedulable for more than ten minutes",
+                    ),
+                    _rule(
+                        "KarpenterNodeLaunchFailing",
+                        "sum by (controller) (increase(karpenter_cloudprovider_errors_total{method=\"Create\"}[15m])) > 0",
+                        "15m",
+                        "critical",
+                        "Karpenter cannot launch nodes: check limits, quotas, capacity and the controller log",
+                    ),
+                ],
+            },
+        ]
+    }
+
+
+def alertmanager_config(obs: ObservabilityConfig, urls: dict[str, str]) -> str:
+    receivers: list[dict[str, Any]] = [{"name": "null"}]
+    for r in obs.alert_receivers:
+        if r.kind == "slack":
+            receivers.append({"name": r.name, "slack_configs": [{"api_url": urls[r.name], "channel": r.slack_channel, "send_resolved": True}]})
+        else:
+            receivers.append({"name": r.name, "webhook_configs": [{"url": urls[r.name], "send_resolved": True}]})
+    default = obs.alert_receivers[0].name if obs.alert_receivers else "null"
+    route = {
+        "receiver": default,
+        "group_by": ["alertname", "namespace"],
+        "group_wait": "30s",
+        "group_interval": "5m",
+        "repeat_interval": "4h",
+        "routes": [{"receiver": "null", "matchers": ['alertname = "Watchdog"']}],
+    }
+    return yaml.safe_dump({"route": route, "receivers": receivers}, sort_keys=True)
+
+
+def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
+    obs = cfg.observability
+    system = {"nodeSelector": selector, "tolerations": [toleration]}
+    return {
+        "crds": {"enabled": True},
+        "prometheusOperator": {**system, "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}},
+        "prometheus": {
+            "prometheusSpec": {
+                "replicas": obs.prometheus_replicas,
+                "retention": obs.prometheus_retention,
+                "retentionSize": f"{int(obs.prometheus_volume_gib * 0.9)}GiB",
+                # Every ServiceMonitor, PodMonitor and PrometheusRule in the cluster, not only the chart's own.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "podMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+                "resources": {"requests": {"cpu": "500m", "memory": "4Gi"}, "limits": {"memory": "4Gi"}},
+                "storageSpec": {
+                    "volumeClaimTemplate": {
+                        "spec": {
+                            "storageClassName": storage_class,
+                            "accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": f"{obs.prometheus_volume_gib}Gi"}},
+                        }
+                    }
+                },
+            }
+        },
+        "alertmanager": {
+            "alertmanagerSpec": {
+                "replicas": obs.alertmanager_replicas,
+                "useExistingSecret": True,
+                "configSecret": ALERTMANAGER_CONFIG_SECRET,
+                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}},
+                "storage": {
+                    "volumeClaimTemplate": {
+                        "spec": {"storageClassName": storage_class, "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}
+                    }
+                },
+            }
+        },
+        "grafana": {
+            "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
+            "persistence": {"enabled": True, "storageClassName": storage_class, "size": f"{obs.grafana_volume_gib}Gi"},
+            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}},
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+        },
+        "kube-state-metrics": {"resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}},
+        # Node metrics from every node, accelerator and system nodes included.
+        "prometheus-node-exporter": {
+            "tolerations": [{"operator": "Exists"}],
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}},
+        },
+    }
+
+
+@dataclass(frozen=True)
+class ObservabilityArgs:
+    config: PlatformConfig
+    provider: k8s.Provider
+    storage_class: str
+    system_node_selector: dict[str, str]
+    system_toleration: dict[str, str]
+    scrape_targets: list[ScrapeTarget]
+    depends_on: list[pulumi.Resource]
+
+
+class Observability(pulumi.ComponentResource):
+    release: k8s.helm.v3.Release
+    grafana_url: str = f"http://{RELEASE}-grafana.{NAMESPACE}.svc.cluster.local:80"
+    prometheus_url: str = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc.cluster.local:9090"
+    alertmanager_url: str = f"http://{RELEASE}-alertmanager.{NAMESPACE}.svc.cluster.local:9093"
+    admin_secret: str = f"{NAMESPACE}/{GRAFANA_ADMIN_SECRET}"
+
+    def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:observability:Observability", name, None, opts)
+        cfg, obs = args.config, args.config.observability
+        k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
+
+        # node-exporter reads the host's /proc and /sys with host networking.
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "privileged", **PLATFORM_LABELS}),
+            opts=k8s_opts(),
+        )
+        password = random.RandomPassword(
+            f"{name}-grafana-admin", random.RandomPasswordArgs(length=32, special=False), opts=pulumi.ResourceOptions(parent=self)
+        )
+        admin_secret = k8s.core.v1.Secret(
+            f"{name}-grafana-admin",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GRAFANA_ADMIN_SECRET, namespace=NAMESPACE, labels=PLATFORM_LABELS),
+            type="Opaque",
+            string_data={"admin-user": "admin", "admin-password": pulumi.Output.secret(password.result)},
+            opts=k8s_opts(namespace),
+        )
+        urls = {k: v.get_secret_value() for k, v in cfg.alert_webhook_urls.items()}
+        alertmanager_secret = k8s.core.v1.Secret(
+            f"{name}-alertmanager-config",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=ALERTMANAGER_CONFIG_SECRET, namespace=NAMESPACE, labels=PLATFORM_LABELS),
+            type="Opaque",
+            string_data={"alertmanager.yaml": pulumi.Output.secret(alertmanager_config(obs, urls))},
+            opts=k8s_opts(namespace),
+        )
+        self.release = k8s.helm.v3.Release(
+            name,
+            k8s.helm.v3.ReleaseArgs(
+                name=RELEASE,
+                chart=RELEASE,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=REPOSITORY),
+                version=obs.kube_prometheus_stack_version,
+                namespace=NAMESPACE,
+                atomic=True,
+                values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
+            ),
+            opts=k8s_opts(namespace, admin_secret, alertmanager_secret),
+        )
+
+        for target in args.scrape_targets:
+            endpoints_key = "endpoints" if target.kind == "ServiceMonitor" else "podMetricsEndpoints"
+            spec: dict[str, Any] = {"selector": target.selector, endpoints_key: [target.endpoint]}
+            spec["namespaceSelector"] = {"any": True} if target.any_namespace else {"matchNames": [target.namespace]}
+            k8s.apiextensions.CustomResource(
+                f"{name}-{target.name}",
+                api_version="monitoring.coreos.com/v1",
+                kind=target.kind,
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=target.name, namespace=NAMESPACE, labels=PLATFORM_LABELS),
+                spec=spec,
+                opts=k8s_opts(self.release, target.created_by),
+            )
+        for key, board in sorted(dashboards().items()):
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard-{key}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=f"dashboard-ml-{key}", namespace=NAMESPACE, labels={**DASHBOARD_LABEL, **PLATFORM_LABELS}
+                ),
+                data={f"ml-{key}.json": json.dumps(board, indent=2, sort_keys=True)},
+                opts=k8s_opts(namespace),
+            )
+        k8s.apiextensions.CustomResource(
+            f"{name}-alerts",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="ml-platform-alerts", namespace=NAMESPACE, labels=PLATFORM_LABELS),
+            spec=alert_rules(obs),
+            opts=k8s_opts(self.release),
+        )
+        self.register_outputs({"grafanaUrl": self.grafana_url, "prometheusUrl": self.prometheus_url})
