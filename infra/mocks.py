@@ -290,6 +290,7 @@ class Registration:
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
     inputs: dict
+    protect: bool = False
     outputs: dict = field(default_factory=dict)
 
 
@@ -321,6 +322,7 @@ class RecordingMonitor(MockMonitor):
             dependencies=sorted(set(request.dependencies)),
             property_dependencies={k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items())},
             inputs=integral(rpc.deserialize_properties(request.object)),
+            protect=bool(request.protect),
             outputs=integral(self.resources[response.urn].state) if response.urn in self.resources else {},
         )
         return response

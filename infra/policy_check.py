@@ -39,9 +39,9 @@ def enforcement_levels(stack: str, config_file: Optional[Path] = None) -> dict[s
     return {r.name: level(cfg.get(r.name)) or default or r.level for r in RULES}
 
 
-def _options(record: dict) -> PolicyResourceOptions:
+def _options(record: dict, protected: set[str]) -> PolicyResourceOptions:
     return PolicyResourceOptions(
-        protect=False,
+        protect=record["urn"] in protected,
         ignore_changes=[],
         delete_before_replace=None,
         aliases=[],
@@ -51,8 +51,10 @@ def _options(record: dict) -> PolicyResourceOptions:
     )
 
 
-def check(records: list[dict], stack: str, rules: Optional[list[Rule]] = None) -> dict:
+def check(records: list[dict], stack: str, rules: Optional[list[Rule]] = None, protected: Optional[set[str]] = None) -> dict:
+    """`protected`: URNs registered with `protect`, which resources.json does not carry."""
     rules = RULES if rules is None else rules
+    protected = protected or set()
     levels = enforcement_levels(stack)
     by_urn = {r["urn"]: r for r in records}
     providers = {
@@ -81,14 +83,14 @@ def check(records: list[dict], stack: str, rules: Optional[list[Rule]] = None) -
     for rule in (r for r in rules if r.validate_resource):
         for rec in records:
             args = ResourceValidationArgs(
-                rec["type"], rec["inputs"], rec["urn"], rec["name"], _options(rec), providers.get(rec["provider"])
+                rec["type"], rec["inputs"], rec["urn"], rec["name"], _options(rec, protected), providers.get(rec["provider"])
             )
             rule.validate_resource(args, reporter(rule, rec["urn"]))
 
     policy_resources: dict[str, PolicyResource] = {}
     for rec in records:  # sorted by URN; parents and dependencies are linked afterwards
         policy_resources[rec["urn"]] = PolicyResource(
-            rec["type"], rec["outputs"], rec["urn"], rec["name"], _options(rec), providers.get(rec["provider"]), None, [], {}
+            rec["type"], rec["outputs"], rec["urn"], rec["name"], _options(rec, protected), providers.get(rec["provider"]), None, [], {}
         )
     for urn, pr in policy_resources.items():
         pr.parent = policy_resources.get(by_urn[urn]["parent"])

@@ -42,6 +42,7 @@ class SynthResult:
     policy: dict
     graph: str
     placeholders: list[str]
+    protected: list[str]
 
     @property
     def mandatory_violations(self) -> list[dict]:
@@ -264,7 +265,8 @@ def synthesize(stack: str, config_file: Optional[Path] = None) -> SynthResult:
     bag, secret_keys, placeholders = read_stack_file(path)
     registrations, outputs = _run_program(stack, bag, secret_keys)
     records = _resource_records(registrations)
-    policy = check(records, stack)
+    protected = sorted(urn for urn, r in registrations.items() if r.protect)
+    policy = check(records, stack, protected=set(protected))
     return SynthResult(
         stack=stack,
         resources=records,
@@ -274,6 +276,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None) -> SynthResult:
         policy=policy,
         graph=_graph(records),
         placeholders=placeholders,
+        protected=protected,
     )
 
 

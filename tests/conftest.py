@@ -30,6 +30,25 @@ class Synth:
     def depends_on(self, resource: dict, other: dict) -> bool:
         return other["urn"] in resource["dependencies"]
 
+    def depends_transitively(self, resource: dict, other: dict) -> bool:
+        """Through dependencies, or through a component whose children it waits for."""
+        seen, todo = set(), list(resource["dependencies"])
+        while todo:
+            urn = todo.pop()
+            if urn == other["urn"]:
+                return True
+            if urn in seen or urn not in self.by_urn:
+                continue
+            seen.add(urn)
+            todo += self.by_urn[urn]["dependencies"]
+            todo += [r["urn"] for r in self.resources if r["parent"] == urn]
+        return False
+
+    def release(self, release_name: str) -> dict:
+        found = [r for r in self.of_type("kubernetes:helm.sh/v3:Release") if r["inputs"]["name"] == release_name]
+        assert len(found) == 1, release_name
+        return found[0]
+
 
 _cache: dict[str, Synth] = {}
 

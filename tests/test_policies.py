@@ -14,8 +14,12 @@ from tests.conftest import synth_of
 RULES_BY_NAME = {r.name: r for r in RULES}
 
 
+UNPROTECT = "__unprotect"
+
+
 def violations(rule: str, records: list[dict], stack: str = "prod") -> list[dict]:
-    return check(records, stack, rules=[RULES_BY_NAME[rule]])["violations"]
+    protected = {u for u in synth_of(stack).result.protected if not any(r["urn"] == u and r.get(UNPROTECT) for r in records)}
+    return check(records, stack, rules=[RULES_BY_NAME[rule]], protected=protected)["violations"]
 
 
 def broken(stack: str, type_: str, mutate: Callable[[dict], None], name: str | None = None) -> list[dict]:
@@ -24,6 +28,10 @@ def broken(stack: str, type_: str, mutate: Callable[[dict], None], name: str | N
     target = next(r for r in records if r["type"] == type_ and (name is None or r["name"] == name))
     mutate(target)
     return records
+
+
+def unprotect(record: dict) -> None:
+    record[UNPROTECT] = True
 
 
 def set_in(path: list[str], value):
@@ -75,6 +83,15 @@ CASES = {
         set_in(["inputs", "spec", "amiSelectorTerms"], [{"alias": "al2023@latest"}]),
     ),
     "custom-resource-after-its-crd": ("prod", "kubernetes:karpenter.sh/v1:NodePool", set_in(["dependencies"], [])),
+    "security-group-no-world-ingress": (
+        "prod", "aws:ec2/securityGroup:SecurityGroup",
+        lambda r: r["inputs"]["ingress"][0].update(cidrBlocks=["0.0.0.0/0"], securityGroups=[]), "storage-efs",
+    ),
+    "efs-encrypted-with-cmk": ("prod", "aws:efs/fileSystem:FileSystem", remove_in(["inputs", "kmsKeyId"])),
+    "stateful-storage-protected": ("prod", "aws:efs/fileSystem:FileSystem", unprotect),
+    "loadbalancer-only-for-gateway": (
+        "prod", "kubernetes:core/v1:Service", set_in(["inputs", "spec", "selector"], {"app": "sentiment"}), "mesh-gateway-nlb",
+    ),
 }
 
 
@@ -112,3 +129,12 @@ def test_dev_public_endpoint_is_advisory_only():
     result = synth_of("dev").result.policy
     assert result["summary"]["mandatory"] == 0
     assert [v["policy"] for v in result["violations"]] == ["eks-endpoint-private"]
+
+
+@pytest.mark.parametrize("port, allowed", [(443, True), (80, True), (22, False)])
+def test_only_the_gateway_listener_may_face_the_internet(port, allowed):
+    def open_listener(record):
+        record["inputs"]["ingress"] = [{"protocol": "tcp", "fromPort": port, "toPort": port, "cidrBlocks": ["0.0.0.0/0"]}]
+
+    found = violations("security-group-no-world-ingress", broken("prod", "aws:ec2/securityGroup:SecurityGroup", open_listener, "mesh-gateway-lb"))
+    assert (found == []) is allowed

@@ -199,3 +199,58 @@ def required_tags(props, args):
     missing = [t for t in REQUIRED_TAGS if not tags.get(t)]
     if missing:
         yield f"missing tags: {', '.join(missing)}"
+
+
+WORLD_CIDRS = {"0.0.0.0/0", "::/0"}
+GATEWAY_LB_ROLE = ("ml-platform.io/role", "gateway-lb")
+GATEWAY_LISTENER_PORTS = {80, 443}
+
+
+@resource_rule(
+    "security-group-no-world-ingress",
+    "No security group admits 0.0.0.0/0 (or ::/0), except the ingress gateway load balancer on its listener ports.",
+    "Restrict the rule to known CIDRs or a source security group; only the gateway-lb group may face the internet, on 80/443.",
+    MANDATORY,
+    ["aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:ec2/securityGroupRule:SecurityGroupRule"],
+)
+def security_group_no_world_ingress(props, args):
+    is_gateway_lb = (props.get("tags") or {}).get(GATEWAY_LB_ROLE[0]) == GATEWAY_LB_ROLE[1]
+    if args.resource_type == "aws:ec2/securityGroup:SecurityGroup":
+        rules = props.get("ingress") or []
+    elif args.resource_type == "aws:ec2/securityGroupRule:SecurityGroupRule":
+        rules = [props] if props.get("type") == "ingress" else []
+    else:
+        rules = [{**props, "cidrBlocks": [props.get("cidrIpv4")], "ipv6CidrBlocks": [props.get("cidrIpv6")]}]
+    for rule in rules:
+        cidrs = set(rule.get("cidrBlocks") or []) | set(rule.get("ipv6CidrBlocks") or [])
+        if not cidrs & WORLD_CIDRS:
+            continue
+        ports = set(range(int(rule.get("fromPort", 0)), int(rule.get("toPort", 65535)) + 1))
+        if not (is_gateway_lb and ports <= GATEWAY_LISTENER_PORTS):
+            yield f"ingress from the whole internet on ports {rule.get('fromPort')}-{rule.get('toPort')}"
+
+
+@resource_rule(
+    "efs-encrypted-with-cmk",
+    "EFS file systems are encrypted at rest with a customer-managed KMS key.",
+    "Set encrypted: true and kmsKeyId to a KMS key of the platform.",
+    MANDATORY,
+    ["aws:efs/fileSystem:FileSystem"],
+)
+def efs_encrypted_with_cmk(props, args):
+    if not props.get("encrypted"):
+        yield "file system is not encrypted"
+    elif not props.get("kmsKeyId"):
+        yield "file system uses the AWS-managed key, not a customer-managed one"
+
+
+@resource_rule(
+    "stateful-storage-protected",
+    "File systems holding datasets, checkpoints and models are protected from deletion by Pulumi.",
+    "Set ml-platform:storage.protect: true for the environment.",
+    ADVISORY,
+    ["aws:efs/fileSystem:FileSystem"],
+)
+def stateful_storage_protected(props, args):
+    if not args.opts.protect:
+        yield "file system is not protected; a destroy would delete every dataset and checkpoint on it"

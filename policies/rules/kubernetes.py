@@ -54,3 +54,21 @@ def karpenter_ami_pinned(props, args):
             yield f"AMI alias {alias!r} is not pinned to a version"
 
 
+
+
+GATEWAY_NAMESPACE = "istio-ingress"
+
+
+@resource_rule(
+    "loadbalancer-only-for-gateway",
+    "Only the ingress gateway gets a Service of type LoadBalancer; models are exposed through the shared Istio Gateway.",
+    "Use a ClusterIP Service and attach a VirtualService to the shared gateway.",
+    MANDATORY,
+    ["kubernetes:core/v1:Service"],
+)
+def loadbalancer_only_for_gateway(props, args):
+    if dig(props, "spec", "type") != "LoadBalancer":
+        return
+    namespace = dig(props, "metadata", "namespace")
+    if namespace != GATEWAY_NAMESPACE or dig(props, "spec", "selector", "istio") != "ingressgateway":
+        yield f"Service of type LoadBalancer in {namespace!r} that does not select the ingress gateway"

@@ -1,0 +1,80 @@
+"""Istio, the gateway load balancer and mesh-wide mTLS as synthesized."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import synth_of
+
+SERVICE = "kubernetes:core/v1:Service"
+
+
+def test_istio_chain_base_cni_istiod_gateway(stack):
+    base, cni, istiod, gateway = (stack.release(n) for n in ("istio-base", "istio-cni", "istiod", "istio-ingressgateway"))
+    assert {r["inputs"]["version"] for r in (base, cni, istiod, gateway)} == {"1.30.3"}
+    assert stack.depends_on(cni, base) and stack.depends_on(istiod, base) and stack.depends_on(istiod, cni)
+    assert stack.depends_on(gateway, istiod)
+    assert istiod["inputs"]["values"]["cni"] == {"enabled": True}
+
+
+@pytest.mark.parametrize("stack_name, replicas, pdb", [("dev", 1, False), ("staging", 2, True), ("prod", 3, True)])
+def test_istiod_highly_available_where_configured(stack_name, replicas, pdb):
+    values = synth_of(stack_name).release("istiod")["inputs"]["values"]
+    assert values["replicaCount"] == values["autoscaleMin"] == replicas
+    assert values["global"]["defaultPodDisruptionBudget"]["enabled"] is pdb
+
+
+def test_gateway_load_balancer(stack):
+    svc = stack.one(SERVICE, "mesh-gateway-nlb")
+    spec, annotations = svc["inputs"]["spec"], svc["inputs"]["metadata"]["annotations"]
+    assert spec["type"] == "LoadBalancer" and spec["loadBalancerClass"] == "service.k8s.aws/nlb"
+    assert spec["selector"] == {"istio": "ingressgateway"}
+    sg = stack.one("aws:ec2/securityGroup:SecurityGroup", "mesh-gateway-lb")
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-security-groups"] == sg["outputs"]["id"]
+    [listener] = sg["inputs"]["ingress"]
+    assert listener["fromPort"] == listener["toPort"] == spec["ports"][0]["port"] == 80
+    assert stack.depends_on(svc, stack.release("aws-load-balancer-controller"))
+    assert stack.depends_on(svc, stack.release("istio-ingressgateway"))
+    assert stack.result.outputs["gateway"]["hostname"].endswith(".elb.amazonaws.com") or ".elb." in stack.result.outputs["gateway"]["hostname"]
+
+
+@pytest.mark.parametrize("stack_name, scheme, cidrs", [("dev", "internet-facing", ["203.0.113.0/24"]), ("prod", "internal", ["10.30.0.0/16"])])
+def test_gateway_scheme_and_listener_sources_per_environment(stack_name, scheme, cidrs):
+    synth = synth_of(stack_name)
+    annotations = synth.one(SERVICE, "mesh-gateway-nlb")["inputs"]["metadata"]["annotations"]
+    assert annotations["service.beta.kubernetes.io/aws-load-balancer-scheme"] == scheme
+    assert synth.one("aws:ec2/securityGroup:SecurityGroup", "mesh-gateway-lb")["inputs"]["ingress"][0]["cidrBlocks"] == cidrs
+    assert synth.result.outputs["gateway"]["scheme"] == scheme
+
+
+def test_load_balancer_is_deleted_before_the_controller_cluster_and_network(stack):
+    """Destroy runs in reverse dependency order: whatever the Service depends on outlives it."""
+    svc = stack.one(SERVICE, "mesh-gateway-nlb")
+    assert stack.depends_transitively(svc, stack.release("aws-load-balancer-controller"))
+    assert stack.depends_transitively(svc, stack.one("eks:index:Cluster"))
+    for subnet in stack.of_type("aws:ec2/subnet:Subnet"):
+        assert stack.depends_transitively(svc, subnet), subnet["name"]
+
+
+def test_load_balancer_controller_identity_and_policy(stack):
+    values = stack.release("aws-load-balancer-controller")["inputs"]["values"]
+    assert values["clusterName"] == stack.result.outputs["cluster"]["name"]
+    assert values["enableServiceMutatorWebhook"] is False
+    identity = stack.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "mesh-lb-controller")["inputs"]
+    assert (identity["namespace"], identity["serviceAccount"]) == ("kube-system", "aws-load-balancer-controller")
+    doc = json.loads(stack.one("aws:iam/policy:Policy", "mesh-lb-controller")["inputs"]["policy"])
+    deletes = [s for s in doc["Statement"] if "elasticloadbalancing:DeleteLoadBalancer" in s["Action"]]
+    assert deletes and all("aws:ResourceTag/elbv2.k8s.aws/cluster" in json.dumps(s["Condition"]) for s in deletes)
+
+
+def test_strict_mtls_and_the_shared_gateway(stack):
+    peer = stack.result.manifests["peerauthentication--istio-system--default.yaml"]
+    assert peer["spec"] == {"mtls": {"mode": "STRICT"}}
+    gateway = stack.result.manifests["gateway--istio-ingress--ml-gateway.yaml"]
+    assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert stack.result.outputs["gateway"]["attach"]["gateways"] == ["istio-ingress/ml-gateway"]
+    istiod = stack.release("istiod")
+    for r in stack.resources:
+        if r["type"].startswith(("kubernetes:security.istio.io", "kubernetes:networking.istio.io")):
+            assert stack.depends_on(r, istiod), r["name"]

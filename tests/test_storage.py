@@ -1,0 +1,55 @@
+"""EFS, its CSI driver and the ML storage classes as synthesized."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import synth_of
+
+EFS = "aws:efs/fileSystem:FileSystem"
+
+
+def test_efs_encrypted_with_its_own_rotating_key(stack):
+    fs = stack.one(EFS)["inputs"]
+    key = stack.one("aws:kms/key:Key", "storage-efs")
+    assert fs["encrypted"] is True and fs["kmsKeyId"] == key["outputs"]["arn"]
+    assert key["inputs"]["enableKeyRotation"] is True
+    assert {"transitionToPrimaryStorageClass": "AFTER_1_ACCESS"} in fs["lifecyclePolicies"]
+
+
+def test_mount_target_in_every_private_subnet_behind_an_nfs_only_group(stack):
+    targets = stack.of_type("aws:efs/mountTarget:MountTarget")
+    assert sorted(t["inputs"]["subnetId"] for t in targets) == sorted(stack.result.outputs["network"]["privateSubnetIds"])
+    sg = stack.one("aws:ec2/securityGroup:SecurityGroup", "storage-efs")
+    assert all(t["inputs"]["securityGroups"] == [sg["outputs"]["id"]] for t in targets)
+    [rule] = sg["inputs"]["ingress"]
+    assert (rule["fromPort"], rule["toPort"], rule["protocol"]) == (2049, 2049, "tcp")
+    assert rule["securityGroups"] == [stack.result.outputs["cluster"]["securityGroupId"]]
+    assert not rule.get("cidrBlocks") and sg["inputs"]["egress"] == []
+
+
+@pytest.mark.parametrize("stack_name, backups, protected, reclaim", [("dev", "DISABLED", False, "Delete"), ("staging", "ENABLED", False, "Retain"), ("prod", "ENABLED", True, "Retain")])
+def test_backups_protection_and_reclaim_per_environment(stack_name, backups, protected, reclaim):
+    synth = synth_of(stack_name)
+    fs = synth.one(EFS)
+    assert synth.one("aws:efs/backupPolicy:BackupPolicy")["inputs"]["backupPolicy"]["status"] == backups
+    assert (fs["urn"] in synth.result.protected) is protected
+    for name in ("efs-shared", "efs-models"):
+        assert synth.result.manifests[f"storageclass--cluster--{name}.yaml"]["reclaimPolicy"] == reclaim
+
+
+def test_storage_classes_provision_access_points_on_the_file_system(stack):
+    fs_id = stack.one(EFS)["outputs"]["id"]
+    driver = next(a for a in stack.of_type("aws:eks/addon:Addon") if a["inputs"]["addonName"] == "aws-efs-csi-driver")
+    for name, base in (("efs-shared", "/shared"), ("efs-models", "/models")):
+        sc = stack.result.manifests[f"storageclass--cluster--{name}.yaml"]
+        assert sc["provisioner"] == "efs.csi.aws.com" and sc["mountOptions"] == ["tls"]
+        assert sc["parameters"]["provisioningMode"] == "efs-ap" and sc["parameters"]["fileSystemId"] == fs_id
+        assert sc["parameters"]["basePath"] == base
+        assert "storageclass.kubernetes.io/is-default-class" not in sc["metadata"].get("annotations", {})
+        record = next(r for r in stack.of_type("kubernetes:storage.k8s.io/v1:StorageClass") if r["inputs"]["metadata"]["name"] == name)
+        assert stack.depends_on(record, driver)
+    identity = driver["inputs"]["podIdentityAssociations"][0]
+    assert identity["serviceAccount"] == "efs-csi-controller-sa"
+    assert identity["roleArn"] == stack.one("aws:iam/role:Role", "storage-efs-csi")["outputs"]["arn"]
+    assert stack.result.outputs["storage"]["defaultClass"] == "gp3"
+    assert set(stack.result.outputs["storage"]["classes"]) == {"efs-shared", "efs-models"}
