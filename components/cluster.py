@@ -181,7 +181,8 @@ class Cluster(pulumi.ComponentResource):
         addon = _AddonFactory(self, cfg, self.name)
         # Networking and identity must run before nodes can become Ready.
         node_prerequisites = [
-            addon("vpc-cni", cc.addons.vpc_cni),
+            # The CNI's own agent enforces the teams' NetworkPolicies; without it they would be ignored.
+            addon("vpc-cni", cc.addons.vpc_cni, configuration={"enableNetworkPolicy": "true"}),
             addon("kube-proxy", cc.addons.kube_proxy),
             addon("eks-pod-identity-agent", cc.addons.eks_pod_identity_agent),
         ]
@@ -343,6 +344,7 @@ class _AddonFactory:
         version: str,
         service_account: str | None = None,
         role_arn: pulumi.Input[str] | None = None,
+        configuration: dict | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> aws.eks.Addon:
         identity = (
@@ -359,6 +361,7 @@ class _AddonFactory:
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 pod_identity_associations=identity,
+                configuration_values=json.dumps(configuration, sort_keys=True) if configuration else None,
                 tags=self._cfg.tags_for(f"{self._cfg.cluster_name}-{addon_name}"),
             ),
             opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=self._parent), opts),

@@ -405,6 +405,132 @@ class ObservabilityConfig(Model):
     gpu_idle_minutes: Annotated[int, Field(ge=10)] = 60
 
 
+def _pinned_image(value: str) -> str:
+    repository, sep, tag = value.rpartition(":")
+    if "@sha256:" in value:
+        return value
+    if not sep or "/" in tag or not repository:
+        raise ValueError("expected an image pinned by tag or digest, like registry/name:1.2.3")
+    if tag == "latest":
+        raise ValueError("the tag 'latest' moves; pin a version tag or a digest")
+    return value
+
+
+# An image pinned by tag (not `latest`) or by digest.
+ImageRef = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9./_:@-]*[A-Za-z0-9._-]$"), AfterValidator(_pinned_image)]
+CpuQuantity = Annotated[str, Field(pattern=r"^(\d+m|\d+(\.\d+)?)$")]
+Accelerator = Literal["cpu", "nvidia", "neuron"]
+
+
+class TeamQuota(Model):
+    cpu: Annotated[int, Field(ge=1)] = 32
+    memory_gib: Annotated[int, Field(ge=1)] = 128
+    nvidia_gpus: Annotated[int, Field(ge=0)] = 0
+    neuron_cores: Annotated[int, Field(ge=0)] = 0
+    pvcs: Annotated[int, Field(ge=0)] = 20
+    storage_gib: Annotated[int, Field(ge=0)] = 1000
+
+
+class ContainerDefaults(Model):
+    cpu: CpuQuantity = "250m"
+    memory_mib: Annotated[int, Field(ge=16)] = 512
+
+
+class TeamConfig(Model):
+    name: DnsLabel
+    # Team members assume this role; an access entry maps it to the team's Kubernetes group.
+    iam_role_arn: IamRoleArn
+    quota: TeamQuota = TeamQuota()
+    container_defaults: ContainerDefaults = ContainerDefaults()
+
+
+class Resources(Model):
+    cpu: CpuQuantity
+    memory_gib: Annotated[float, Field(gt=0, le=2048)]
+
+
+class VolumeConfig(Model):
+    storage_class: DnsLabel
+    size_gib: Annotated[int, Field(ge=1, le=100000)]
+    mount_path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]+$")]
+
+
+class Probe(Model):
+    path: Optional[Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*$")]] = None  # HTTP GET; None probes the TCP port
+    startup_seconds: Annotated[int, Field(ge=10, le=3600)] = 300  # model load time allowed
+
+
+class Autoscaling(Model):
+    min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 3
+    target_cpu_utilization: Annotated[int, Field(ge=10, le=100)] = 70
+    # A per-pod custom metric (from the Prometheus adapter or KEDA) instead of CPU.
+    custom_metric: Optional[Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]] = None
+    custom_metric_target: Optional[CpuQuantity] = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Autoscaling":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"minReplicas {self.min_replicas} is above maxReplicas {self.max_replicas}")
+        if (self.custom_metric is None) != (self.custom_metric_target is None):
+            raise ValueError("customMetric and customMetricTarget go together")
+        return self
+
+
+class Canary(Model):
+    image: ImageRef
+    weight: Annotated[int, Field(ge=1, le=99)]
+
+
+class WorkloadBase(Model):
+    name: DnsLabel
+    team: DnsLabel
+    image: ImageRef
+    accelerator: Accelerator = "cpu"
+    accelerator_count: Annotated[int, Field(ge=0, le=16)] = 0
+    resources: Resources
+    env: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] = {}
+
+    @model_validator(mode="after")
+    def _accelerator_count(self):
+        if (self.accelerator == "cpu") != (self.accelerator_count == 0):
+            raise ValueError("acceleratorCount must be 0 for cpu and at least 1 for nvidia or neuron")
+        return self
+
+
+class ServingWorkload(WorkloadBase):
+    kind: Literal["serving"]
+    port: Annotated[int, Field(ge=1024, le=65535)] = 8080
+    metrics_port: Annotated[int, Field(ge=1024, le=65535)] = 9100
+    path: Annotated[str, Field(pattern=r"^/[a-z0-9][-a-z0-9/]*$")]
+    probe: Probe = Probe()
+    autoscaling: Autoscaling = Autoscaling()
+    canary: Optional[Canary] = None
+    model_volume: Optional[VolumeConfig] = None
+
+    @model_validator(mode="after")
+    def _ports(self) -> "ServingWorkload":
+        if self.port == self.metrics_port:
+            raise ValueError(f"metricsPort must differ from port {self.port}: metrics are scraped outside the mesh")
+        return self
+
+
+class TrainingWorkload(WorkloadBase):
+    kind: Literal["training"]
+    command: Annotated[list[str], Field(min_length=1)]
+    # A new runId starts a new Job; Jobs are immutable once created.
+    run_id: DnsLabel = "1"
+    schedule: Optional[Annotated[str, Field(pattern=r"^(@(hourly|daily|weekly|monthly))|(\S+ \S+ \S+ \S+ \S+)$")]] = None
+    backoff_limit: Annotated[int, Field(ge=0, le=20)] = 2
+    active_deadline_hours: Annotated[int, Field(ge=1, le=720)] = 24
+    ttl_after_finished_hours: Annotated[int, Field(ge=1, le=720)] = 24
+    data: VolumeConfig
+    checkpoints: VolumeConfig
+
+
+Workload = Annotated[ServingWorkload | TrainingWorkload, Field(discriminator="kind")]
+
+
 class PlatformConfig(Model):
     environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")]
     region: str
@@ -419,6 +545,8 @@ class PlatformConfig(Model):
     observability: ObservabilityConfig = ObservabilityConfig()
     # Secret: `pulumi config set --secret --path 'ml-platform:alertWebhookUrls.<receiver>' URL`.
     alert_webhook_urls: dict[str, SecretStr] = {}
+    teams: list[TeamConfig] = []
+    workloads: list[Workload] = []
 
     @model_validator(mode="after")
     def _cidrs_disjoint(self) -> "PlatformConfig":
@@ -429,6 +557,42 @@ class PlatformConfig(Model):
                 f"cluster.serviceIpv4Cidr {svc} overlaps network.cidr {vpc}; pick a service range outside the VPC"
             )
         return self
+
+    @model_validator(mode="after")
+    def _workloads_fit_the_platform(self) -> "PlatformConfig":
+        teams = {t.name: t for t in self.teams}
+        if len(teams) != len(self.teams):
+            raise ValueError("teams has duplicate names")
+        names, paths = set(), set()
+        for i, w in enumerate(self.workloads):
+            where = f"workloads[{i}]"
+            if w.team not in teams:
+                raise ValueError(f"{where}.team {w.team!r} is not one of the teams: {sorted(teams)}")
+            if (w.team, w.name) in names:
+                raise ValueError(f"{where}.name {w.name!r} is used twice in team {w.team!r}")
+            names.add((w.team, w.name))
+            if w.accelerator not in self.node_pools.enabled():
+                raise ValueError(f"{where}.accelerator {w.accelerator!r} has no enabled node pool")
+            volumes = [v for v in (getattr(w, "model_volume", None), getattr(w, "data", None), getattr(w, "checkpoints", None)) if v]
+            for v in volumes:
+                if v.storage_class not in self.storage.classes:
+                    raise ValueError(f"{where} volume storageClass {v.storage_class!r} is not one of {sorted(self.storage.classes)}")
+            if isinstance(w, ServingWorkload):
+                if w.path in paths:
+                    raise ValueError(f"{where}.path {w.path!r} is already routed to another workload")
+                paths.add(w.path)
+            self._fits_quota(where, w, teams[w.team])
+        return self
+
+    @staticmethod
+    def _fits_quota(where: str, w: "ServingWorkload | TrainingWorkload", team: TeamConfig) -> None:
+        replicas = w.autoscaling.max_replicas + (1 if isinstance(w, ServingWorkload) and w.canary else 0) if isinstance(w, ServingWorkload) else 1
+        quota = {"nvidia": team.quota.nvidia_gpus, "neuron": team.quota.neuron_cores}.get(w.accelerator)
+        if quota is not None and replicas * w.accelerator_count > quota:
+            raise ValueError(
+                f"{where} needs up to {replicas * w.accelerator_count} {w.accelerator} accelerators "
+                f"({replicas} pods x {w.accelerator_count}) but team {team.name!r} has a quota of {quota}"
+            )
 
     @model_validator(mode="after")
     def _receivers_have_urls(self) -> "PlatformConfig":

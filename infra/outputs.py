@@ -8,6 +8,8 @@ from components.karpenter import Karpenter
 from components.mesh import GATEWAY_NAME, GATEWAY_NAMESPACE, Mesh
 from components.observability import Observability
 from components.storage import Storage
+from components.tenancy import Tenancy
+from components.workloads import Workloads
 from components.network import Network
 from infra.config import PlatformConfig
 
@@ -23,6 +25,8 @@ def export(
     storage: Storage,
     mesh: Mesh,
     observability: Observability,
+    tenancy: Tenancy,
+    workloads: Workloads,
 ) -> None:
     pulumi.export("schemaVersion", SCHEMA_VERSION)
     pulumi.export("environment", cfg.environment)
@@ -97,5 +101,25 @@ def export(
             "prometheusUrl": observability.prometheus_url,
             "alertmanagerUrl": observability.alertmanager_url,
             "grafanaAdminSecret": observability.admin_secret,
+        },
+    )
+    pulumi.export(
+        "teams",
+        {
+            name: {
+                "namespace": team.namespace,
+                "iamRoleArn": team.iam_role_arn,
+                "serviceAccounts": sorted(
+                    [team.service_account] + [w.service_account for w in workloads.workloads.values() if w.team == name]
+                ),
+            }
+            for name, team in sorted(tenancy.teams.items())
+        },
+    )
+    pulumi.export(
+        "workloads",
+        {
+            key: {"kind": w.kind, "team": w.team, "namespace": w.namespace, "service": w.service, "url": w.url}
+            for key, w in sorted(workloads.workloads.items())
         },
     )

@@ -10,6 +10,8 @@ from components.karpenter import Karpenter, KarpenterArgs
 from components.mesh import Mesh, MeshArgs
 from components.observability import Observability, ObservabilityArgs
 from components.storage import Storage, StorageArgs
+from components.tenancy import Tenancy, TenancyArgs
+from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
 from infra import outputs
 from infra.config import PlatformConfig
@@ -101,6 +103,29 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    tenancy = Tenancy("tenancy", TenancyArgs(config=cfg, cluster_name=cluster.name, provider=cluster.provider, depends_on=[mesh.istiod]))
+
+    workloads = Workloads(
+        "workloads",
+        WorkloadsArgs(
+            config=cfg,
+            provider=cluster.provider,
+            teams=tenancy.teams,
+            gateway=mesh.gateway_name,
+            gateway_hosts=mesh.gateway_hosts,
+            gateway_url=mesh.gateway_url,
+            depends_on=[mesh.istiod, observability.release, storage, karpenter, *tenancy.priority_classes.values()],
+        ),
+    )
+
     outputs.export(
-        cfg, network=network, cluster=cluster, karpenter=karpenter, storage=storage, mesh=mesh, observability=observability
+        cfg,
+        network=network,
+        cluster=cluster,
+        karpenter=karpenter,
+        storage=storage,
+        mesh=mesh,
+        observability=observability,
+        tenancy=tenancy,
+        workloads=workloads,
     )

@@ -32,7 +32,7 @@ def test_karpenter_chain_and_its_edges(stack):
     assert stack.depends_on(controller, crd)
     queue = stack.one("aws:sqs/queue:Queue")
     identity = stack.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "karpenter-controller")
-    access = stack.one("aws:eks/accessEntry:AccessEntry")
+    access = stack.one("aws:eks/accessEntry:AccessEntry", "karpenter-node")
     for prerequisite in (identity, access, stack.one("aws:sqs/queuePolicy:QueuePolicy")):
         assert stack.depends_on(controller, prerequisite), prerequisite["name"]
     settings = controller["inputs"]["values"]["settings"]

@@ -38,7 +38,7 @@ def test_grafana_admin_password_is_a_generated_secret(stack):
 def test_every_monitor_and_rule_depends_on_the_release_that_installs_its_crd(stack):
     release = stack.release("kube-prometheus-stack")
     monitors = [r for r in stack.resources if r["type"].split(":")[-1] in MONITOR_TYPES]
-    assert {m["inputs"]["metadata"]["name"] for m in monitors} == {
+    assert {m["inputs"]["metadata"]["name"] for m in monitors} >= {
         "karpenter", "dcgm-exporter", "neuron-monitor", "istiod", "envoy-sidecars", "ml-platform-alerts"
     }
     for m in monitors:

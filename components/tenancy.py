@@ -1,0 +1,212 @@
+"""Team tenancy: namespaces, quotas, limits, network isolation, RBAC from IAM, platform priority classes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.accelerators import NEURON, NVIDIA
+from infra.config import PlatformConfig, TeamConfig
+
+SERVING_PRIORITY = "ml-serving"
+TRAINING_PRIORITY = "ml-training"
+GATEWAY_NAMESPACE = "istio-ingress"
+MONITORING_NAMESPACE = "monitoring"
+ISTIO_NAMESPACE = "istio-system"
+# What a team may manage in its own namespace; nothing cluster-wide.
+TEAM_RULES = [
+    (["", "apps", "batch", "autoscaling", "policy"], [
+        "pods", "pods/log", "pods/portforward", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims",
+        "serviceaccounts", "events", "deployments", "replicasets", "statefulsets", "jobs", "cronjobs",
+        "horizontalpodautoscalers", "poddisruptionbudgets",
+    ], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (["networking.istio.io"], ["virtualservices", "destinationrules"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (["monitoring.coreos.com"], ["servicemonitors", "podmonitors", "prometheusrules"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    ([""], ["resourcequotas", "limitranges"], ["get", "list", "watch"]),
+]
+
+
+def team_group(team: str) -> str:
+    return f"ml-team:{team}"
+
+
+def quota_hard(team: TeamConfig) -> dict[str, str]:
+    q = team.quota
+    return {
+        "requests.cpu": str(q.cpu),
+        "requests.memory": f"{q.memory_gib}Gi",
+        "limits.memory": f"{q.memory_gib}Gi",
+        f"requests.{NVIDIA.resource}": str(q.nvidia_gpus),
+        f"requests.{NEURON.resource}": str(q.neuron_cores),
+        "persistentvolumeclaims": str(q.pvcs),
+        "requests.storage": f"{q.storage_gib}Gi",
+    }
+
+
+def network_policies(namespace: str, vpc_cidr: str) -> dict[str, dict]:
+    """Deny by default; admit the gateway and monitoring; let pods reach DNS, the mesh control plane and HTTPS outside the VPC."""
+    ns = lambda name: {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}  # noqa: E731
+    return {
+        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        "allow-from-gateway": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [ns(GATEWAY_NAMESPACE)]}]},
+        "allow-from-monitoring": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [ns(MONITORING_NAMESPACE)]}]},
+        "allow-same-namespace": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {}}]}],
+            "egress": [{"to": [{"podSelector": {}}]}],
+        },
+        "allow-dns": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [{**ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                }
+            ],
+        },
+        "allow-mesh-control-plane": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [ns(ISTIO_NAMESPACE)], "ports": [{"protocol": "TCP", "port": 15012}, {"protocol": "TCP", "port": 15017}]}],
+        },
+        "allow-https-outside-vpc": {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": [vpc_cidr]}}], "ports": [{"protocol": "TCP", "port": 443}]}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class TenancyArgs:
+    config: PlatformConfig
+    cluster_name: pulumi.Output[str]
+    provider: k8s.Provider
+    depends_on: list[pulumi.Resource]
+
+
+@dataclass(frozen=True)
+class TeamInfo:
+    name: str
+    namespace: str
+    service_account: str
+    iam_role_arn: str
+    namespace_resource: k8s.core.v1.Namespace
+    guardrails: list[pulumi.Resource]
+
+
+class Tenancy(pulumi.ComponentResource):
+    teams: dict[str, TeamInfo]
+    priority_classes: dict[str, k8s.scheduling.v1.PriorityClass]
+
+    def __init__(self, name: str, args: TenancyArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:tenancy:Tenancy", name, None, opts)
+        cfg = args.config
+        k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
+
+        self.priority_classes = {
+            SERVING_PRIORITY: k8s.scheduling.v1.PriorityClass(
+                f"{name}-{SERVING_PRIORITY}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=SERVING_PRIORITY, labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                value=100000,
+                preemption_policy="PreemptLowerPriority",
+                global_default=False,
+                description="Online model serving: preempts batch training when capacity is short.",
+                opts=k8s_opts(),
+            ),
+            TRAINING_PRIORITY: k8s.scheduling.v1.PriorityClass(
+                f"{name}-{TRAINING_PRIORITY}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=TRAINING_PRIORITY, labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                value=10000,
+                preemption_policy="Never",
+                global_default=False,
+                description="Batch training: never preempts, may be preempted by serving.",
+                opts=k8s_opts(),
+            ),
+        }
+        self.teams = {team.name: self._team(name, team, args, k8s_opts) for team in cfg.teams}
+        self.register_outputs({"teams": sorted(self.teams)})
+
+    def _team(self, name: str, team: TeamConfig, args: TenancyArgs, k8s_opts) -> TeamInfo:
+        cfg = args.config
+        prefix = f"{name}-{team.name}"
+        labels = {"app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": team.name}
+        namespace = k8s.core.v1.Namespace(
+            prefix,
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=team.name,
+                labels={
+                    **labels,
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                    "pod-security.kubernetes.io/warn": "restricted",
+                    "pod-security.kubernetes.io/audit": "restricted",
+                    "istio-injection": "enabled",
+                },
+            ),
+            opts=k8s_opts(),
+        )
+        in_ns = lambda n: k8s.meta.v1.ObjectMetaArgs(name=n, namespace=namespace.metadata.name, labels=labels)  # noqa: E731
+        guardrails: list[pulumi.Resource] = [
+            k8s.core.v1.ResourceQuota(
+                f"{prefix}-quota",
+                metadata=in_ns("team-quota"),
+                spec=k8s.core.v1.ResourceQuotaSpecArgs(hard=quota_hard(team)),
+                opts=k8s_opts(),
+            ),
+            k8s.core.v1.LimitRange(
+                f"{prefix}-limits",
+                metadata=in_ns("container-defaults"),
+                spec=k8s.core.v1.LimitRangeSpecArgs(
+                    limits=[
+                        k8s.core.v1.LimitRangeItemArgs(
+                            type="Container",
+                            default_request={"cpu": team.container_defaults.cpu, "memory": f"{team.container_defaults.memory_mib}Mi"},
+                            # Memory limit equals the request: no overcommit, no surprise OOM kills of neighbours.
+                            default={"memory": f"{team.container_defaults.memory_mib}Mi"},
+                        )
+                    ]
+                ),
+                opts=k8s_opts(),
+            ),
+        ]
+        for policy_name, spec in network_policies(team.name, cfg.network.cidr).items():
+            guardrails.append(
+                k8s.networking.v1.NetworkPolicy(f"{prefix}-{policy_name}", metadata=in_ns(policy_name), spec=spec, opts=k8s_opts())
+            )
+        role = k8s.rbac.v1.Role(
+            f"{prefix}-developer",
+            metadata=in_ns("team-developer"),
+            rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=g, resources=r, verbs=v) for g, r, v in TEAM_RULES],
+            opts=k8s_opts(),
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{prefix}-developer",
+            metadata=in_ns("team-developer"),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name="team-developer"),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="Group", name=team_group(team.name), api_group="rbac.authorization.k8s.io")],
+            opts=k8s_opts(role),
+        )
+        aws.eks.AccessEntry(
+            prefix,
+            aws.eks.AccessEntryArgs(
+                cluster_name=args.cluster_name,
+                principal_arn=team.iam_role_arn,
+                type="STANDARD",
+                kubernetes_groups=[team_group(team.name)],
+                tags=cfg.tags_for(f"{cfg.cluster_name}-team-{team.name}"),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        service_account = f"{team.name}-workloads"
+        k8s.core.v1.ServiceAccount(
+            f"{prefix}-workloads",
+            metadata=in_ns(service_account),
+            automount_service_account_token=False,
+            opts=k8s_opts(),
+        )
+        return TeamInfo(team.name, team.name, service_account, team.iam_role_arn, namespace, guardrails)
