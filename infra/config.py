@@ -621,8 +621,12 @@ class PlatformConfig(Model):
         }
 
 
+WORKLOAD_KINDS = ("serving", "training")
+
+
 def _format_error(err: dict[str, Any]) -> str:
-    loc = [str(p) for p in err["loc"]]
+    # Tagged unions put the tag in the location (workloads.0.serving.image); the key path has none.
+    loc = [str(p) for i, p in enumerate(err["loc"]) if not (p in WORKLOAD_KINDS and i and isinstance(err["loc"][i - 1], int))]
     # Model-level validators report at the model; the path then names the section.
     path = f"{PROJECT}:" + ".".join(loc[:1]) + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
     msg = err["msg"].removeprefix("Value error, ")
@@ -630,6 +634,9 @@ def _format_error(err: dict[str, Any]) -> str:
         return f"{path}: unknown key (value {json.dumps(err['input'], default=str)}); check the spelling against the configuration reference"
     if err["type"] == "missing":
         return f"{path}: required key is missing"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tag = json.dumps(err.get("ctx", {}).get("tag"))
+        return f"{path}.kind: {tag} is not allowed: expected one of {', '.join(WORKLOAD_KINDS)}"
     shown = err.get("input")
     if loc and loc[0] in SECRET_KEYS:
         return f"{path}: {msg} (value not shown: it is a secret)"

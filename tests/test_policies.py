@@ -26,8 +26,16 @@ def broken(stack: str, type_: str, mutate: Callable[[dict], None], name: str | N
     """The stack's records with one resource of the type mutated."""
     records = copy.deepcopy(synth_of(stack).resources)
     target = next(r for r in records if r["type"] == type_ and (name is None or r["name"] == name))
+    original_inputs = set(target["inputs"])
     mutate(target)
+    mirror_outputs(target, original_inputs)
     return records
+
+
+def mirror_outputs(record: dict, original_inputs: set[str]) -> None:
+    """Outputs are the inputs plus what the provider computes (ids, ARNs, status), as in the mock engine."""
+    computed = {k: v for k, v in record["outputs"].items() if k not in original_inputs}
+    record["outputs"] = {**computed, **copy.deepcopy(record["inputs"])}
 
 
 def unprotect(record: dict) -> None:
@@ -55,6 +63,19 @@ def remove_in(path: list[str]):
 
 
 EKS = "eks:index:Cluster"
+DEPLOY, HPA, JOB = "kubernetes:apps/v1:Deployment", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:batch/v1:Job"
+
+
+def pod(record: dict) -> dict:
+    return record["inputs"]["spec"]["template"]["spec"]
+
+
+def first_container(record: dict) -> dict:
+    return pod(record)["containers"][0]
+
+
+def data_on_empty_dir(spec: dict) -> None:
+    spec["volumes"] = [v if v["name"] != "data" else {"name": "data", "emptyDir": {}} for v in spec["volumes"]]
 CASES = {
     "eks-endpoint-not-world-open": ("prod", EKS, lambda r: r["inputs"].update(endpointPublicAccess=True, publicAccessCidrs=["0.0.0.0/0"])),
     "eks-endpoint-private": ("prod", EKS, set_in(["inputs", "endpointPublicAccess"], True)),
@@ -92,6 +113,32 @@ CASES = {
     "loadbalancer-only-for-gateway": (
         "prod", "kubernetes:core/v1:Service", set_in(["inputs", "spec", "selector"], {"app": "sentiment"}), "mesh-gateway-nlb",
     ),
+    **{
+        rule: ("staging", DEPLOY, mutate, "nlp-sentiment-stable")
+        for rule, mutate in {
+            "container-resource-requests": lambda r: first_container(r)["resources"].pop("requests"),
+            "memory-limit-equals-request": lambda r: first_container(r)["resources"]["limits"].update(memory="16Gi"),
+            "image-pinned": lambda r: first_container(r).update(image="111122223333.dkr.ecr.us-west-2.amazonaws.com/sentiment-service:latest"),
+            "no-host-access-outside-system": lambda r: pod(r).update(hostNetwork=True),
+            "workload-non-root": lambda r: first_container(r)["securityContext"].update(allowPrivilegeEscalation=True),
+            "serving-probes": lambda r: first_container(r).pop("livenessProbe"),
+            "service-account-token-not-mounted": lambda r: pod(r).update(automountServiceAccountToken=True),
+        }.items()
+    },
+    "hpa-names-metrics": ("staging", HPA, remove_in(["inputs", "spec", "metrics"]), "nlp-sentiment-stable"),
+    "serving-highly-available": ("staging", HPA, set_in(["inputs", "spec", "minReplicas"], 1), "nlp-sentiment-stable"),
+    "no-emptydir-for-data": ("dev", JOB, lambda r: data_on_empty_dir(pod(r)), "nlp-sentiment-finetune-job"),
+    "accelerator-toleration": ("dev", JOB, lambda r: pod(r).pop("tolerations"), "nlp-sentiment-finetune-job"),
+    "job-deadline-and-ttl": ("dev", JOB, remove_in(["inputs", "spec", "activeDeadlineSeconds"]), "nlp-sentiment-finetune-job"),
+    "training-not-disrupted": ("dev", JOB, lambda r: r["inputs"]["spec"]["template"]["metadata"].pop("annotations"), "nlp-sentiment-finetune-job"),
+    "team-namespace-restricted": (
+        "staging", "kubernetes:core/v1:Namespace",
+        lambda r: r["inputs"]["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "baseline"}), "tenancy-nlp",
+    ),
+    "team-namespace-guardrails": ("staging", "kubernetes:core/v1:ResourceQuota", set_in(["inputs", "metadata", "namespace"], "elsewhere")),
+    "accelerator-workload-schedulable": (
+        "dev", DEPLOY, lambda r: pod(r).update(nodeSelector={"ml-platform.io/pool": "nvidia"}), "nlp-sentiment-stable",
+    ),
 }
 
 
@@ -105,14 +152,17 @@ def test_every_rule_is_documented():
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))
-def test_rule_passes_on_the_shipped_prod_stack(rule):
-    assert violations(rule, synth_of("prod").resources) == []
+def test_rule_passes_on_the_shipped_stack(rule):
+    stack, type_, *_ = CASES[rule]
+    records = synth_of(stack).resources
+    assert any(r["type"] == type_ for r in records), "the passing case must not be vacuous"
+    assert violations(rule, records, stack) == []
 
 
 @pytest.mark.parametrize("rule", sorted(CASES))
 def test_rule_fails_on_a_broken_resource(rule):
     stack, type_, mutate, *name = CASES[rule]
-    found = violations(rule, broken(stack, type_, mutate, *name))
+    found = violations(rule, broken(stack, type_, mutate, *name), stack)
     assert found, f"{rule} did not catch the broken {type_}"
     assert {v["policy"] for v in found} == {rule}
     assert all(v["urn"] and v["message"] and v["remediation"] for v in found)
@@ -138,3 +188,32 @@ def test_only_the_gateway_listener_may_face_the_internet(port, allowed):
 
     found = violations("security-group-no-world-ingress", broken("prod", "aws:ec2/securityGroup:SecurityGroup", open_listener, "mesh-gateway-lb"))
     assert (found == []) is allowed
+
+
+def training_pod(mutate) -> list[dict]:
+    """The dev stack with its training Job's pod template also declared as a bare Pod, then mutated."""
+    records = copy.deepcopy(synth_of("dev").resources)
+    job = next(r for r in records if r["type"] == JOB)
+    bare = {**copy.deepcopy(job), "urn": job["urn"].replace("batch/v1:Job", "core/v1:Pod") + "-pod", "type": "kubernetes:core/v1:Pod"}
+    bare["inputs"] = {"apiVersion": "v1", "kind": "Pod", "metadata": job["inputs"]["metadata"], "spec": copy.deepcopy(pod(job))}
+    mutate(bare["inputs"]["spec"])
+    bare["outputs"] = {"id": "nlp/train-pod", **copy.deepcopy(bare["inputs"])}
+    return records + [bare]
+
+
+def test_antipattern_training_pod_without_requests_or_limits():
+    records = training_pod(lambda spec: spec["containers"][0].pop("resources"))
+    assert {v["policy"] for v in check(records, "dev")["violations"] if v["urn"].endswith("-pod")} >= {
+        "container-resource-requests", "memory-limit-equals-request"
+    }
+
+
+def test_antipattern_ml_data_on_empty_dir():
+    found = [v for v in check(training_pod(data_on_empty_dir), "dev")["violations"] if v["urn"].endswith("-pod")]
+    assert any(v["policy"] == "no-emptydir-for-data" and "'/data'" in v["message"] for v in found)
+
+
+def test_antipattern_hpa_without_metrics():
+    records = broken("staging", HPA, remove_in(["inputs", "spec", "metrics"]), "nlp-sentiment-stable")
+    result = check(records, "staging")
+    assert [v["policy"] for v in result["violations"] if v["enforcement"] == "mandatory"] == ["hpa-names-metrics"]

@@ -1,0 +1,327 @@
+"""Rules over the pods the platform declares: resources, security, probes, data, accelerators, jobs."""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from .base import ADVISORY, MANDATORY, dig, resource_rule, stack_rule
+from .scheduling import matching_pools, requested_extended_resources, tolerates
+
+# Platform components that legitimately need node access; team workloads never run here.
+SYSTEM_NAMESPACES = frozenset({"kube-system", "gpu-operator", "istio-system", "istio-ingress", "monitoring"})
+ACCELERATOR_TAINTS = {
+    "nvidia.com/gpu": {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"},
+    "aws.amazon.com/neuron": {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"},
+}
+SERVING_PRIORITY = "ml-serving"
+TEAM_LABEL = "ml-platform.io/team"
+POD_TEMPLATE_PATHS = {
+    "kubernetes:core/v1:Pod": ("spec",),
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+POD_TYPES = list(POD_TEMPLATE_PATHS)
+
+
+def pod_spec(resource_type: str, props: dict) -> Optional[dict]:
+    path = POD_TEMPLATE_PATHS.get(resource_type)
+    return dig(props, *path) if path else None
+
+
+def containers(spec: dict) -> Iterator[dict]:
+    yield from spec.get("initContainers") or []
+    yield from spec.get("containers") or []
+
+
+def namespace_of(props: dict) -> str:
+    return dig(props, "metadata", "namespace", default="default")
+
+
+@resource_rule(
+    "container-resource-requests",
+    "Every container requests CPU and memory, so the scheduler and Karpenter size nodes correctly.",
+    "Set resources.requests.cpu and resources.requests.memory on every container.",
+    MANDATORY,
+    POD_TYPES,
+)
+def container_resource_requests(props, args):
+    for c in containers(pod_spec(args.resource_type, props) or {}):
+        missing = [r for r in ("cpu", "memory") if r not in (dig(c, "resources", "requests") or {})]
+        if missing:
+            yield f"container {c.get('name')!r} has no {' or '.join(missing)} request"
+
+
+@resource_rule(
+    "memory-limit-equals-request",
+    "Every container's memory limit equals its request: no overcommit, no eviction of neighbours under pressure.",
+    "Set resources.limits.memory to the same value as resources.requests.memory.",
+    MANDATORY,
+    POD_TYPES,
+)
+def memory_limit_equals_request(props, args):
+    for c in containers(pod_spec(args.resource_type, props) or {}):
+        request, limit = dig(c, "resources", "requests", "memory"), dig(c, "resources", "limits", "memory")
+        if request is None or request != limit:
+            yield f"container {c.get('name')!r} memory limit {limit!r} differs from its request {request!r}"
+
+
+@resource_rule(
+    "image-pinned",
+    "Every image is pinned by a version tag or a digest; never `latest` or untagged.",
+    "Use registry/name:1.2.3 or registry/name@sha256:….",
+    MANDATORY,
+    POD_TYPES,
+)
+def image_pinned(props, args):
+    for c in containers(pod_spec(args.resource_type, props) or {}):
+        image = str(c.get("image", ""))
+        if "@sha256:" in image:
+            continue
+        name, sep, tag = image.rpartition(":")
+        if not sep or "/" in tag or tag == "latest":
+            yield f"container {c.get('name')!r} image {image!r} is not pinned"
+
+
+@resource_rule(
+    "no-host-access-outside-system",
+    "No privileged containers, host network/PID/IPC or hostPath volumes outside the platform's system namespaces.",
+    "Remove privileged, hostNetwork, hostPID, hostIPC and hostPath; use PersistentVolumeClaims for data.",
+    MANDATORY,
+    POD_TYPES,
+)
+def no_host_access_outside_system(props, args):
+    if namespace_of(props) in SYSTEM_NAMESPACES:
+        return
+    spec = pod_spec(args.resource_type, props) or {}
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            yield f"pod uses {flag}"
+    for v in spec.get("volumes") or []:
+        if "hostPath" in v:
+            yield f"volume {v.get('name')!r} is a hostPath"
+    for c in containers(spec):
+        if dig(c, "securityContext", "privileged"):
+            yield f"container {c.get('name')!r} is privileged"
+
+
+@resource_rule(
+    "workload-non-root",
+    "Workload containers run as non-root, without privilege escalation, with all capabilities dropped and the RuntimeDefault seccomp profile.",
+    "Set runAsNonRoot, allowPrivilegeEscalation: false, capabilities.drop: [ALL] and seccompProfile RuntimeDefault.",
+    MANDATORY,
+    POD_TYPES,
+)
+def workload_non_root(props, args):
+    if namespace_of(props) in SYSTEM_NAMESPACES:
+        return
+    spec = pod_spec(args.resource_type, props) or {}
+    pod_ctx = spec.get("securityContext") or {}
+    for c in containers(spec):
+        ctx = c.get("securityContext") or {}
+        if not (ctx.get("runAsNonRoot") or pod_ctx.get("runAsNonRoot")):
+            yield f"container {c.get('name')!r} may run as root"
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            yield f"container {c.get('name')!r} allows privilege escalation"
+        if "ALL" not in (dig(ctx, "capabilities", "drop") or []):
+            yield f"container {c.get('name')!r} keeps Linux capabilities"
+        if (dig(ctx, "seccompProfile", "type") or dig(pod_ctx, "seccompProfile", "type")) != "RuntimeDefault":
+            yield f"container {c.get('name')!r} has no RuntimeDefault seccomp profile"
+
+
+def _is_serving(props: dict) -> bool:
+    return dig(props, "spec", "template", "spec", "priorityClassName") == SERVING_PRIORITY
+
+
+@resource_rule(
+    "serving-probes",
+    "Model-serving Deployments have startup, readiness and liveness probes.",
+    "Configure probe.path (HTTP) for the workload, or rely on the TCP probe of its port.",
+    MANDATORY,
+    ["kubernetes:apps/v1:Deployment"],
+)
+def serving_probes(props, args):
+    if not _is_serving(props):
+        return
+    for c in dig(props, "spec", "template", "spec", "containers", default=[]) or []:
+        missing = [p for p in ("startupProbe", "readinessProbe", "livenessProbe") if p not in c]
+        if missing:
+            yield f"container {c.get('name')!r} has no {', '.join(missing)}"
+
+
+@resource_rule(
+    "hpa-names-metrics",
+    "Every HorizontalPodAutoscaler names the metrics it scales on.",
+    "Set spec.metrics (CPU utilisation by default, or a custom per-pod metric).",
+    MANDATORY,
+    ["kubernetes:autoscaling/v2:HorizontalPodAutoscaler"],
+)
+def hpa_names_metrics(props, args):
+    if not dig(props, "spec", "metrics"):
+        yield "the autoscaler names no metrics"
+
+
+@resource_rule(
+    "no-emptydir-for-data",
+    "Model and training data live on PersistentVolumeClaims; the only emptyDir is a size-limited /tmp.",
+    "Mount models, datasets and checkpoints from an EFS-backed PersistentVolumeClaim.",
+    MANDATORY,
+    POD_TYPES,
+)
+def no_emptydir_for_data(props, args):
+    if namespace_of(props) in SYSTEM_NAMESPACES:
+        return
+    spec = pod_spec(args.resource_type, props) or {}
+    scratch = {v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v}
+    for v in spec.get("volumes") or []:
+        if "emptyDir" in v and not dig(v, "emptyDir", "sizeLimit"):
+            yield f"emptyDir {v['name']!r} has no sizeLimit"
+    for c in containers(spec):
+        for m in c.get("volumeMounts") or []:
+            if m.get("name") in scratch and m.get("mountPath") != "/tmp":
+                yield f"container {c.get('name')!r} keeps {m.get('mountPath')!r} on an emptyDir"
+
+
+@resource_rule(
+    "accelerator-toleration",
+    "A pod requesting nvidia.com/gpu or aws.amazon.com/neuron tolerates that accelerator's taint (and no other accelerator's).",
+    "Add the node pool's toleration from the platform outputs (nodePools.<pool>.toleration).",
+    MANDATORY,
+    POD_TYPES,
+)
+def accelerator_toleration(props, args):
+    spec = pod_spec(args.resource_type, props) or {}
+    requested = requested_extended_resources(spec)
+    tolerations = spec.get("tolerations") or []
+    for resource, taint in ACCELERATOR_TAINTS.items():
+        if resource in requested and not tolerates(tolerations, taint):
+            yield f"requests {resource} but does not tolerate {taint['key']}:{taint['effect']}"
+        # Per-node system agents (device plugins, exporters) tolerate the taint without requesting the device.
+        if resource not in requested and tolerates(tolerations, taint) and namespace_of(props) not in SYSTEM_NAMESPACES:
+            yield f"tolerates {taint['key']} without requesting {resource}: it could hold an accelerator node idle"
+
+
+@resource_rule(
+    "job-deadline-and-ttl",
+    "Jobs (and CronJob templates) set activeDeadlineSeconds and ttlSecondsAfterFinished.",
+    "Set activeDeadlineHours and ttlAfterFinishedHours for the training workload.",
+    MANDATORY,
+    ["kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"],
+)
+def job_deadline_and_ttl(props, args):
+    spec = dig(props, "spec", "jobTemplate", "spec") if args.resource_type.endswith("CronJob") else props.get("spec")
+    for field in ("activeDeadlineSeconds", "ttlSecondsAfterFinished"):
+        if not (spec or {}).get(field):
+            yield f"job has no {field}"
+
+
+@resource_rule(
+    "training-not-disrupted",
+    "Training pods carry karpenter.sh/do-not-disrupt, so consolidation never removes a node under a running job.",
+    "Annotate the Job's pod template with karpenter.sh/do-not-disrupt: \"true\".",
+    ADVISORY,
+    ["kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"],
+)
+def training_not_disrupted(props, args):
+    template = dig(props, "spec", "jobTemplate", "spec", "template") if args.resource_type.endswith("CronJob") else dig(props, "spec", "template")
+    if dig(template or {}, "metadata", "annotations", "karpenter.sh/do-not-disrupt") != "true":
+        yield "training pods can be disrupted by node consolidation"
+
+
+@resource_rule(
+    "team-namespace-restricted",
+    "Team namespaces enforce the restricted Pod Security Standard.",
+    "Label the namespace pod-security.kubernetes.io/enforce: restricted.",
+    MANDATORY,
+    ["kubernetes:core/v1:Namespace"],
+)
+def team_namespace_restricted(props, args):
+    labels = dig(props, "metadata", "labels") or {}
+    if TEAM_LABEL in labels and labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+        yield f"team namespace enforces {labels.get('pod-security.kubernetes.io/enforce')!r}, not 'restricted'"
+
+
+@resource_rule(
+    "service-account-token-not-mounted",
+    "Workload pods do not mount a Kubernetes API token unless they need one.",
+    "Set automountServiceAccountToken: false on the pod (and its ServiceAccount).",
+    ADVISORY,
+    POD_TYPES,
+)
+def service_account_token_not_mounted(props, args):
+    if namespace_of(props) in SYSTEM_NAMESPACES:
+        return
+    if (pod_spec(args.resource_type, props) or {}).get("automountServiceAccountToken") is not False:
+        yield "pod mounts a service account token"
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    match = selector.get("matchLabels") or {}
+    return bool(match) and all(labels.get(k) == v for k, v in match.items())
+
+
+@stack_rule(
+    "serving-highly-available",
+    "Every stable model-serving Deployment runs at least two replicas and has a PodDisruptionBudget.",
+    "Set autoscaling.minReplicas: 2 or more; the platform creates the PodDisruptionBudget.",
+    ADVISORY,
+)
+def serving_highly_available(resources):
+    by_type: dict[str, list] = {}
+    for r in resources:
+        by_type.setdefault(r.resource_type, []).append(r)
+    for d in by_type.get("kubernetes:apps/v1:Deployment", []):
+        if not _is_serving(d.props) or dig(d.props, "metadata", "labels", "version") == "canary":
+            continue
+        ns, name = namespace_of(d.props), dig(d.props, "metadata", "name")
+        labels = dig(d.props, "spec", "template", "metadata", "labels") or {}
+        hpas = [
+            h for h in by_type.get("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", [])
+            if namespace_of(h.props) == ns and dig(h.props, "spec", "scaleTargetRef", "name") == name
+        ]
+        floor = min([dig(h.props, "spec", "minReplicas", default=1) for h in hpas] or [dig(d.props, "spec", "replicas", default=1)])
+        if floor < 2:
+            yield f"serving Deployment {ns}/{name} may run a single replica", d.urn
+        pdbs = [
+            p for p in by_type.get("kubernetes:policy/v1:PodDisruptionBudget", [])
+            if namespace_of(p.props) == ns and _selects(dig(p.props, "spec", "selector") or {}, labels)
+        ]
+        if not pdbs:
+            yield f"serving Deployment {ns}/{name} has no PodDisruptionBudget", d.urn
+
+
+@stack_rule(
+    "team-namespace-guardrails",
+    "Every team namespace has a ResourceQuota, a LimitRange and a default-deny NetworkPolicy.",
+    "Declare teams in ml-platform:teams; the tenancy component creates all three.",
+    MANDATORY,
+)
+def team_namespace_guardrails(resources):
+    in_ns: dict[str, set[str]] = {}
+    for r in resources:
+        kind = r.resource_type.split(":")[-1]
+        if kind == "NetworkPolicy" and dig(r.props, "spec", "podSelector") == {} and not dig(r.props, "spec", "ingress"):
+            kind = "DefaultDenyNetworkPolicy"
+        in_ns.setdefault(namespace_of(r.props), set()).add(kind)
+    for r in resources:
+        if r.resource_type == "kubernetes:core/v1:Namespace" and TEAM_LABEL in (dig(r.props, "metadata", "labels") or {}):
+            ns = dig(r.props, "metadata", "name")
+            missing = {"ResourceQuota", "LimitRange", "DefaultDenyNetworkPolicy"} - in_ns.get(ns, set())
+            if missing:
+                yield f"team namespace {ns!r} lacks {', '.join(sorted(missing))}", r.urn
+
+
+@stack_rule(
+    "accelerator-workload-schedulable",
+    "Every workload that requests an accelerator can be placed by some Karpenter NodePool of the stack.",
+    "Target the pool from the platform outputs (nodeSelector and toleration), and keep that pool enabled.",
+    MANDATORY,
+)
+def accelerator_workload_schedulable(resources):
+    pools = [{"metadata": r.props.get("metadata", {}), "spec": r.props.get("spec", {})} for r in resources if r.resource_type == "kubernetes:karpenter.sh/v1:NodePool"]
+    for r in resources:
+        spec = pod_spec(r.resource_type, r.props)
+        if spec and set(requested_extended_resources(spec)) & set(ACCELERATOR_TAINTS) and not matching_pools(spec, pools):
+            yield "no NodePool can launch a node for this accelerator workload", r.urn
+

@@ -1,0 +1,203 @@
+"""Team tenancy and ML workload releases as synthesized."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from infra.config import ConfigError, parse
+from policies.rules.scheduling import matching_pools, tolerates
+from policies.rules.workloads import pod_spec
+from tests.conftest import STACKS, synth_of
+from tests.test_config import stack_raw
+
+POD_KINDS = ("Deployment", "Job", "CronJob")
+TAINTS = {
+    "nvidia": {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"},
+    "neuron": {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"},
+}
+
+
+def team_pods(synth) -> list[tuple[str, dict]]:
+    """(file, pod spec) of every pod template in a team namespace."""
+    teams = {t["namespace"] for t in synth.result.outputs["teams"].values()}
+    found = []
+    for fname, m in synth.result.manifests.items():
+        if m["kind"] in POD_KINDS and m["metadata"]["namespace"] in teams:
+            found.append((fname, pod_spec(f"kubernetes:{m['apiVersion']}:{m['kind']}", m)))
+    return found
+
+
+def node_pools(synth) -> list[dict]:
+    return [m for m in synth.result.manifests.values() if m["kind"] == "NodePool"]
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "staging"])
+def test_every_accelerator_pod_tolerates_exactly_its_pool_and_is_schedulable(stack_name):
+    synth = synth_of(stack_name)
+    pods = team_pods(synth)
+    assert pods
+    for fname, spec in pods:
+        pool = spec["nodeSelector"]["ml-platform.io/pool"]
+        tolerated = {name for name, taint in TAINTS.items() if tolerates(spec.get("tolerations", []), taint)}
+        assert tolerated == ({pool} if pool in TAINTS else set()), fname
+        assert matching_pools(spec, node_pools(synth)) == [pool], fname
+
+
+def test_the_example_services_land_on_the_intended_hardware():
+    dev = synth_of("dev").result.manifests["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]
+    assert dev["containers"][0]["resources"]["requests"]["aws.amazon.com/neuron"] == "1"
+    neuron_pool = synth_of("dev").result.manifests["nodepool--cluster--neuron.yaml"]["spec"]
+    assert "inf1.xlarge" in next(r["values"] for r in neuron_pool["template"]["spec"]["requirements"] if r["key"] == "node.kubernetes.io/instance-type")
+    staging = synth_of("staging").result.manifests["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]
+    assert staging["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert staging["containers"][0]["ports"][0] == {"name": "http", "containerPort": 5000, "protocol": "TCP"}
+
+
+def test_canary_weights_and_subsets():
+    m = synth_of("staging").result.manifests
+    route = m["virtualservice--nlp--sentiment.yaml"]["spec"]["http"][0]["route"]
+    assert [(r["destination"]["subset"], r["weight"]) for r in route] == [("stable", 90), ("canary", 10)]
+    subsets = {s["name"]: s["labels"] for s in m["destinationrule--nlp--sentiment.yaml"]["spec"]["subsets"]}
+    assert subsets == {"stable": {"version": "stable"}, "canary": {"version": "canary"}}
+    canary = m["deployment--nlp--sentiment-canary.yaml"]
+    assert canary["spec"]["template"]["metadata"]["labels"]["version"] == "canary"
+    assert canary["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.1.0-cuda")
+    dev_route = synth_of("dev").result.manifests["virtualservice--nlp--sentiment.yaml"]["spec"]["http"][0]
+    assert [(r["destination"]["subset"], r["weight"]) for r in dev_route["route"]] == [("stable", 100)]
+    assert dev_route["match"][0] == {"uri": {"prefix": "/sentiment/"}} and dev_route["rewrite"] == {"uri": "/"}
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "staging"])
+def test_every_serving_deployment_has_hpa_metrics_a_pdb_and_probes(stack_name):
+    m = synth_of(stack_name).result.manifests
+    deployments = [d for d in m.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == "nlp"]
+    assert deployments
+    for d in deployments:
+        name = d["metadata"]["name"]
+        hpa = m[f"horizontalpodautoscaler--nlp--{name}.yaml"]["spec"]
+        assert hpa["scaleTargetRef"]["name"] == name and hpa["metrics"]
+        assert hpa["metrics"][0]["resource"]["target"]["type"] == "Utilization"
+        pdb = m[f"poddisruptionbudget--nlp--{name}.yaml"]["spec"]
+        assert pdb["maxUnavailable"] == 1 and pdb["selector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+        container = d["spec"]["template"]["spec"]["containers"][0]
+        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+        assert container["startupProbe"]["failureThreshold"] * container["startupProbe"]["periodSeconds"] == 600
+        assert {"readinessProbe", "livenessProbe"} <= set(container)
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "staging"])
+def test_team_pods_are_restricted_and_keep_data_off_empty_dir(stack_name):
+    for fname, spec in team_pods(synth_of(stack_name)):
+        assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert spec["automountServiceAccountToken"] is False
+        for c in spec["containers"]:
+            ctx = c["securityContext"]
+            assert ctx == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+            assert c["resources"]["limits"]["memory"] == c["resources"]["requests"]["memory"]
+            assert not c["image"].endswith(":latest")
+            empty = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+            assert empty == {"tmp"} and all(m["mountPath"] == "/tmp" for m in c["volumeMounts"] if m["name"] in empty), fname
+
+
+def test_model_and_training_data_come_from_efs_claims():
+    staging = synth_of("staging").result.manifests
+    claim = staging["persistentvolumeclaim--nlp--sentiment-model.yaml"]["spec"]
+    assert claim["storageClassName"] == "efs-models" and claim["accessModes"] == ["ReadWriteMany"]
+    serving = staging["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]
+    assert {"name": "model", "persistentVolumeClaim": {"claimName": "sentiment-model", "readOnly": True}} in serving["volumes"]
+    job = synth_of("dev").result.manifests["job--nlp--sentiment-finetune-1.yaml"]
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "sentiment-finetune-data"
+    assert volumes["checkpoints"]["persistentVolumeClaim"]["claimName"] == "sentiment-finetune-checkpoints"
+    for name in ("data", "checkpoints"):
+        assert synth_of("dev").result.manifests[f"persistentvolumeclaim--nlp--sentiment-finetune-{name}.yaml"]["spec"]["storageClassName"] == "efs-shared"
+
+
+def test_training_job_and_cron_job():
+    job = synth_of("dev").result.manifests["job--nlp--sentiment-finetune-1.yaml"]
+    assert job["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    spec = job["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 86400, 86400)
+    template = spec["template"]
+    assert template["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": "true"}
+    assert template["spec"]["priorityClassName"] == "ml-training" and template["spec"]["restartPolicy"] == "Never"
+    env = {e["name"]: e["value"] for e in template["spec"]["containers"][0]["env"]}
+    assert env["DATA_DIR"] == "/data" and env["CHECKPOINT_DIR"] == "/checkpoints"
+    cron = synth_of("staging").result.manifests["cronjob--nlp--sentiment-finetune.yaml"]["spec"]
+    assert cron["schedule"] == "0 2 * * 0" and cron["concurrencyPolicy"] == "Forbid"
+    assert cron["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 86400
+
+
+def test_priority_classes():
+    m = synth_of("prod").result.manifests
+    serving, training = m["priorityclass--cluster--ml-serving.yaml"], m["priorityclass--cluster--ml-training.yaml"]
+    assert serving["value"] > training["value"]
+    assert training["preemptionPolicy"] == "Never" and not serving["globalDefault"] and not training["globalDefault"]
+
+
+@pytest.mark.parametrize("stack_name", STACKS)
+def test_team_namespace_quota_limits_network_and_rbac(stack_name):
+    synth = synth_of(stack_name)
+    m = synth.result.manifests
+    team = stack_raw(stack_name)["teams"][0]
+    ns = m["namespace--cluster--nlp.yaml"]["metadata"]["labels"]
+    assert ns["pod-security.kubernetes.io/enforce"] == "restricted" and ns["istio-injection"] == "enabled"
+    hard = m["resourcequota--nlp--team-quota.yaml"]["spec"]["hard"]
+    q = team["quota"]
+    assert hard["requests.cpu"] == str(q["cpu"]) and hard["requests.memory"] == hard["limits.memory"] == f"{q['memoryGib']}Gi"
+    assert hard["requests.nvidia.com/gpu"] == str(q["nvidiaGpus"]) and hard["requests.aws.amazon.com/neuron"] == str(q["neuronCores"])
+    assert hard["persistentvolumeclaims"] == str(q["pvcs"]) and hard["requests.storage"] == f"{q['storageGib']}Gi"
+    limits = m["limitrange--nlp--container-defaults.yaml"]["spec"]["limits"][0]
+    assert limits["default"]["memory"] == limits["defaultRequest"]["memory"]
+    deny = m["networkpolicy--nlp--default-deny.yaml"]["spec"]
+    assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    gateway = m["networkpolicy--nlp--allow-from-gateway.yaml"]["spec"]["ingress"][0]["from"][0]
+    assert gateway["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "istio-ingress"}
+    dns = m["networkpolicy--nlp--allow-dns.yaml"]["spec"]["egress"][0]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    binding = m["rolebinding--nlp--team-developer.yaml"]
+    assert binding["subjects"] == [{"kind": "Group", "name": "ml-team:nlp", "apiGroup": "rbac.authorization.k8s.io"}]
+    assert binding["roleRef"]["kind"] == "Role"
+    assert not any(x["kind"] in ("ClusterRole", "ClusterRoleBinding") for x in m.values())
+    entry = synth.one("aws:eks/accessEntry:AccessEntry", "tenancy-nlp")["inputs"]
+    assert entry["principalArn"] == team["iamRoleArn"] and entry["kubernetesGroups"] == ["ml-team:nlp"]
+    assert "accessPolicies" not in entry
+    vpc_cni = next(a for a in synth.of_type("aws:eks/addon:Addon") if a["inputs"]["addonName"] == "vpc-cni")
+    assert vpc_cni["inputs"]["configurationValues"] == '{"enableNetworkPolicy": "true"}'
+
+
+def test_workload_and_team_outputs():
+    outputs = synth_of("staging").result.outputs
+    gateway = outputs["gateway"]["url"]
+    assert outputs["workloads"]["nlp/sentiment"] == {
+        "kind": "serving", "team": "nlp", "namespace": "nlp", "service": "sentiment", "url": f"{gateway}/sentiment"
+    }
+    assert outputs["teams"]["nlp"]["serviceAccounts"] == ["nlp-workloads", "sentiment", "sentiment-finetune"]
+    assert synth_of("prod").result.outputs["workloads"] == {}
+
+
+def config_error(mutate) -> str:
+    raw = copy.deepcopy(stack_raw("staging"))
+    mutate(raw)
+    with pytest.raises(ConfigError) as exc:
+        parse(raw)
+    return str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda r: r["workloads"][0].update(team="vision"), "ml-platform:workloads[0].team 'vision' is not one of the teams: ['nlp']"),
+        (lambda r: r["workloads"][0].update(image="registry/sentiment:latest"), "ml-platform:workloads[0].image: \"registry/sentiment:latest\" is not allowed: the tag 'latest' moves"),
+        (lambda r: r["workloads"][0].update(image="registry/sentiment"), "expected an image pinned by tag or digest"),
+        (lambda r: r["workloads"][0]["canary"].update(weight=100), "ml-platform:workloads[0].canary.weight: 100 is not allowed"),
+        (lambda r: r["workloads"][0].update(acceleratorCount=0), "acceleratorCount must be 0 for cpu and at least 1 for nvidia or neuron"),
+        (lambda r: r["workloads"][0]["autoscaling"].update(maxReplicas=9), "ml-platform:workloads[0] needs up to 10 nvidia accelerators (10 pods x 1) but team 'nlp' has a quota of 8"),
+        (lambda r: r["nodePools"]["nvidia"].update(enabled=False), "ml-platform:workloads[0].accelerator 'nvidia' has no enabled node pool"),
+        (lambda r: r["workloads"][1].update(kind="inference"), "ml-platform:workloads[1].kind: \"inference\" is not allowed: expected one of serving, training"),
+        (lambda r: r["workloads"][0]["modelVolume"].update(storageClass="efs-fast"), "volume storageClass 'efs-fast' is not one of ['efs-models', 'efs-shared']"),
+    ],
+)
+def test_bad_workload_config_names_the_key(mutate, expected):
+    assert expected in config_error(mutate)
