@@ -1,8 +1,9 @@
-"""Wall time and peak memory of a synth of each shipped stack, each in a fresh process.
+"""Wall time and peak memory of a synth, each in a fresh process.
 
     .venv/bin/python bench/synth_bench.py [--stacks dev prod] [--repeat 3]
+    .venv/bin/python bench/synth_bench.py --workloads 1 200     # dev with N serving workloads
 
-Target (prod, 2 cores): under 5 s and under 400 MB.
+Targets (2 cores): prod under 5 s and 400 MB; 200 workloads under 4 times the 1-workload time.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,11 +33,45 @@ def measure(stack: str, config: Path | None = None) -> tuple[float, float, int]:
     return seconds, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
 
 
+def stack_with_workloads(n: int, directory: Path) -> Path:
+    """The dev stack with n CPU serving workloads in place of its examples."""
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    doc["config"]["ml-platform:workloads"] = [
+        {
+            "name": f"model-{i:03d}",
+            "kind": "serving",
+            "team": "nlp",
+            "image": "111122223333.dkr.ecr.us-west-2.amazonaws.com/sentiment-service:1.0.0",
+            "resources": {"cpu": "500m", "memoryGib": 1},
+            "port": 5000,
+            "path": f"/model-{i:03d}",
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 4},
+        }
+        for i in range(n)
+    ]
+    path = directory / f"Pulumi.dev-{n}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stacks", nargs="+", default=["dev", "staging", "prod"])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--workloads", nargs="+", type=int, help="synthesize dev with these numbers of serving workloads")
     args = parser.parse_args()
+    if args.workloads:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(f"{'workloads':<10}{'best s':>8}{'peak MiB':>10}{'exit':>6}")
+            best = {}
+            for n in args.workloads:
+                config = stack_with_workloads(n, Path(tmp))
+                runs = [measure("dev", config) for _ in range(args.repeat)]
+                best[n] = min(r[0] for r in runs)
+                print(f"{n:<10}{best[n]:>8.2f}{max(r[1] for r in runs):>10.0f}{runs[-1][2]:>6}")
+            low, high = min(best), max(best)
+            print(f"ratio {high} / {low} workloads: {best[high] / best[low]:.2f}")
+        return
     print(f"{'stack':<10}{'best s':>8}{'worst s':>9}{'peak MiB':>10}{'exit':>6}")
     for stack in args.stacks:
         runs = [measure(stack) for _ in range(args.repeat)]

@@ -263,6 +263,7 @@ class Karpenter(pulumi.ComponentResource):
     node_pools: dict[str, NodePoolInfo]
     node_role_arn: pulumi.Output[str]
     scrape_targets: list[ScrapeTarget]
+    node_pool_resources: dict[str, k8s.apiextensions.CustomResource]
 
     def __init__(self, name: str, args: KarpenterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:karpenter:Karpenter", name, None, opts)
@@ -419,7 +420,7 @@ class Karpenter(pulumi.ComponentResource):
 
         # Pools depend on the controller release: destroy deletes them (and their nodes) while it still runs.
         after_controller = pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[self.controller]))
-        self.node_pools = {}
+        self.node_pools, self.node_pool_resources = {}, {}
         for pool_name, pool in cfg.node_pools.enabled().items():
             kind = KINDS[pool_name]
             tags = cfg.tags_for(f"{cluster_name}-{pool_name}")
@@ -433,7 +434,7 @@ class Karpenter(pulumi.ComponentResource):
                 ),
                 opts=after_controller,
             )
-            k8s.apiextensions.CustomResource(
+            node_pool = k8s.apiextensions.CustomResource(
                 f"{name}-{pool_name}-pool",
                 api_version="karpenter.sh/v1",
                 kind="NodePool",
@@ -441,6 +442,7 @@ class Karpenter(pulumi.ComponentResource):
                 spec=node_pool_spec(pool_name, pool, kind),
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
             )
+            self.node_pool_resources[pool_name] = node_pool
             self.node_pools[pool_name] = NodePoolInfo(
                 name=pool_name,
                 labels=pool_labels(pool_name, kind),

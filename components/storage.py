@@ -36,6 +36,7 @@ class StorageClassInfo:
 class Storage(pulumi.ComponentResource):
     file_system_id: pulumi.Output[str]
     classes: dict[str, StorageClassInfo]
+    class_resources: list[k8s.storage.v1.StorageClass]
 
     def __init__(self, name: str, args: StorageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:storage:Storage", name, None, opts)
@@ -155,9 +156,9 @@ class Storage(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[driver_policy, *mount_targets, *args.depends_on]),
         )
 
-        self.classes = {}
+        self.classes, self.class_resources = {}, []
         for class_name, spec in sorted(sc.classes.items()):
-            k8s.storage.v1.StorageClass(
+            storage_class = k8s.storage.v1.StorageClass(
                 f"{name}-{class_name}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=class_name,
@@ -181,6 +182,7 @@ class Storage(pulumi.ComponentResource):
                 volume_binding_mode="Immediate",
                 opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[driver]),
             )
+            self.class_resources.append(storage_class)
             self.classes[class_name] = StorageClassInfo(class_name, spec.purpose, sc.reclaim_policy, ["ReadWriteMany"])
 
         self.file_system_id = fs.id

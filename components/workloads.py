@@ -13,6 +13,8 @@ from infra.accelerators import KINDS, POOL_LABEL
 from infra.config import PlatformConfig, Resources, ServingWorkload, TrainingWorkload, VolumeConfig
 
 RUN_AS = 10001
+# The sidecar merges the app's metrics with its own here, outside mutual TLS: every workload port stays STRICT.
+MERGED_METRICS_PORT = 15020
 meta = k8s.meta.v1
 core = k8s.core.v1
 
@@ -196,8 +198,12 @@ class WorkloadsArgs:
     gateway: str
     gateway_hosts: list[str]
     gateway_url: pulumi.Output[str]
-    # Istio and Prometheus CRDs, the sidecar injector, priority classes, storage classes.
-    depends_on: list[pulumi.Resource]
+    # What each kind of object needs first (and outlives it on destroy).
+    istiod: pulumi.Resource  # sidecar injector, and the Istio CRDs through istio-base
+    monitoring_crds: pulumi.Resource
+    storage_classes: list[pulumi.Resource]
+    node_pools: dict[str, pulumi.Resource]  # by pool name: cpu, nvidia, neuron
+    priority_classes: dict[str, pulumi.Resource]
 
 
 @dataclass(frozen=True)
@@ -220,12 +226,17 @@ class Workloads(pulumi.ComponentResource):
         self.workloads = {}
         for w in args.config.workloads:
             team = args.teams[w.team]
-            k8s_opts = pulumi.ResourceOptions(
-                parent=self, provider=args.provider, depends_on=[*args.depends_on, team.namespace_resource, *team.guardrails]
-            )
-            info = self._serving(w, team, k8s_opts) if isinstance(w, ServingWorkload) else self._training(w, team, k8s_opts)
+            info = self._serving(w, team) if isinstance(w, ServingWorkload) else self._training(w, team)
             self.workloads[f"{w.team}/{w.name}"] = info
         self.register_outputs({"workloads": sorted(self.workloads)})
+
+    def _opts(self, team: TeamInfo, *deps: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self._args.provider, depends_on=[team.namespace_resource, *deps])
+
+    def _pod_opts(self, team: TeamInfo, accelerator: str, priority: str) -> pulumi.ResourceOptions:
+        """Pods start only once injection, their priority class and pool, quota and network policy are in place."""
+        a = self._args
+        return self._opts(team, a.istiod, a.priority_classes[priority], a.node_pools[accelerator], *team.guardrails)
 
     def _meta(self, name: str, team: TeamInfo, labels: dict[str, str], annotations: Optional[dict[str, str]] = None):
         return meta.ObjectMetaArgs(name=name, namespace=team.namespace, labels=labels, annotations=annotations)
@@ -242,15 +253,16 @@ class Workloads(pulumi.ComponentResource):
             opts=opts,
         )
 
-    def _serving(self, w: ServingWorkload, team: TeamInfo, opts: pulumi.ResourceOptions) -> WorkloadInfo:
+    def _serving(self, w: ServingWorkload, team: TeamInfo) -> WorkloadInfo:
         args = self._args
+        opts, istio_opts = self._opts(team), self._opts(team, args.istiod)
         rn = f"{w.team}-{w.name}"
         labels = {"app": w.name, "app.kubernetes.io/name": w.name, "app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": w.team}
         core.ServiceAccount(f"{rn}-sa", metadata=self._meta(w.name, team, labels), automount_service_account_token=False, opts=opts)
         claim = None
         if w.model_volume:
             claim = f"{w.name}-model"
-            self._claim(f"{rn}-model", claim, team, labels, w.model_volume, opts)
+            self._claim(f"{rn}-model", claim, team, labels, w.model_volume, self._opts(team, *args.storage_classes))
 
         versions = [("stable", w.image, w.autoscaling.min_replicas, w.autoscaling.max_replicas)]
         if w.canary:
@@ -269,12 +281,17 @@ class Workloads(pulumi.ComponentResource):
                         type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)
                     ),
                     template=core.PodTemplateSpecArgs(
-                        metadata=meta.ObjectMetaArgs(labels={**labels, "version": version}),
+                        metadata=meta.ObjectMetaArgs(
+                            labels={**labels, "version": version},
+                            annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(w.metrics_port), "prometheus.io/path": "/metrics"},
+                        ),
                         spec=serving_pod_spec(w, image, w.name, claim),
                     ),
                 ),
                 # Replicas belong to the HPA once created.
-                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
+                opts=pulumi.ResourceOptions.merge(
+                    self._pod_opts(team, w.accelerator, SERVING_PRIORITY), pulumi.ResourceOptions(ignore_changes=["spec.replicas"])
+                ),
             )
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
                 f"{rn}-{version}",
@@ -305,7 +322,7 @@ class Workloads(pulumi.ComponentResource):
                 selector={"app": w.name},
                 ports=[
                     core.ServicePortArgs(name="http", port=80, target_port="http", protocol="TCP"),
-                    core.ServicePortArgs(name="metrics", port=w.metrics_port, target_port="metrics", protocol="TCP"),
+                    core.ServicePortArgs(name="http-monitoring", port=MERGED_METRICS_PORT, target_port=MERGED_METRICS_PORT, protocol="TCP"),
                 ],
             ),
             opts=opts,
@@ -317,7 +334,7 @@ class Workloads(pulumi.ComponentResource):
             kind="VirtualService",
             metadata=self._meta(w.name, team, labels),
             spec=route_spec(w, host, args.gateway_hosts, args.gateway),
-            opts=opts,
+            opts=istio_opts,
         )
         k8s.apiextensions.CustomResource(
             f"{rn}-destination",
@@ -329,20 +346,7 @@ class Workloads(pulumi.ComponentResource):
                 "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
                 "subsets": [{"name": subset, "labels": {"version": subset}} for subset, _ in canary_split(w)],
             },
-            opts=opts,
-        )
-        # Prometheus is outside the mesh: only the metrics port accepts plain text.
-        k8s.apiextensions.CustomResource(
-            f"{rn}-mtls",
-            api_version="security.istio.io/v1",
-            kind="PeerAuthentication",
-            metadata=self._meta(w.name, team, labels),
-            spec={
-                "selector": {"matchLabels": {"app": w.name}},
-                "mtls": {"mode": "STRICT"},
-                "portLevelMtls": {str(w.metrics_port): {"mode": "PERMISSIVE"}},
-            },
-            opts=opts,
+            opts=istio_opts,
         )
         k8s.apiextensions.CustomResource(
             f"{rn}-metrics",
@@ -352,20 +356,21 @@ class Workloads(pulumi.ComponentResource):
             spec={
                 "selector": {"matchLabels": {"app.kubernetes.io/name": w.name}},
                 "namespaceSelector": {"matchNames": [team.namespace]},
-                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "30s"}],
+                "endpoints": [{"port": "http-monitoring", "path": "/stats/prometheus", "interval": "30s"}],
             },
-            opts=opts,
+            opts=self._opts(team, args.monitoring_crds),
         )
         url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
         return WorkloadInfo(w.name, "serving", w.team, team.namespace, w.name, w.name, url)
 
-    def _training(self, w: TrainingWorkload, team: TeamInfo, opts: pulumi.ResourceOptions) -> WorkloadInfo:
+    def _training(self, w: TrainingWorkload, team: TeamInfo) -> WorkloadInfo:
         rn = f"{w.team}-{w.name}"
+        opts, claim_opts = self._opts(team), self._opts(team, *self._args.storage_classes)
         labels = {"app": w.name, "app.kubernetes.io/name": w.name, "app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": w.team}
         core.ServiceAccount(f"{rn}-sa", metadata=self._meta(w.name, team, labels), automount_service_account_token=False, opts=opts)
         claims = {"data": f"{w.name}-data", "checkpoints": f"{w.name}-checkpoints"}
         for volume_name, claim in claims.items():
-            self._claim(f"{rn}-{volume_name}", claim, team, labels, getattr(w, volume_name), opts)
+            self._claim(f"{rn}-{volume_name}", claim, team, labels, getattr(w, volume_name), claim_opts)
         job_spec = k8s.batch.v1.JobSpecArgs(
             backoff_limit=w.backoff_limit,
             active_deadline_seconds=w.active_deadline_hours * 3600,
@@ -387,7 +392,7 @@ class Workloads(pulumi.ComponentResource):
                     failed_jobs_history_limit=3,
                     job_template=k8s.batch.v1.JobTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=labels), spec=job_spec),
                 ),
-                opts=opts,
+                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY),
             )
         else:
             k8s.batch.v1.Job(
@@ -395,6 +400,6 @@ class Workloads(pulumi.ComponentResource):
                 # Pulumi would otherwise wait for the whole training run before finishing `up`.
                 metadata=self._meta(f"{w.name}-{w.run_id}", team, labels, {"pulumi.com/skipAwait": "true"}),
                 spec=job_spec,
-                opts=opts,
+                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY),
             )
         return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)

@@ -511,7 +511,7 @@ class ServingWorkload(WorkloadBase):
     @model_validator(mode="after")
     def _ports(self) -> "ServingWorkload":
         if self.port == self.metrics_port:
-            raise ValueError(f"metricsPort must differ from port {self.port}: metrics are scraped outside the mesh")
+            raise ValueError(f"metricsPort must differ from port {self.port}")
         return self
 
 

@@ -12,7 +12,9 @@ from typing import Any, Callable, Optional
 
 import pulumi
 from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockMonitor, MockResourceArgs, MockCallArgs
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, _ensure_event_loop
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _sync_await
 
 ACCOUNT_ID = "111122223333"
 SECRET_MARK = "[secret]"
@@ -304,28 +306,42 @@ class RecordingMonitor(MockMonitor):
         self.registrations: dict[str, Registration] = {}
 
     def RegisterResource(self, request):
-        response = super().RegisterResource(request)
-        for urn, name, state in self.mocks.remote_children:
-            self.resources[urn] = MockMonitor.ResourceRegistration(urn, name, state)
-        self.mocks.remote_children.clear()
+        # The base monitor's registration, deserializing the inputs once for the mock and the record.
+        urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
-            return response
-        provider = request.provider.rsplit("::", 1)[0] if request.provider else None
-        self.registrations[response.urn] = Registration(
-            urn=response.urn,
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        _ensure_event_loop()
+        inputs = rpc.deserialize_properties(request.object)
+        resource_id, state = self.mocks.new_resource(
+            MockResourceArgs(
+                typ=request.type,
+                name=request.name,
+                inputs=inputs,
+                provider=request.provider,
+                resource_id=request.importId,
+                custom=request.custom or False,
+            )
+        )
+        self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
+        for child_urn, name, child_state in self.mocks.remote_children:
+            self.resources[child_urn] = MockMonitor.ResourceRegistration(child_urn, name, child_state)
+        self.mocks.remote_children.clear()
+        self.registrations[urn] = Registration(
+            urn=urn,
             type=request.type,
             name=request.name,
             parent=request.parent or None,
             custom=bool(request.custom),
             remote=bool(request.remote),
-            provider=provider,
+            provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
             dependencies=sorted(set(request.dependencies)),
             property_dependencies={k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items())},
-            inputs=integral(rpc.deserialize_properties(request.object)),
+            inputs=integral(inputs),
             protect=bool(request.protect),
-            outputs=integral(self.resources[response.urn].state) if response.urn in self.resources else {},
+            outputs=integral(state),
         )
-        return response
+        obj = _sync_await(rpc.serialize_properties(state, {}))
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=obj)
 
     def RegisterResourceOutputs(self, request):
         if request.urn in self.registrations:

@@ -114,7 +114,11 @@ def build(cfg: PlatformConfig) -> None:
             gateway=mesh.gateway_name,
             gateway_hosts=mesh.gateway_hosts,
             gateway_url=mesh.gateway_url,
-            depends_on=[mesh.istiod, observability.release, storage, karpenter, *tenancy.priority_classes.values()],
+            istiod=mesh.istiod,
+            monitoring_crds=observability.release,
+            storage_classes=storage.class_resources,
+            node_pools=karpenter.node_pool_resources,
+            priority_classes=tenancy.priority_classes,
         ),
     )
 

@@ -238,8 +238,12 @@ def _graph(records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# libyaml's emitter when the platform has it: same output, a fraction of the time.
+YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _dump_yaml(doc: Any) -> str:
-    return yaml.safe_dump(doc, sort_keys=True, default_flow_style=False, width=120)
+    return yaml.dump(doc, Dumper=YAML_DUMPER, sort_keys=True, default_flow_style=False, width=120)
 
 
 def write_artifacts(result: SynthResult, out: Path) -> None:
@@ -247,8 +251,16 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         shutil.rmtree(out)
     (out / "manifests").mkdir(parents=True)
     (out / "helm").mkdir()
-    doc = {"project": PROJECT, "stack": result.stack, "resources": result.resources, "outputs": result.outputs}
-    (out / "resources.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    # One resource per line: diffs show which resources changed, and the C encoder keeps large stacks fast.
+    lines = ",\n".join(f"    {json.dumps(r, sort_keys=True)}" for r in result.resources)
+    (out / "resources.json").write_text(
+        "{\n"
+        f'  "outputs": {json.dumps(result.outputs, indent=2, sort_keys=True)},\n'
+        f'  "project": {json.dumps(PROJECT)},\n'
+        f'  "resources": [\n{lines}\n  ],\n'
+        f'  "stack": {json.dumps(result.stack)}\n'
+        "}\n"
+    )
     for fname, body in sorted(result.manifests.items()):
         (out / "manifests" / fname).write_text(_dump_yaml(body))
     for fname, body in sorted(result.helm.items()):

@@ -201,3 +201,15 @@ def config_error(mutate) -> str:
 )
 def test_bad_workload_config_names_the_key(mutate, expected):
     assert expected in config_error(mutate)
+
+
+def test_metrics_reach_prometheus_without_weakening_mtls():
+    m = synth_of("staging").result.manifests
+    monitor = m["servicemonitor--nlp--sentiment.yaml"]["spec"]
+    assert monitor["endpoints"] == [{"port": "http-monitoring", "path": "/stats/prometheus", "interval": "30s"}]
+    ports = {p["name"]: p for p in m["service--nlp--sentiment.yaml"]["spec"]["ports"]}
+    assert ports["http-monitoring"]["targetPort"] == 15020 and ports["http"]["targetPort"] == "http"
+    annotations = m["deployment--nlp--sentiment.yaml"]["spec"]["template"]["metadata"]["annotations"]
+    assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9100", "prometheus.io/path": "/metrics"}
+    peer = [x for x in m.values() if x["kind"] == "PeerAuthentication"]
+    assert [p["spec"] for p in peer] == [{"mtls": {"mode": "STRICT"}}], "no port-level exceptions anywhere"
