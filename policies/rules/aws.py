@@ -51,7 +51,7 @@ def _endpoint(props: dict, resource_type: str) -> tuple[bool, list[str]]:
 
 @resource_rule(
     "eks-endpoint-not-world-open",
-    "The EKS API endpoint is never reachable from 0.0.0.0/0.",
+    "The EKS API endpoint is never reachable from 0.0.0.0/0: the API is the keys to every workload and secret.",
     "Set cluster.endpoint.publicAccess: false, or list only your office/VPN CIDRs in publicAccessCidrs.",
     MANDATORY,
     [EKS_COMPONENT, EKS_CLUSTER],
@@ -64,7 +64,7 @@ def eks_endpoint_not_world_open(props, args):
 
 @resource_rule(
     "eks-endpoint-private",
-    "The EKS API endpoint is private only (no public endpoint at all).",
+    "The EKS API endpoint is private only, with no public endpoint at all: the smallest attack surface.",
     "Set cluster.endpoint.publicAccess: false and reach the API through the VPC (VPN, bastion, CI runners in the VPC).",
     ADVISORY,
     [EKS_COMPONENT, EKS_CLUSTER],
@@ -77,7 +77,7 @@ def eks_endpoint_private(props, args):
 
 @resource_rule(
     "eks-control-plane-logging",
-    "All five EKS control-plane log types are sent to CloudWatch.",
+    "All five EKS control-plane log types are sent to CloudWatch, for audit and incident forensics.",
     "Enable api, audit, authenticator, controllerManager and scheduler logs.",
     MANDATORY,
     [EKS_COMPONENT, EKS_CLUSTER],
@@ -90,7 +90,7 @@ def eks_control_plane_logging(props, args):
 
 @resource_rule(
     "eks-secrets-encryption",
-    "Kubernetes secrets are envelope-encrypted with a customer-managed KMS key.",
+    "Kubernetes secrets are envelope-encrypted with a customer-managed KMS key, so etcd snapshots never hold them in clear.",
     "Pass a KMS key ARN as the cluster's encryption key.",
     MANDATORY,
     [EKS_COMPONENT, EKS_CLUSTER],
@@ -106,7 +106,7 @@ def eks_secrets_encryption(props, args):
 
 @resource_rule(
     "eks-api-authentication",
-    "The cluster authenticates through access entries only (authentication mode API, no aws-auth ConfigMap).",
+    "The cluster authenticates through access entries only (mode API): auditable in IAM, no aws-auth ConfigMap to drift.",
     "Set authenticationMode to API and grant access through access entries.",
     MANDATORY,
     [EKS_COMPONENT, EKS_CLUSTER],
@@ -119,7 +119,7 @@ def eks_api_authentication(props, args):
 
 @resource_rule(
     "kms-key-rotation",
-    "Every customer-managed KMS key rotates yearly.",
+    "Every customer-managed KMS key rotates yearly, limiting what one exposed key version can decrypt.",
     "Set enableKeyRotation: true on the key.",
     MANDATORY,
     ["aws:kms/key:Key"],
@@ -147,7 +147,7 @@ def node_imdsv2(props, args):
 
 @resource_rule(
     "default-security-group-closed",
-    "The VPC's default security group has no rules, so nothing can fall back on it.",
+    "The VPC's default security group has no rules, so nothing that forgets its own group is left open.",
     "Declare the default security group with empty ingress and egress.",
     MANDATORY,
     ["aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"],
@@ -169,7 +169,7 @@ def _as_list(value) -> list:
 
 @resource_rule(
     "iam-no-unscoped-wildcard",
-    "No IAM policy allows wildcard actions on every resource.",
+    "No IAM policy allows wildcard actions on every resource without a condition: least privilege for controllers and nodes.",
     "Name the actions, or scope the statement to resource ARNs or with a Condition on tags.",
     MANDATORY,
     ["aws:iam/policy:Policy", "aws:iam/rolePolicy:RolePolicy"],
@@ -189,7 +189,7 @@ def iam_no_unscoped_wildcard(props, args):
 
 @resource_rule(
     "required-tags",
-    "Every taggable AWS resource carries the environment, project, owner and cost-center tags.",
+    "Every taggable AWS resource carries the environment, project, owner and cost-center tags, for cost allocation and ownership.",
     "Build tags with PlatformConfig.tags_for(name); set owner and costCenter in the stack's ml-platform:tags.",
     ADVISORY,
     TAGGABLE_TYPES,
@@ -208,7 +208,7 @@ GATEWAY_LISTENER_PORTS = {80, 443}
 
 @resource_rule(
     "security-group-no-world-ingress",
-    "No security group admits 0.0.0.0/0 (or ::/0), except the ingress gateway load balancer on its listener ports.",
+    "No security group admits 0.0.0.0/0 (or ::/0), except the ingress gateway load balancer on its listener ports: one audited entry point.",
     "Restrict the rule to known CIDRs or a source security group; only the gateway-lb group may face the internet, on 80/443.",
     MANDATORY,
     ["aws:ec2/securityGroup:SecurityGroup", "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "aws:ec2/securityGroupRule:SecurityGroupRule"],
@@ -232,7 +232,7 @@ def security_group_no_world_ingress(props, args):
 
 @resource_rule(
     "efs-encrypted-with-cmk",
-    "EFS file systems are encrypted at rest with a customer-managed KMS key.",
+    "EFS file systems are encrypted at rest with a customer-managed KMS key, so access to the data is governed by the key policy.",
     "Set encrypted: true and kmsKeyId to a KMS key of the platform.",
     MANDATORY,
     ["aws:efs/fileSystem:FileSystem"],

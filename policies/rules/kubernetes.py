@@ -10,7 +10,7 @@ NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
 
 @resource_rule(
     "helm-release-pinned",
-    "Every Helm release pins a chart version and names its repository (a repository URL or an OCI reference).",
+    "Every Helm release pins an exact chart version and names its repository, so every environment installs exactly what was reviewed.",
     "Set version to an exact chart version from config and repositoryOpts.repo (or an oci:// chart).",
     MANDATORY,
     [HELM_RELEASE],
@@ -25,7 +25,7 @@ def helm_release_pinned(props, args):
 
 @resource_rule(
     "accelerator-pool-guarded",
-    "A NodePool that launches GPU or Neuron instances has a limit on that accelerator and a NoSchedule taint for it.",
+    "A NodePool that launches GPU or Neuron instances has a limit on that accelerator (no runaway spend) and a NoSchedule taint (only accelerator pods land there).",
     "Add spec.limits['nvidia.com/gpu' or 'aws.amazon.com/neuron'] and the matching taint to the pool template.",
     MANDATORY,
     [NODEPOOL],
@@ -42,7 +42,7 @@ def accelerator_pool_guarded(props, args):
 
 @resource_rule(
     "karpenter-ami-pinned",
-    "EC2NodeClasses select AMIs by a pinned alias version, never @latest.",
+    "EC2NodeClasses select AMIs by a pinned alias version, never @latest, which would roll every node on each AMI release.",
     "Set amiAlias to a released version, e.g. al2023@v20251108, and bump it deliberately.",
     MANDATORY,
     ["kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"],

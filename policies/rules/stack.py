@@ -6,7 +6,7 @@ from .base import MANDATORY, stack_rule
 
 @stack_rule(
     "kubernetes-single-provider",
-    "Every Kubernetes resource uses the one explicit provider built from the cluster's stable kubeconfig.",
+    "Every Kubernetes resource uses the one explicit provider built from the cluster's stable kubeconfig, never an ambient one.",
     "Pass opts=ResourceOptions(provider=cluster.provider) (or parent under a resource that has it).",
     MANDATORY,
 )

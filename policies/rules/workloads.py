@@ -136,7 +136,7 @@ def _is_serving(props: dict) -> bool:
 
 @resource_rule(
     "serving-probes",
-    "Model-serving Deployments have startup, readiness and liveness probes.",
+    "Model-serving Deployments have startup, readiness and liveness probes, so traffic only reaches loaded models and hung ones restart.",
     "Configure probe.path (HTTP) for the workload, or rely on the TCP probe of its port.",
     MANDATORY,
     ["kubernetes:apps/v1:Deployment"],
@@ -152,7 +152,7 @@ def serving_probes(props, args):
 
 @resource_rule(
     "hpa-names-metrics",
-    "Every HorizontalPodAutoscaler names the metrics it scales on.",
+    "Every HorizontalPodAutoscaler names the metrics it scales on; without them it never scales.",
     "Set spec.metrics (CPU utilisation by default, or a custom per-pod metric).",
     MANDATORY,
     ["kubernetes:autoscaling/v2:HorizontalPodAutoscaler"],
@@ -204,7 +204,7 @@ def accelerator_toleration(props, args):
 
 @resource_rule(
     "job-deadline-and-ttl",
-    "Jobs (and CronJob templates) set activeDeadlineSeconds and ttlSecondsAfterFinished.",
+    "Jobs (and CronJob templates) set activeDeadlineSeconds and ttlSecondsAfterFinished, so a stuck run cannot hold accelerators forever and finished ones are cleaned up.",
     "Set activeDeadlineHours and ttlAfterFinishedHours for the training workload.",
     MANDATORY,
     ["kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"],
@@ -231,7 +231,7 @@ def training_not_disrupted(props, args):
 
 @resource_rule(
     "team-namespace-restricted",
-    "Team namespaces enforce the restricted Pod Security Standard.",
+    "Team namespaces enforce the restricted Pod Security Standard, so a team cannot run privileged pods.",
     "Label the namespace pod-security.kubernetes.io/enforce: restricted.",
     MANDATORY,
     ["kubernetes:core/v1:Namespace"],
@@ -263,7 +263,7 @@ def _selects(selector: dict, labels: dict) -> bool:
 
 @stack_rule(
     "serving-highly-available",
-    "Every stable model-serving Deployment runs at least two replicas and has a PodDisruptionBudget.",
+    "Every stable model-serving Deployment runs at least two replicas and has a PodDisruptionBudget, so node rotation never takes a model offline.",
     "Set autoscaling.minReplicas: 2 or more; the platform creates the PodDisruptionBudget.",
     ADVISORY,
 )
@@ -293,7 +293,7 @@ def serving_highly_available(resources):
 
 @stack_rule(
     "team-namespace-guardrails",
-    "Every team namespace has a ResourceQuota, a LimitRange and a default-deny NetworkPolicy.",
+    "Every team namespace has a ResourceQuota, a LimitRange and a default-deny NetworkPolicy: bounded spend, sane defaults, isolation.",
     "Declare teams in ml-platform:teams; the tenancy component creates all three.",
     MANDATORY,
 )
@@ -314,7 +314,7 @@ def team_namespace_guardrails(resources):
 
 @stack_rule(
     "accelerator-workload-schedulable",
-    "Every workload that requests an accelerator can be placed by some Karpenter NodePool of the stack.",
+    "Every workload that requests an accelerator can be placed by some Karpenter NodePool of the stack; otherwise it stays Pending forever.",
     "Target the pool from the platform outputs (nodeSelector and toleration), and keep that pool enabled.",
     MANDATORY,
 )
