@@ -662,14 +662,18 @@ def _decode(value: str) -> Any:
         return value
 
 
-def load() -> PlatformConfig:
-    """Reads the whole `ml-platform:` namespace the engine handed the program, plus `aws:region`."""
-    from pulumi.runtime.config import CONFIG, get_config_env
-
-    bag = {**get_config_env(), **CONFIG.get()}
+def from_bag(bag: dict[str, Any]) -> PlatformConfig:
+    """Validates a config bag as the engine hands it over (`<namespace>:<key>` -> string or JSON string)."""
     raw = {k.split(":", 1)[1]: _decode(v) for k, v in sorted(bag.items()) if k.startswith(f"{PROJECT}:")}
-    region = pulumi.Config("aws").get("region")
+    region = _decode(bag["aws:region"]) if bag.get("aws:region") else None
     if not region:
         raise ConfigError("invalid configuration:\n  aws:region: required key is missing; set the AWS region of the stack")
     raw["region"] = region
     return parse(raw)
+
+
+def load() -> PlatformConfig:
+    """Reads the whole `ml-platform:` namespace the engine handed the program, plus `aws:region`."""
+    from pulumi.runtime.config import CONFIG, get_config_env
+
+    return from_bag({**get_config_env(), **CONFIG.get()})

@@ -1,0 +1,273 @@
+"""Checks that an AWS account and region can run a stack, before a long `pulumi up`.
+
+    python -m infra.preflight --stack prod [--config FILE] [--profile NAME]
+
+Uses the AWS credentials of the environment (boto3's usual chain). Prints a table of checks with
+PASS, WARN or FAIL and what to do about each failure; exits 1 when any check fails, 2 when the
+stack configuration is invalid.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from infra.accelerators import family_of
+from infra.config import ConfigError, PlatformConfig, from_bag
+
+ROOT = Path(__file__).resolve().parent.parent
+PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
+SPOT_ROLE = "AWSServiceRoleForEC2Spot"
+ELASTIC_IP_QUOTA = ("L-0263D0A3", "EC2-VPC Elastic IPs")
+# EC2 vCPU quotas by instance family group and capacity type.
+VCPU_QUOTAS = {
+    ("standard", "on-demand"): ("L-1216C47A", "Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances"),
+    ("standard", "spot"): ("L-34B43A08", "All Standard (A, C, D, H, I, M, R, T, Z) Spot Instance Requests"),
+    ("g", "on-demand"): ("L-DB2E81BA", "Running On-Demand G and VT instances"),
+    ("g", "spot"): ("L-3819A6DF", "All G and VT Spot Instance Requests"),
+    ("p", "on-demand"): ("L-417A185B", "Running On-Demand P instances"),
+    ("p", "spot"): ("L-7212CCBC", "All P Spot Instance Requests"),
+    ("inf", "on-demand"): ("L-1945791B", "Running On-Demand Inf instances"),
+    ("inf", "spot"): ("L-B5D1601B", "All Inf Spot Instance Requests"),
+    ("trn", "on-demand"): ("L-2C3B7624", "Running On-Demand Trn instances"),
+    ("trn", "spot"): ("L-6B0D517C", "All Trn Spot Instance Requests"),
+}
+
+Clients = Callable[[str], Any]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+
+
+def quota_group(instance_type_or_family: str) -> str:
+    family = family_of(instance_type_or_family)
+    for prefix, group in (("inf", "inf"), ("trn", "trn"), ("vt", "g"), ("g", "g"), ("p", "p")):
+        if family.startswith(prefix):
+            return group
+    return "standard"
+
+
+def _error(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return f"{exc.response['Error'].get('Code')}: {exc.response['Error'].get('Message')}"
+    return str(exc)
+
+
+def check_identity(clients: Clients) -> Check:
+    try:
+        who = clients("sts").get_caller_identity()
+    except (ClientError, BotoCoreError) as exc:
+        return Check("credentials", FAIL, f"no usable AWS credentials ({_error(exc)})", "configure credentials (AWS_PROFILE, SSO login or an instance role) and retry")
+    return Check("credentials", PASS, f"account {who['Account']} as {who['Arn']}")
+
+
+def chosen_zones(cfg: PlatformConfig, clients: Clients) -> tuple[Check, list[str]]:
+    zones = clients("ec2").describe_availability_zones(
+        Filters=[{"Name": "state", "Values": ["available"]}, {"Name": "zone-type", "Values": ["availability-zone"]}]
+    )["AvailabilityZones"]
+    offered = sorted(z["ZoneName"] for z in zones)
+    wanted = list(cfg.network.availability_zones or offered[: cfg.network.az_count])
+    missing = [z for z in wanted if z not in offered]
+    if len(offered) < cfg.network.az_count or missing:
+        detail = f"{cfg.region} offers {len(offered)} zones ({', '.join(offered)}); the stack needs {cfg.network.az_count}"
+        if missing:
+            detail += f" and names unavailable zones {missing}"
+        return Check("availability zones", FAIL, detail, "lower network.azCount or pick zones the region offers"), wanted
+    return Check("availability zones", PASS, f"{len(wanted)} of {len(offered)} zones: {', '.join(wanted)}"), wanted
+
+
+def pinned_instance_types(cfg: PlatformConfig) -> dict[str, list[str]]:
+    """Instance types the stack names explicitly, by where they are configured (the cpu pool lets Karpenter choose)."""
+    types = {"cluster.systemNodeGroup.instanceTypes": list(cfg.cluster.system_node_group.instance_types)}
+    for name, pool in cfg.node_pools.enabled().items():
+        if hasattr(pool, "instance_types"):
+            types[f"nodePools.{name}.instanceTypes"] = list(pool.instance_types)
+    return types
+
+
+def check_instance_offerings(cfg: PlatformConfig, zones: list[str], clients: Clients) -> list[Check]:
+    checks = []
+    for key, types in pinned_instance_types(cfg).items():
+        offerings = clients("ec2").describe_instance_type_offerings(
+            LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": types}]
+        )["InstanceTypeOfferings"]
+        where: dict[str, set[str]] = {t: set() for t in types}
+        for o in offerings:
+            if o["Location"] in zones and o["InstanceType"] in where:
+                where[o["InstanceType"]].add(o["Location"])
+        scarce = {t: sorted(z) for t, z in where.items() if len(z) < 2}
+        if scarce:
+            detail = "; ".join(f"{t} is offered in {len(z)} of the chosen zones{' (' + ', '.join(z) + ')' if z else ''}" for t, z in scarce.items())
+            checks.append(Check(f"instance types: {key}", FAIL, detail, f"remove them from {key}, or choose network.availabilityZones where they are offered"))
+        else:
+            checks.append(Check(f"instance types: {key}", PASS, f"{len(types)} types, each in at least 2 of the chosen zones"))
+    return checks
+
+
+def vcpu_needs(cfg: PlatformConfig, clients: Clients) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """vCPUs each quota must cover, with where they come from: every pool at its limit, the system group at its maximum."""
+    needs: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    ng = cfg.cluster.system_node_group
+    described = clients("ec2").describe_instance_types(InstanceTypes=list(ng.instance_types))["InstanceTypes"]
+    largest = max(t["VCpuInfo"]["DefaultVCpus"] for t in described)
+    capacity = "spot" if ng.capacity_type == "SPOT" else "on-demand"
+    needs.setdefault(("standard", capacity), []).append(("system node group", ng.max_size * largest))
+    for name, pool in cfg.node_pools.enabled().items():
+        groups = {quota_group(t) for t in pool.instance_types} if hasattr(pool, "instance_types") else {"standard"}
+        for group in groups:
+            for capacity in pool.capacity_types:
+                needs.setdefault((group, capacity), []).append((f"nodePools.{name}", pool.limits.cpu))
+    return needs
+
+
+def _quota(clients: Clients, code: str) -> float:
+    return float(clients("service-quotas").get_service_quota(ServiceCode="ec2", QuotaCode=code)["Quota"]["Value"])
+
+
+def check_vcpu_quotas(cfg: PlatformConfig, clients: Clients) -> list[Check]:
+    checks = []
+    for key, sources in sorted(vcpu_needs(cfg, clients).items()):
+        code, quota_name = VCPU_QUOTAS[key]
+        needed = sum(v for _, v in sources)
+        label = f"quota: {quota_name}"
+        try:
+            value = _quota(clients, code)
+        except (ClientError, BotoCoreError) as exc:
+            checks.append(Check(label, WARN, f"could not read quota {code}: {_error(exc)}", "grant servicequotas:GetServiceQuota, or check the quota in the console"))
+            continue
+        origin = ", ".join(f"{src} {v}" for src, v in sources)
+        if value < needed:
+            checks.append(
+                Check(
+                    label,
+                    FAIL,
+                    f"{code} allows {value:g} vCPUs; the stack may use {needed} ({origin})",
+                    f"request an increase: aws service-quotas request-service-quota-increase --service-code ec2 "
+                    f"--quota-code {code} --desired-value {needed}, or lower those limits",
+                )
+            )
+        else:
+            checks.append(Check(label, PASS, f"{code} allows {value:g} vCPUs, the stack may use {needed} ({origin})"))
+    return checks
+
+
+def check_elastic_ips(cfg: PlatformConfig, clients: Clients) -> Check:
+    nat = cfg.network.az_count if cfg.network.nat_gateways == "perAz" else 1
+    code, quota_name = ELASTIC_IP_QUOTA
+    try:
+        value = _quota(clients, code)
+        in_use = len(clients("ec2").describe_addresses()["Addresses"])
+    except (ClientError, BotoCoreError) as exc:
+        return Check(f"quota: {quota_name}", WARN, f"could not read quota {code}: {_error(exc)}", "check the Elastic IP quota in the console")
+    if in_use + nat > value:
+        return Check(
+            f"quota: {quota_name}",
+            FAIL,
+            f"{in_use} addresses in use + {nat} for NAT gateways exceeds the quota of {value:g}",
+            f"release unused addresses, set network.natGateways: single, or raise {code}",
+        )
+    return Check(f"quota: {quota_name}", PASS, f"{in_use} in use + {nat} for NAT gateways within {value:g}")
+
+
+def check_kubernetes_version(cfg: PlatformConfig, clients: Clients) -> Check:
+    version = cfg.cluster.kubernetes_version
+    try:
+        found = clients("eks").describe_cluster_versions(clusterVersions=[version])["clusterVersions"]
+    except (ClientError, BotoCoreError) as exc:
+        return Check("EKS version", WARN, f"could not look up {version}: {_error(exc)}", "check the EKS console for supported versions")
+    if not found:
+        return Check("EKS version", FAIL, f"EKS in {cfg.region} does not offer Kubernetes {version}", "set cluster.kubernetesVersion to a supported version")
+    status = found[0].get("versionStatus", "")
+    if status == "STANDARD_SUPPORT":
+        return Check("EKS version", PASS, f"Kubernetes {version} is in standard support")
+    if status == "EXTENDED_SUPPORT":
+        return Check("EKS version", WARN, f"Kubernetes {version} is in extended support (billed extra)", "plan the upgrade to a version in standard support")
+    return Check("EKS version", FAIL, f"Kubernetes {version} is {status or 'not supported'}", "set cluster.kubernetesVersion to a supported version")
+
+
+def check_spot_role(cfg: PlatformConfig, clients: Clients) -> Check:
+    spot_pools = [name for name, pool in cfg.node_pools.enabled().items() if "spot" in pool.capacity_types]
+    if not spot_pools:
+        return Check("spot service-linked role", PASS, "no pool uses spot")
+    if cfg.karpenter.create_spot_service_linked_role:
+        return Check("spot service-linked role", PASS, "the stack creates it (karpenter.createSpotServiceLinkedRole)")
+    try:
+        clients("iam").get_role(RoleName=SPOT_ROLE)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchEntity":
+            return Check("spot service-linked role", WARN, f"could not look up {SPOT_ROLE}: {_error(exc)}")
+        return Check(
+            "spot service-linked role",
+            FAIL,
+            f"{SPOT_ROLE} does not exist but pools {spot_pools} use spot",
+            "set karpenter.createSpotServiceLinkedRole: true, or run aws iam create-service-linked-role --aws-service-name spot.amazonaws.com",
+        )
+    return Check("spot service-linked role", PASS, f"{SPOT_ROLE} exists")
+
+
+def run_checks(cfg: PlatformConfig, clients: Clients) -> list[Check]:
+    identity = check_identity(clients)
+    if identity.status == FAIL:
+        return [identity]
+    checks = [identity]
+    try:
+        zones_check, zones = chosen_zones(cfg, clients)
+        checks.append(zones_check)
+        checks += check_instance_offerings(cfg, zones, clients)
+        checks += check_vcpu_quotas(cfg, clients)
+    except (ClientError, BotoCoreError) as exc:
+        checks.append(Check("EC2", FAIL, f"EC2 calls failed: {_error(exc)}", "grant ec2:Describe* to the identity running the preflight"))
+    checks += [check_elastic_ips(cfg, clients), check_kubernetes_version(cfg, clients), check_spot_role(cfg, clients)]
+    return checks
+
+
+def table(checks: Iterable[Check]) -> str:
+    checks = list(checks)
+    width = max(len(c.name) for c in checks)
+    lines = [f"{'check':<{width}}  result  detail", f"{'-' * width}  ------  ------"]
+    for c in checks:
+        lines.append(f"{c.name:<{width}}  {c.status:<6}  {c.detail}")
+        if c.fix and c.status != PASS:
+            lines.append(f"{'':<{width}}          fix: {c.fix}")
+    failed = sum(c.status == FAIL for c in checks)
+    warned = sum(c.status == WARN for c in checks)
+    lines.append(f"{len(checks) - failed - warned} passed, {failed} failed" + (f", {warned} warnings" if warned else ""))
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None, clients: Optional[Clients] = None) -> int:
+    from infra.synth import SynthConfigError, read_stack_file
+
+    parser = argparse.ArgumentParser(prog="python -m infra.preflight", description=__doc__.splitlines()[0])
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--config", type=Path, help="a stack config file instead of stacks/Pulumi.<stack>.yaml")
+    parser.add_argument("--profile", help="AWS profile to use")
+    args = parser.parse_args(argv)
+    try:
+        bag, _, _ = read_stack_file(args.config or ROOT / "stacks" / f"Pulumi.{args.stack}.yaml")
+        cfg = from_bag(bag)
+    except (SynthConfigError, ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if clients is None:
+        import boto3
+
+        session = boto3.Session(profile_name=args.profile, region_name=cfg.region)
+        clients = functools.lru_cache(maxsize=None)(session.client)
+    checks = run_checks(cfg, clients)
+    print(f"preflight for stack '{args.stack}' in {cfg.region}\n{table(checks)}")
+    return 1 if any(c.status == FAIL for c in checks) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

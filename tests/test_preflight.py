@@ -1,0 +1,168 @@
+"""The AWS preflight against moto (STS, EC2, IAM) and API-shaped fakes where moto has no model (EC2 quotas, EKS versions)."""
+from __future__ import annotations
+
+import copy
+import functools
+
+import boto3
+import pytest
+import yaml
+from botocore.exceptions import ClientError, NoCredentialsError
+from moto import mock_aws
+
+from infra import preflight
+from infra.config import parse
+from tests.test_config import ROOT, stack_raw
+
+REGION = "us-east-1"
+AMPLE = {code: 10_000 for code, _ in preflight.VCPU_QUOTAS.values()} | {"L-0263D0A3": 5}
+
+
+class FakeQuotas:
+    """Service Quotas' GetServiceQuota: moto models only VPC quotas."""
+
+    def __init__(self, values: dict[str, float]):
+        self.values = values
+
+    def get_service_quota(self, ServiceCode: str, QuotaCode: str) -> dict:
+        if QuotaCode not in self.values:
+            raise ClientError({"Error": {"Code": "NoSuchResourceException", "Message": "unknown quota"}}, "GetServiceQuota")
+        return {"Quota": {"ServiceCode": ServiceCode, "QuotaCode": QuotaCode, "Value": self.values[QuotaCode]}}
+
+
+class FakeEks:
+    """EKS DescribeClusterVersions: moto has no model of it."""
+
+    def __init__(self, status: dict[str, str]):
+        self.status = status
+
+    def describe_cluster_versions(self, clusterVersions: list[str]) -> dict:
+        return {"clusterVersions": [{"clusterVersion": v, "versionStatus": self.status[v]} for v in clusterVersions if v in self.status]}
+
+
+@pytest.fixture
+def aws():
+    with mock_aws():
+        yield
+
+
+def clients_with(quotas=None, eks=None):
+    moto_client = functools.lru_cache(maxsize=None)(lambda name: boto3.client(name, region_name=REGION))
+    fakes = {"service-quotas": FakeQuotas(AMPLE if quotas is None else quotas), "eks": FakeEks(eks or {"1.34": "STANDARD_SUPPORT"})}
+    return lambda name: fakes.get(name) or moto_client(name)
+
+
+def config(stack: str = "prod", mutate=None):
+    raw = copy.deepcopy(stack_raw(stack))
+    raw["region"] = REGION
+    if mutate:
+        mutate(raw)
+    return parse(raw)
+
+
+def by_name(checks) -> dict[str, preflight.Check]:
+    return {c.name: c for c in checks}
+
+
+def test_a_ready_account_passes(aws):
+    checks = preflight.run_checks(config(), clients_with())
+    assert [c for c in checks if c.status != preflight.PASS] == []
+    names = by_name(checks)
+    assert names["credentials"].detail.startswith("account 123456789012")
+    assert "us-east-1a, us-east-1b, us-east-1c" in names["availability zones"].detail
+    assert {"instance types: nodePools.nvidia.instanceTypes", "instance types: nodePools.neuron.instanceTypes",
+            "instance types: cluster.systemNodeGroup.instanceTypes"} <= set(names)
+    assert names["spot service-linked role"].detail == "no pool uses spot"
+
+
+def test_instance_type_not_offered_in_the_chosen_zones(aws):
+    def zones_where_inf2_48_is_scarce(raw):
+        raw["network"]["availabilityZones"] = ["us-east-1d", "us-east-1e", "us-east-1f"]
+        raw["nodePools"]["neuron"]["instanceTypes"] = ["inf1.xlarge", "inf2.48xlarge"]
+
+    check = by_name(preflight.run_checks(config(mutate=zones_where_inf2_48_is_scarce), clients_with()))["instance types: nodePools.neuron.instanceTypes"]
+    assert check.status == preflight.FAIL
+    assert check.detail == "inf2.48xlarge is offered in 1 of the chosen zones (us-east-1f)"
+    assert "nodePools.neuron.instanceTypes" in check.fix
+
+
+def test_quota_below_a_pools_limit_names_the_quota_and_the_fix(aws):
+    quotas = {**AMPLE, "L-1945791B": 96}
+    check = by_name(preflight.run_checks(config(), clients_with(quotas)))["quota: Running On-Demand Inf instances"]
+    assert check.status == preflight.FAIL
+    assert check.detail == "L-1945791B allows 96 vCPUs; the stack may use 512 (nodePools.neuron 512)"
+    assert "--quota-code L-1945791B --desired-value 512" in check.fix
+
+
+def test_standard_quota_counts_the_cpu_pool_and_the_system_group(aws):
+    check = by_name(preflight.run_checks(config(), clients_with()))["quota: Running On-Demand Standard (A, C, D, H, I, M, R, T, Z) instances"]
+    # prod: system group at most 6 x m7i.xlarge (4 vCPUs) plus the cpu pool's limit of 2000.
+    assert check.detail.endswith("the stack may use 2024 (system node group 24, nodePools.cpu 2000)")
+
+
+def test_spot_pools_need_the_spot_service_linked_role(aws):
+    dev = config("dev", lambda raw: raw.update(region=REGION))
+    assert by_name(preflight.run_checks(dev, clients_with()))["spot service-linked role"].status == preflight.FAIL
+    # The role as AWS names it (moto's create_service_linked_role derives another name).
+    boto3.client("iam", region_name=REGION).create_role(
+        RoleName="AWSServiceRoleForEC2Spot",
+        Path="/aws-service-role/spot.amazonaws.com/",
+        AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
+    )
+    assert by_name(preflight.run_checks(dev, clients_with()))["spot service-linked role"].status == preflight.PASS
+    creates_it = config("dev", lambda raw: raw.setdefault("karpenter", {}).update(createSpotServiceLinkedRole=True))
+    assert "the stack creates it" in by_name(preflight.run_checks(creates_it, clients_with()))["spot service-linked role"].detail
+
+
+def test_spot_quota_is_checked_for_spot_pools(aws):
+    check = by_name(preflight.run_checks(config("dev"), clients_with({**AMPLE, "L-3819A6DF": 16})))["quota: All G and VT Spot Instance Requests"]
+    assert check.status == preflight.FAIL and "L-3819A6DF allows 16 vCPUs; the stack may use 64" in check.detail
+
+
+def test_elastic_ips_for_nat_gateways(aws):
+    ec2 = boto3.client("ec2", region_name=REGION)
+    for _ in range(3):
+        ec2.allocate_address(Domain="vpc")
+    check = by_name(preflight.run_checks(config(), clients_with()))["quota: EC2-VPC Elastic IPs"]
+    assert check.status == preflight.FAIL and check.detail == "3 addresses in use + 3 for NAT gateways exceeds the quota of 5"
+
+
+@pytest.mark.parametrize("status, result", [("STANDARD_SUPPORT", "PASS"), ("EXTENDED_SUPPORT", "WARN"), (None, "FAIL")])
+def test_kubernetes_version_support(aws, status, result):
+    eks = {"1.34": status} if status else {"1.33": "STANDARD_SUPPORT"}
+    assert by_name(preflight.run_checks(config(), clients_with(eks=eks)))["EKS version"].status == result
+
+
+def test_unreadable_quota_is_a_warning_not_a_failure(aws):
+    checks = preflight.run_checks(config(), clients_with({"L-0263D0A3": 5}))
+    quota_checks = [c for c in checks if c.name.startswith("quota: Running")]
+    assert quota_checks and all(c.status == preflight.WARN and "could not read quota" in c.detail for c in quota_checks)
+
+
+def test_missing_credentials_stop_early():
+    class NoCredentials:
+        def get_caller_identity(self):
+            raise NoCredentialsError()
+
+    checks = preflight.run_checks(config(), lambda name: NoCredentials())
+    assert [(c.name, c.status) for c in checks] == [("credentials", "FAIL")]
+
+
+def test_command_prints_a_table_and_exits_nonzero_on_failure(aws, capsys, tmp_path):
+    stack = tmp_path / "Pulumi.prod.yaml"
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
+    doc["config"]["aws:region"] = REGION
+    stack.write_text(yaml.safe_dump(doc))
+    assert preflight.main(["--stack", "prod", "--config", str(stack)], clients=clients_with()) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split() == ["check", "result", "detail"] and "0 failed" in out.splitlines()[-1]
+    assert preflight.main(["--stack", "prod", "--config", str(stack)], clients=clients_with({**AMPLE, "L-1945791B": 8})) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "fix: request an increase" in out and "1 failed" in out.splitlines()[-1]
+
+
+def test_command_rejects_invalid_config(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "stacks" / "Pulumi.prod.yaml").read_text().replace("azCount: 3", "azCount: 0"))
+    assert preflight.main(["--stack", "prod", "--config", str(bad)], clients=lambda name: None) == 2
+    assert "ml-platform:network.azCount" in capsys.readouterr().err
