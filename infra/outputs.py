@@ -8,7 +8,7 @@ from components.karpenter import Karpenter
 from components.mesh import GATEWAY_NAME, GATEWAY_NAMESPACE, Mesh
 from components.observability import Observability
 from components.storage import Storage
-from components.tenancy import Tenancy
+from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, Tenancy
 from components.workloads import Workloads
 from components.network import Network
 from infra.config import PlatformConfig
@@ -103,6 +103,7 @@ def export(
             "grafanaAdminSecret": observability.admin_secret,
         },
     )
+    pulumi.export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
     pulumi.export(
         "teams",
         {
