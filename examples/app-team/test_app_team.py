@@ -1,0 +1,111 @@
+"""The app team's program under the mock engine, reading the outputs of a synthesized platform stack."""
+from __future__ import annotations
+
+import json
+import os
+import runpy
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from infra.synth import synthesize
+from tests.schemas import validate
+
+HERE = Path(__file__).resolve().parent
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Answers the StackReference with a synthesized platform's outputs; records everything else."""
+
+    def __init__(self, platform_outputs: dict):
+        self.platform_outputs = platform_outputs
+        self.created: list[tuple[str, str, dict]] = []
+
+    def new_resource(self, args):
+        if args.typ == "pulumi:pulumi:StackReference":
+            return args.name, {"name": args.name, "outputs": self.platform_outputs, "secretOutputNames": ["kubeconfig"]}
+        self.created.append((args.typ, args.name, args.inputs))
+        return f"{args.name}-id", args.inputs
+
+    def call(self, args):
+        return {}
+
+
+def run_app_team(platform_outputs: dict) -> PlatformMocks:
+    mocks = PlatformMocks(platform_outputs)
+    pulumi.runtime.settings.ROOT.set(None)
+    pulumi.runtime.set_mocks(mocks, project="ml-app-team", stack="staging", preview=False)
+    config = {
+        "ml-app-team:platformStack": "acme/ml-platform/staging",
+        "ml-app-team:team": "nlp",
+        "ml-app-team:name": "toxicity",
+        "ml-app-team:image": "111122223333.dkr.ecr.us-west-2.amazonaws.com/toxicity-service:2.3.1",
+        "ml-app-team:path": "/toxicity",
+    }
+    pulumi.runtime.set_all_config(config)
+    saved = os.getcwd()
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(HERE), run_name="__main__")
+
+    try:
+        os.chdir(HERE)
+        program()
+    finally:
+        os.chdir(saved)
+    return mocks
+
+
+@pytest.fixture(scope="module")
+def synthesized():
+    return synthesize("staging")
+
+
+@pytest.fixture(scope="module")
+def platform(synthesized):
+    return {**synthesized.outputs, "kubeconfig": json.dumps({"apiVersion": "v1", "kind": "Config"})}
+
+
+def manifests(mocks: PlatformMocks) -> dict[str, dict]:
+    return {i["kind"]: i for t, _, i in mocks.created if t.startswith("kubernetes:") and "kind" in i}
+
+
+def test_service_lands_in_the_team_namespace_on_the_gpu_pool(platform):
+    m = manifests(run_app_team(platform))
+    pod = m["Deployment"]["spec"]["template"]["spec"]
+    pool = platform["nodePools"]["nvidia"]
+    assert m["Deployment"]["metadata"]["namespace"] == platform["teams"]["nlp"]["namespace"]
+    assert pod["nodeSelector"] == pool["nodeSelector"] and pod["tolerations"] == [pool["toleration"]]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["priorityClassName"] == platform["scheduling"]["servingPriorityClass"]
+
+
+def test_route_attaches_to_the_platform_gateway(platform):
+    route = manifests(run_app_team(platform))["VirtualService"]["spec"]
+    assert route["gateways"] == platform["gateway"]["attach"]["gateways"]
+    assert route["http"][0]["route"][0]["destination"]["host"] == "toxicity.nlp.svc.cluster.local"
+
+
+# Rules about the platform's own graph (its one provider, its CRD releases, its namespaces) do not apply to another program.
+PLATFORM_GRAPH_RULES = {"kubernetes-single-provider", "custom-resource-after-its-crd", "team-namespace-guardrails"}
+
+
+def test_everything_it_renders_validates_and_passes_the_platform_rules(platform, synthesized):
+    from infra.policy_check import check
+
+    created = run_app_team(platform).created
+    # The platform's pools decide whether the GPU service can be scheduled at all.
+    records = [r for r in synthesized.resources if r["type"] == "kubernetes:karpenter.sh/v1:NodePool"]
+    for typ, name, inputs in created:
+        if typ.startswith("kubernetes:") and "kind" in inputs:
+            validate(inputs)
+        records.append({"urn": f"urn:pulumi:staging::ml-app-team::{typ}::{name}", "type": typ, "name": name, "parent": None,
+                        "custom": True, "provider": None, "dependencies": [], "inputs": inputs, "outputs": inputs})
+    assert [v for v in check(records, "prod")["violations"] if v["policy"] not in PLATFORM_GRAPH_RULES] == []
+
+
+def test_refuses_an_incompatible_platform_contract(platform):
+    with pytest.raises(Exception, match="schemaVersion 1.x, the platform publishes 2.0.0"):
+        run_app_team({**platform, "schemaVersion": "2.0.0"})
