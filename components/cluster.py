@@ -11,7 +11,8 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, service_trust_policy
+from infra.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, role_with_policies, service_trust_policy
+from infra.kms import encryption_key
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
@@ -19,12 +20,6 @@ CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterA
 SYSTEM_TAINT = {"key": "CriticalAddonsOnly", "value": "true", "effect": "NoSchedule"}
 SYSTEM_POOL_LABEL = {"ml-platform.io/pool": "system"}
 SYSTEM_TOLERATION = {"key": "CriticalAddonsOnly", "operator": "Exists"}
-NODE_MANAGED_POLICIES = (
-    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
-    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
-    "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
-)
 
 
 def creator_admin_transform(enabled: bool):
@@ -96,20 +91,12 @@ class Cluster(pulumi.ComponentResource):
         cluster_name = cfg.cluster_name
         child = pulumi.ResourceOptions(parent=self)
 
-        secrets_key = aws.kms.Key(
+        secrets_key = encryption_key(
             f"{name}-secrets",
-            aws.kms.KeyArgs(
-                description=f"EKS secrets envelope encryption for {cluster_name}",
-                enable_key_rotation=True,
-                deletion_window_in_days=30,
-                tags=cfg.tags_for(f"{cluster_name}-secrets"),
-            ),
-            opts=child,
-        )
-        aws.kms.Alias(
-            f"{name}-secrets",
-            aws.kms.AliasArgs(name=f"alias/{cluster_name}-eks-secrets", target_key_id=secrets_key.key_id),
-            opts=child,
+            alias=f"{cluster_name}-eks-secrets",
+            description=f"EKS secrets envelope encryption for {cluster_name}",
+            tags=cfg.tags_for(f"{cluster_name}-secrets"),
+            parent=self,
         )
         # EKS would create this group with no retention; owning it first sets retention and lets destroy remove it.
         control_plane_logs = aws.cloudwatch.LogGroup(
@@ -186,29 +173,32 @@ class Cluster(pulumi.ComponentResource):
             addon("kube-proxy", cc.addons.kube_proxy),
             addon("eks-pod-identity-agent", cc.addons.eks_pod_identity_agent),
         ]
-        node_role = self._node_role(name, cfg)
-        self.system_node_role_arn = node_role.arn
-        self.system_node_group = self._system_node_group(name, cfg, node_role, args.private_subnet_ids, node_prerequisites)
+        node_role = role_with_policies(
+            f"{name}-system-nodes",
+            trust=service_trust_policy("ec2.amazonaws.com"),
+            managed=NODE_MANAGED_POLICIES,
+            tags=cfg.tags_for(f"{cluster_name}-system-nodes"),
+            parent=self,
+        )
+        self.system_node_role_arn = node_role.role.arn
+        self.system_node_group = self._system_node_group(
+            name, cfg, node_role.role, args.private_subnet_ids, [*node_prerequisites, *node_role.attachments]
+        )
         after_nodes = pulumi.ResourceOptions(depends_on=[self.system_node_group])
         coredns = addon("coredns", cc.addons.coredns, opts=after_nodes)
-        ebs_csi_role = aws.iam.Role(
+        ebs_csi_role = role_with_policies(
             f"{name}-ebs-csi",
-            aws.iam.RoleArgs(assume_role_policy=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cluster_name}-ebs-csi")),
-            opts=child,
-        )
-        ebs_csi_policy = aws.iam.RolePolicyAttachment(
-            f"{name}-ebs-csi",
-            aws.iam.RolePolicyAttachmentArgs(
-                role=ebs_csi_role.name, policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
-            ),
-            opts=child,
+            trust=POD_IDENTITY_TRUST,
+            managed=["arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"],
+            tags=cfg.tags_for(f"{cluster_name}-ebs-csi"),
+            parent=self,
         )
         ebs_csi = addon(
             "aws-ebs-csi-driver",
             cc.addons.aws_ebs_csi_driver,
             service_account="ebs-csi-controller-sa",
-            role_arn=ebs_csi_role.arn,
-            opts=pulumi.ResourceOptions(depends_on=[self.system_node_group, ebs_csi_policy]),
+            role_arn=ebs_csi_role.role.arn,
+            opts=pulumi.ResourceOptions(depends_on=[self.system_node_group, *ebs_csi_role.attachments]),
         )
 
         self.kubeconfig = pulumi.Output.secret(
@@ -245,23 +235,6 @@ class Cluster(pulumi.ComponentResource):
                 "securityGroupId": self.security_group_id,
             }
         )
-
-    def _node_role(self, name: str, cfg: PlatformConfig) -> aws.iam.Role:
-        role = aws.iam.Role(
-            f"{name}-system-nodes",
-            aws.iam.RoleArgs(
-                assume_role_policy=service_trust_policy("ec2.amazonaws.com"),
-                tags=cfg.tags_for(f"{cfg.cluster_name}-system-nodes"),
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        for arn in NODE_MANAGED_POLICIES:
-            aws.iam.RolePolicyAttachment(
-                f"{name}-system-nodes-{arn.rsplit('/', 1)[1]}",
-                aws.iam.RolePolicyAttachmentArgs(role=role.name, policy_arn=arn),
-                opts=pulumi.ResourceOptions(parent=role),
-            )
-        return role
 
     def _system_node_group(
         self,

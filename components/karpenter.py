@@ -11,18 +11,12 @@ import pulumi_kubernetes as k8s
 
 from infra.accelerators import ACCELERATOR_LABEL, KINDS, POOL_LABEL, AcceleratorKind
 from infra.config import NodePoolBase, PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, policy_document, service_trust_policy
+from infra.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, policy_document, role_with_policies, service_trust_policy
 from infra.monitoring import ScrapeTarget
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
 CHART_REPOSITORY = "oci://public.ecr.aws/karpenter"
-NODE_MANAGED_POLICIES = (
-    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
-    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
-    "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
-)
 # Events Karpenter handles ahead of EC2 taking the instance away.
 INTERRUPTION_EVENTS = {
     "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
@@ -272,17 +266,13 @@ class Karpenter(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         k8s_child = pulumi.ResourceOptions(parent=self, provider=args.provider)
 
-        node_role = aws.iam.Role(
+        node_role = role_with_policies(
             f"{name}-node",
-            aws.iam.RoleArgs(assume_role_policy=service_trust_policy("ec2.amazonaws.com"), tags=cfg.tags_for(f"{cluster_name}-karpenter-node")),
-            opts=child,
-        )
-        for arn in NODE_MANAGED_POLICIES:
-            aws.iam.RolePolicyAttachment(
-                f"{name}-node-{arn.rsplit('/', 1)[1]}",
-                aws.iam.RolePolicyAttachmentArgs(role=node_role.name, policy_arn=arn),
-                opts=pulumi.ResourceOptions(parent=node_role),
-            )
+            trust=service_trust_policy("ec2.amazonaws.com"),
+            managed=NODE_MANAGED_POLICIES,
+            tags=cfg.tags_for(f"{cluster_name}-karpenter-node"),
+            parent=self,
+        ).role
         node_access = aws.eks.AccessEntry(
             f"{name}-node",
             aws.eks.AccessEntryArgs(cluster_name=args.cluster_name, principal_arn=node_role.arn, type="EC2_LINUX", tags=cfg.tags_for(f"{cluster_name}-karpenter-node")),
@@ -346,26 +336,15 @@ class Karpenter(pulumi.ComponentResource):
         partition = aws.get_partition().partition
         account_id = aws.get_caller_identity().account_id
         cluster_arn = args.cluster_name.apply(lambda n: f"arn:{partition}:eks:{cfg.region}:{account_id}:cluster/{n}")
-        controller_role = aws.iam.Role(
+        controller = role_with_policies(
             f"{name}-controller",
-            aws.iam.RoleArgs(assume_role_policy=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cluster_name}-karpenter-controller")),
-            opts=child,
-        )
-        controller_permissions = aws.iam.Policy(
-            f"{name}-controller",
-            aws.iam.PolicyArgs(
-                description=f"Karpenter controller of {cluster_name}",
-                policy=pulumi.Output.all(node_role.arn, queue.arn, cluster_arn).apply(
-                    lambda v: controller_policy(cluster_name, cfg.region, partition, account_id, v[0], v[1], v[2])
-                ),
-                tags=cfg.tags_for(f"{cluster_name}-karpenter-controller"),
+            trust=POD_IDENTITY_TRUST,
+            policy=pulumi.Output.all(node_role.arn, queue.arn, cluster_arn).apply(
+                lambda v: controller_policy(cluster_name, cfg.region, partition, account_id, v[0], v[1], v[2])
             ),
-            opts=child,
-        )
-        attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-controller",
-            aws.iam.RolePolicyAttachmentArgs(role=controller_role.name, policy_arn=controller_permissions.arn),
-            opts=child,
+            description=f"Karpenter controller of {cluster_name}",
+            tags=cfg.tags_for(f"{cluster_name}-karpenter-controller"),
+            parent=self,
         )
         identity = aws.eks.PodIdentityAssociation(
             f"{name}-controller",
@@ -373,12 +352,12 @@ class Karpenter(pulumi.ComponentResource):
                 cluster_name=args.cluster_name,
                 namespace=NAMESPACE,
                 service_account=SERVICE_ACCOUNT,
-                role_arn=controller_role.arn,
+                role_arn=controller.role.arn,
                 tags=cfg.tags_for(f"{cluster_name}-karpenter-controller"),
             ),
             opts=child,
         )
-        prerequisites: list[pulumi.Resource] = [node_access, queue_policy, attachment, identity, *args.depends_on]
+        prerequisites: list[pulumi.Resource] = [node_access, queue_policy, *controller.attachments, identity, *args.depends_on]
         if kc.create_spot_service_linked_role:
             prerequisites.append(
                 aws.iam.ServiceLinkedRole(f"{name}-spot", aws.iam.ServiceLinkedRoleArgs(aws_service_name="spot.amazonaws.com"), opts=child)

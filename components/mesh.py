@@ -9,7 +9,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, policy_document
+from infra.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
 from infra.monitoring import ScrapeTarget
 
 ISTIO_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
@@ -199,28 +199,18 @@ class Mesh(pulumi.ComponentResource):
         super().__init__("ml-platform:mesh:Mesh", name, None, opts)
         cfg, mc = args.config, args.config.mesh
         cluster_name = cfg.cluster_name
+        self._istio_version = mc.istio_version
         child = pulumi.ResourceOptions(parent=self)
         selector, toleration = args.system_node_selector, args.system_toleration
         k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
 
-        lbc_role = aws.iam.Role(
+        lbc = role_with_policies(
             f"{name}-lb-controller",
-            aws.iam.RoleArgs(assume_role_policy=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cluster_name}-lb-controller")),
-            opts=child,
-        )
-        lbc_policy = aws.iam.Policy(
-            f"{name}-lb-controller",
-            aws.iam.PolicyArgs(
-                description=f"AWS Load Balancer Controller of {cluster_name}",
-                policy=load_balancer_controller_policy(cluster_name),
-                tags=cfg.tags_for(f"{cluster_name}-lb-controller"),
-            ),
-            opts=child,
-        )
-        lbc_attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-lb-controller",
-            aws.iam.RolePolicyAttachmentArgs(role=lbc_role.name, policy_arn=lbc_policy.arn),
-            opts=child,
+            trust=POD_IDENTITY_TRUST,
+            policy=load_balancer_controller_policy(cluster_name),
+            description=f"AWS Load Balancer Controller of {cluster_name}",
+            tags=cfg.tags_for(f"{cluster_name}-lb-controller"),
+            parent=self,
         )
         lbc_identity = aws.eks.PodIdentityAssociation(
             f"{name}-lb-controller",
@@ -228,7 +218,7 @@ class Mesh(pulumi.ComponentResource):
                 cluster_name=args.cluster_name,
                 namespace="kube-system",
                 service_account=LBC_SERVICE_ACCOUNT,
-                role_arn=lbc_role.arn,
+                role_arn=lbc.role.arn,
                 tags=cfg.tags_for(f"{cluster_name}-lb-controller"),
             ),
             opts=child,
@@ -255,49 +245,35 @@ class Mesh(pulumi.ComponentResource):
                     "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
                 },
             ),
-            opts=k8s_opts(lbc_attachment, lbc_identity),
+            opts=k8s_opts(*lbc.attachments, lbc_identity),
         )
 
         # The Istio CNI DaemonSet edits pod networking on every node: privileged by nature.
         istio_system = self._namespace(f"{name}-istio-system", ISTIO_NAMESPACE, "privileged", args, injection=False)
-        base = k8s.helm.v3.Release(
+        base = self._istio_release(
             f"{name}-istio-base",
-            k8s.helm.v3.ReleaseArgs(
-                name="istio-base",
-                chart="base",
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
-                version=mc.istio_version,
-                namespace=ISTIO_NAMESPACE,
-                atomic=True,
-                values={"defaultRevision": "default"},
-            ),
-            opts=k8s_opts(istio_system),
+            "istio-base",
+            "base",
+            ISTIO_NAMESPACE,
+            {"defaultRevision": "default"},
+            k8s_opts(istio_system),
         )
         # With the CNI plugin, injected pods need no NET_ADMIN init container and pass the restricted profile.
-        cni = k8s.helm.v3.Release(
+        cni = self._istio_release(
             f"{name}-istio-cni",
-            k8s.helm.v3.ReleaseArgs(
-                name="istio-cni",
-                chart="cni",
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
-                version=mc.istio_version,
-                namespace=ISTIO_NAMESPACE,
-                atomic=True,
-                values={"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
-            ),
-            opts=k8s_opts(base),
+            "istio-cni",
+            "cni",
+            ISTIO_NAMESPACE,
+            {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
+            k8s_opts(base),
         )
         ha = mc.istiod_replicas > 1
-        self.istiod = k8s.helm.v3.Release(
+        self.istiod = self._istio_release(
             f"{name}-istiod",
-            k8s.helm.v3.ReleaseArgs(
-                name="istiod",
-                chart="istiod",
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
-                version=mc.istio_version,
-                namespace=ISTIO_NAMESPACE,
-                atomic=True,
-                values={
+            "istiod",
+            "istiod",
+            ISTIO_NAMESPACE,
+            {
                     "replicaCount": mc.istiod_replicas,
                     "autoscaleMin": mc.istiod_replicas,
                     "autoscaleMax": max(mc.istiod_replicas, 5),
@@ -316,21 +292,16 @@ class Mesh(pulumi.ComponentResource):
                         "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
                     },
                 },
-            ),
-            opts=k8s_opts(base, cni),
+            k8s_opts(base, cni),
         )
 
         gateway_ns = self._namespace(f"{name}-istio-ingress", GATEWAY_NAMESPACE, "baseline", args, injection=True)
-        gateway = k8s.helm.v3.Release(
+        gateway = self._istio_release(
             f"{name}-gateway",
-            k8s.helm.v3.ReleaseArgs(
-                name="istio-ingressgateway",
-                chart="gateway",
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
-                version=mc.istio_version,
-                namespace=GATEWAY_NAMESPACE,
-                atomic=True,
-                values={
+            "istio-ingressgateway",
+            "gateway",
+            GATEWAY_NAMESPACE,
+            {
                     "labels": GATEWAY_SELECTOR,
                     # The internet-facing Service is declared below, where its deletion is awaited.
                     "service": {"type": "ClusterIP"},
@@ -342,8 +313,7 @@ class Mesh(pulumi.ComponentResource):
                          "labelSelector": {"matchLabels": GATEWAY_SELECTOR}}
                     ],
                 },
-            ),
-            opts=k8s_opts(self.istiod, gateway_ns),
+            k8s_opts(self.istiod, gateway_ns),
         )
 
         allowed = mc.gateway.allowed_cidrs or (["0.0.0.0/0"] if mc.gateway.scheme == "internet-facing" else [args.vpc_cidr])
@@ -431,6 +401,21 @@ class Mesh(pulumi.ComponentResource):
         self.gateway_hostname = lb_service.status.load_balancer.ingress[0].hostname
         self.gateway_url = self.gateway_hostname.apply(lambda h: f"{'https' if port == 443 else 'http'}://{h}")
         self.register_outputs({"gatewayHostname": self.gateway_hostname})
+
+    def _istio_release(self, resource_name: str, release: str, chart: str, namespace: str, values: dict[str, Any], opts) -> k8s.helm.v3.Release:
+        return k8s.helm.v3.Release(
+            resource_name,
+            k8s.helm.v3.ReleaseArgs(
+                name=release,
+                chart=chart,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
+                version=self._istio_version,
+                namespace=namespace,
+                atomic=True,
+                values=values,
+            ),
+            opts=opts,
+        )
 
     def _namespace(self, resource_name: str, ns: str, pod_security: str, args: MeshArgs, injection: bool) -> k8s.core.v1.Namespace:
         labels = {"pod-security.kubernetes.io/enforce": pod_security, "app.kubernetes.io/part-of": "ml-platform"}

@@ -7,7 +7,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import PlatformConfig, plan_subnets
-from infra.iam import policy_document, service_trust_policy
+from infra.iam import policy_document, role_with_policies, service_trust_policy
 
 
 @dataclass(frozen=True)
@@ -157,31 +157,24 @@ class Network(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        role = aws.iam.Role(
+        # Its own role, allowed to write to this log group only.
+        role = role_with_policies(
             f"{name}-flow-logs",
-            aws.iam.RoleArgs(
-                assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com"),
-                tags=cfg.tags_for(f"{name}-flow-logs"),
+            trust=service_trust_policy("vpc-flow-logs.amazonaws.com"),
+            policy=log_group.arn.apply(
+                lambda arn: policy_document(
+                    [
+                        {
+                            "Effect": "Allow",
+                            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                            "Resource": f"{arn}:*",
+                        }
+                    ]
+                )
             ),
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-flow-logs",
-            aws.iam.RolePolicyArgs(
-                role=role.id,
-                policy=log_group.arn.apply(
-                    lambda arn: policy_document(
-                        [
-                            {
-                                "Effect": "Allow",
-                                "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                                "Resource": f"{arn}:*",
-                            }
-                        ]
-                    )
-                ),
-            ),
-            opts=child,
+            description=f"VPC flow logs of {cfg.cluster_name}",
+            tags=cfg.tags_for(f"{name}-flow-logs"),
+            parent=self,
         )
         aws.ec2.FlowLog(
             f"{name}-flow-logs",
@@ -190,9 +183,9 @@ class Network(pulumi.ComponentResource):
                 traffic_type="ALL",
                 log_destination_type="cloud-watch-logs",
                 log_destination=log_group.arn,
-                iam_role_arn=role.arn,
+                iam_role_arn=role.role.arn,
                 max_aggregation_interval=60,
                 tags=cfg.tags_for(f"{name}-flow-logs"),
             ),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=role.attachments),
         )

@@ -8,7 +8,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, policy_document
+from infra.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
+from infra.kms import encryption_key
 
 NFS_PORT = 2049
 EFS_PROVISIONER = "efs.csi.aws.com"
@@ -44,17 +45,14 @@ class Storage(pulumi.ComponentResource):
         cluster_name = cfg.cluster_name
         child = pulumi.ResourceOptions(parent=self)
 
-        key = aws.kms.Key(
+        key = encryption_key(
             f"{name}-efs",
-            aws.kms.KeyArgs(
-                description=f"EFS encryption for {cluster_name}",
-                enable_key_rotation=True,
-                deletion_window_in_days=30,
-                tags=cfg.tags_for(f"{cluster_name}-efs"),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, protect=sc.protect),
+            alias=f"{cluster_name}-efs",
+            description=f"EFS encryption for {cluster_name}",
+            tags=cfg.tags_for(f"{cluster_name}-efs"),
+            parent=self,
+            protect=sc.protect,
         )
-        aws.kms.Alias(f"{name}-efs", aws.kms.AliasArgs(name=f"alias/{cluster_name}-efs", target_key_id=key.key_id), opts=child)
         lifecycle = [aws.efs.FileSystemLifecyclePolicyArgs(transition_to_primary_storage_class="AFTER_1_ACCESS")]
         if sc.transition_to_ia:
             lifecycle.insert(0, aws.efs.FileSystemLifecyclePolicyArgs(transition_to_ia=sc.transition_to_ia))
@@ -128,17 +126,12 @@ class Storage(pulumi.ComponentResource):
             for i, subnet in enumerate(args.private_subnet_ids)
         ]
 
-        driver_role = aws.iam.Role(
+        driver_role = role_with_policies(
             f"{name}-efs-csi",
-            aws.iam.RoleArgs(assume_role_policy=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cluster_name}-efs-csi")),
-            opts=child,
-        )
-        driver_policy = aws.iam.RolePolicyAttachment(
-            f"{name}-efs-csi",
-            aws.iam.RolePolicyAttachmentArgs(
-                role=driver_role.name, policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"
-            ),
-            opts=child,
+            trust=POD_IDENTITY_TRUST,
+            managed=["arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"],
+            tags=cfg.tags_for(f"{cluster_name}-efs-csi"),
+            parent=self,
         )
         driver = aws.eks.Addon(
             f"{cluster_name}-aws-efs-csi-driver",
@@ -149,11 +142,11 @@ class Storage(pulumi.ComponentResource):
                 resolve_conflicts_on_create="OVERWRITE",
                 resolve_conflicts_on_update="OVERWRITE",
                 pod_identity_associations=[
-                    aws.eks.AddonPodIdentityAssociationArgs(service_account="efs-csi-controller-sa", role_arn=driver_role.arn)
+                    aws.eks.AddonPodIdentityAssociationArgs(service_account="efs-csi-controller-sa", role_arn=driver_role.role.arn)
                 ],
                 tags=cfg.tags_for(f"{cluster_name}-aws-efs-csi-driver"),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[driver_policy, *mount_targets, *args.depends_on]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*driver_role.attachments, *mount_targets, *args.depends_on]),
         )
 
         self.classes, self.class_resources = {}, []

@@ -16,6 +16,8 @@ KUBERNETES_SCHEMA_VERSION = "1.34.0"
 @lru_cache(maxsize=1)
 def crd_schemas() -> dict[tuple[str, str], dict]:
     """(apiVersion, kind) -> openAPIV3Schema of every served version of every upstream CRD."""
+    if not any(CRD_DIR.glob("*.yaml")):
+        raise FileNotFoundError(f"the upstream CRD schemas are not at {CRD_DIR}: the repository's clone needs shared/ beside it")
     schemas = {}
     for path in sorted(CRD_DIR.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
