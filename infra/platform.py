@@ -1,7 +1,6 @@
 """The platform as one dependency graph; reads top to bottom like the architecture picture."""
 from __future__ import annotations
 
-import pulumi
 import pulumi_aws as aws
 
 from components.accelerators import Accelerators, AcceleratorsArgs
