@@ -293,6 +293,7 @@ class Registration:
     property_dependencies: dict[str, list[str]]
     inputs: dict
     protect: bool = False
+    transforms: int = 0
     outputs: dict = field(default_factory=dict)
 
 
@@ -338,6 +339,7 @@ class RecordingMonitor(MockMonitor):
             property_dependencies={k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items())},
             inputs=integral(inputs),
             protect=bool(request.protect),
+            transforms=len(request.transforms),
             outputs=integral(state),
         )
         obj = _sync_await(rpc.serialize_properties(state, {}))

@@ -43,6 +43,7 @@ class SynthResult:
     graph: str
     placeholders: list[str]
     protected: list[str]
+    transforms: dict[str, int]  # URN -> number of resource transforms registered with it
 
     @property
     def mandatory_violations(self) -> list[dict]:
@@ -289,6 +290,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None) -> SynthResult:
         graph=_graph(records),
         placeholders=placeholders,
         protected=protected,
+        transforms={urn: r.transforms for urn, r in sorted(registrations.items()) if r.transforms},
     )
 
 

@@ -64,6 +64,10 @@ def test_creator_admin_transform_sets_the_bootstrap_flag_on_the_cluster_only():
         assert t(pulumi.ResourceTransformArgs(True, "aws:iam/role:Role", "r", props, opts)) is None
 
 
+def test_creator_admin_transform_is_registered_with_the_eks_cluster(stack):
+    assert stack.result.transforms == {stack.one(EKS)["urn"]: 1}
+
+
 def test_system_node_group(stack):
     raw = stack_raw(stack.result.stack)["cluster"].get("systemNodeGroup", {})
     ng = stack.one("aws:eks/nodeGroup:NodeGroup", "cluster-system")["inputs"]
