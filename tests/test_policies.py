@@ -217,3 +217,20 @@ def test_antipattern_hpa_without_metrics():
     records = broken("staging", HPA, remove_in(["inputs", "spec", "metrics"]), "nlp-sentiment-stable")
     result = check(records, "staging")
     assert [v["policy"] for v in result["violations"] if v["enforcement"] == "mandatory"] == ["hpa-names-metrics"]
+
+
+def test_the_pack_starts_as_the_engine_starts_it():
+    """`policies/__main__.py` builds the PolicyPack, which serves the analyzer on a loopback port and prints it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    launcher = "import runpy, sys; sys.path.remove(sys.path[0]) if sys.path[0] == '' else None; runpy.run_path('.', run_name='__main__')"
+    proc = subprocess.Popen([sys.executable, "-P", "-c", launcher], cwd=ROOT / "policies", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = proc.stdout.readline().strip()
+        assert port.isdigit() and 0 < int(port) < 65536, proc.stderr.read() if proc.poll() is not None else port
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
