@@ -184,6 +184,8 @@ class MeshArgs:
     system_node_selector: dict[str, str]
     system_toleration: dict[str, str]
     depends_on: list[pulumi.Resource]
+    # The gateway's pods run on Karpenter's general-purpose pool.
+    general_capacity: pulumi.Resource
 
 
 class Mesh(pulumi.ComponentResource):
@@ -403,6 +405,7 @@ class Mesh(pulumi.ComponentResource):
         self.register_outputs({"gatewayHostname": self.gateway_hostname})
 
     def _istio_release(self, resource_name: str, release: str, chart: str, namespace: str, values: dict[str, Any], opts) -> k8s.helm.v3.Release:
+        # Long enough for Karpenter to launch a node for pods that need one.
         return k8s.helm.v3.Release(
             resource_name,
             k8s.helm.v3.ReleaseArgs(
@@ -412,6 +415,7 @@ class Mesh(pulumi.ComponentResource):
                 version=self._istio_version,
                 namespace=namespace,
                 atomic=True,
+                timeout=900,
                 values=values,
             ),
             opts=opts,

@@ -287,6 +287,8 @@ class ObservabilityArgs:
     system_toleration: dict[str, str]
     scrape_targets: list[ScrapeTarget]
     depends_on: list[pulumi.Resource]
+    # Prometheus, Alertmanager and Grafana run on Karpenter's general-purpose pool.
+    general_capacity: pulumi.Resource
 
 
 class Observability(pulumi.ComponentResource):
@@ -334,9 +336,11 @@ class Observability(pulumi.ComponentResource):
                 version=obs.kube_prometheus_stack_version,
                 namespace=NAMESPACE,
                 atomic=True,
+                # Long enough for Karpenter to launch nodes and EBS to attach the volumes.
+                timeout=900,
                 values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
             ),
-            opts=k8s_opts(namespace, admin_secret, alertmanager_secret),
+            opts=k8s_opts(namespace, admin_secret, alertmanager_secret, args.general_capacity),
         )
 
         for target in args.scrape_targets:

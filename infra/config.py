@@ -302,6 +302,12 @@ class NodePools(Model):
     nvidia: NvidiaPool = NvidiaPool()
     neuron: NeuronPool = NeuronPool()
 
+    @model_validator(mode="after")
+    def _cpu_pool_enabled(self) -> "NodePools":
+        if not self.cpu.enabled:
+            raise ValueError("cpu.enabled must stay true: the ingress gateway, Prometheus and Grafana run on the cpu pool")
+        return self
+
     def enabled(self) -> dict[str, NodePoolBase]:
         return {name: pool for name, pool in (("cpu", self.cpu), ("nvidia", self.nvidia), ("neuron", self.neuron)) if pool.enabled}
 

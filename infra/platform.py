@@ -86,6 +86,7 @@ def build(cfg: PlatformConfig) -> None:
             system_node_selector=cluster.system_node_selector,
             system_toleration=cluster.system_toleration,
             depends_on=cluster.critical_addons,
+            general_capacity=karpenter.node_pool_resources["cpu"],
         ),
     )
 
@@ -99,6 +100,7 @@ def build(cfg: PlatformConfig) -> None:
             system_toleration=cluster.system_toleration,
             scrape_targets=[*karpenter.scrape_targets, *accelerators.scrape_targets, *mesh.scrape_targets],
             depends_on=cluster.critical_addons,
+            general_capacity=karpenter.node_pool_resources["cpu"],
         ),
     )
 

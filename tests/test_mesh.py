@@ -78,3 +78,11 @@ def test_strict_mtls_and_the_shared_gateway(stack):
     for r in stack.resources:
         if r["type"].startswith(("kubernetes:security.istio.io", "kubernetes:networking.istio.io")):
             assert stack.depends_on(r, istiod), r["name"]
+
+
+def test_pods_on_karpenter_capacity_wait_for_the_cpu_pool(stack):
+    cpu_pool = stack.one("kubernetes:karpenter.sh/v1:NodePool", "karpenter-cpu-pool")
+    for release in ("istio-ingressgateway", "kube-prometheus-stack"):
+        r = stack.release(release)
+        assert stack.depends_on(r, cpu_pool), release
+        assert r["inputs"]["timeout"] == 900, release

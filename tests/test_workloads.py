@@ -195,6 +195,7 @@ def config_error(mutate) -> str:
         (lambda r: r["workloads"][0].update(acceleratorCount=0), "acceleratorCount must be 0 for cpu and at least 1 for nvidia or neuron"),
         (lambda r: r["workloads"][0]["autoscaling"].update(maxReplicas=9), "ml-platform:workloads[0] needs up to 10 nvidia accelerators (10 pods x 1) but team 'nlp' has a quota of 8"),
         (lambda r: r["nodePools"]["nvidia"].update(enabled=False), "ml-platform:workloads[0].accelerator 'nvidia' has no enabled node pool"),
+        (lambda r: r["nodePools"]["cpu"].update(enabled=False), "ml-platform:nodePools.cpu.enabled must stay true"),
         (lambda r: r["workloads"][1].update(kind="inference"), "ml-platform:workloads[1].kind: \"inference\" is not allowed: expected one of serving, training"),
         (lambda r: r["workloads"][0]["modelVolume"].update(storageClass="efs-fast"), "volume storageClass 'efs-fast' is not one of ['efs-models', 'efs-shared']"),
     ],
