@@ -315,7 +315,7 @@ class Mesh(pulumi.ComponentResource):
                          "labelSelector": {"matchLabels": GATEWAY_SELECTOR}}
                     ],
                 },
-            k8s_opts(self.istiod, gateway_ns),
+            k8s_opts(self.istiod, gateway_ns, args.general_capacity),
         )
 
         allowed = mc.gateway.allowed_cidrs or (["0.0.0.0/0"] if mc.gateway.scheme == "internet-facing" else [args.vpc_cidr])
