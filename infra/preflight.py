@@ -195,6 +195,81 @@ def check_kubernetes_version(cfg: PlatformConfig, clients: Clients) -> Check:
     return Check("EKS version", FAIL, f"Kubernetes {version} is {status or 'not supported'}", "set cluster.kubernetesVersion to a supported version")
 
 
+def pinned_addons(cfg: PlatformConfig) -> dict[str, tuple[str, str]]:
+    """EKS add-on -> (pinned version, where it is configured)."""
+    a = cfg.cluster.addons
+    return {
+        "vpc-cni": (a.vpc_cni, "cluster.addons.vpcCni"),
+        "coredns": (a.coredns, "cluster.addons.coredns"),
+        "kube-proxy": (a.kube_proxy, "cluster.addons.kubeProxy"),
+        "eks-pod-identity-agent": (a.eks_pod_identity_agent, "cluster.addons.eksPodIdentityAgent"),
+        "aws-ebs-csi-driver": (a.aws_ebs_csi_driver, "cluster.addons.awsEbsCsiDriver"),
+        "aws-efs-csi-driver": (cfg.storage.efs_csi_driver_version, "storage.efsCsiDriverVersion"),
+    }
+
+
+def _offered_addon_versions(eks: Any, addon: str, kubernetes_version: str) -> list[str]:
+    versions, token = [], None
+    while True:
+        page = eks.describe_addon_versions(addonName=addon, kubernetesVersion=kubernetes_version, **({"nextToken": token} if token else {}))
+        versions += [v["addonVersion"] for a in page.get("addons", []) for v in a.get("addonVersions", [])]
+        token = page.get("nextToken")
+        if not token:
+            return versions
+
+
+def check_addon_versions(cfg: PlatformConfig, clients: Clients) -> Check:
+    k8s = cfg.cluster.kubernetes_version
+    problems, fixes = [], []
+    try:
+        for addon, (version, key) in pinned_addons(cfg).items():
+            offered = _offered_addon_versions(clients("eks"), addon, k8s)
+            if version not in offered:
+                newest = offered[0] if offered else "none"
+                problems.append(f"{addon} {version} is not offered for Kubernetes {k8s} (newest: {newest})")
+                fixes.append(f"{key}: {newest}")
+    except (ClientError, BotoCoreError) as exc:
+        return Check("EKS add-on versions", WARN, f"could not list add-on versions: {_error(exc)}")
+    if problems:
+        return Check("EKS add-on versions", FAIL, "; ".join(problems), "pin offered versions: " + ", ".join(fixes))
+    return Check("EKS add-on versions", PASS, f"{len(pinned_addons(cfg))} pinned add-ons are offered for Kubernetes {k8s}")
+
+
+ARCH = {"amd64": "x86_64", "arm64": "arm64"}
+
+
+def ami_parameter(alias: str, kubernetes_version: str, arch: str, accelerator: str) -> str:
+    """The SSM parameter Karpenter resolves a pinned alias through."""
+    family, version = alias.split("@", 1)
+    if family == "bottlerocket":
+        variant = "-nvidia" if accelerator == "nvidia" else ""
+        return f"/aws/service/bottlerocket/aws-k8s-{kubernetes_version}{variant}/{ARCH[arch]}/{version.removeprefix('v')}/image_id"
+    variant = {"nvidia": "nvidia", "neuron": "neuron"}.get(accelerator, "standard")
+    return (
+        f"/aws/service/eks/optimized-ami/{kubernetes_version}/amazon-linux-2023/{ARCH[arch]}/{variant}/"
+        f"amazon-eks-node-al2023-{ARCH[arch]}-{variant}-{kubernetes_version}-{version}/image_id"
+    )
+
+
+def check_ami_aliases(cfg: PlatformConfig, clients: Clients) -> Check:
+    k8s, missing = cfg.cluster.kubernetes_version, []
+    try:
+        for name, pool in cfg.node_pools.enabled().items():
+            for arch in pool.architectures:
+                parameter = ami_parameter(pool.ami_alias, k8s, arch, name)
+                try:
+                    clients("ssm").get_parameter(Name=parameter)
+                except ClientError as exc:
+                    if exc.response["Error"]["Code"] != "ParameterNotFound":
+                        raise
+                    missing.append(f"nodePools.{name}: {pool.ami_alias} has no {arch} image for Kubernetes {k8s} ({parameter})")
+    except (ClientError, BotoCoreError) as exc:
+        return Check("AMI aliases", WARN, f"could not read the AMI parameters: {_error(exc)}")
+    if missing:
+        return Check("AMI aliases", FAIL, "; ".join(missing), "pin a released alias for this Kubernetes version in nodePools.<pool>.amiAlias")
+    return Check("AMI aliases", PASS, f"every pool's pinned AMI exists for Kubernetes {k8s}")
+
+
 def check_spot_role(cfg: PlatformConfig, clients: Clients) -> Check:
     spot_pools = [name for name, pool in cfg.node_pools.enabled().items() if "spot" in pool.capacity_types]
     if not spot_pools:
@@ -227,7 +302,13 @@ def run_checks(cfg: PlatformConfig, clients: Clients) -> list[Check]:
         checks += check_vcpu_quotas(cfg, clients)
     except (ClientError, BotoCoreError) as exc:
         checks.append(Check("EC2", FAIL, f"EC2 calls failed: {_error(exc)}", "grant ec2:Describe* to the identity running the preflight"))
-    checks += [check_elastic_ips(cfg, clients), check_kubernetes_version(cfg, clients), check_spot_role(cfg, clients)]
+    checks += [
+        check_elastic_ips(cfg, clients),
+        check_kubernetes_version(cfg, clients),
+        check_addon_versions(cfg, clients),
+        check_ami_aliases(cfg, clients),
+        check_spot_role(cfg, clients),
+    ]
     return checks
 
 

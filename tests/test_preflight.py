@@ -31,13 +31,43 @@ class FakeQuotas:
 
 
 class FakeEks:
-    """EKS DescribeClusterVersions: moto has no model of it."""
+    """EKS DescribeClusterVersions and DescribeAddonVersions: moto has no model of them."""
 
-    def __init__(self, status: dict[str, str]):
-        self.status = status
+    def __init__(self, status: dict[str, str], addons: dict[str, list[str]]):
+        self.status, self.addons = status, addons
 
     def describe_cluster_versions(self, clusterVersions: list[str]) -> dict:
         return {"clusterVersions": [{"clusterVersion": v, "versionStatus": self.status[v]} for v in clusterVersions if v in self.status]}
+
+    def describe_addon_versions(self, addonName: str, kubernetesVersion: str, nextToken: str | None = None) -> dict:
+        # Two pages, as the API pages its answers.
+        versions = self.addons.get(addonName, [])
+        page, rest = (versions[1:], None) if nextToken else (versions[:1], "page-2" if len(versions) > 1 else None)
+        return {"addons": [{"addonName": addonName, "addonVersions": [{"addonVersion": v} for v in page]}], **({"nextToken": rest} if rest else {})}
+
+
+class FakeSsm:
+    """The public AMI parameters under /aws/service: reserved names moto will not hold."""
+
+    def __init__(self, parameters: set[str]):
+        self.parameters = parameters
+
+    def get_parameter(self, Name: str) -> dict:
+        if Name not in self.parameters:
+            raise ClientError({"Error": {"Code": "ParameterNotFound", "Message": Name}}, "GetParameter")
+        return {"Parameter": {"Name": Name, "Value": "ami-0123456789abcdef0"}}
+
+
+def offered_addons(cfg) -> dict[str, list[str]]:
+    return {addon: ["v9.9.9-eksbuild.1", version] for addon, (version, _) in preflight.pinned_addons(cfg).items()}
+
+
+def published_amis(cfg) -> set[str]:
+    return {
+        preflight.ami_parameter(pool.ami_alias, cfg.cluster.kubernetes_version, arch, name)
+        for name, pool in cfg.node_pools.enabled().items()
+        for arch in pool.architectures
+    }
 
 
 @pytest.fixture
@@ -46,9 +76,15 @@ def aws():
         yield
 
 
-def clients_with(quotas=None, eks=None):
+def clients_with(quotas=None, eks=None, addons=None, amis=None, cfg=None):
+    """moto for STS, EC2 and IAM; fakes for the rest, by default describing an account where the stack's pins exist."""
+    cfg = cfg or config()
     moto_client = functools.lru_cache(maxsize=None)(lambda name: boto3.client(name, region_name=REGION))
-    fakes = {"service-quotas": FakeQuotas(AMPLE if quotas is None else quotas), "eks": FakeEks(eks or {"1.34": "STANDARD_SUPPORT"})}
+    fakes = {
+        "service-quotas": FakeQuotas(AMPLE if quotas is None else quotas),
+        "eks": FakeEks(eks or {"1.34": "STANDARD_SUPPORT"}, offered_addons(cfg) if addons is None else addons),
+        "ssm": FakeSsm(published_amis(cfg) if amis is None else amis),
+    }
     return lambda name: fakes.get(name) or moto_client(name)
 
 
@@ -102,20 +138,21 @@ def test_standard_quota_counts_the_cpu_pool_and_the_system_group(aws):
 
 def test_spot_pools_need_the_spot_service_linked_role(aws):
     dev = config("dev", lambda raw: raw.update(region=REGION))
-    assert by_name(preflight.run_checks(dev, clients_with()))["spot service-linked role"].status == preflight.FAIL
+    assert by_name(preflight.run_checks(dev, clients_with(cfg=dev)))["spot service-linked role"].status == preflight.FAIL
     # The role as AWS names it (moto's create_service_linked_role derives another name).
     boto3.client("iam", region_name=REGION).create_role(
         RoleName="AWSServiceRoleForEC2Spot",
         Path="/aws-service-role/spot.amazonaws.com/",
         AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
     )
-    assert by_name(preflight.run_checks(dev, clients_with()))["spot service-linked role"].status == preflight.PASS
+    assert by_name(preflight.run_checks(dev, clients_with(cfg=dev)))["spot service-linked role"].status == preflight.PASS
     creates_it = config("dev", lambda raw: raw.setdefault("karpenter", {}).update(createSpotServiceLinkedRole=True))
-    assert "the stack creates it" in by_name(preflight.run_checks(creates_it, clients_with()))["spot service-linked role"].detail
+    assert "the stack creates it" in by_name(preflight.run_checks(creates_it, clients_with(cfg=creates_it)))["spot service-linked role"].detail
 
 
 def test_spot_quota_is_checked_for_spot_pools(aws):
-    check = by_name(preflight.run_checks(config("dev"), clients_with({**AMPLE, "L-3819A6DF": 16})))["quota: All G and VT Spot Instance Requests"]
+    dev = config("dev")
+    check = by_name(preflight.run_checks(dev, clients_with({**AMPLE, "L-3819A6DF": 16}, cfg=dev)))["quota: All G and VT Spot Instance Requests"]
     assert check.status == preflight.FAIL and "L-3819A6DF allows 16 vCPUs; the stack may use 64" in check.detail
 
 
@@ -166,3 +203,33 @@ def test_command_rejects_invalid_config(tmp_path, capsys):
     bad.write_text((ROOT / "stacks" / "Pulumi.prod.yaml").read_text().replace("azCount: 3", "azCount: 0"))
     assert preflight.main(["--stack", "prod", "--config", str(bad)], clients=lambda name: None) == 2
     assert "ml-platform:network.azCount" in capsys.readouterr().err
+
+
+def test_pinned_addon_versions_must_be_offered(aws):
+    cfg = config()
+    addons = {**offered_addons(cfg), "coredns": ["v1.12.3-eksbuild.2", "v1.12.2-eksbuild.1"]}
+    check = by_name(preflight.run_checks(cfg, clients_with(addons=addons)))["EKS add-on versions"]
+    assert check.status == preflight.FAIL
+    assert check.detail == "coredns v1.12.4-eksbuild.1 is not offered for Kubernetes 1.34 (newest: v1.12.3-eksbuild.2)"
+    assert check.fix == "pin offered versions: cluster.addons.coredns: v1.12.3-eksbuild.2"
+
+
+def test_the_second_page_of_addon_versions_counts(aws):
+    cfg = config()
+    assert by_name(preflight.run_checks(cfg, clients_with()))["EKS add-on versions"].status == preflight.PASS
+
+
+def test_pinned_ami_aliases_must_exist_for_the_kubernetes_version(aws):
+    cfg = config()
+    nvidia = preflight.ami_parameter(cfg.node_pools.nvidia.ami_alias, "1.34", "amd64", "nvidia")
+    assert nvidia == (
+        "/aws/service/eks/optimized-ami/1.34/amazon-linux-2023/x86_64/nvidia/"
+        "amazon-eks-node-al2023-x86_64-nvidia-1.34-v20251108/image_id"
+    )
+    check = by_name(preflight.run_checks(cfg, clients_with(amis=published_amis(cfg) - {nvidia})))["AMI aliases"]
+    assert check.status == preflight.FAIL
+    assert check.detail.startswith("nodePools.nvidia: al2023@v20251108 has no amd64 image for Kubernetes 1.34")
+
+
+def test_bottlerocket_alias_parameter():
+    assert preflight.ami_parameter("bottlerocket@v1.49.0", "1.34", "arm64", "nvidia") == "/aws/service/bottlerocket/aws-k8s-1.34-nvidia/arm64/1.49.0/image_id"
