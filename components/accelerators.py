@@ -102,8 +102,6 @@ class AcceleratorsArgs:
 
 class Accelerators(pulumi.ComponentResource):
     gpu_operator: k8s.helm.v3.Release
-    neuron: k8s.helm.v3.Release
-    metrics_server: k8s.helm.v3.Release
     neuron_monitor: k8s.apps.v1.DaemonSet
     scrape_targets: list[ScrapeTarget]
     gpu_operator_namespace: str = GPU_OPERATOR_NAMESPACE
@@ -149,7 +147,7 @@ class Accelerators(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[*args.depends_on, *operator_deps])),
         )
-        self.neuron = k8s.helm.v3.Release(
+        k8s.helm.v3.Release(
             f"{name}-neuron",
             k8s.helm.v3.ReleaseArgs(
                 name="neuron",
@@ -161,7 +159,7 @@ class Accelerators(pulumi.ComponentResource):
             ),
             opts=k8s_child,
         )
-        self.metrics_server = k8s.helm.v3.Release(
+        k8s.helm.v3.Release(
             f"{name}-metrics-server",
             k8s.helm.v3.ReleaseArgs(
                 name="metrics-server",

@@ -78,9 +78,9 @@ class Cluster(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
-    kms_key_arn: pulumi.Output[str]
     system_node_group: aws.eks.NodeGroup
-    system_node_role_arn: pulumi.Output[str]
+    # Node group and add-ons that everything scheduling on the cluster waits for.
+    critical_addons: list[pulumi.Resource]
     default_storage_class: str = "gp3"
     system_node_selector: dict[str, str] = SYSTEM_POOL_LABEL
     system_toleration: dict[str, str] = SYSTEM_TOLERATION
@@ -163,7 +163,6 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_arn = control_plane.oidc_provider_arn
         self.oidc_issuer = control_plane.oidc_issuer
         self.security_group_id = control_plane.cluster_security_group_id
-        self.kms_key_arn = secrets_key.arn
 
         addon = _AddonFactory(self, cfg, self.name)
         # Networking and identity must run before nodes can become Ready.
@@ -180,7 +179,6 @@ class Cluster(pulumi.ComponentResource):
             tags=cfg.tags_for(f"{cluster_name}-system-nodes"),
             parent=self,
         )
-        self.system_node_role_arn = node_role.role.arn
         self.system_node_group = self._system_node_group(
             name, cfg, node_role.role, args.private_subnet_ids, [*node_prerequisites, *node_role.attachments]
         )
@@ -211,7 +209,7 @@ class Cluster(pulumi.ComponentResource):
             k8s.ProviderArgs(kubeconfig=self.kubeconfig, enable_server_side_apply=True),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[control_plane]),
         )
-        self.critical_addons: list[pulumi.Resource] = [self.system_node_group, coredns, ebs_csi]
+        self.critical_addons = [self.system_node_group, coredns, ebs_csi]
         k8s.storage.v1.StorageClass(
             f"{name}-gp3",
             metadata=k8s.meta.v1.ObjectMetaArgs(

@@ -287,7 +287,6 @@ class Registration:
     name: str
     parent: Optional[str]
     custom: bool
-    remote: bool
     provider: Optional[str]
     dependencies: list[str]
     property_dependencies: dict[str, list[str]]
@@ -333,7 +332,6 @@ class RecordingMonitor(MockMonitor):
             name=request.name,
             parent=request.parent or None,
             custom=bool(request.custom),
-            remote=bool(request.remote),
             provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
             dependencies=sorted(set(request.dependencies)),
             property_dependencies={k: sorted(set(v.urns)) for k, v in sorted(request.propertyDependencies.items())},
