@@ -28,45 +28,34 @@ def is_secret(value: Any) -> bool:
     return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
 
 
-def _mask(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _mask(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v) for v in value]
-    return SECRET_MARK
-
-
-def redact(value: Any) -> Any:
-    """Replaces every secret leaf with a marker, keeping the shape, so no artifact carries a secret's value."""
+def _walk(value: Any, on_secret: Callable[[Any], Any], on_leaf: Callable[[Any], Any] = lambda v: v) -> Any:
+    """Rebuilds a property value, handing each secret's content and each plain leaf to the given functions."""
     if is_secret(value):
-        return _mask(reveal(value["value"]))
+        return on_secret(value["value"])
     if isinstance(value, dict):
-        return {k: redact(v) for k, v in value.items()}
+        return {k: _walk(v, on_secret, on_leaf) for k, v in value.items()}
     if isinstance(value, list):
-        return [redact(v) for v in value]
-    return value
-
-
-def integral(value: Any) -> Any:
-    """The engine's wire format carries every number as a double; show whole numbers as integers."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {k: integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [integral(v) for v in value]
-    return value
+        return [_walk(v, on_secret, on_leaf) for v in value]
+    return on_leaf(value)
 
 
 def reveal(value: Any) -> Any:
     """Unwraps secrets, for the mock outputs a provider would compute from them."""
-    if is_secret(value):
-        return reveal(value["value"])
-    if isinstance(value, dict):
-        return {k: reveal(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [reveal(v) for v in value]
-    return value
+    return _walk(value, reveal)
+
+
+def redact(value: Any) -> Any:
+    """Replaces every secret leaf with a marker, keeping the shape, so no artifact carries a secret's value."""
+    return _walk(value, lambda inner: _walk(reveal(inner), reveal, lambda _: SECRET_MARK))
+
+
+def integral(value: Any) -> Any:
+    """The engine's wire format carries every number as a double; show whole numbers as integers."""
+    return _walk(
+        value,
+        lambda inner: {rpc._special_sig_key: rpc._special_secret_sig, "value": integral(inner)},
+        lambda v: int(v) if isinstance(v, float) and v.is_integer() else v,
+    )
 
 
 class PlatformMocks(pulumi.runtime.Mocks):
@@ -118,7 +107,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
     # -- resources ----------------------------------------------------------------------
     def new_resource(self, args: MockResourceArgs) -> tuple[Optional[str], dict]:
-        urn = f"{args.typ}::{args.name}::{args.provider}"
+        # The Mocks interface carries no URN; RecordingMonitor calls state_for with the real one.
+        return self.state_for(args, f"{args.typ}::{args.name}::{args.provider}")
+
+    def state_for(self, args: MockResourceArgs, urn: str) -> tuple[Optional[str], dict]:
         h = digest(urn, 24)
         inputs = reveal(args.inputs)
         if args.typ.startswith("pulumi:providers:"):
@@ -312,7 +304,7 @@ class RecordingMonitor(MockMonitor):
             return resource_pb2.RegisterResourceResponse(urn=urn)
         _ensure_event_loop()
         inputs = rpc.deserialize_properties(request.object)
-        resource_id, state = self.mocks.new_resource(
+        resource_id, state = self.mocks.state_for(
             MockResourceArgs(
                 typ=request.type,
                 name=request.name,
@@ -320,7 +312,8 @@ class RecordingMonitor(MockMonitor):
                 provider=request.provider,
                 resource_id=request.importId,
                 custom=request.custom or False,
-            )
+            ),
+            urn,
         )
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
         for child_urn, name, child_state in self.mocks.remote_children:

@@ -106,7 +106,7 @@ def test_no_secret_appears_in_any_artifact(tmp_path):
     records = json.loads((out / "resources.json").read_text())["resources"]
     password = next(r for r in records if r["type"] == "random:index/randomPassword:RandomPassword")
     assert password["outputs"]["result"] == "[secret]"
-    urn_hash = digest(f"{password['type']}::{password['name']}::", 24)
+    urn_hash = digest(password["urn"], 24)
     generated = (digest(f"password:{urn_hash}", 64) * 2)[:32]
     secrets = [generated, "offline-placeholder-for-ml-platform-alertWebhookUrls-oncall"]
     for path in Path(out).rglob("*"):
