@@ -637,7 +637,8 @@ def _format_error(err: dict[str, Any]) -> str:
     path = f"{PROJECT}:" + ".".join(loc[:1]) + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        return f"{path}: unknown key (value {json.dumps(err['input'], default=str)}); check the spelling against the configuration reference"
+        # The value is not shown: a mistyped key may hold a secret.
+        return f"{path}: unknown key; check the spelling against the configuration reference"
     if err["type"] == "missing":
         return f"{path}: required key is missing"
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):

@@ -82,3 +82,10 @@ def test_planned_subnets_are_disjoint_and_inside_the_vpc(cidr, azs):
     assert all(n.subnet_of(vpc) for n in nets)
     assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
     assert {n.prefixlen for n in nets[:azs]} == {19} and {n.prefixlen for n in nets[azs:]} == {24}
+
+
+def test_an_unknown_key_never_echoes_its_value():
+    """A mistyped secret key (say alertWebhookUrl set with --secret) must not print the secret."""
+    message = error_of(lambda r: r.update(alertWebhookUrl="https://hooks.example.com/services/T000/B000/s3cr3t"))
+    assert "ml-platform:alertWebhookUrl: unknown key" in message
+    assert "s3cr3t" not in message
