@@ -1,7 +1,6 @@
 """ML workload releases: model serving (autoscaled, canary through Istio) and training jobs on accelerators."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -266,8 +265,7 @@ class Workloads(pulumi.ComponentResource):
 
         versions = [("stable", w.image, w.autoscaling.min_replicas, w.autoscaling.max_replicas)]
         if w.canary:
-            share = w.canary.weight / 100
-            versions.append(("canary", w.canary.image, 1, max(1, math.ceil(w.autoscaling.max_replicas * share))))
+            versions.append(("canary", w.canary.image, 1, w.canary_max_replicas))
         for version, image, min_replicas, max_replicas in versions:
             name = w.name if version == "stable" else f"{w.name}-canary"
             selector = {"app": w.name, "version": version}

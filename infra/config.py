@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from typing import Annotated, Any, Literal, Optional
 
@@ -514,6 +515,15 @@ class ServingWorkload(WorkloadBase):
     canary: Optional[Canary] = None
     model_volume: Optional[VolumeConfig] = None
 
+    @property
+    def canary_max_replicas(self) -> int:
+        """The canary scales with its share of the traffic, never below one pod."""
+        return max(1, math.ceil(self.autoscaling.max_replicas * self.canary.weight / 100)) if self.canary else 0
+
+    @property
+    def max_pods(self) -> int:
+        return self.autoscaling.max_replicas + self.canary_max_replicas
+
     @model_validator(mode="after")
     def _ports(self) -> "ServingWorkload":
         if self.port == self.metrics_port:
@@ -532,6 +542,10 @@ class TrainingWorkload(WorkloadBase):
     ttl_after_finished_hours: Annotated[int, Field(ge=1, le=720)] = 24
     data: VolumeConfig
     checkpoints: VolumeConfig
+
+    @property
+    def max_pods(self) -> int:
+        return 1
 
 
 Workload = Annotated[ServingWorkload | TrainingWorkload, Field(discriminator="kind")]
@@ -592,7 +606,7 @@ class PlatformConfig(Model):
 
     @staticmethod
     def _fits_quota(where: str, w: "ServingWorkload | TrainingWorkload", team: TeamConfig) -> None:
-        replicas = w.autoscaling.max_replicas + (1 if isinstance(w, ServingWorkload) and w.canary else 0) if isinstance(w, ServingWorkload) else 1
+        replicas = w.max_pods
         quota = {"nvidia": team.quota.nvidia_gpus, "neuron": team.quota.neuron_cores}.get(w.accelerator)
         if quota is not None and replicas * w.accelerator_count > quota:
             raise ValueError(

@@ -60,6 +60,7 @@ def test_canary_weights_and_subsets():
     assert [(r["destination"]["subset"], r["weight"]) for r in route] == [("stable", 90), ("canary", 10)]
     subsets = {s["name"]: s["labels"] for s in m["destinationrule--nlp--sentiment.yaml"]["spec"]["subsets"]}
     assert subsets == {"stable": {"version": "stable"}, "canary": {"version": "canary"}}
+    assert m["horizontalpodautoscaler--nlp--sentiment-canary.yaml"]["spec"]["maxReplicas"] == 1  # ceil(4 x 10%)
     canary = m["deployment--nlp--sentiment-canary.yaml"]
     assert canary["spec"]["template"]["metadata"]["labels"]["version"] == "canary"
     assert canary["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.1.0-cuda")
@@ -195,6 +196,9 @@ def config_error(mutate) -> str:
         (lambda r: r["workloads"][0].update(acceleratorCount=0), "acceleratorCount must be 0 for cpu and at least 1 for nvidia or neuron"),
         (lambda r: r["workloads"][0]["autoscaling"].update(maxReplicas=9), "ml-platform:workloads[0] needs up to 10 nvidia accelerators (10 pods x 1) but team 'nlp' has a quota of 8"),
         (lambda r: r["nodePools"]["nvidia"].update(enabled=False), "ml-platform:workloads[0].accelerator 'nvidia' has no enabled node pool"),
+        # A 50% canary of 6 replicas may run 3 more pods: 9 GPUs against a quota of 8.
+        (lambda r: (r["workloads"][0]["autoscaling"].update(maxReplicas=6), r["workloads"][0]["canary"].update(weight=50)),
+         "ml-platform:workloads[0] needs up to 9 nvidia accelerators (9 pods x 1) but team 'nlp' has a quota of 8"),
         (lambda r: r["nodePools"]["cpu"].update(enabled=False), "ml-platform:nodePools.cpu.enabled must stay true"),
         (lambda r: r["workloads"][1].update(kind="inference"), "ml-platform:workloads[1].kind: \"inference\" is not allowed: expected one of serving, training"),
         (lambda r: r["workloads"][0]["modelVolume"].update(storageClass="efs-fast"), "volume storageClass 'efs-fast' is not one of ['efs-models', 'efs-shared']"),
