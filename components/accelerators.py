@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
+from infra import helm
 from infra.accelerators import ACCELERATOR_LABEL, NEURON, NVIDIA
 from infra.config import GpuOperator, PlatformConfig
 from infra.monitoring import ScrapeTarget
@@ -134,42 +135,34 @@ class Accelerators(pulumi.ComponentResource):
                     opts=k8s_child,
                 )
             )
-        self.gpu_operator = k8s.helm.v3.Release(
+        self.gpu_operator = helm.release(
             f"{name}-gpu-operator",
-            k8s.helm.v3.ReleaseArgs(
-                name="gpu-operator",
-                chart="gpu-operator",
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=GPU_OPERATOR_REPOSITORY),
-                version=ac.gpu_operator.version,
-                namespace=namespace.metadata.name,
-                atomic=True,
-                values=gpu_operator_values(ac.gpu_operator, selector, toleration),
-            ),
+            name="gpu-operator",
+            chart="gpu-operator",
+            repository=GPU_OPERATOR_REPOSITORY,
+            version=ac.gpu_operator.version,
+            namespace=namespace.metadata.name,
+            values=gpu_operator_values(ac.gpu_operator, selector, toleration),
             opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[*args.depends_on, *operator_deps])),
         )
-        k8s.helm.v3.Release(
+        helm.release(
             f"{name}-neuron",
-            k8s.helm.v3.ReleaseArgs(
-                name="neuron",
-                chart=f"{NEURON_REPOSITORY}/neuron-helm-chart",
-                version=ac.neuron.version,
-                namespace="kube-system",
-                atomic=True,
-                values=neuron_values(selector, toleration),
-            ),
+            name="neuron",
+            chart="neuron-helm-chart",
+            repository=NEURON_REPOSITORY,
+            version=ac.neuron.version,
+            namespace="kube-system",
+            values=neuron_values(selector, toleration),
             opts=k8s_child,
         )
-        k8s.helm.v3.Release(
+        helm.release(
             f"{name}-metrics-server",
-            k8s.helm.v3.ReleaseArgs(
-                name="metrics-server",
-                chart="metrics-server",
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=METRICS_SERVER_REPOSITORY),
-                version=ac.metrics_server.version,
-                namespace="kube-system",
-                atomic=True,
-                values=metrics_server_values(ac.metrics_server_replicas, selector, toleration),
-            ),
+            name="metrics-server",
+            chart="metrics-server",
+            repository=METRICS_SERVER_REPOSITORY,
+            version=ac.metrics_server.version,
+            namespace="kube-system",
+            values=metrics_server_values(ac.metrics_server_replicas, selector, toleration),
             opts=k8s_child,
         )
         self.neuron_monitor = self._neuron_monitor(name, ac.neuron_monitor_image, args.provider, args.depends_on)

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra import helm
 from infra.accelerators import ACCELERATOR_LABEL, KINDS, POOL_LABEL, AcceleratorKind
 from infra.config import NodePoolBase, PlatformConfig
 from infra.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, policy_document, role_with_policies, service_trust_policy
@@ -363,37 +364,33 @@ class Karpenter(pulumi.ComponentResource):
                 aws.iam.ServiceLinkedRole(f"{name}-spot", aws.iam.ServiceLinkedRoleArgs(aws_service_name="spot.amazonaws.com"), opts=child)
             )
 
-        crds = k8s.helm.v3.Release(
+        crds = helm.release(
             f"{name}-crd",
-            k8s.helm.v3.ReleaseArgs(
-                name="karpenter-crd",
-                chart=f"{CHART_REPOSITORY}/karpenter-crd",
-                version=kc.version,
-                namespace=NAMESPACE,
-                atomic=True,
-            ),
+            name="karpenter-crd",
+            chart="karpenter-crd",
+            repository=CHART_REPOSITORY,
+            version=kc.version,
+            namespace=NAMESPACE,
             opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=args.depends_on)),
         )
-        self.controller = k8s.helm.v3.Release(
+        self.controller = helm.release(
             name,
-            k8s.helm.v3.ReleaseArgs(
-                name="karpenter",
-                chart=f"{CHART_REPOSITORY}/karpenter",
-                version=kc.version,
-                namespace=NAMESPACE,
-                skip_crds=True,
-                atomic=True,
-                values={
-                    "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
-                    "serviceAccount": {"name": SERVICE_ACCOUNT},
-                    "replicas": kc.replicas,
-                    "podDisruptionBudget": {"name": "karpenter", "maxUnavailable": 1},
-                    "nodeSelector": {"kubernetes.io/os": "linux", **args.system_node_selector},
-                    "tolerations": [args.system_toleration],
-                    "logLevel": kc.log_level,
-                    "controller": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}},
-                },
-            ),
+            name="karpenter",
+            chart="karpenter",
+            repository=CHART_REPOSITORY,
+            version=kc.version,
+            namespace=NAMESPACE,
+            skip_crds=True,
+            values={
+                "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                "serviceAccount": {"name": SERVICE_ACCOUNT},
+                "replicas": kc.replicas,
+                "podDisruptionBudget": {"name": "karpenter", "maxUnavailable": 1},
+                "nodeSelector": {"kubernetes.io/os": "linux", **args.system_node_selector},
+                "tolerations": [args.system_toleration],
+                "logLevel": kc.log_level,
+                "controller": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}},
+            },
             opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[crds, *prerequisites])),
         )
 

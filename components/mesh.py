@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from infra import helm
 from infra.config import PlatformConfig
 from infra.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
 from infra.monitoring import ScrapeTarget
@@ -201,7 +201,6 @@ class Mesh(pulumi.ComponentResource):
         super().__init__("ml-platform:mesh:Mesh", name, None, opts)
         cfg, mc = args.config, args.config.mesh
         cluster_name = cfg.cluster_name
-        self._istio_version = mc.istio_version
         child = pulumi.ResourceOptions(parent=self)
         selector, toleration = args.system_node_selector, args.system_toleration
         k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
@@ -225,43 +224,39 @@ class Mesh(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        lb_controller = k8s.helm.v3.Release(
+        lb_controller = helm.release(
             f"{name}-lb-controller",
-            k8s.helm.v3.ReleaseArgs(
-                name="aws-load-balancer-controller",
-                chart="aws-load-balancer-controller",
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=EKS_CHARTS_REPOSITORY),
-                version=mc.load_balancer_controller_version,
-                namespace="kube-system",
-                atomic=True,
-                values={
-                    "clusterName": args.cluster_name,
-                    "region": cfg.region,
-                    "vpcId": args.vpc_id,
-                    "replicaCount": 2,
-                    "serviceAccount": {"name": LBC_SERVICE_ACCOUNT},
-                    # Only Services that ask for it by loadBalancerClass get an NLB.
-                    "enableServiceMutatorWebhook": False,
-                    "nodeSelector": selector,
-                    "tolerations": [toleration],
-                    "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
-                },
-            ),
+            name="aws-load-balancer-controller",
+            chart="aws-load-balancer-controller",
+            repository=EKS_CHARTS_REPOSITORY,
+            version=mc.load_balancer_controller_version,
+            namespace="kube-system",
+            values={
+                "clusterName": args.cluster_name,
+                "region": cfg.region,
+                "vpcId": args.vpc_id,
+                "replicaCount": 2,
+                "serviceAccount": {"name": LBC_SERVICE_ACCOUNT},
+                # Only Services that ask for it by loadBalancerClass get an NLB.
+                "enableServiceMutatorWebhook": False,
+                "nodeSelector": selector,
+                "tolerations": [toleration],
+                "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+            },
             opts=k8s_opts(*lbc.attachments, lbc_identity),
         )
 
+        def istio(resource_name, release, chart, namespace, values, opts, timeout=None) -> k8s.helm.v3.Release:
+            return helm.release(
+                resource_name, name=release, chart=chart, repository=ISTIO_REPOSITORY, version=mc.istio_version,
+                namespace=namespace, values=values, opts=opts, timeout=timeout,
+            )
+
         # The Istio CNI DaemonSet edits pod networking on every node: privileged by nature.
         istio_system = self._namespace(f"{name}-istio-system", ISTIO_NAMESPACE, "privileged", args, injection=False)
-        base = self._istio_release(
-            f"{name}-istio-base",
-            "istio-base",
-            "base",
-            ISTIO_NAMESPACE,
-            {"defaultRevision": "default"},
-            k8s_opts(istio_system),
-        )
+        base = istio(f"{name}-istio-base", "istio-base", "base", ISTIO_NAMESPACE, {"defaultRevision": "default"}, k8s_opts(istio_system))
         # With the CNI plugin, injected pods need no NET_ADMIN init container and pass the restricted profile.
-        cni = self._istio_release(
+        cni = istio(
             f"{name}-istio-cni",
             "istio-cni",
             "cni",
@@ -269,53 +264,54 @@ class Mesh(pulumi.ComponentResource):
             {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
             k8s_opts(base),
         )
-        ha = mc.istiod_replicas > 1
-        self.istiod = self._istio_release(
+        self.istiod = istio(
             f"{name}-istiod",
             "istiod",
             "istiod",
             ISTIO_NAMESPACE,
             {
-                    "replicaCount": mc.istiod_replicas,
-                    "autoscaleMin": mc.istiod_replicas,
-                    "autoscaleMax": max(mc.istiod_replicas, 5),
-                    "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
-                    "nodeSelector": selector,
-                    "tolerations": [toleration],
-                    "topologySpreadConstraints": [
-                        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
-                         "labelSelector": {"matchLabels": {"app": "istiod"}}}
-                    ],
-                    "meshConfig": {"accessLogFile": "/dev/stdout", "enablePrometheusMerge": True},
-                    "cni": {"enabled": True},
-                    "global": {
-                        # A PDB over a single replica would block every node drain.
-                        "defaultPodDisruptionBudget": {"enabled": ha},
-                        "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
-                    },
+                "replicaCount": mc.istiod_replicas,
+                "autoscaleMin": mc.istiod_replicas,
+                "autoscaleMax": max(mc.istiod_replicas, 5),
+                "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
+                "nodeSelector": selector,
+                "tolerations": [toleration],
+                "topologySpreadConstraints": [
+                    {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                     "labelSelector": {"matchLabels": {"app": "istiod"}}}
+                ],
+                "meshConfig": {"accessLogFile": "/dev/stdout", "enablePrometheusMerge": True},
+                "cni": {"enabled": True},
+                "global": {
+                    # A PDB over a single replica would block every node drain.
+                    "defaultPodDisruptionBudget": {"enabled": mc.istiod_replicas > 1},
+                    "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
                 },
+            },
             k8s_opts(base, cni),
         )
 
         gateway_ns = self._namespace(f"{name}-istio-ingress", GATEWAY_NAMESPACE, "baseline", args, injection=True)
-        gateway = self._istio_release(
+        gateway = istio(
             f"{name}-gateway",
             "istio-ingressgateway",
             "gateway",
             GATEWAY_NAMESPACE,
             {
-                    "labels": GATEWAY_SELECTOR,
-                    # The internet-facing Service is declared below, where its deletion is awaited.
-                    "service": {"type": "ClusterIP"},
-                    "autoscaling": {"enabled": True, "minReplicas": mc.gateway.min_replicas, "maxReplicas": mc.gateway.max_replicas},
-                    "podDisruptionBudget": {"maxUnavailable": 1},
-                    "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
-                    "topologySpreadConstraints": [
-                        {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
-                         "labelSelector": {"matchLabels": GATEWAY_SELECTOR}}
-                    ],
-                },
+                "labels": GATEWAY_SELECTOR,
+                # The internet-facing Service is declared below, where its deletion is awaited.
+                "service": {"type": "ClusterIP"},
+                "autoscaling": {"enabled": True, "minReplicas": mc.gateway.min_replicas, "maxReplicas": mc.gateway.max_replicas},
+                "podDisruptionBudget": {"maxUnavailable": 1},
+                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+                "topologySpreadConstraints": [
+                    {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+                     "labelSelector": {"matchLabels": GATEWAY_SELECTOR}}
+                ],
+            },
             k8s_opts(self.istiod, gateway_ns, args.general_capacity),
+            # Its pods wait for Karpenter to launch a cpu node.
+            timeout=helm.NODE_LAUNCH_TIMEOUT,
         )
 
         allowed = mc.gateway.allowed_cidrs or (["0.0.0.0/0"] if mc.gateway.scheme == "internet-facing" else [args.vpc_cidr])
@@ -403,23 +399,6 @@ class Mesh(pulumi.ComponentResource):
         self.gateway_hostname = lb_service.status.load_balancer.ingress[0].hostname
         self.gateway_url = self.gateway_hostname.apply(lambda h: f"{'https' if port == 443 else 'http'}://{h}")
         self.register_outputs({"gatewayHostname": self.gateway_hostname})
-
-    def _istio_release(self, resource_name: str, release: str, chart: str, namespace: str, values: dict[str, Any], opts) -> k8s.helm.v3.Release:
-        # Long enough for Karpenter to launch a node for pods that need one.
-        return k8s.helm.v3.Release(
-            resource_name,
-            k8s.helm.v3.ReleaseArgs(
-                name=release,
-                chart=chart,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=ISTIO_REPOSITORY),
-                version=self._istio_version,
-                namespace=namespace,
-                atomic=True,
-                timeout=900,
-                values=values,
-            ),
-            opts=opts,
-        )
 
     def _namespace(self, resource_name: str, ns: str, pod_security: str, args: MeshArgs, injection: bool) -> k8s.core.v1.Namespace:
         labels = {"pod-security.kubernetes.io/enforce": pod_security, "app.kubernetes.io/part-of": "ml-platform"}

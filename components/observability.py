@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
+from infra import helm
 from infra.config import ObservabilityConfig, PlatformConfig
 from infra.monitoring import ScrapeTarget
 
@@ -327,19 +328,16 @@ class Observability(pulumi.ComponentResource):
             string_data={"alertmanager.yaml": pulumi.Output.secret(alertmanager_config(obs, urls))},
             opts=k8s_opts(namespace),
         )
-        self.release = k8s.helm.v3.Release(
+        self.release = helm.release(
             name,
-            k8s.helm.v3.ReleaseArgs(
-                name=RELEASE,
-                chart=RELEASE,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=REPOSITORY),
-                version=obs.kube_prometheus_stack_version,
-                namespace=NAMESPACE,
-                atomic=True,
-                # Long enough for Karpenter to launch nodes and EBS to attach the volumes.
-                timeout=900,
-                values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
-            ),
+            name=RELEASE,
+            chart=RELEASE,
+            repository=REPOSITORY,
+            version=obs.kube_prometheus_stack_version,
+            namespace=NAMESPACE,
+            values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
+            # Karpenter launches the nodes and EBS attaches the volumes first.
+            timeout=helm.NODE_LAUNCH_TIMEOUT,
             opts=k8s_opts(namespace, admin_secret, alertmanager_secret, args.general_capacity),
         )
 

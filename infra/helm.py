@@ -1,0 +1,43 @@
+"""Pinned Helm releases: one way to install a chart everywhere in the platform."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+# Seconds to wait for a release whose pods need Karpenter to launch a node first.
+NODE_LAUNCH_TIMEOUT = 900
+
+
+def release(
+    resource_name: str,
+    *,
+    name: str,
+    chart: str,
+    repository: str,
+    version: str,
+    namespace: pulumi.Input[str],
+    opts: pulumi.ResourceOptions,
+    values: Optional[dict[str, Any]] = None,
+    skip_crds: bool = False,
+    timeout: Optional[int] = None,
+) -> k8s.helm.v3.Release:
+    """A release pinned to a chart version, rolled back if it does not become ready."""
+    oci = repository.startswith("oci://")
+    return k8s.helm.v3.Release(
+        resource_name,
+        k8s.helm.v3.ReleaseArgs(
+            name=name,
+            # OCI registries name the chart in its URL; classic repositories by name.
+            chart=f"{repository}/{chart}" if oci else chart,
+            repository_opts=None if oci else k8s.helm.v3.RepositoryOptsArgs(repo=repository),
+            version=version,
+            namespace=namespace,
+            atomic=True,
+            skip_crds=skip_crds or None,
+            timeout=timeout,
+            values=values,
+        ),
+        opts=opts,
+    )
