@@ -1,4 +1,4 @@
-"""Service mesh: AWS Load Balancer Controller, Istio base → istiod → ingress gateway, NLB, mTLS, shared Gateway."""
+"""Service mesh: AWS Load Balancer Controller, Istio base → CNI → istiod → ingress gateway, NLB, mTLS, shared Gateway."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -80,12 +80,13 @@ def check(records: list[dict], stack: str, rules: Optional[list[Rule]] = None, p
 
         return report
 
+    resource_args = [
+        ResourceValidationArgs(rec["type"], rec["inputs"], rec["urn"], rec["name"], _options(rec, protected), providers.get(rec["provider"]))
+        for rec in records
+    ]
     for rule in (r for r in rules if r.validate_resource):
-        for rec in records:
-            args = ResourceValidationArgs(
-                rec["type"], rec["inputs"], rec["urn"], rec["name"], _options(rec, protected), providers.get(rec["provider"])
-            )
-            rule.validate_resource(args, reporter(rule, rec["urn"]))
+        for args in resource_args:
+            rule.validate_resource(args, reporter(rule, args.urn))
 
     policy_resources: dict[str, PolicyResource] = {}
     for rec in records:  # sorted by URN; parents and dependencies are linked afterwards
