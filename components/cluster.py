@@ -12,7 +12,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, role_with_policies, service_trust_policy
-from infra.kms import encryption_key
+from infra.kms import encryption_key, via_service
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
@@ -67,6 +67,7 @@ class ClusterArgs:
     vpc_id: pulumi.Input[str]
     private_subnet_ids: list[pulumi.Output[str]]
     public_subnet_ids: list[pulumi.Output[str]]
+    logs_key_arn: pulumi.Input[str]
 
 
 class Cluster(pulumi.ComponentResource):
@@ -97,6 +98,7 @@ class Cluster(pulumi.ComponentResource):
             description=f"EKS secrets envelope encryption for {cluster_name}",
             tags=cfg.tags_for(f"{cluster_name}-secrets"),
             parent=self,
+            service_use=[via_service("eks", cfg.region)],
         )
         # EKS would create this group with no retention; owning it first sets retention and lets destroy remove it.
         control_plane_logs = aws.cloudwatch.LogGroup(
@@ -104,6 +106,7 @@ class Cluster(pulumi.ComponentResource):
             aws.cloudwatch.LogGroupArgs(
                 name=f"/aws/eks/{cluster_name}/cluster",
                 retention_in_days=cc.log_retention_days,
+                kms_key_id=args.logs_key_arn,
                 tags=cfg.tags_for(f"{cluster_name}-control-plane"),
             ),
             opts=child,

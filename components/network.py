@@ -14,6 +14,7 @@ from infra.iam import policy_document, role_with_policies, service_trust_policy
 class NetworkArgs:
     config: PlatformConfig
     availability_zones: list[str]
+    logs_key_arn: pulumi.Input[str]
 
 
 class Network(pulumi.ComponentResource):
@@ -136,7 +137,7 @@ class Network(pulumi.ComponentResource):
         )
 
         if net.flow_logs.enabled:
-            self._flow_logs(name, cfg, vpc)
+            self._flow_logs(name, cfg, vpc, args.logs_key_arn)
 
         self.vpc_id = vpc.id
         self.private_subnet_ids = [s.id for s in private_subnets]
@@ -146,13 +147,14 @@ class Network(pulumi.ComponentResource):
             {"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids, "publicSubnetIds": self.public_subnet_ids}
         )
 
-    def _flow_logs(self, name: str, cfg: PlatformConfig, vpc: aws.ec2.Vpc) -> None:
+    def _flow_logs(self, name: str, cfg: PlatformConfig, vpc: aws.ec2.Vpc, logs_key_arn: pulumi.Input[str]) -> None:
         child = pulumi.ResourceOptions(parent=self)
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",
             aws.cloudwatch.LogGroupArgs(
                 name=f"/ml-platform/{cfg.cluster_name}/vpc-flow-logs",
                 retention_in_days=cfg.network.flow_logs.retention_days,
+                kms_key_id=logs_key_arn,
                 tags=cfg.tags_for(f"{name}-flow-logs"),
             ),
             opts=child,

@@ -9,10 +9,36 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
-from infra.kms import encryption_key
+from infra.kms import encryption_key, via_service
 
 NFS_PORT = 2049
 EFS_PROVISIONER = "efs.csi.aws.com"
+
+
+def file_system_policy(file_system_arn: str) -> str:
+    """Once a file-system policy exists EFS grants only what it allows: the CSI driver mounts as an anonymous
+    client, so mounting and writing are allowed through the mount targets, and only over TLS. No root access:
+    every volume is an access point that enforces its own POSIX identity."""
+    return policy_document(
+        [
+            {
+                "Sid": "AllowMountThroughMountTargets",
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
+                "Resource": file_system_arn,
+                "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}},
+            },
+            {
+                "Sid": "DenyUnencryptedTransport",
+                "Effect": "Deny",
+                "Principal": {"AWS": "*"},
+                "Action": "*",
+                "Resource": file_system_arn,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -51,6 +77,7 @@ class Storage(pulumi.ComponentResource):
             description=f"EFS encryption for {cluster_name}",
             tags=cfg.tags_for(f"{cluster_name}-efs"),
             parent=self,
+            service_use=[via_service("elasticfilesystem", cfg.region)],
             protect=sc.protect,
         )
         lifecycle = [aws.efs.FileSystemLifecyclePolicyArgs(transition_to_primary_storage_class="AFTER_1_ACCESS")]
@@ -76,26 +103,9 @@ class Storage(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        # Clients must mount over TLS.
         aws.efs.FileSystemPolicy(
             f"{name}-efs",
-            aws.efs.FileSystemPolicyArgs(
-                file_system_id=fs.id,
-                policy=fs.arn.apply(
-                    lambda arn: policy_document(
-                        [
-                            {
-                                "Sid": "DenyUnencryptedTransport",
-                                "Effect": "Deny",
-                                "Principal": {"AWS": "*"},
-                                "Action": "*",
-                                "Resource": arn,
-                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                            }
-                        ]
-                    )
-                ),
-            ),
+            aws.efs.FileSystemPolicyArgs(file_system_id=fs.id, policy=fs.arn.apply(file_system_policy)),
             opts=child,
         )
         security_group = aws.ec2.SecurityGroup(

@@ -5,6 +5,7 @@ import pulumi_aws as aws
 
 from components.accelerators import Accelerators, AcceleratorsArgs
 from components.cluster import Cluster, ClusterArgs
+from components.encryption import Encryption, EncryptionArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.mesh import Mesh, MeshArgs
 from components.observability import Observability, ObservabilityArgs
@@ -26,7 +27,8 @@ def availability_zones(cfg: PlatformConfig) -> list[str]:
 
 
 def build(cfg: PlatformConfig) -> None:
-    network = Network("network", NetworkArgs(config=cfg, availability_zones=availability_zones(cfg)))
+    encryption = Encryption("encryption", EncryptionArgs(config=cfg))
+    network = Network("network", NetworkArgs(config=cfg, availability_zones=availability_zones(cfg), logs_key_arn=encryption.logs_key_arn))
 
     cluster = Cluster(
         "cluster",
@@ -35,6 +37,7 @@ def build(cfg: PlatformConfig) -> None:
             vpc_id=network.vpc_id,
             private_subnet_ids=network.private_subnet_ids,
             public_subnet_ids=network.public_subnet_ids,
+            logs_key_arn=encryption.logs_key_arn,
         ),
     )
 

@@ -125,3 +125,40 @@ def test_kubeconfig_is_stable_and_carries_no_credentials():
     assert set(user) == {"exec"}, "no token, no client certificate"
     assert user["exec"]["args"] == ["eks", "get-token", "--cluster-name", "ml", "--region", "us-east-1", "--output", "json"]
     assert "env" not in user["exec"], "no profile or other per-machine setting"
+
+
+def test_every_log_group_is_encrypted_with_the_logs_key(stack):
+    key = stack.one("aws:kms/key:Key", "encryption-logs")
+    groups = stack.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert groups
+    assert all(g["inputs"].get("kmsKeyId") == key["outputs"]["arn"] for g in groups), [g["name"] for g in groups]
+
+
+def test_logs_key_lets_cloudwatch_logs_use_it_for_this_accounts_log_groups_only(stack):
+    from tests.iam_eval import decide
+
+    key = stack.one("aws:kms/key:Key", "encryption-logs")
+    policy = key["inputs"]["policy"]
+    region, account = stack.result.outputs["region"], key["outputs"]["arn"].split(":")[4]
+    statement = next(s for s in json.loads(policy)["Statement"] if s["Sid"] == "AllowCloudWatchLogsUse")
+    assert statement["Principal"] == {"Service": f"logs.{region}.amazonaws.com"}
+    own = {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account}:log-group:/aws/eks/x/cluster"}
+    other = {"kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:999988887777:log-group:stolen"}
+    logs = f"logs.{region}.amazonaws.com"
+    assert decide(policy, "kms:GenerateDataKey", "*", own, caller=logs) == "Allow"
+    assert decide(policy, "kms:GenerateDataKey", "*", other, caller=logs) == "ImplicitDeny"
+    assert decide(policy, "kms:GenerateDataKey", "*", own, caller="sqs.amazonaws.com") == "ImplicitDeny"
+
+
+def test_every_kms_key_has_an_explicit_policy_with_account_administration(stack):
+    keys = stack.of_type("aws:kms/key:Key")
+    assert len(keys) >= 3
+    for key in keys:
+        statements = json.loads(key["inputs"]["policy"])["Statement"]
+        admin = statements[0]
+        account = key["outputs"]["arn"].split(":")[4]
+        assert admin == {"Sid": "AccountAdministration", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{account}:root"},
+                         "Action": "kms:*", "Resource": "*"}, key["name"]
+        assert len(statements) >= 2, f"{key['name']}: the service that uses the key has its own statement"
+        for st in statements[1:]:
+            assert st.get("Condition"), f"{key['name']} {st['Sid']}: service use is scoped by a condition"

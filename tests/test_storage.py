@@ -53,3 +53,22 @@ def test_storage_classes_provision_access_points_on_the_file_system(stack):
     assert identity["roleArn"] == stack.one("aws:iam/role:Role", "storage-efs-csi")["outputs"]["arn"]
     assert stack.result.outputs["storage"]["defaultClass"] == "gp3"
     assert set(stack.result.outputs["storage"]["classes"]) == {"efs-shared", "efs-models"}
+
+
+MOUNT_ACTIONS = ("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")
+
+
+def test_file_system_policy_admits_tls_mounts_through_mount_targets_only(stack):
+    from tests.iam_eval import decide
+
+    fs = stack.one(EFS)
+    policy = stack.one("aws:efs/fileSystemPolicy:FileSystemPolicy")["inputs"]["policy"]
+    arn = fs["outputs"]["arn"]
+    tls_mount = {"aws:SecureTransport": "true", "elasticfilesystem:AccessedViaMountTarget": "true"}
+    plain_nfs = {"aws:SecureTransport": "false", "elasticfilesystem:AccessedViaMountTarget": "true"}
+    for action in MOUNT_ACTIONS:
+        assert decide(policy, action, arn, tls_mount) == "Allow", action
+        assert decide(policy, action, arn, plain_nfs) == "ExplicitDeny", action
+        assert decide(policy, action, arn, {"aws:SecureTransport": "true"}) == "ImplicitDeny", "only through a mount target"
+    # Access points enforce each volume's POSIX identity; nobody gets root on the file system.
+    assert decide(policy, "elasticfilesystem:ClientRootAccess", arn, tls_mount) == "ImplicitDeny"
