@@ -125,13 +125,20 @@ class EndpointAccess(Model):
 
 
 class ClusterAccess(Model):
+    """Who administers the cluster. Prefer listing the roles, including the one Pulumi runs as: access entries
+    in the stack are auditable and survive the creator's departure. `clusterCreatorAdmin` lets EKS bootstrap an
+    entry for whoever creates the cluster; that identity must then not be listed too (the preflight checks)."""
+
     admin_role_arns: list[IamRoleArn] = []
     cluster_creator_admin: bool = False
 
     @model_validator(mode="after")
     def _someone_is_admin(self) -> "ClusterAccess":
         if not self.admin_role_arns and not self.cluster_creator_admin:
-            raise ValueError("adminRoleArns is empty and clusterCreatorAdmin is false, so nobody could administer the cluster; list at least one admin role ARN")
+            raise ValueError(
+                "adminRoleArns is empty and clusterCreatorAdmin is false, so nobody could administer the cluster; list the "
+                "admin role ARNs (the role Pulumi runs as among them), or set clusterCreatorAdmin: true to let EKS admit the creator"
+            )
         return self
 
 

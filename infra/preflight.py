@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import functools
+import ipaddress
+import json
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +42,9 @@ VCPU_QUOTAS = {
 }
 
 Clients = Callable[[str], Any]
+# Values the shipped stack files use as examples: AWS's documentation account and the RFC 5737 ranges.
+EXAMPLE_ACCOUNT = "111122223333"
+DOCUMENTATION_RANGES = [ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,86 @@ def _error(exc: Exception) -> str:
     return str(exc)
 
 
-def check_identity(clients: Clients) -> Check:
+def _is_example(value: str) -> bool:
+    if EXAMPLE_ACCOUNT in value:
+        return True
+    try:
+        net = ipaddress.IPv4Network(value, strict=False)
+    except ValueError:
+        return False
+    return any(net.overlaps(doc) for doc in DOCUMENTATION_RANGES)
+
+
+def _example_keys(value: Any, path: str) -> Iterable[str]:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _example_keys(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _example_keys(v, f"{path}[{i}]")
+    elif isinstance(value, str) and _is_example(value):
+        yield path
+
+
+def check_placeholders(bag: dict[str, str]) -> Check:
+    """The stack files ship with example values; a real account needs real ones."""
+    keys = []
+    for key, raw in sorted(bag.items()):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        keys += _example_keys(value, key)
+    if keys:
+        return Check(
+            "example values",
+            FAIL,
+            f"the stack still holds example values (account {EXAMPLE_ACCOUNT} or a documentation IP range) at: {', '.join(keys)}",
+            "replace each with your account's role ARNs, ECR registry and your own CIDRs",
+        )
+    return Check("example values", PASS, "no example account id or documentation IP range in the stack")
+
+
+def check_identity(clients: Clients) -> tuple[Check, Optional[str]]:
+    """The credentials check, and the caller's ARN when there are credentials."""
     try:
         who = clients("sts").get_caller_identity()
     except (ClientError, BotoCoreError) as exc:
-        return Check("credentials", FAIL, f"no usable AWS credentials ({_error(exc)})", "configure credentials (AWS_PROFILE, SSO login or an instance role) and retry")
-    return Check("credentials", PASS, f"account {who['Account']} as {who['Arn']}")
+        return Check("credentials", FAIL, f"no usable AWS credentials ({_error(exc)})", "configure credentials (AWS_PROFILE, SSO login or an instance role) and retry"), None
+    return Check("credentials", PASS, f"account {who['Account']} as {who['Arn']}"), who["Arn"]
+
+
+def principal_of(caller_arn: str) -> str:
+    """The IAM principal behind a caller ARN: an assumed-role session maps to its role (path-less, as STS reports it)."""
+    m = re.match(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/.+$", caller_arn)
+    return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}" if m else caller_arn
+
+
+def _same_principal(a: str, b: str) -> bool:
+    """Role ARNs name the same role when account and name match; a role's path is not part of its session ARN."""
+    account = lambda arn: arn.split(":")[4]  # noqa: E731
+    name = lambda arn: arn.rsplit("/", 1)[-1]  # noqa: E731
+    kind = lambda arn: arn.split(":")[5].split("/", 1)[0]  # noqa: E731
+    return (account(a), kind(a), name(a)) == (account(b), kind(b), name(b))
+
+
+def check_creator_access(cfg: PlatformConfig, caller_arn: str) -> Check:
+    """With clusterCreatorAdmin, EKS creates an access entry for whoever runs Pulumi; a second, explicit entry for
+    the same principal fails the first `pulumi up` with a conflict."""
+    access = cfg.cluster.access
+    if not access.cluster_creator_admin:
+        return Check("cluster creator access", PASS, "clusterCreatorAdmin is off; admins come from adminRoleArns only")
+    principal = principal_of(caller_arn)
+    clash = [arn for arn in access.admin_role_arns if _same_principal(arn, principal)]
+    if clash:
+        return Check(
+            "cluster creator access",
+            FAIL,
+            f"you run as {principal}, which is also in cluster.access.adminRoleArns ({clash[0]}); with clusterCreatorAdmin "
+            "EKS creates its access entry itself and the explicit one would fail with a conflict",
+            "set cluster.access.clusterCreatorAdmin: false (the role stays admin through adminRoleArns), or run Pulumi as another identity",
+        )
+    return Check("cluster creator access", PASS, f"{principal} gets its admin entry from EKS (clusterCreatorAdmin) and is not listed in adminRoleArns")
 
 
 def chosen_zones(cfg: PlatformConfig, clients: Clients) -> tuple[Check, list[str]]:
@@ -291,10 +371,10 @@ def check_spot_role(cfg: PlatformConfig, clients: Clients) -> Check:
 
 
 def run_checks(cfg: PlatformConfig, clients: Clients) -> list[Check]:
-    identity = check_identity(clients)
-    if identity.status == FAIL:
+    identity, caller = check_identity(clients)
+    if caller is None:
         return [identity]
-    checks = [identity]
+    checks = [identity, check_creator_access(cfg, caller)]
     try:
         zones_check, zones = chosen_zones(cfg, clients)
         checks.append(zones_check)
@@ -345,7 +425,7 @@ def main(argv: Optional[list[str]] = None, clients: Optional[Clients] = None) ->
 
         session = boto3.Session(profile_name=args.profile, region_name=cfg.region)
         clients = functools.lru_cache(maxsize=None)(session.client)
-    checks = run_checks(cfg, clients)
+    checks = [check_placeholders(bag), *run_checks(cfg, clients)]
     print(f"preflight for stack '{args.stack}' in {cfg.region}\n{table(checks)}")
     return 1 if any(c.status == FAIL for c in checks) else 0
 

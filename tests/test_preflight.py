@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 
 import boto3
 import pytest
@@ -189,7 +190,7 @@ def test_command_prints_a_table_and_exits_nonzero_on_failure(aws, capsys, tmp_pa
     stack = tmp_path / "Pulumi.prod.yaml"
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
     doc["config"]["aws:region"] = REGION
-    stack.write_text(yaml.safe_dump(doc))
+    stack.write_text(yaml.safe_dump(doc).replace(preflight.EXAMPLE_ACCOUNT, "123456789012"))
     assert preflight.main(["--stack", "prod", "--config", str(stack)], clients=clients_with()) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].split() == ["check", "result", "detail"] and "0 failed" in out.splitlines()[-1]
@@ -233,3 +234,52 @@ def test_pinned_ami_aliases_must_exist_for_the_kubernetes_version(aws):
 
 def test_bottlerocket_alias_parameter():
     assert preflight.ami_parameter("bottlerocket@v1.49.0", "1.34", "arm64", "nvidia") == "/aws/service/bottlerocket/aws-k8s-1.34-nvidia/arm64/1.49.0/image_id"
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod"])
+def test_shipped_stacks_still_hold_example_values_and_the_preflight_names_each_key(stack):
+    from infra.synth import read_stack_file
+
+    bag, _, _ = read_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
+    check = preflight.check_placeholders(bag)
+    assert check.status == preflight.FAIL
+    assert "ml-platform:cluster.access.adminRoleArns[0]" in check.detail and "ml-platform:teams[0].iamRoleArn" in check.detail
+    if stack == "dev":
+        assert "ml-platform:cluster.endpoint.publicAccessCidrs[0]" in check.detail
+        assert "ml-platform:mesh.gateway.allowedCidrs[0]" in check.detail
+
+
+def test_real_values_pass_the_placeholder_check():
+    bag = {"ml-platform:cluster": json.dumps({"access": {"adminRoleArns": ["arn:aws:iam::123456789012:role/admin"]},
+                                              "endpoint": {"publicAccessCidrs": ["198.18.0.0/15"]}}),
+           "aws:region": "eu-west-1"}
+    assert preflight.check_placeholders(bag).status == preflight.PASS
+    assert preflight.check_placeholders({"ml-platform:mesh": json.dumps({"gateway": {"allowedCidrs": ["203.0.113.7/32"]}})}).status == preflight.FAIL
+
+
+class FakeSts:
+    def __init__(self, arn: str):
+        self.arn = arn
+
+    def get_caller_identity(self):
+        return {"Account": self.arn.split(":")[4], "Arn": self.arn, "UserId": "AROAEXAMPLE:ci"}
+
+
+@pytest.mark.parametrize(
+    "caller, creator_admin, status",
+    [
+        # The CI role assumed through a session: the same role as adminRoleArns' path-qualified ARN.
+        ("arn:aws:sts::123456789012:assumed-role/platform-ci/gha-run-42", True, "FAIL"),
+        ("arn:aws:sts::123456789012:assumed-role/platform-ci/gha-run-42", False, "PASS"),
+        ("arn:aws:sts::123456789012:assumed-role/someone-else/session", True, "PASS"),
+        ("arn:aws:sts::210987654321:assumed-role/platform-ci/session", True, "PASS"),
+    ],
+)
+def test_creator_in_admin_roles_is_refused_when_eks_also_bootstraps_it(caller, creator_admin, status):
+    def mutate(raw):
+        raw["cluster"]["access"] = {"adminRoleArns": ["arn:aws:iam::123456789012:role/ci/platform-ci"], "clusterCreatorAdmin": creator_admin}
+
+    check = preflight.check_creator_access(config(mutate=mutate), caller)
+    assert check.status == status
+    if status == "FAIL":
+        assert "cluster.access.adminRoleArns" in check.detail and "clusterCreatorAdmin: false" in check.fix
