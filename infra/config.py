@@ -240,6 +240,7 @@ class NodePoolBase(Model):
     ami_alias: AmiAlias = "al2023@v20251108"
     root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 100
     weight: Annotated[int, Field(ge=1, le=100)] = 10
+    # No default: a pool's limits are the most it may ever buy, a choice each stack makes explicitly.
     limits: PoolLimits
     disruption: Disruption
 
@@ -249,7 +250,6 @@ class CpuPool(NodePoolBase):
     min_generation: Annotated[int, Field(ge=1, le=9)] = 6
     weight: Annotated[int, Field(ge=1, le=100)] = 50
     root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 50
-    limits: PoolLimits = PoolLimits(cpu=1000, memory_gib=4000)
     disruption: Disruption = Disruption(
         consolidation_policy="WhenEmptyOrUnderutilized", consolidate_after="1m", budgets=[DisruptionBudget(nodes="10%")]
     )
@@ -266,7 +266,6 @@ ACCELERATOR_DISRUPTION = Disruption(
 
 class AcceleratorPool(NodePoolBase):
     instance_types: Annotated[list[InstanceType], Field(min_length=1)]
-    limits: PoolLimits
     disruption: Disruption = ACCELERATOR_DISRUPTION
 
     @model_validator(mode="after")
@@ -279,7 +278,6 @@ class AcceleratorPool(NodePoolBase):
 class NvidiaPool(AcceleratorPool):
     instance_types: Annotated[list[InstanceType], Field(min_length=1)] = ["g5.xlarge", "g5.2xlarge", "g6.xlarge", "g6.2xlarge", "g6e.xlarge"]
     root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 200
-    limits: PoolLimits = PoolLimits(cpu=256, memory_gib=1024, accelerators=16)
 
     @model_validator(mode="after")
     def _gpu_families(self) -> "NvidiaPool":
@@ -289,7 +287,6 @@ class NvidiaPool(AcceleratorPool):
 class NeuronPool(AcceleratorPool):
     instance_types: Annotated[list[InstanceType], Field(min_length=1)] = ["inf1.xlarge", "inf1.2xlarge", "inf2.xlarge", "inf2.8xlarge"]
     root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 150
-    limits: PoolLimits = PoolLimits(cpu=256, memory_gib=1024, accelerators=16)
 
     @model_validator(mode="after")
     def _neuron_families(self) -> "NeuronPool":
@@ -306,9 +303,11 @@ def _families_of(pool: AcceleratorPool, kind: AcceleratorKind):
 
 
 class NodePools(Model):
-    cpu: CpuPool = CpuPool()
-    nvidia: NvidiaPool = NvidiaPool()
-    neuron: NeuronPool = NeuronPool()
+    """The cpu pool always runs (the gateway and monitoring live there); accelerator pools exist once declared."""
+
+    cpu: CpuPool
+    nvidia: Optional[NvidiaPool] = None
+    neuron: Optional[NeuronPool] = None
 
     @model_validator(mode="after")
     def _cpu_pool_enabled(self) -> "NodePools":
@@ -317,7 +316,7 @@ class NodePools(Model):
         return self
 
     def enabled(self) -> dict[str, NodePoolBase]:
-        return {name: pool for name, pool in (("cpu", self.cpu), ("nvidia", self.nvidia), ("neuron", self.neuron)) if pool.enabled}
+        return {name: pool for name, pool in (("cpu", self.cpu), ("nvidia", self.nvidia), ("neuron", self.neuron)) if pool and pool.enabled}
 
 
 class HelmChart(Model):
@@ -565,7 +564,7 @@ class PlatformConfig(Model):
     network: NetworkConfig = NetworkConfig()
     cluster: ClusterConfig
     karpenter: KarpenterConfig = KarpenterConfig()
-    node_pools: NodePools = NodePools()
+    node_pools: NodePools
     accelerators: AcceleratorsConfig = AcceleratorsConfig()
     storage: StorageConfig = StorageConfig()
     mesh: MeshConfig = MeshConfig()
@@ -649,6 +648,11 @@ class PlatformConfig(Model):
 
 
 WORKLOAD_KINDS = ("serving", "training")
+# Why a required key has no default, said where it is missing (key path pattern -> hint).
+MISSING_HINTS = {
+    r"nodePools\.\w+\.limits": "; set cpu, memoryGib (and accelerators for GPU and Neuron pools): the most Karpenter may buy for the pool",
+    r"nodePools(\.cpu)?": "; declare nodePools.cpu with its limits: the gateway and monitoring run on the cpu pool",
+}
 
 
 def _format_error(err: dict[str, Any]) -> str:
@@ -661,7 +665,8 @@ def _format_error(err: dict[str, Any]) -> str:
         # The value is not shown: a mistyped key may hold a secret.
         return f"{path}: unknown key; check the spelling against the configuration reference"
     if err["type"] == "missing":
-        return f"{path}: required key is missing"
+        hint = next((h for pattern, h in MISSING_HINTS.items() if re.fullmatch(pattern, ".".join(loc))), "")
+        return f"{path}: required key is missing{hint}"
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         tag = json.dumps(err.get("ctx", {}).get("tag"))
         return f"{path}.kind: {tag} is not allowed: expected one of {', '.join(WORKLOAD_KINDS)}"

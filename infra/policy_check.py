@@ -26,10 +26,14 @@ from policies.rules.base import Rule
 POLICY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "policies" / "config"
 
 
+def _entries(stack: str, config_file: Optional[Path] = None) -> dict:
+    path = config_file or POLICY_CONFIG_DIR / f"{stack}.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def enforcement_levels(stack: str, config_file: Optional[Path] = None) -> dict[str, EnforcementLevel]:
     """Each rule's level: its entry in the config file, else the file's `all`, else the rule's default."""
-    path = config_file or POLICY_CONFIG_DIR / f"{stack}.json"
-    cfg = json.loads(path.read_text()) if path.exists() else {}
+    cfg = _entries(stack, config_file)
 
     def level(entry) -> Optional[EnforcementLevel]:
         value = entry.get("enforcementLevel") if isinstance(entry, dict) else entry
@@ -37,6 +41,16 @@ def enforcement_levels(stack: str, config_file: Optional[Path] = None) -> dict[s
 
     default = level(cfg.get("all"))
     return {r.name: level(cfg.get(r.name)) or default or r.level for r in RULES}
+
+
+def rule_config(stack: str, config_file: Optional[Path] = None) -> dict[str, dict]:
+    """Each rule's settings from the config file (what `--policy-pack-config` hands the pack), level aside."""
+    cfg = _entries(stack, config_file)
+    return {
+        name: {k: v for k, v in entry.items() if k != "enforcementLevel"}
+        for name, entry in cfg.items()
+        if isinstance(entry, dict)
+    }
 
 
 def _options(record: dict, protected: set[str]) -> PolicyResourceOptions:
@@ -55,7 +69,7 @@ def check(records: list[dict], stack: str, rules: Optional[list[Rule]] = None, p
     """`protected`: URNs registered with `protect`, which resources.json does not carry."""
     rules = RULES if rules is None else rules
     protected = protected or set()
-    levels = enforcement_levels(stack)
+    levels, settings = enforcement_levels(stack), rule_config(stack)
     by_urn = {r["urn"]: r for r in records}
     providers = {
         r["urn"]: PolicyProviderResource(r["type"], r["outputs"], r["urn"], r["name"])
@@ -96,9 +110,9 @@ def check(records: list[dict], stack: str, rules: Optional[list[Rule]] = None, p
     for urn, pr in policy_resources.items():
         pr.parent = policy_resources.get(by_urn[urn]["parent"])
         pr.dependencies = [policy_resources[d] for d in by_urn[urn]["dependencies"] if d in policy_resources]
-    stack_args = StackValidationArgs(list(policy_resources.values()))
+    stack_resources = list(policy_resources.values())
     for rule in (r for r in rules if r.validate_stack):
-        rule.validate_stack(stack_args, reporter(rule, None))
+        rule.validate_stack(StackValidationArgs(stack_resources, settings.get(rule.name)), reporter(rule, None))
 
     violations.sort(key=lambda v: (v["enforcement"] != "mandatory", v["policy"], v["urn"], v["message"]))
     return {

@@ -136,6 +136,10 @@ CASES = {
         lambda r: r["inputs"]["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "baseline"}), "tenancy-nlp",
     ),
     "team-namespace-guardrails": ("staging", "kubernetes:core/v1:ResourceQuota", set_in(["inputs", "metadata", "namespace"], "elsewhere")),
+    "eks-deletion-protection": ("prod", EKS, set_in(["inputs", "deletionProtection"], False)),
+    "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
+    "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),
+    "node-pool-bounded": ("prod", "kubernetes:karpenter.sh/v1:NodePool", lambda r: r["inputs"]["spec"]["limits"].pop("memory"), "karpenter-cpu-pool"),
     "accelerator-workload-schedulable": (
         "dev", DEPLOY, lambda r: pod(r).update(nodeSelector={"ml-platform.io/pool": "nvidia"}), "nlp-sentiment-stable",
     ),

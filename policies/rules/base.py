@@ -6,6 +6,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyConfigSchema,
     ReportViolation,
     ResourceValidationArgs,
     ResourceValidationPolicy,
@@ -24,6 +25,13 @@ class Rule:
     level: EnforcementLevel
     validate_resource: Optional[Callable[[ResourceValidationArgs, ReportViolation], None]] = None
     validate_stack: Optional[Callable[[StackValidationArgs, ReportViolation], None]] = None
+    # JSON Schema properties (each with a default) of the settings the per-environment policy config may give.
+    config_schema: Optional[dict[str, dict[str, Any]]] = None
+
+    def settings(self, config: Any) -> dict[str, Any]:
+        """The rule's settings: the policy config's values over the schema's defaults."""
+        given = dict(config or {})
+        return {key: given.get(key, prop.get("default")) for key, prop in (self.config_schema or {}).items()}
 
     def policy(self):
         common = dict(
@@ -31,6 +39,7 @@ class Rule:
             description=self.description,
             enforcement_level=self.level,
             remediation_steps=self.remediation,
+            config_schema=PolicyConfigSchema(properties=self.config_schema) if self.config_schema else None,
         )
         if self.validate_resource:
             return ResourceValidationPolicy(validate=self.validate_resource, **common)
@@ -52,15 +61,16 @@ def resource_rule(name: str, description: str, remediation: str, level: Enforcem
     return wrap
 
 
-def stack_rule(name: str, description: str, remediation: str, level: EnforcementLevel):
-    """Decorates `check(resources) -> Iterable[(message, urn)]` over the whole stack."""
+def stack_rule(name: str, description: str, remediation: str, level: EnforcementLevel, config_schema: Optional[dict] = None):
+    """Decorates `check(resources, settings) -> Iterable[(message, urn)]` over the whole stack."""
 
-    def wrap(check: Callable[[list], Iterable[tuple[str, Optional[str]]]]) -> Rule:
+    def wrap(check: Callable[[list, dict], Iterable[tuple[str, Optional[str]]]]) -> Rule:
         def validate(args: StackValidationArgs, report: ReportViolation) -> None:
-            for message, urn in check(args.resources):
+            for message, urn in check(args.resources, rule.settings(args.get_config())):
                 report(message, urn)
 
-        return Rule(name, description, remediation, level, validate_stack=validate)
+        rule = Rule(name, description, remediation, level, validate_stack=validate, config_schema=config_schema)
+        return rule
 
     return wrap
 

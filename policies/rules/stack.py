@@ -10,7 +10,7 @@ from .base import MANDATORY, stack_rule
     "Pass opts=ResourceOptions(provider=cluster.provider) (or parent under a resource that has it).",
     MANDATORY,
 )
-def kubernetes_single_provider(resources):
+def kubernetes_single_provider(resources, settings):
     k8s = [r for r in resources if r.resource_type.startswith("kubernetes:")]
     providers = {r.provider.urn if r.provider else None for r in k8s}
     for r in k8s:
@@ -62,7 +62,7 @@ def _ancestors_by_dependency(resource) -> list:
     "Add the CRD-installing release (or a resource depending on it) to the custom resource's depends_on.",
     MANDATORY,
 )
-def custom_resource_after_its_crd(resources):
+def custom_resource_after_its_crd(resources, settings):
     for r in resources:
         if not r.resource_type.startswith("kubernetes:"):
             continue

@@ -267,7 +267,7 @@ def _selects(selector: dict, labels: dict) -> bool:
     "Set autoscaling.minReplicas: 2 or more; the platform creates the PodDisruptionBudget.",
     ADVISORY,
 )
-def serving_highly_available(resources):
+def serving_highly_available(resources, settings):
     by_type: dict[str, list] = {}
     for r in resources:
         by_type.setdefault(r.resource_type, []).append(r)
@@ -297,7 +297,7 @@ def serving_highly_available(resources):
     "Declare teams in ml-platform:teams; the tenancy component creates all three.",
     MANDATORY,
 )
-def team_namespace_guardrails(resources):
+def team_namespace_guardrails(resources, settings):
     in_ns: dict[str, set[str]] = {}
     for r in resources:
         kind = r.resource_type.split(":")[-1]
@@ -318,7 +318,7 @@ def team_namespace_guardrails(resources):
     "Target the pool from the platform outputs (nodeSelector and toleration), and keep that pool enabled.",
     MANDATORY,
 )
-def accelerator_workload_schedulable(resources):
+def accelerator_workload_schedulable(resources, settings):
     pools = [{"metadata": r.props.get("metadata", {}), "spec": r.props.get("spec", {})} for r in resources if r.resource_type == "kubernetes:karpenter.sh/v1:NodePool"]
     for r in resources:
         spec = pod_spec(r.resource_type, r.props)
