@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
+from components import alerting
 from infra import helm
 from infra.config import ObservabilityConfig, PlatformConfig
 from infra.monitoring import ScrapeTarget
@@ -18,7 +19,6 @@ NAMESPACE = "monitoring"
 RELEASE = "kube-prometheus-stack"
 REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
-ALERTMANAGER_CONFIG_SECRET = "alertmanager-ml-platform"
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 PLATFORM_LABELS = {"app.kubernetes.io/part-of": "ml-platform"}
 
@@ -124,9 +124,18 @@ def _rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict
     }
 
 
+def per_workload(expr: str, namespace_label: str, workload_label: str) -> str:
+    """Gives a per-workload series the `namespace` and `workload` labels that alert routing and inhibition use."""
+    return (
+        f'label_replace(label_replace({expr}, "namespace", "$1", "{namespace_label}", "(.+)"), '
+        f'"workload", "$1", "{workload_label}", "(.+)")'
+    )
+
+
 def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
     """PrometheusRule spec of the alerts that matter for an ML platform."""
-    dest = "destination_workload_namespace, destination_service_name"
+    dest = "destination_workload_namespace, destination_workload"
+    by_destination = lambda expr: per_workload(expr, "destination_workload_namespace", "destination_workload")  # noqa: E731
     return {
         "groups": [
             {
@@ -160,22 +169,32 @@ def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
                 "rules": [
                     _rule(
                         "ModelLatencyP95High",
-                        f"histogram_quantile(0.95, sum by ({dest}, le) (rate(istio_request_duration_milliseconds_bucket{{reporter=\"destination\"}}[5m]))) > {obs.latency_objective_ms}",
+                        by_destination(
+                            f"histogram_quantile(0.95, sum by ({dest}, le) (rate(istio_request_duration_milliseconds_bucket{{reporter=\"destination\"}}[5m])))"
+                        )
+                        + f" > {obs.latency_objective_ms}",
                         "10m",
                         "critical",
-                        f"p95 latency of {{{{ $labels.destination_service_name }}}} above {obs.latency_objective_ms} ms",
+                        f"p95 latency of {{{{ $labels.namespace }}}}/{{{{ $labels.workload }}}} above {obs.latency_objective_ms} ms",
                     ),
                     _rule(
                         "ModelErrorRateHigh",
-                        f"sum by ({dest}) (rate(istio_requests_total{{reporter=\"destination\", response_code=~\"5..\"}}[5m])) "
-                        f"/ sum by ({dest}) (rate(istio_requests_total{{reporter=\"destination\"}}[5m])) > {obs.error_rate_objective}",
+                        by_destination(
+                            f"sum by ({dest}) (rate(istio_requests_total{{reporter=\"destination\", response_code=~\"5..\"}}[5m])) "
+                            f"/ sum by ({dest}) (rate(istio_requests_total{{reporter=\"destination\"}}[5m]))"
+                        )
+                        + f" > {obs.error_rate_objective}",
                         "5m",
                         "critical",
-                        f"more than {obs.error_rate_objective:.0%} of requests to {{{{ $labels.destination_service_name }}}} fail",
+                        f"more than {obs.error_rate_objective:.0%} of requests to {{{{ $labels.namespace }}}}/{{{{ $labels.workload }}}} fail",
                     ),
                     _rule(
                         "HpaPinnedAtMaximum",
-                        "kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas",
+                        per_workload(
+                            "kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas",
+                            "namespace",
+                            "horizontalpodautoscaler",
+                        ),
                         "15m",
                         "warning",
                         "{{ $labels.namespace }}/{{ $labels.horizontalpodautoscaler }} has run at its maximum replicas for 15 minutes",
@@ -203,25 +222,6 @@ def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
             },
         ]
     }
-
-
-def alertmanager_config(obs: ObservabilityConfig, urls: dict[str, str]) -> str:
-    receivers: list[dict[str, Any]] = [{"name": "null"}]
-    for r in obs.alert_receivers:
-        if r.kind == "slack":
-            receivers.append({"name": r.name, "slack_configs": [{"api_url": urls[r.name], "channel": r.slack_channel, "send_resolved": True}]})
-        else:
-            receivers.append({"name": r.name, "webhook_configs": [{"url": urls[r.name], "send_resolved": True}]})
-    default = obs.alert_receivers[0].name if obs.alert_receivers else "null"
-    route = {
-        "receiver": default,
-        "group_by": ["alertname", "namespace"],
-        "group_wait": "30s",
-        "group_interval": "5m",
-        "repeat_interval": "4h",
-        "routes": [{"receiver": "null", "matchers": ['alertname = "Watchdog"']}],
-    }
-    return yaml.safe_dump({"route": route, "receivers": receivers}, sort_keys=True)
 
 
 def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
@@ -252,10 +252,14 @@ def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, st
             }
         },
         "alertmanager": {
+            "config": alerting.alertmanager_config(cfg.alerting),
             "alertmanagerSpec": {
                 "replicas": obs.alertmanager_replicas,
-                "useExistingSecret": True,
-                "configSecret": ALERTMANAGER_CONFIG_SECRET,
+                # Receivers' credentials, as files the configuration names (the Alerting component owns the Secret).
+                "secrets": [alerting.CREDENTIALS_SECRET],
+                # Teams route their own namespace's alerts with an AlertmanagerConfig in that namespace.
+                "alertmanagerConfigSelector": {"matchLabels": alerting.TEAM_CONFIG_LABEL},
+                "alertmanagerConfigNamespaceSelector": {},
                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}},
                 "storage": {
                     "volumeClaimTemplate": {
@@ -293,6 +297,7 @@ class ObservabilityArgs:
 
 
 class Observability(pulumi.ComponentResource):
+    namespace: k8s.core.v1.Namespace
     release: k8s.helm.v3.Release
     grafana_url: str = f"http://{RELEASE}-grafana.{NAMESPACE}.svc.cluster.local:80"
     prometheus_url: str = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc.cluster.local:9090"
@@ -305,7 +310,7 @@ class Observability(pulumi.ComponentResource):
         k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
 
         # node-exporter reads the host's /proc and /sys with host networking.
-        namespace = k8s.core.v1.Namespace(
+        self.namespace = namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "privileged", **PLATFORM_LABELS}),
             opts=k8s_opts(),
@@ -320,14 +325,6 @@ class Observability(pulumi.ComponentResource):
             string_data={"admin-user": "admin", "admin-password": pulumi.Output.secret(password.result)},
             opts=k8s_opts(namespace),
         )
-        urls = {k: v.get_secret_value() for k, v in cfg.alert_webhook_urls.items()}
-        alertmanager_secret = k8s.core.v1.Secret(
-            f"{name}-alertmanager-config",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=ALERTMANAGER_CONFIG_SECRET, namespace=NAMESPACE, labels=PLATFORM_LABELS),
-            type="Opaque",
-            string_data={"alertmanager.yaml": pulumi.Output.secret(alertmanager_config(obs, urls))},
-            opts=k8s_opts(namespace),
-        )
         self.release = helm.release(
             name,
             name=RELEASE,
@@ -338,7 +335,7 @@ class Observability(pulumi.ComponentResource):
             values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
             # Karpenter launches the nodes and EBS attaches the volumes first.
             timeout=helm.NODE_LAUNCH_TIMEOUT,
-            opts=k8s_opts(namespace, admin_secret, alertmanager_secret, args.general_capacity),
+            opts=k8s_opts(namespace, admin_secret, args.general_capacity),
         )
 
         for target in args.scrape_targets:

@@ -9,7 +9,7 @@ import ipaddress
 import json
 import math
 import re
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Iterable, Literal, Optional
 
 import pulumi
 from pydantic import (
@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -34,7 +35,7 @@ NODE_AMI_TYPES = ("AL2023_x86_64_STANDARD", "AL2023_ARM_64_STANDARD")
 
 
 # Keys whose values are secrets: never echoed in an error.
-SECRET_KEYS = ("alertWebhookUrls",)
+SECRET_KEYS = ("alertingSecrets",)
 
 
 class ConfigError(pulumi.RunError):
@@ -66,7 +67,8 @@ class Tags(Model):
 
 
 class FlowLogs(Model):
-    enabled: bool = False
+    # Every VPC keeps a record of its traffic for incident response; retention is the cost lever.
+    enabled: bool = True
     retention_days: RetentionDays = 30
 
 
@@ -394,8 +396,11 @@ class MeshConfig(Model):
 
 
 class AlertReceiver(Model):
+    """Where alerts go. Its credential (PagerDuty Events API v2 routing key, or an https webhook URL for slack and
+    webhook) is the secret `alertingSecrets.<name>`, never a plain config value."""
+
     name: DnsLabel
-    kind: Literal["slack", "webhook"] = "slack"
+    kind: Literal["pagerduty", "slack", "webhook"]
     slack_channel: Optional[Annotated[str, Field(pattern=r"^#[-a-z0-9_]+$")]] = None
 
     @model_validator(mode="after")
@@ -405,6 +410,34 @@ class AlertReceiver(Model):
         return self
 
 
+class AlertRoutes(Model):
+    """The receiver for each severity; without one, alerts of that severity stay in Alertmanager's UI."""
+
+    critical: Optional[DnsLabel] = None
+    warning: Optional[DnsLabel] = None
+
+
+class Watchdog(Model):
+    """The always-firing Watchdog alert, sent to a dead man's switch that pages when the heartbeat stops."""
+
+    receiver: Optional[DnsLabel] = None
+    repeat_interval: Annotated[str, Field(pattern=r"^[0-9]+[mh]$")] = "5m"
+
+
+class AlertingConfig(Model):
+    receivers: list[AlertReceiver] = []
+    routes: AlertRoutes = AlertRoutes()
+    watchdog: Watchdog = Watchdog()
+
+    def receiver_references(self, teams: list["TeamConfig"]) -> dict[str, str]:
+        """Key path -> receiver name, for every place that names a receiver."""
+        refs = {f"alerting.routes.{k}": v for k, v in (("critical", self.routes.critical), ("warning", self.routes.warning)) if v}
+        if self.watchdog.receiver:
+            refs["alerting.watchdog.receiver"] = self.watchdog.receiver
+        refs.update({f"teams[{i}].alertReceiver": t.alert_receiver for i, t in enumerate(teams) if t.alert_receiver})
+        return refs
+
+
 class ObservabilityConfig(Model):
     kube_prometheus_stack_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "82.1.0"
     prometheus_retention: Annotated[str, Field(pattern=r"^\d+[dhw]$")] = "15d"
@@ -412,7 +445,6 @@ class ObservabilityConfig(Model):
     prometheus_replicas: Annotated[int, Field(ge=1, le=3)] = 1
     alertmanager_replicas: Annotated[int, Field(ge=1, le=3)] = 1
     grafana_volume_gib: Annotated[int, Field(ge=1, le=1000)] = 10
-    alert_receivers: list[AlertReceiver] = []
     latency_objective_ms: Annotated[int, Field(ge=1)] = 500
     error_rate_objective: Annotated[float, Field(gt=0, lt=1)] = 0.05
     gpu_idle_minutes: Annotated[int, Field(ge=10)] = 60
@@ -455,6 +487,8 @@ class TeamConfig(Model):
     iam_role_arn: IamRoleArn
     quota: TeamQuota = TeamQuota()
     container_defaults: ContainerDefaults = ContainerDefaults()
+    # The team's own receiver: alerts from its namespace go there too (an AlertmanagerConfig in the namespace).
+    alert_receiver: Optional[DnsLabel] = None
 
 
 class Resources(Model):
@@ -569,8 +603,9 @@ class PlatformConfig(Model):
     storage: StorageConfig = StorageConfig()
     mesh: MeshConfig = MeshConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
-    # Secret: `pulumi config set --secret --path 'ml-platform:alertWebhookUrls.<receiver>' URL`.
-    alert_webhook_urls: dict[str, SecretStr] = {}
+    alerting: AlertingConfig = AlertingConfig()
+    # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
+    alerting_secrets: dict[str, SecretStr] = {}
     teams: list[TeamConfig] = []
     workloads: list[Workload] = []
 
@@ -621,13 +656,30 @@ class PlatformConfig(Model):
             )
 
     @model_validator(mode="after")
-    def _receivers_have_urls(self) -> "PlatformConfig":
-        missing = [r.name for r in self.observability.alert_receivers if r.name not in self.alert_webhook_urls]
+    def _alerting(self, info: ValidationInfo) -> "PlatformConfig":
+        receivers = {r.name: r for r in self.alerting.receivers}
+        if len(receivers) != len(self.alerting.receivers):
+            raise ValueError("alerting.receivers has duplicate names")
+        for key, name in self.alerting.receiver_references(self.teams).items():
+            if name not in receivers:
+                raise ValueError(f"{key} {name!r} is not one of the receivers: {sorted(receivers)}")
+        if self.alerting_secrets and f"{PROJECT}:alertingSecrets" not in (info.context or {}).get("secret_keys", ()):
+            raise ValueError(
+                "alertingSecrets holds routing keys and webhook URLs but is not a secret in the stack file; "
+                "set each with pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <value>"
+            )
+        unknown = sorted(set(self.alerting_secrets) - set(receivers))
+        if unknown:
+            raise ValueError(f"alertingSecrets has entries for unknown receivers {unknown}; receivers: {sorted(receivers)}")
+        missing = sorted(set(receivers) - set(self.alerting_secrets))
         if missing:
             raise ValueError(
-                f"alertWebhookUrls has no URL for receivers {missing}; set each with "
-                f"pulumi config set --secret --path 'ml-platform:alertWebhookUrls.<receiver>' <url>"
+                f"alertingSecrets has no credential for receivers {missing}; set each with "
+                "pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or https URL>"
             )
+        for name, receiver in receivers.items():
+            if receiver.kind != "pagerduty" and not self.alerting_secrets[name].get_secret_value().startswith("https://"):
+                raise ValueError(f"alertingSecrets.{name} must be an https:// URL for a {receiver.kind} receiver (value not shown)")
         return self
 
     @property
@@ -679,10 +731,11 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{path}: {json.dumps(shown, default=str)} is not allowed: {msg}"
 
 
-def parse(raw: dict[str, Any]) -> PlatformConfig:
-    """Validates a dict of `<section>: value` (already JSON-decoded); raises ConfigError."""
+def parse(raw: dict[str, Any], secret_keys: Iterable[str] = ()) -> PlatformConfig:
+    """Validates a dict of `<section>: value` (already JSON-decoded); `secret_keys` are the config keys the
+    stack holds encrypted (`ml-platform:alertingSecrets`, ...). Raises ConfigError."""
     try:
-        return PlatformConfig.model_validate(raw)
+        return PlatformConfig.model_validate(raw, context={"secret_keys": set(secret_keys)})
     except ValidationError as exc:
         lines = [_format_error(e) for e in exc.errors()]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
@@ -695,18 +748,19 @@ def _decode(value: str) -> Any:
         return value
 
 
-def from_bag(bag: dict[str, Any]) -> PlatformConfig:
+def from_bag(bag: dict[str, Any], secret_keys: Iterable[str] = ()) -> PlatformConfig:
     """Validates a config bag as the engine hands it over (`<namespace>:<key>` -> string or JSON string)."""
     raw = {k.split(":", 1)[1]: _decode(v) for k, v in sorted(bag.items()) if k.startswith(f"{PROJECT}:")}
     region = _decode(bag["aws:region"]) if bag.get("aws:region") else None
     if not region:
         raise ConfigError("invalid configuration:\n  aws:region: required key is missing; set the AWS region of the stack")
     raw["region"] = region
-    return parse(raw)
+    return parse(raw, secret_keys)
 
 
 def load() -> PlatformConfig:
     """Reads the whole `ml-platform:` namespace the engine handed the program, plus `aws:region`."""
-    from pulumi.runtime.config import CONFIG, get_config_env
+    from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
 
-    return from_bag({**get_config_env(), **CONFIG.get()})
+    bag = {**get_config_env(), **CONFIG.get()}
+    return from_bag(bag, {k for k in bag if is_config_secret(k)} | set(get_config_secret_keys_env()))

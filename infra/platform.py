@@ -4,6 +4,7 @@ from __future__ import annotations
 import pulumi_aws as aws
 
 from components.accelerators import Accelerators, AcceleratorsArgs
+from components.alerting import Alerting, AlertingArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.karpenter import Karpenter, KarpenterArgs
@@ -108,6 +109,17 @@ def build(cfg: PlatformConfig) -> None:
     )
 
     tenancy = Tenancy("tenancy", TenancyArgs(config=cfg, cluster_name=cluster.name, provider=cluster.provider, depends_on=[mesh.istiod]))
+
+    Alerting(
+        "alerting",
+        AlertingArgs(
+            config=cfg,
+            provider=cluster.provider,
+            monitoring_namespace=observability.namespace,
+            monitoring_release=observability.release,
+            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+        ),
+    )
 
     workloads = Workloads(
         "workloads",

@@ -109,6 +109,17 @@ def check_placeholders(bag: dict[str, str]) -> Check:
     return Check("example values", PASS, "no example account id or documentation IP range in the stack")
 
 
+def check_secrets_set(unset: list[str]) -> Check:
+    if unset:
+        return Check(
+            "secrets",
+            FAIL,
+            f"the stack file leaves these secrets to set: {', '.join(unset)}",
+            f"pulumi config set --secret --path '{unset[0]}' <value> (for each)",
+        )
+    return Check("secrets", PASS, "every receiver's credential is set as a secret")
+
+
 def check_identity(clients: Clients) -> tuple[Check, Optional[str]]:
     """The credentials check, and the caller's ARN when there are credentials."""
     try:
@@ -415,8 +426,8 @@ def main(argv: Optional[list[str]] = None, clients: Optional[Clients] = None) ->
     parser.add_argument("--profile", help="AWS profile to use")
     args = parser.parse_args(argv)
     try:
-        bag, _, _ = read_stack_file(args.config or ROOT / "stacks" / f"Pulumi.{args.stack}.yaml")
-        cfg = from_bag(bag)
+        stack_file = read_stack_file(args.config or ROOT / "stacks" / f"Pulumi.{args.stack}.yaml")
+        cfg = from_bag(stack_file.bag, stack_file.secret_keys)
     except (SynthConfigError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -425,7 +436,7 @@ def main(argv: Optional[list[str]] = None, clients: Optional[Clients] = None) ->
 
         session = boto3.Session(profile_name=args.profile, region_name=cfg.region)
         clients = functools.lru_cache(maxsize=None)(session.client)
-    checks = [check_placeholders(bag), *run_checks(cfg, clients)]
+    checks = [check_placeholders(stack_file.bag), check_secrets_set(stack_file.unset), *run_checks(cfg, clients)]
     print(f"preflight for stack '{args.stack}' in {cfg.region}\n{table(checks)}")
     return 1 if any(c.status == FAIL for c in checks) else 0
 

@@ -23,6 +23,8 @@ from typing import Any, Optional
 
 import yaml
 
+from infra.config import SECRET_KEYS
+
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "ml-platform"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -51,8 +53,19 @@ class SynthResult:
 
 
 # -- stack file -------------------------------------------------------------------------------
-def read_stack_file(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
-    """Returns (PULUMI_CONFIG bag, secret keys, keys given offline placeholders)."""
+@dataclass(frozen=True)
+class StackFile:
+    bag: dict[str, str]  # as PULUMI_CONFIG carries it
+    secret_keys: list[str]
+    placeholders: list[str]  # secrets that are encrypted in the file, replaced offline by fakes
+    unset: list[str]  # secrets the file leaves for the operator to set, replaced offline by fakes
+
+
+def read_stack_file(path: Path, decrypted: Optional[dict[str, str]] = None) -> StackFile:
+    """Reads a stack file as the engine would hand it to the program.
+
+    `decrypted` maps a secret's key path to its value, as the engine hands decrypted secrets to the program;
+    the other `secure:` entries get placeholders."""
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
@@ -62,13 +75,20 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
     if not isinstance(doc, dict) or not isinstance(doc.get("config", {}), dict):
         raise SynthConfigError(f"{path}: expected a mapping with a 'config:' mapping")
     bag, secret_keys, placeholders = {}, [], []
-    for key, value in (doc.get("config") or {}).items():
+    config = doc.get("config") or {}
+    for key, value in config.items():
         if not isinstance(key, str) or ":" not in key:
             raise SynthConfigError(f"{path}: config key {key!r} must be namespaced, like '{PROJECT}:network' or 'aws:region'")
-        value, secret_paths = _replace_secure(value, key)
+        value, secret_paths = _replace_secure(value, key, decrypted or {})
+        if key.removeprefix(f"{PROJECT}:") in SECRET_KEYS:
+            plain = [p for p in _leaf_paths(config[key], key) if p not in secret_paths]
+            if plain:
+                raise SynthConfigError(
+                    f"{path}: {', '.join(plain)} must be a secret: pulumi config set --secret --path '{plain[0]}' <value>"
+                )
         if secret_paths:
             secret_keys.append(key)
-            placeholders.extend(secret_paths)
+            placeholders.extend(p for p in secret_paths if p not in (decrypted or {}))
         # The language host passes structured values as JSON and scalars as strings.
         if isinstance(value, (dict, list)):
             bag[key] = json.dumps(value)
@@ -76,18 +96,43 @@ def read_stack_file(path: Path) -> tuple[dict[str, str], list[str], list[str]]:
             bag[key] = "true" if value else "false"
         else:
             bag[key] = str(value)
-    return bag, secret_keys, placeholders
+    unset = _offline_alerting_secrets(bag, secret_keys)
+    return StackFile(bag, secret_keys, placeholders, unset)
 
 
-def _replace_secure(value: Any, path: str) -> tuple[Any, list[str]]:
-    """Swaps each `{secure: ...}` (encrypted by the stack's secrets provider, unreachable offline) for a placeholder."""
+def _leaf_paths(value: Any, path: str) -> list[str]:
+    if isinstance(value, dict) and set(value) != {"secure"}:
+        return [p for k, v in value.items() for p in _leaf_paths(v, f"{path}.{k}")]
+    return [path]
+
+
+def _offline_alerting_secrets(bag: dict[str, str], secret_keys: list[str]) -> list[str]:
+    """Receivers whose credential the stack file leaves to the operator get a clearly fake one offline."""
+    key, unset = f"{PROJECT}:alertingSecrets", []
+    receivers = json.loads(bag.get(f"{PROJECT}:alerting", "{}")).get("receivers", [])
+    secrets = json.loads(bag.get(key, "{}"))
+    for r in receivers:
+        if isinstance(r, dict) and isinstance(r.get("name"), str) and r["name"] not in secrets:
+            fake = f"offline-placeholder-for-{PROJECT}-alertingSecrets-{r['name']}"
+            secrets[r["name"]] = fake if r.get("kind") == "pagerduty" else f"https://placeholder.invalid/{fake}"
+            unset.append(f"{key}.{r['name']}")
+    if secrets:
+        bag[key] = json.dumps(secrets)
+        if key not in secret_keys:
+            secret_keys.append(key)
+    return unset
+
+
+def _replace_secure(value: Any, path: str, decrypted: dict[str, str]) -> tuple[Any, list[str]]:
+    """Swaps each `{secure: ...}` (encrypted by the stack's secrets provider, unreachable offline) for its
+    decrypted value when given, else a placeholder; returns the paths of all of them."""
     if isinstance(value, dict) and set(value) == {"secure"}:
-        return f"offline-placeholder-for-{re.sub(r'[^a-zA-Z0-9]+', '-', path)}", [path]
+        return decrypted.get(path, f"offline-placeholder-for-{re.sub(r'[^a-zA-Z0-9]+', '-', path)}"), [path]
     if isinstance(value, dict):
-        pairs = {k: _replace_secure(v, f"{path}.{k}") for k, v in value.items()}
+        pairs = {k: _replace_secure(v, f"{path}.{k}", decrypted) for k, v in value.items()}
         return {k: v for k, (v, _) in pairs.items()}, [p for _, ps in pairs.values() for p in ps]
     if isinstance(value, list):
-        pairs = [_replace_secure(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        pairs = [_replace_secure(v, f"{path}[{i}]", decrypted) for i, v in enumerate(value)]
         return [v for v, _ in pairs], [p for _, ps in pairs for p in ps]
     return value, []
 
@@ -271,12 +316,12 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
 
 
 # -- entry points -----------------------------------------------------------------------------
-def synthesize(stack: str, config_file: Optional[Path] = None) -> SynthResult:
+def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Optional[dict[str, str]] = None) -> SynthResult:
     from infra.policy_check import check
 
     path = config_file or ROOT / "stacks" / f"Pulumi.{stack}.yaml"
-    bag, secret_keys, placeholders = read_stack_file(path)
-    registrations, outputs = _run_program(stack, bag, secret_keys)
+    stack_file = read_stack_file(path, decrypted)
+    registrations, outputs = _run_program(stack, stack_file.bag, stack_file.secret_keys)
     records = _resource_records(registrations)
     protected = sorted(urn for urn, r in registrations.items() if r.protect)
     policy = check(records, stack, protected=set(protected))
@@ -288,7 +333,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None) -> SynthResult:
         helm=_helm(records),
         policy=policy,
         graph=_graph(records),
-        placeholders=placeholders,
+        placeholders=stack_file.placeholders + stack_file.unset,
         protected=protected,
         transforms={urn: r.transforms for urn, r in sorted(registrations.items()) if r.transforms},
     )
@@ -302,7 +347,7 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
     lines += [f"  {name:<16} {n:>4}" for name, n in sorted(per_component.items())]
     lines.append(f"  manifests: {len(result.manifests)}, helm releases: {len(result.helm)}")
     if result.placeholders:
-        lines.append(f"  note: secrets not decryptable offline got placeholder values: {', '.join(result.placeholders)}")
+        lines.append(f"  note: secrets the offline synth cannot read (encrypted, or left for the operator to set) got fake placeholder values: {', '.join(result.placeholders)}")
     s = result.policy["summary"]
     lines.append(
         f"policy: {s['mandatory']} mandatory, {s['advisory']} advisory violation(s) over {s['rules']} rules"

@@ -6,7 +6,7 @@ import ipaddress
 import pytest
 
 SUBNET, NAT, RT = "aws:ec2/subnet:Subnet", "aws:ec2/natGateway:NatGateway", "aws:ec2/routeTable:RouteTable"
-EXPECTED = {"dev": (2, 1, False), "staging": (3, 1, True), "prod": (3, 3, True)}  # AZs, NAT gateways, flow logs
+EXPECTED = {"dev": (2, 1, True), "staging": (3, 1, True), "prod": (3, 3, True)}  # AZs, NAT gateways, flow logs
 
 
 def test_subnets_per_az_with_load_balancer_and_discovery_tags(stack):

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +10,7 @@ import yaml
 from components.observability import alert_rules
 from infra.config import ObservabilityConfig
 from infra.mocks import digest
+from infra.synth import _summary, synthesize, write_artifacts
 from tests.conftest import ROOT, synth_of
 
 MONITOR_TYPES = ("ServiceMonitor", "PodMonitor", "PrometheusRule")
@@ -78,11 +77,13 @@ def test_alert_rules_expressions_and_labels():
     assert rules["GpuIdleOnPaidNode"]["expr"] == "avg by (Hostname, gpu) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[90m])) < 5"
     assert rules["GpuIdleOnPaidNode"]["for"] == "90m"
     assert rules["GpuMemoryNearFull"]["expr"].endswith("> 0.95")
-    assert rules["ModelLatencyP95High"]["expr"].startswith("histogram_quantile(0.95,") and rules["ModelLatencyP95High"]["expr"].endswith("> 300")
+    assert "histogram_quantile(0.95," in rules["ModelLatencyP95High"]["expr"] and rules["ModelLatencyP95High"]["expr"].endswith("> 300")
     assert rules["ModelErrorRateHigh"]["expr"].endswith("> 0.02") and 'response_code=~"5.."' in rules["ModelErrorRateHigh"]["expr"]
-    assert rules["HpaPinnedAtMaximum"]["expr"] == (
-        "kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas"
-    )
+    assert "kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas" in rules["HpaPinnedAtMaximum"]["expr"]
+    # Workload alerts carry namespace and workload: team routing and inhibition match on them.
+    for alert, source in (("ModelLatencyP95High", "destination_workload"), ("ModelErrorRateHigh", "destination_workload"), ("HpaPinnedAtMaximum", "horizontalpodautoscaler")):
+        expr = rules[alert]["expr"]
+        assert expr.startswith("label_replace(label_replace(") and f'"workload", "$1", "{source}", "(.+)")' in expr and '"namespace", "$1"' in expr
     assert rules["PodUnschedulable"]["for"] == "10m" and "kube_pod_status_unschedulable" in rules["PodUnschedulable"]["expr"]
     assert 'method="Create"' in rules["KarpenterNodeLaunchFailing"]["expr"]
     for r in rules.values():
@@ -91,28 +92,37 @@ def test_alert_rules_expressions_and_labels():
     assert {rules[a]["labels"]["severity"] for a in ("ModelLatencyP95High", "ModelErrorRateHigh", "KarpenterNodeLaunchFailing")} == {"critical"}
 
 
+MARKER = "MARKER-7f3c9e1b-not-for-artifacts"
+
+
 def test_no_secret_appears_in_any_artifact(tmp_path):
-    """Grafana's generated password and an alert webhook URL from secret config never reach an artifact."""
-    stack_file = tmp_path / "prod-with-receiver.yaml"
+    """Grafana's generated password and the receivers' credentials, decrypted as the engine would, reach no artifact."""
+    stack_file = tmp_path / "Pulumi.prod.yaml"
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
-    doc["config"]["ml-platform:observability"]["alertReceivers"] = [{"name": "oncall", "slackChannel": "#ml-oncall"}]
-    doc["config"]["ml-platform:alertWebhookUrls"] = {"oncall": {"secure": "v1:AAAAbm90LWRlY3J5cHRhYmxlLW9mZmxpbmU="}}
+    doc["config"]["ml-platform:alerting"]["receivers"].append({"name": "chat", "kind": "slack", "slackChannel": "#ml"})
+    doc["config"]["ml-platform:alerting"]["routes"]["warning"] = "chat"
+    doc["config"]["ml-platform:teams"][0]["alertReceiver"] = "chat"
+    doc["config"]["ml-platform:alertingSecrets"] = {"oncall": {"secure": "v1:AAAAb25jYWxs"}, "chat": {"secure": "v1:AAAAY2hhdA=="}}
     stack_file.write_text(yaml.safe_dump(doc))
+    decrypted = {"ml-platform:alertingSecrets.oncall": f"{MARKER}-routing-key", "ml-platform:alertingSecrets.chat": f"https://hooks.example/{MARKER}"}
+    result = synthesize("prod", stack_file, decrypted=decrypted)
+    assert not result.mandatory_violations and result.placeholders == []
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "infra.synth", "--stack", "prod", "--config", str(stack_file), "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "placeholder values: ml-platform:alertWebhookUrls.oncall" in proc.stdout
-    records = json.loads((out / "resources.json").read_text())["resources"]
-    password = next(r for r in records if r["type"] == "random:index/randomPassword:RandomPassword")
+    write_artifacts(result, out)
+    password = next(r for r in result.resources if r["type"] == "random:index/randomPassword:RandomPassword")
     assert password["outputs"]["result"] == "[secret]"
-    urn_hash = digest(password["urn"], 24)
-    generated = (digest(f"password:{urn_hash}", 64) * 2)[:32]
-    secrets = [generated, "offline-placeholder-for-ml-platform-alertWebhookUrls-oncall"]
-    for path in Path(out).rglob("*"):
+    generated = (digest(f"password:{digest(password['urn'], 24)}", 64) * 2)[:32]
+    for path in out.rglob("*"):
         if path.is_file():
             text = path.read_text()
-            for secret in secrets:
-                assert secret not in text, f"{secret[:6]}… found in {path.relative_to(out)}"
-    config = next(r for r in records if r["type"] == "kubernetes:core/v1:Secret" and r["inputs"]["metadata"]["name"] == "alertmanager-ml-platform")
-    assert config["inputs"]["stringData"] == {"alertmanager.yaml": "[secret]"}
+            assert MARKER not in text and generated not in text, path.relative_to(out)
+    credentials = next(r for r in result.resources if r["type"] == "kubernetes:core/v1:Secret" and r["inputs"]["metadata"]["name"] == "alertmanager-receivers")
+    assert credentials["inputs"]["stringData"] == {"chat": "[secret]", "oncall": "[secret]"}
+    team = next(r for r in result.resources if r["type"] == "kubernetes:core/v1:Secret" and r["inputs"]["metadata"]["namespace"] == "nlp")
+    assert team["inputs"]["stringData"] == {"credential": "[secret]"}
+
+
+def test_offline_synth_fills_unset_credentials_with_fake_placeholders_and_says_so(tmp_path):
+    result = synth_of("prod").result
+    assert result.placeholders == ["ml-platform:alertingSecrets.oncall"]
+    assert "fake placeholder values: ml-platform:alertingSecrets.oncall" in _summary(result, tmp_path, 1.0)

@@ -12,8 +12,7 @@ from botocore.exceptions import ClientError, NoCredentialsError
 from moto import mock_aws
 
 from infra import preflight
-from infra.config import parse
-from tests.test_config import ROOT, stack_raw
+from tests.test_config import ROOT, parse_stack, stack_raw
 
 REGION = "us-east-1"
 AMPLE = {code: 10_000 for code, _ in preflight.VCPU_QUOTAS.values()} | {"L-0263D0A3": 5}
@@ -94,7 +93,7 @@ def config(stack: str = "prod", mutate=None):
     raw["region"] = REGION
     if mutate:
         mutate(raw)
-    return parse(raw)
+    return parse_stack(raw)
 
 
 def by_name(checks) -> dict[str, preflight.Check]:
@@ -190,6 +189,7 @@ def test_command_prints_a_table_and_exits_nonzero_on_failure(aws, capsys, tmp_pa
     stack = tmp_path / "Pulumi.prod.yaml"
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
     doc["config"]["aws:region"] = REGION
+    doc["config"]["ml-platform:alertingSecrets"] = {"oncall": {"secure": "v1:AAAAZW5jcnlwdGVk"}}
     stack.write_text(yaml.safe_dump(doc).replace(preflight.EXAMPLE_ACCOUNT, "123456789012"))
     assert preflight.main(["--stack", "prod", "--config", str(stack)], clients=clients_with()) == 0
     out = capsys.readouterr().out
@@ -240,8 +240,7 @@ def test_bottlerocket_alias_parameter():
 def test_shipped_stacks_still_hold_example_values_and_the_preflight_names_each_key(stack):
     from infra.synth import read_stack_file
 
-    bag, _, _ = read_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml")
-    check = preflight.check_placeholders(bag)
+    check = preflight.check_placeholders(read_stack_file(ROOT / "stacks" / f"Pulumi.{stack}.yaml").bag)
     assert check.status == preflight.FAIL
     assert "ml-platform:cluster.access.adminRoleArns[0]" in check.detail and "ml-platform:teams[0].iamRoleArn" in check.detail
     if stack == "dev":
@@ -283,3 +282,12 @@ def test_creator_in_admin_roles_is_refused_when_eks_also_bootstraps_it(caller, c
     assert check.status == status
     if status == "FAIL":
         assert "cluster.access.adminRoleArns" in check.detail and "clusterCreatorAdmin: false" in check.fix
+
+
+def test_credentials_left_for_the_operator_fail_until_set():
+    from infra.synth import read_stack_file
+
+    check = preflight.check_secrets_set(read_stack_file(ROOT / "stacks" / "Pulumi.prod.yaml").unset)
+    assert check.status == preflight.FAIL and "ml-platform:alertingSecrets.oncall" in check.detail
+    assert check.fix.startswith("pulumi config set --secret --path 'ml-platform:alertingSecrets.oncall'")
+    assert preflight.check_secrets_set([]).status == preflight.PASS

@@ -6,11 +6,11 @@ import copy
 import pytest
 import yaml
 
-from infra.config import ConfigError, parse
+from infra.config import ConfigError
 from infra.policy_check import enforcement_levels
 from infra.synth import synthesize
 from tests.conftest import ROOT
-from tests.test_config import stack_raw
+from tests.test_config import parse_stack, stack_raw
 
 PROD = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
 
@@ -46,7 +46,7 @@ def test_removing_a_pools_limits_is_a_config_error_naming_the_key(pool):
     raw = copy.deepcopy(stack_raw("prod"))
     del raw["nodePools"][pool]["limits"]
     with pytest.raises(ConfigError, match=rf"ml-platform:nodePools\.{pool}\.limits: required key is missing; set cpu, memoryGib"):
-        parse(raw)
+        parse_stack(raw)
 
 
 def test_the_promises_are_mandatory_in_prod_only():

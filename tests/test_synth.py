@@ -109,8 +109,10 @@ def test_program_imports_when_launched_like_the_language_host(tmp_path):
     import yaml
 
     config = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())["config"]
+    config["ml-platform:alertingSecrets"] = {"oncall": "0" * 32}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PULUMI_CONFIG"] = json.dumps({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+    env["PULUMI_CONFIG_SECRET_KEYS"] = json.dumps(["ml-platform:alertingSecrets"])
     proc = subprocess.run([sys.executable, "-P", str(launcher)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     registered = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -5,11 +5,11 @@ import copy
 
 import pytest
 
-from infra.config import ConfigError, parse
+from infra.config import ConfigError
 from policies.rules.scheduling import matching_pools, tolerates
 from policies.rules.workloads import pod_spec
 from tests.conftest import STACKS, synth_of
-from tests.test_config import stack_raw
+from tests.test_config import parse_stack, stack_raw
 
 POD_KINDS = ("Deployment", "Job", "CronJob")
 TAINTS = {
@@ -182,7 +182,7 @@ def config_error(mutate) -> str:
     raw = copy.deepcopy(stack_raw("staging"))
     mutate(raw)
     with pytest.raises(ConfigError) as exc:
-        parse(raw)
+        parse_stack(raw)
     return str(exc.value)
 
 
