@@ -1,7 +1,8 @@
 """Sentiment analysis over HTTP: POST /analyze {"text": "..."} -> {"label": "POSITIVE", "score": 0.98}.
 
-Runs on CPU, an NVIDIA GPU or an Inferentia (inf1) NeuronCore, chosen by ACCELERATOR.
-Metrics are served on METRICS_PORT for Prometheus (through the Istio sidecar's merged endpoint).
+Runs on CPU, an NVIDIA GPU or an Inferentia NeuronCore, chosen by ACCELERATOR. MODEL_DIR is a version of the
+team's model store (`<store>/<model>/<version>`); on Neuron, NEURON_TARGET (inf1 or inf2) picks the artifact
+compiled for it. Metrics are served on METRICS_PORT for Prometheus (through the Istio sidecar's merged endpoint).
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ def create_app(classify: Classifier) -> Flask:
 
 
 class NeuronClassifier:
-    """A model compiled for Inferentia with torch-neuron: fixed-length inputs, logits out."""
+    """A model compiled for Inferentia (torch-neuron or torch-neuronx): fixed-length inputs, logits out."""
 
     def __init__(self, model: Any, tokenizer: Any, id2label: dict[int, str], max_length: int = 128):
         self.model, self.tokenizer, self.id2label, self.max_length = model, tokenizer, id2label, max_length
@@ -67,14 +68,18 @@ def build_classifier() -> Classifier:
     model_dir = os.environ.get("MODEL_DIR")
     if accelerator == "neuron":
         import torch
-        import torch_neuron  # noqa: F401  (registers the Neuron operators with TorchScript)
         from transformers import AutoConfig, AutoTokenizer
 
-        if not model_dir:
-            raise SystemExit("MODEL_DIR must hold model_neuron.pt and the tokenizer for ACCELERATOR=neuron")
+        import modelstore
+
+        target = os.environ.get("NEURON_TARGET", "")
+        if not model_dir or target not in modelstore.COMPILERS:
+            raise SystemExit("ACCELERATOR=neuron needs MODEL_DIR (a model store version) and NEURON_TARGET (inf1 or inf2)")
+        # Importing the Neuron runtime registers its operators with TorchScript.
+        __import__("torch_neuron" if modelstore.COMPILERS[target] == "torch-neuron" else "torch_neuronx")
         config = AutoConfig.from_pretrained(model_dir)
         return NeuronClassifier(
-            torch.jit.load(os.path.join(model_dir, "model_neuron.pt")),
+            torch.jit.load(os.path.join(model_dir, modelstore.COMPILED_DIR, target, modelstore.ARTIFACT)),
             AutoTokenizer.from_pretrained(model_dir),
             {int(k): v for k, v in config.id2label.items()},
         )

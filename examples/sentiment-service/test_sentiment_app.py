@@ -86,3 +86,21 @@ def test_training_resumes_from_the_newest_complete_checkpoint(tmp_path):
             (d / "trainer_state.json").write_text("{}")
     (tmp_path / "final").mkdir()
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-1500"
+
+
+def test_training_publishes_its_output_version_to_the_model_store(tmp_path, monkeypatch):
+    import json
+
+    from trainer.finetune import publish_output
+
+    final = tmp_path / "checkpoints" / "final"
+    final.mkdir(parents=True)
+    (final / "config.json").write_text("{}")
+    (final / "model.safetensors").write_bytes(b"trained")
+    monkeypatch.setenv("MODEL_STORE", str(tmp_path / "models"))
+    monkeypatch.setenv("OUTPUT_MODEL", "sentiment")
+    monkeypatch.setenv("OUTPUT_VERSION", "ft-1")
+    monkeypatch.setenv("JOB_NAME", "nlp/sentiment-finetune-1")
+    publish_output(final)
+    manifest = json.loads((tmp_path / "models" / "sentiment" / "ft-1" / "manifest.json").read_text())
+    assert manifest["source"] == {"job": "nlp/sentiment-finetune-1"} and manifest["version"] == "ft-1"

@@ -1,4 +1,5 @@
-"""Fine-tunes the sentiment model on a dataset from DATA_DIR, checkpointing to CHECKPOINT_DIR (EFS).
+"""Fine-tunes the sentiment model on a dataset from DATA_DIR, checkpointing to CHECKPOINT_DIR (EFS), then
+publishes the result to the team's model store as OUTPUT_MODEL@OUTPUT_VERSION (MODEL_STORE).
 
 A preempted or failed run resumes from its newest checkpoint instead of starting over.
 """
@@ -51,7 +52,24 @@ def main(argv: Optional[list[str]] = None) -> None:
     )
     resume = latest_checkpoint(checkpoint_dir)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    trainer.save_model(str(checkpoint_dir / "final"))
+    final = checkpoint_dir / "final"
+    trainer.save_model(str(final))
+    tokenizer.save_pretrained(str(final))
+    publish_output(final)
+
+
+def publish_output(final: Path) -> None:
+    """Publishes the trained model as the workload's declared output version (immutable once published)."""
+    import modelstore
+
+    modelstore.publish(
+        Path(os.environ["MODEL_STORE"]),
+        os.environ["OUTPUT_MODEL"],
+        os.environ["OUTPUT_VERSION"],
+        final,
+        "pytorch",
+        {"job": os.environ.get("JOB_NAME", "unknown")},
+    )
 
 
 if __name__ == "__main__":
