@@ -112,19 +112,14 @@ class Cluster(pulumi.ComponentResource):
             opts=child,
         )
 
-        access_entries = {
-            f"admin-{i}": eks.AccessEntryArgs(
-                principal_arn=arn,
-                type=eks.AccessEntryType.STANDARD,
-                access_policies={
-                    "cluster-admin": eks.AccessPolicyAssociationArgs(
-                        policy_arn=CLUSTER_ADMIN_POLICY,
-                        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                    )
-                },
-            )
-            for i, arn in enumerate(cc.access.admin_role_arns)
-        }
+        # pulumi-eks would create this role untagged, out of the program's sight; owning it keeps it visible to policy.
+        service_role = role_with_policies(
+            f"{name}-service",
+            trust=service_trust_policy("eks.amazonaws.com", ("sts:AssumeRole", "sts:TagSession")),
+            managed=["arn:aws:iam::aws:policy/AmazonEKSClusterPolicy"],
+            tags=cfg.tags_for(f"{cluster_name}-service"),
+            parent=self,
+        )
         control_plane = eks.Cluster(
             f"{name}-eks",
             eks.ClusterArgs(
@@ -134,14 +129,15 @@ class Cluster(pulumi.ComponentResource):
                 private_subnet_ids=args.private_subnet_ids,
                 public_subnet_ids=args.public_subnet_ids,
                 authentication_mode=eks.AuthenticationMode.API,
-                access_entries=access_entries,
+                service_role=service_role.role,
                 encryption_config_key_arn=secrets_key.arn,
                 enabled_cluster_log_types=CONTROL_PLANE_LOG_TYPES,
                 endpoint_private_access=cc.endpoint.private_access,
                 endpoint_public_access=cc.endpoint.public_access,
                 public_access_cidrs=cc.endpoint.public_access_cidrs if cc.endpoint.public_access else None,
                 kubernetes_service_ip_address_range=cc.service_ipv4_cidr,
-                create_oidc_provider=True,
+                # Created below, tagged (pulumi-eks sets no tags on it).
+                create_oidc_provider=False,
                 deletion_protection=cc.deletion_protection,
                 # Every add-on is an EKS managed add-on pinned below; none is bootstrapped or installed by pulumi-eks.
                 skip_default_node_group=True,
@@ -154,7 +150,7 @@ class Cluster(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[control_plane_logs],
+                depends_on=[control_plane_logs, *service_role.attachments],
                 transforms=[creator_admin_transform(cc.access.cluster_creator_admin)],
             ),
         )
@@ -163,9 +159,35 @@ class Cluster(pulumi.ComponentResource):
         self.name = eks_cluster.name
         self.endpoint = eks_cluster.endpoint
         self.version = cc.kubernetes_version
-        self.oidc_provider_arn = control_plane.oidc_provider_arn
-        self.oidc_issuer = control_plane.oidc_issuer
         self.security_group_id = control_plane.cluster_security_group_id
+        issuer_url = eks_cluster.identities[0].oidcs[0].issuer
+        # For IAM roles for service accounts (the platform itself uses Pod Identity); IAM fetches the thumbprint.
+        oidc_provider = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc",
+            aws.iam.OpenIdConnectProviderArgs(url=issuer_url, client_id_lists=["sts.amazonaws.com"], tags=cfg.tags_for(f"{cluster_name}-oidc")),
+            opts=child,
+        )
+        self.oidc_provider_arn = oidc_provider.arn
+        self.oidc_issuer = issuer_url.apply(lambda url: url.removeprefix("https://"))
+        # Kubernetes objects need the deploying identity's access: the provider waits for these.
+        admin_access: list[pulumi.Resource] = []
+        for i, arn in enumerate(cc.access.admin_role_arns):
+            entry = aws.eks.AccessEntry(
+                f"{name}-admin-{i}",
+                aws.eks.AccessEntryArgs(cluster_name=self.name, principal_arn=arn, type="STANDARD", tags=cfg.tags_for(f"{cluster_name}-admin-{i}")),
+                opts=child,
+            )
+            association = aws.eks.AccessPolicyAssociation(
+                f"{name}-admin-{i}",
+                aws.eks.AccessPolicyAssociationArgs(
+                    cluster_name=self.name,
+                    principal_arn=entry.principal_arn,
+                    policy_arn=CLUSTER_ADMIN_POLICY,
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                ),
+                opts=pulumi.ResourceOptions(parent=entry),
+            )
+            admin_access += [entry, association]
 
         addon = _AddonFactory(self, cfg, self.name)
         # Networking and identity must run before nodes can become Ready.
@@ -210,7 +232,7 @@ class Cluster(pulumi.ComponentResource):
         self.provider = k8s.Provider(
             f"{name}-k8s",
             k8s.ProviderArgs(kubeconfig=self.kubeconfig, enable_server_side_apply=True),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[control_plane]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[control_plane, *admin_access]),
         )
         self.critical_addons = [self.system_node_group, coredns, ebs_csi]
         k8s.storage.v1.StorageClass(

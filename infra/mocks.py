@@ -12,7 +12,8 @@ from typing import Any, Callable, Optional
 
 import pulumi
 from pulumi.runtime import rpc
-from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, _ensure_event_loop
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs, _ensure_event_loop, _resolve_callbacks
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _sync_await
 
@@ -58,6 +59,23 @@ def integral(value: Any) -> Any:
     )
 
 
+def _plain_resource_references(struct: struct_pb2.Struct) -> struct_pb2.Struct:
+    """Replaces each serialized resource reference with {urn, id}: what a reference shows of the resource."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            if value.get(rpc._special_sig_key) == rpc._special_resource_sig:
+                return {"urn": value["urn"], **({"id": value["id"]} if "id" in value else {})}
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    result = struct_pb2.Struct()
+    json_format.ParseDict(plain(json_format.MessageToDict(struct)), result)
+    return result
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str):
         self.region = region
@@ -78,9 +96,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:cloudwatch/logGroup:LogGroup": self._log_group,
             "aws:iam/role:Role": self._iam_role,
             "aws:iam/policy:Policy": self._iam_policy,
+            "aws:iam/openIdConnectProvider:OpenIdConnectProvider": self._oidc_provider,
             "aws:eks/nodeGroup:NodeGroup": self._node_group,
             "aws:eks/addon:Addon": self._addon,
-            "eks:index:Cluster": self._eks_cluster,
             "aws:sqs/queue:Queue": self._sqs_queue,
             "aws:cloudwatch/eventRule:EventRule": self._event_rule,
             "aws:eks/podIdentityAssociation:PodIdentityAssociation": self._pod_identity,
@@ -90,9 +108,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:efs/fileSystem:FileSystem": self._efs,
             "random:index/randomPassword:RandomPassword": self._random_password,
         }
-        # Children a packaged (remote) component creates inside its own provider; kept so that
-        # resource references in its outputs resolve, as they do in the real engine.
-        self.remote_children: list[tuple[str, str, dict]] = []
+        # Children a packaged (remote) component creates inside its own provider: recorded as the engine would
+        # record them, so that policies see them and resource references in the component's outputs resolve.
+        self.remote_children: list[RemoteChild] = []
+        # Outputs of a registered resource by URN (the recording monitor provides it).
+        self.outputs_of: Callable[[str], dict] = lambda urn: {}
 
     # -- helpers ------------------------------------------------------------------------
     def arn(self, service: str, resource: str, region: bool = True) -> str:
@@ -115,7 +135,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
         inputs = reveal(args.inputs)
         if args.typ.startswith("pulumi:providers:"):
             return f"provider-{h[:12]}", dict(args.inputs)
-        if args.typ in self._by_type:
+        if args.typ == "eks:index:Cluster":
+            rid, extra = self._eks_cluster(args, h, inputs, urn)
+        elif args.typ in self._by_type:
             rid, extra = self._by_type[args.typ](args, h, inputs)
         elif args.typ.startswith("kubernetes:"):
             meta = inputs.get("metadata") or {}
@@ -162,6 +184,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
         name = self._physical_name(args, h, inputs)
         arn = self.arn("iam", f"policy/{name}", region=False)
         return arn, {"name": name, "arn": arn}
+
+    def _oidc_provider(self, args, h, inputs):
+        arn = self.arn("iam", f"oidc-provider/{str(inputs.get('url', '')).removeprefix('https://')}", region=False)
+        return arn, {"arn": arn}
 
     def _node_group(self, args, h, inputs):
         name = self._physical_name(args, h, {"namePrefix": inputs.get("nodeGroupNamePrefix"), "name": inputs.get("nodeGroupName")})
@@ -231,32 +257,63 @@ class PlatformMocks(pulumi.runtime.Mocks):
         value = (digest(f"password:{h}", 64) * 2)[:length]
         return f"none-{h[:8]}", {"result": {rpc._special_sig_key: rpc._special_secret_sig, "value": value}}
 
-    def _eks_cluster(self, args, h, inputs):
+    def _eks_cluster(self, args, h, inputs, urn: str):
         name = inputs["name"]
         oidc_id = h[:32].upper()
         issuer = f"https://oidc.eks.{self.region}.amazonaws.com/id/{oidc_id}"
         endpoint = f"https://{oidc_id}.gr7.{self.region}.eks.amazonaws.com"
         ca = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t" + h  # deterministic stand-in for the PEM, base64
         sg = f"sg-{h[3:20]}"
-        child_urn = f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::eks:index:Cluster$aws:eks/cluster:Cluster::{args.name}-eksCluster"
-        child_state = {
-            "name": name,
+        cluster_inputs = self._eks_cluster_child_inputs(args, inputs)
+        for transform in args.transforms:
+            result = transform(pulumi.ResourceTransformArgs(True, "aws:eks/cluster:Cluster", f"{args.name}-eksCluster", cluster_inputs, pulumi.ResourceOptions()))
+            cluster_inputs = result.props if result else cluster_inputs
+        cluster_outputs = {
+            **cluster_inputs,
             "arn": self.arn("eks", f"cluster/{name}"),
             "endpoint": endpoint,
-            "version": inputs.get("version"),
             "certificateAuthority": {"data": ca},
             "identities": [{"oidcs": [{"issuer": issuer}]}],
-            "vpcConfig": {"clusterSecurityGroupId": sg, "vpcId": inputs.get("vpcId")},
+            "vpcConfig": {**cluster_inputs["vpcConfig"], "clusterSecurityGroupId": sg, "vpcId": inputs.get("vpcId")},
         }
-        self.remote_children.append((child_urn, name, child_state))
-        oidc_arn = self.arn("iam", f"oidc-provider/{issuer.removeprefix('https://')}", region=False)
+        dependencies = [ref["urn"] for ref in (inputs.get("serviceRole"),) if isinstance(ref, dict)]
+        self.remote_children += [
+            RemoteChild(urn, "aws:eks/cluster:Cluster", f"{args.name}-eksCluster", name, cluster_inputs, cluster_outputs, dependencies),
+            # pulumi-eks builds its own Kubernetes provider from the cluster; the platform uses its own stable one.
+            RemoteChild(urn, "pulumi:providers:kubernetes", f"{args.name}-eks-k8s", f"provider-{h[:12]}", {}, {}, []),
+        ]
         return f"{args.name}-{h[:8]}", {
-            "eksCluster": {rpc._special_sig_key: rpc._special_resource_sig, "urn": child_urn, "id": name},
+            "eksCluster": {rpc._special_sig_key: rpc._special_resource_sig, "urn": self.remote_children[0].urn, "id": name},
             "clusterSecurityGroupId": sg,
-            "oidcProviderArn": oidc_arn,
-            "oidcProviderUrl": issuer,
-            "oidcIssuer": issuer.removeprefix("https://"),
         }
+
+    def _eks_cluster_child_inputs(self, args, inputs: dict) -> dict:
+        """The aws:eks/cluster:Cluster that pulumi-eks 4.x (nodejs/eks/cluster/cluster.ts) declares for these arguments."""
+        role = inputs.get("serviceRole")
+        vpc = {
+            "subnetIds": [*(inputs.get("publicSubnetIds") or []), *(inputs.get("privateSubnetIds") or [])],
+            "endpointPrivateAccess": inputs.get("endpointPrivateAccess"),
+            "endpointPublicAccess": inputs.get("endpointPublicAccess"),
+        }
+        if inputs.get("publicAccessCidrs"):
+            vpc["publicAccessCidrs"] = inputs["publicAccessCidrs"]
+        child = {
+            "name": inputs["name"],
+            "roleArn": self.outputs_of(role["urn"]).get("arn") if isinstance(role, dict) else None,
+            "bootstrapSelfManagedAddons": inputs.get("bootstrapSelfManagedAddons", True),
+            "vpcConfig": vpc,
+            "version": inputs.get("version"),
+            "enabledClusterLogTypes": inputs.get("enabledClusterLogTypes"),
+            "tags": {"Name": f"{args.name}-eksCluster", **(inputs.get("clusterTags") or {}), **(inputs.get("tags") or {})},
+            "deletionProtection": inputs.get("deletionProtection"),
+        }
+        if inputs.get("encryptionConfigKeyArn"):
+            child["encryptionConfig"] = {"provider": {"keyArn": inputs["encryptionConfigKeyArn"]}, "resources": ["secrets"]}
+        if inputs.get("authenticationMode"):
+            child["accessConfig"] = {"authenticationMode": inputs["authenticationMode"], "bootstrapClusterCreatorAdminPermissions": True}
+        if inputs.get("kubernetesServiceIpAddressRange"):
+            child["kubernetesNetworkConfig"] = {"serviceIpv4Cidr": inputs["kubernetesServiceIpAddressRange"], "ipFamily": "ipv4"}
+        return {k: v for k, v in child.items() if v is not None}
 
     # -- invokes ------------------------------------------------------------------------
     def call(self, args: MockCallArgs) -> dict:
@@ -270,6 +327,22 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region}
         raise NotImplementedError(f"the offline synth has no mock for the invoke {args.token}; add one in infra/mocks.py")
+
+
+@dataclass(frozen=True)
+class RemoteChild:
+    parent: str  # the component's URN
+    type: str
+    name: str
+    id: str
+    inputs: dict
+    outputs: dict
+    dependencies: list[str]
+
+    @property
+    def urn(self) -> str:
+        stack_part, parent_type, _ = self.parent.rsplit("::", 2)
+        return f"{stack_part}::{parent_type}${self.type}::{self.name}"
 
 
 @dataclass
@@ -296,6 +369,7 @@ class RecordingMonitor(MockMonitor):
     def __init__(self, mocks: PlatformMocks):
         super().__init__(mocks)
         self.registrations: dict[str, Registration] = {}
+        mocks.outputs_of = lambda urn: self.registrations[urn].outputs if urn in self.registrations else {}
 
     def RegisterResource(self, request):
         # The base monitor's registration, deserializing the inputs once for the mock and the record.
@@ -303,7 +377,9 @@ class RecordingMonitor(MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             return resource_pb2.RegisterResourceResponse(urn=urn)
         _ensure_event_loop()
-        inputs = rpc.deserialize_properties(request.object)
+        # A component's inputs may reference resources; the record keeps their URN and id, as the engine shows them.
+        struct = request.object if request.custom else _plain_resource_references(request.object)
+        inputs = rpc.deserialize_properties(struct)
         resource_id, state = self.mocks.state_for(
             MockResourceArgs(
                 typ=request.type,
@@ -312,13 +388,11 @@ class RecordingMonitor(MockMonitor):
                 provider=request.provider,
                 resource_id=request.importId,
                 custom=request.custom or False,
+                transforms=_resolve_callbacks(request.transforms),
             ),
             urn,
         )
         self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
-        for child_urn, name, child_state in self.mocks.remote_children:
-            self.resources[child_urn] = MockMonitor.ResourceRegistration(child_urn, name, child_state)
-        self.mocks.remote_children.clear()
         self.registrations[urn] = Registration(
             urn=urn,
             type=request.type,
@@ -333,6 +407,21 @@ class RecordingMonitor(MockMonitor):
             transforms=len(request.transforms),
             outputs=integral(state),
         )
+        for child in self.mocks.remote_children:
+            self.resources[child.urn] = MockMonitor.ResourceRegistration(child.urn, child.id, child.outputs)
+            self.registrations[child.urn] = Registration(
+                urn=child.urn,
+                type=child.type,
+                name=child.name,
+                parent=child.parent,
+                custom=True,
+                provider=None,
+                dependencies=sorted(set(child.dependencies)),
+                property_dependencies={},
+                inputs=integral(child.inputs),
+                outputs=integral({**child.outputs, "id": child.id}),
+            )
+        self.mocks.remote_children.clear()
         obj = _sync_await(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=obj)
 

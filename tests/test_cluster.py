@@ -20,7 +20,8 @@ def test_control_plane_settings(stack):
     assert eks["encryptionConfigKeyArn"] == key["outputs"]["arn"]
     assert key["inputs"]["enableKeyRotation"] is True
     assert sorted(eks["enabledClusterLogTypes"]) == sorted(CONTROL_PLANE_LOG_TYPES)
-    assert eks["skipDefaultNodeGroup"] is True and eks["createOidcProvider"] is True
+    assert eks["skipDefaultNodeGroup"] is True and eks["createOidcProvider"] is False
+    assert eks["serviceRole"]["urn"] == stack.one("aws:iam/role:Role", "cluster-service")["urn"]
     assert eks["bootstrapSelfManagedAddons"] is False
     assert eks["version"] == stack_raw(stack.result.stack)["cluster"]["kubernetesVersion"]
     assert eks["privateSubnetIds"] == stack.result.outputs["network"]["privateSubnetIds"]
@@ -44,14 +45,41 @@ def test_endpoint_access_per_environment(stack_name, public, cidrs):
     assert eks.get("publicAccessCidrs") == cidrs
 
 
-def test_admin_access_entries_from_config(stack):
+def test_admin_access_entries_from_config_are_tagged_and_gate_the_provider(stack):
     raw = stack_raw(stack.result.stack)["cluster"]["access"]
-    entries = stack.one(EKS)["inputs"]["accessEntries"]
-    assert sorted(e["principalArn"] for e in entries.values()) == sorted(raw["adminRoleArns"])
-    for e in entries.values():
-        policy = e["accessPolicies"]["cluster-admin"]
-        assert policy["policyArn"].endswith("AmazonEKSClusterAdminPolicy")
-        assert policy["accessScope"] == {"type": "cluster"}
+    entries = [r for r in stack.of_type("aws:eks/accessEntry:AccessEntry") if r["name"].startswith("cluster-admin-")]
+    assert sorted(e["inputs"]["principalArn"] for e in entries) == sorted(raw["adminRoleArns"])
+    assert "accessEntries" not in stack.one(EKS)["inputs"], "not created inside pulumi-eks, where they would be untagged"
+    provider = stack.one("pulumi:providers:kubernetes", "cluster-k8s")
+    for entry in entries:
+        assert entry["inputs"]["type"] == "STANDARD" and entry["inputs"]["tags"]["cost-center"]
+        [association] = [r for r in stack.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation") if r["parent"] == entry["urn"]]
+        assert association["inputs"]["policyArn"].endswith("AmazonEKSClusterAdminPolicy")
+        assert association["inputs"]["accessScope"] == {"type": "cluster"}
+        assert stack.depends_on(provider, entry) and stack.depends_on(provider, association)
+
+
+def test_pulumi_eks_children_are_recorded_as_it_creates_them(stack):
+    """pulumi-eks creates the aws:eks/cluster:Cluster and its own provider; with our service role and OIDC provider, nothing else."""
+    component = stack.one(EKS)
+    children = {r["type"]: r for r in stack.resources if r["parent"] == component["urn"]}
+    assert set(children) == {"aws:eks/cluster:Cluster", "pulumi:providers:kubernetes"}
+    cluster = children["aws:eks/cluster:Cluster"]["inputs"]
+    role = stack.one("aws:iam/role:Role", "cluster-service")
+    assert cluster["roleArn"] == role["outputs"]["arn"] and "eks.amazonaws.com" in role["inputs"]["assumeRolePolicy"]
+    assert cluster["tags"]["Name"] == component["inputs"]["name"] and cluster["tags"]["cost-center"]
+    assert cluster["encryptionConfig"] == {"provider": {"keyArn": component["inputs"]["encryptionConfigKeyArn"]}, "resources": ["secrets"]}
+    assert sorted(cluster["vpcConfig"]["subnetIds"]) == sorted(stack.result.outputs["network"]["privateSubnetIds"] + stack.result.outputs["network"]["publicSubnetIds"])
+    creator_admin = stack_raw(stack.result.stack)["cluster"]["access"].get("clusterCreatorAdmin", False)
+    assert cluster["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": creator_admin}, "after the transform"
+    assert stack.result.outputs["cluster"]["endpoint"] == children["aws:eks/cluster:Cluster"]["outputs"]["endpoint"]
+
+
+def test_oidc_provider_is_ours_and_tagged(stack):
+    oidc = stack.one("aws:iam/openIdConnectProvider:OpenIdConnectProvider")
+    assert oidc["inputs"]["clientIdLists"] == ["sts.amazonaws.com"] and oidc["inputs"]["tags"]["owner"]
+    assert stack.result.outputs["cluster"]["oidcProviderArn"] == oidc["outputs"]["arn"]
+    assert oidc["inputs"]["url"] == f"https://{stack.result.outputs['cluster']['oidcIssuer']}"
 
 
 def test_creator_admin_transform_sets_the_bootstrap_flag_on_the_cluster_only():
@@ -103,7 +131,7 @@ def test_addons_pinned_and_ordered_around_the_node_group(stack):
 
 
 def test_every_kubernetes_resource_uses_the_one_provider(stack):
-    provider = stack.one("pulumi:providers:kubernetes")
+    provider = stack.one("pulumi:providers:kubernetes", "cluster-k8s")
     k8s = [r for r in stack.resources if r["type"].startswith("kubernetes:")]
     assert k8s, "the cluster declares at least the gp3 storage class"
     assert {r["provider"] for r in k8s} == {provider["urn"]}

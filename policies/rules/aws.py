@@ -21,6 +21,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:ec2/routeTable:RouteTable",
         "aws:ec2/vpcEndpoint:VpcEndpoint",
         "aws:ec2/securityGroup:SecurityGroup",
+        "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
         "aws:ec2/flowLog:FlowLog",
         "aws:ec2/launchTemplate:LaunchTemplate",
         "aws:kms/key:Key",
@@ -35,6 +36,8 @@ TAGGABLE_TYPES = frozenset(
         "aws:sqs/queue:Queue",
         "aws:efs/fileSystem:FileSystem",
         "aws:efs/accessPoint:AccessPoint",
+        "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+        EKS_CLUSTER,
         EKS_COMPONENT,
     }
 )
