@@ -66,18 +66,17 @@ def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], syste
     return values
 
 
-def neuron_values(system_selector: dict[str, str], system_toleration: dict[str, str]) -> dict[str, Any]:
+def neuron_values(system_toleration: dict[str, str]) -> dict[str, Any]:
+    """The device plugin only. Workloads request whole Neuron devices, which the plugin allocates itself; the chart's
+    scheduler extension ships a kube-scheduler for an older Kubernetes minor than the cluster's (outside the
+    version-skew policy), so it stays off, and node-problem-detector too."""
     return {
         "devicePlugin": {
             "enabled": True,
             "tolerations": [_toleration_exists(NEURON.taint_key), system_toleration],
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}},
         },
-        "scheduler": {
-            "enabled": True,
-            "nodeSelector": system_selector,
-            "tolerations": [system_toleration],
-        },
+        "scheduler": {"enabled": False},
         "npd": {"enabled": False},
     }
 
@@ -152,7 +151,7 @@ class Accelerators(pulumi.ComponentResource):
             repository=NEURON_REPOSITORY,
             version=ac.neuron.version,
             namespace="kube-system",
-            values=neuron_values(selector, toleration),
+            values=neuron_values(toleration),
             opts=k8s_child,
         )
         helm.release(

@@ -23,7 +23,8 @@ LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
 
 
 def load_balancer_controller_policy(cluster_name: str) -> str:
-    """Upstream's controller permissions: reads everywhere; writes only on what carries its cluster tag."""
+    """The controller's published policy for the pinned version (schemas/iam, checked statement by statement):
+    reads everywhere; writes only on what carries its cluster tag."""
     tagged_request = {"Null": {"aws:RequestTag/elbv2.k8s.aws/cluster": "false"}}
     tagged_resource = {"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}
     elb = "arn:aws:elasticloadbalancing:*:*"
@@ -57,6 +58,8 @@ def load_balancer_controller_policy(cluster_name: str) -> str:
                 "Effect": "Allow",
                 "Action": [
                     "acm:ListCertificates", "acm:DescribeCertificate", "iam:ListServerCertificates", "iam:GetServerCertificate",
+                    "waf-regional:GetWebACL", "waf-regional:GetWebACLForResource", "waf-regional:AssociateWebACL",
+                    "waf-regional:DisassociateWebACL",
                     "wafv2:GetWebACL", "wafv2:GetWebACLForResource", "wafv2:AssociateWebACL", "wafv2:DisassociateWebACL",
                     "shield:GetSubscriptionState", "shield:DescribeProtection", "shield:CreateProtection", "shield:DeleteProtection",
                     "cognito-idp:DescribeUserPoolClient",

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from infra.accelerators import NEURON, NVIDIA, AcceleratorKind, family_of
+from infra.versions import PINS
 
 PROJECT = "ml-platform"
 
@@ -201,7 +202,7 @@ InstanceType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$")]
 
 
 class KarpenterConfig(Model):
-    version: Annotated[str, Field(pattern=r"^1\.\d+\.\d+$")] = "1.14.1"
+    version: Annotated[str, Field(pattern=r"^1\.\d+\.\d+$")] = PINS["karpenter"]
     replicas: Annotated[int, Field(ge=1, le=5)] = 2
     # Accounts that ever used spot already have this role; creating it twice fails.
     create_spot_service_linked_role: bool = False
@@ -332,7 +333,7 @@ class GpuSharing(Model):
 
 
 class GpuOperator(Model):
-    version: Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")] = "v26.3.0"
+    version: Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")] = PINS["gpu-operator"]
     # The AL2023 NVIDIA AMIs ship the driver and container toolkit.
     driver_from_ami: bool = True
     sharing: GpuSharing = GpuSharing()
@@ -340,9 +341,9 @@ class GpuOperator(Model):
 
 class AcceleratorsConfig(Model):
     gpu_operator: GpuOperator = GpuOperator()
-    neuron: HelmChart = HelmChart(version="1.3.0")
+    neuron: HelmChart = HelmChart(version=PINS["neuron-helm-chart"])
     neuron_monitor_image: Annotated[str, Field(pattern=r"^[a-z0-9./-]+:[0-9][A-Za-z0-9._-]*$")] = "public.ecr.aws/neuron/neuron-monitor:1.1.0"
-    metrics_server: HelmChart = HelmChart(version="3.13.0")
+    metrics_server: HelmChart = HelmChart(version=PINS["metrics-server"])
     metrics_server_replicas: Annotated[int, Field(ge=1, le=5)] = 2
 
 
@@ -389,9 +390,9 @@ class GatewayConfig(Model):
 
 
 class MeshConfig(Model):
-    istio_version: Annotated[str, Field(pattern=r"^1\.\d+\.\d+$")] = "1.30.3"
+    istio_version: Annotated[str, Field(pattern=r"^1\.\d+\.\d+$")] = PINS["istio"]
     istiod_replicas: Annotated[int, Field(ge=1, le=5)] = 1
-    load_balancer_controller_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "1.14.0"
+    load_balancer_controller_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["aws-load-balancer-controller"]
     gateway: GatewayConfig = GatewayConfig()
 
 
@@ -439,7 +440,7 @@ class AlertingConfig(Model):
 
 
 class ObservabilityConfig(Model):
-    kube_prometheus_stack_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = "82.1.0"
+    kube_prometheus_stack_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["kube-prometheus-stack"]
     prometheus_retention: Annotated[str, Field(pattern=r"^\d+[dhw]$")] = "15d"
     prometheus_volume_gib: Annotated[int, Field(ge=10, le=16000)] = 100
     prometheus_replicas: Annotated[int, Field(ge=1, le=3)] = 1

@@ -1,4 +1,5 @@
-"""Validation of rendered manifests: custom resources against ../shared/crds, core objects against Kubernetes' OpenAPI."""
+"""Validation of rendered manifests: custom resources against the vendored upstream CRDs (schemas/crds), core
+objects against Kubernetes' OpenAPI."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -9,18 +10,23 @@ import kubernetes_validate
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-CRD_DIR = ROOT.parent / "shared" / "crds"
+CRD_DIR = ROOT / "schemas" / "crds"
 KUBERNETES_SCHEMA_VERSION = "1.34.0"
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """YAML 1.1 reads a bare `=` as the 'value' tag; upstream CRDs use it as a plain string (an enum member)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
 
 @lru_cache(maxsize=1)
 def crd_schemas() -> dict[tuple[str, str], dict]:
     """(apiVersion, kind) -> openAPIV3Schema of every served version of every upstream CRD."""
-    if not any(CRD_DIR.glob("*.yaml")):
-        raise FileNotFoundError(f"the upstream CRD schemas are not at {CRD_DIR}: the repository's clone needs shared/ beside it")
     schemas = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
+    for path in sorted(CRD_DIR.rglob("*.yaml")):
+        for doc in yaml.load_all(path.read_text(), Loader=_Loader):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
+from infra.versions import PINS
 from policies.rules.scheduling import matching_pools, tolerates
-from tests.conftest import synth_of
+from tests.conftest import ROOT, synth_of
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -27,7 +29,7 @@ def test_karpenter_chain_and_its_edges(stack):
     crd, controller = release(stack, "karpenter-crd"), release(stack, "karpenter")
     assert crd["inputs"]["chart"] == "oci://public.ecr.aws/karpenter/karpenter-crd"
     assert controller["inputs"]["chart"] == "oci://public.ecr.aws/karpenter/karpenter"
-    assert crd["inputs"]["version"] == controller["inputs"]["version"] == "1.14.1"
+    assert crd["inputs"]["version"] == controller["inputs"]["version"] == PINS["karpenter"]
     assert controller["inputs"]["skipCrds"] is True
     assert stack.depends_on(controller, crd)
     queue = stack.one("aws:sqs/queue:Queue")
@@ -44,17 +46,60 @@ def test_karpenter_chain_and_its_edges(stack):
     assert access["inputs"]["principalArn"] == stack.one("aws:iam/role:Role", "karpenter-node")["outputs"]["arn"]
 
 
-def test_interruption_rules_target_the_queue(stack):
+class _CloudFormationLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short-form tags (!Sub, !GetAtt, !Ref) as their plain values."""
+
+
+for _tag in ("!Sub", "!GetAtt", "!Ref"):
+    _CloudFormationLoader.add_constructor(_tag, lambda loader, node: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else loader.construct_sequence(node))
+
+
+def upstream_template() -> dict:
+    return yaml.load((ROOT / "schemas" / "iam" / f"karpenter-{PINS['karpenter']}-cloudformation.yaml").read_text(), Loader=_CloudFormationLoader)
+
+
+def upstream_controller_statements(substitutions: dict[str, str]) -> dict[str, dict]:
+    """Karpenter's reference controller policy for the pinned version, its variables filled in for a stack."""
+    statements = {}
+    for resource in upstream_template()["Resources"].values():
+        if resource["Type"] != "AWS::IAM::ManagedPolicy":
+            continue
+        document = resource["Properties"]["PolicyDocument"]
+        for variable, value in substitutions.items():
+            document = document.replace("${" + variable + "}", value)
+        statements.update({st["Sid"]: st for st in json.loads(document)["Statement"]})
+    return statements
+
+
+def _as_set(value) -> set:
+    return set(value) if isinstance(value, list) else {value}
+
+
+def test_controller_policy_matches_the_upstream_reference_statement_by_statement(stack):
+    queue, node_role = stack.one("aws:sqs/queue:Queue"), stack.one("aws:iam/role:Role", "karpenter-node")
+    cluster_arn = stack.one("aws:eks/cluster:Cluster")["outputs"]["arn"]
+    region, account = cluster_arn.split(":")[3], cluster_arn.split(":")[4]
+    upstream = upstream_controller_statements({
+        "AWS::Partition": "aws", "AWS::Region": region, "AWS::AccountId": account,
+        "ClusterName": stack.result.outputs["cluster"]["name"],
+        "KarpenterNodeRole.Arn": node_role["outputs"]["arn"], "KarpenterInterruptionQueue.Arn": queue["outputs"]["arn"],
+    })
+    ours = {st["Sid"]: st for st in json.loads(stack.one("aws:iam/policy:Policy", "karpenter-controller")["inputs"]["policy"])["Statement"]}
+    assert set(ours) == set(upstream), f"missing {sorted(set(upstream) - set(ours))}, extra {sorted(set(ours) - set(upstream))}"
+    for sid, reference in upstream.items():
+        mine = ours[sid]
+        assert _as_set(mine["Action"]) == _as_set(reference["Action"]), sid
+        assert _as_set(mine["Resource"]) == _as_set(reference["Resource"]), sid
+        assert mine.get("Condition") == reference.get("Condition"), sid
+
+
+def test_interruption_rules_are_upstreams_and_target_the_queue(stack):
     rules = {json.loads(r["inputs"]["eventPattern"])["detail-type"][0] for r in stack.of_type("aws:cloudwatch/eventRule:EventRule")}
-    assert rules == {
-        "AWS Health Event",
-        "EC2 Spot Instance Interruption Warning",
-        "EC2 Instance Rebalance Recommendation",
-        "EC2 Instance State-change Notification",
-    }
+    upstream = {r["Properties"]["EventPattern"]["detail-type"][0] for r in upstream_template()["Resources"].values() if r["Type"] == "AWS::Events::Rule"}
+    assert rules == upstream and len(upstream) == 5
     queue_arn = stack.one("aws:sqs/queue:Queue")["outputs"]["arn"]
     targets = stack.of_type("aws:cloudwatch/eventTarget:EventTarget")
-    assert len(targets) == 4 and all(t["inputs"]["arn"] == queue_arn for t in targets)
+    assert len(targets) == len(upstream) and all(t["inputs"]["arn"] == queue_arn for t in targets)
 
 
 def test_controller_runs_on_the_system_nodes(stack):
@@ -74,8 +119,8 @@ def test_controller_policy_has_no_unscoped_wildcard(stack):
         resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
         assert not any("*" in a for a in actions), st["Sid"]
         if "*" in resources:
-            # Only region-bound reads and the global, read-only pricing API may name every resource.
-            assert st.get("Condition") or actions == ["pricing:GetProducts"], st["Sid"]
+            # Only region-bound reads and read-only APIs that take no resource ARN may name every resource.
+            assert st.get("Condition") or actions in (["pricing:GetProducts"], ["iam:ListInstanceProfiles"]), st["Sid"]
         writes = [a for a in actions if a.split(":")[1].startswith(("Run", "Create", "Terminate", "Delete", "Add", "Remove", "Tag"))]
         if writes and st["Sid"] != "AllowScopedEC2InstanceAccessActions":
             scoped = cluster in json.dumps(st.get("Condition", {})) or all(cluster in r for r in resources)
@@ -128,7 +173,7 @@ def test_capacity_types_per_environment():
 
 def test_gpu_operator_and_neuron_tolerate_their_taints(stack):
     gpu = release(stack, "gpu-operator")["inputs"]
-    assert gpu["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia" and gpu["version"] == "v26.3.0"
+    assert gpu["repositoryOpts"]["repo"] == "https://helm.ngc.nvidia.com/nvidia" and gpu["version"] == PINS["gpu-operator"]
     values = gpu["values"]
     assert values["driver"]["enabled"] is False and values["toolkit"]["enabled"] is False
     assert values["dcgmExporter"]["enabled"] is True and values["devicePlugin"]["enabled"] is True and values["gfd"]["enabled"] is True
@@ -140,6 +185,8 @@ def test_gpu_operator_and_neuron_tolerate_their_taints(stack):
     assert neuron["chart"] == "oci://public.ecr.aws/neuron/neuron-helm-chart"
     assert tolerates(neuron["values"]["devicePlugin"]["tolerations"], neuron_taint)
     assert not tolerates(neuron["values"]["devicePlugin"]["tolerations"], gpu_taint)
+    # No scheduler extension: its kube-scheduler image is older than the cluster, and nothing of it lands on accelerators.
+    assert neuron["values"]["scheduler"] == {"enabled": False} and neuron["values"]["npd"] == {"enabled": False}
 
 
 def test_gpu_time_slicing_in_dev_only():

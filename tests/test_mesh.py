@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from infra.versions import PINS
 from tests.conftest import synth_of
 
 SERVICE = "kubernetes:core/v1:Service"
@@ -12,7 +13,7 @@ SERVICE = "kubernetes:core/v1:Service"
 
 def test_istio_chain_base_cni_istiod_gateway(stack):
     base, cni, istiod, gateway = (stack.release(n) for n in ("istio-base", "istio-cni", "istiod", "istio-ingressgateway"))
-    assert {r["inputs"]["version"] for r in (base, cni, istiod, gateway)} == {"1.30.3"}
+    assert {r["inputs"]["version"] for r in (base, cni, istiod, gateway)} == {PINS["istio"]}
     assert stack.depends_on(cni, base) and stack.depends_on(istiod, base) and stack.depends_on(istiod, cni)
     assert stack.depends_on(gateway, istiod)
     assert istiod["inputs"]["values"]["cni"] == {"enabled": True}
@@ -58,6 +59,20 @@ def test_load_balancer_is_deleted_before_the_controller_cluster_and_network(stac
     assert stack.depends_transitively(svc, stack.one("eks:index:Cluster"))
     for subnet in stack.of_type("aws:ec2/subnet:Subnet"):
         assert stack.depends_transitively(svc, subnet), subnet["name"]
+
+
+def _statements(document: dict) -> set[tuple]:
+    as_tuple = lambda v: tuple(sorted(v if isinstance(v, list) else [v]))  # noqa: E731
+    return {(st["Effect"], as_tuple(st["Action"]), as_tuple(st.get("Resource")), json.dumps(st.get("Condition"), sort_keys=True)) for st in document["Statement"]}
+
+
+def test_load_balancer_controller_policy_is_the_published_one_for_the_pinned_version(stack):
+    from infra.versions import PINS
+    from tests.conftest import ROOT
+
+    published = json.loads((ROOT / "schemas" / "iam" / f"aws-load-balancer-controller-{PINS['aws-load-balancer-controller']}-iam_policy.json").read_text())
+    ours = json.loads(stack.one("aws:iam/policy:Policy", "mesh-lb-controller")["inputs"]["policy"])
+    assert _statements(ours) == _statements(published)
 
 
 def test_load_balancer_controller_identity_and_policy(stack):

@@ -1,0 +1,25 @@
+"""Every pinned upstream version in one place: config defaults name these, and schemas/SOURCES.yaml vendors
+each project's CRDs and chart values at exactly these versions (a test fails when the two drift apart)."""
+from __future__ import annotations
+
+PINS: dict[str, str] = {
+    # Compute
+    "karpenter": "1.14.1",
+    "gpu-operator": "v26.7.0",
+    "neuron-helm-chart": "1.9.0",
+    "metrics-server": "3.13.1",
+    # Mesh and traffic
+    "istio": "1.30.3",
+    "gateway-api": "v1.5.1",  # the release Istio 1.30 is built and tested against (its go.mod)
+    "aws-load-balancer-controller": "3.5.0",
+    # Observability
+    "kube-prometheus-stack": "88.5.3",
+    "fluent-bit": "0.58.1",
+    "prometheus-adapter": "5.3.0",
+    # Scheduling and autoscaling
+    "kueue": "0.19.2",
+    "jobset": "0.12.0",
+    "volcano": "1.15.1",
+    "vertical-pod-autoscaler": "0.11.0",
+    "dra-driver-nvidia-gpu": "0.4.0",
+}
