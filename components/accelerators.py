@@ -186,31 +186,80 @@ class Accelerators(pulumi.ComponentResource):
         self.register_outputs({"gpuOperatorNamespace": GPU_OPERATOR_NAMESPACE})
 
     def _neuron_monitor(self, name: str, image: str, provider: k8s.Provider, depends_on: list[pulumi.Resource]) -> k8s.apps.v1.DaemonSet:
-        """Exports NeuronCore utilisation and memory for Prometheus on every Neuron node."""
-        resources = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+        """Exports NeuronCore utilisation and memory for Prometheus on every Neuron node.
+
+        The image's two halves run apart so that only one is privileged: neuron-monitor reads every Neuron device
+        (Kubernetes gives device access beyond what the device plugin allocates only to privileged containers) and
+        writes its JSON reports into a pipe; the exporter, which serves the network, reads the pipe unprivileged."""
+        core = k8s.core.v1
+        pipe_dir, pipe = "/run/neuron-monitor", "/run/neuron-monitor/reports"
+        binaries = "/opt/aws/neuron/bin"  # where the image's own entrypoint runs them from
+        mounts = [core.VolumeMountArgs(name="pipe", mount_path=pipe_dir), core.VolumeMountArgs(name="tmp", mount_path="/tmp")]
+        small = {"requests": {"cpu": "20m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}}
+        restricted = core.SecurityContextArgs(
+            run_as_non_root=True,
+            run_as_user=65534,
+            run_as_group=65534,
+            allow_privilege_escalation=False,
+            read_only_root_filesystem=True,
+            capabilities=core.CapabilitiesArgs(drop=["ALL"]),
+            seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault"),
+        )
+        probe = lambda period: core.ProbeArgs(  # noqa: E731
+            http_get=core.HTTPGetActionArgs(path="/", port="metrics"), period_seconds=period, timeout_seconds=5, failure_threshold=3
+        )
         return k8s.apps.v1.DaemonSet(
             f"{name}-neuron-monitor",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="neuron-monitor", namespace="kube-system", labels=NEURON_MONITOR_LABELS),
             spec=k8s.apps.v1.DaemonSetSpecArgs(
                 selector=k8s.meta.v1.LabelSelectorArgs(match_labels=NEURON_MONITOR_LABELS),
-                template=k8s.core.v1.PodTemplateSpecArgs(
+                template=core.PodTemplateSpecArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(labels=NEURON_MONITOR_LABELS),
-                    spec=k8s.core.v1.PodSpecArgs(
+                    spec=core.PodSpecArgs(
                         node_selector={ACCELERATOR_LABEL: NEURON.name},
-                        tolerations=[k8s.core.v1.TolerationArgs(**_toleration_exists(NEURON.taint_key))],
+                        tolerations=[core.TolerationArgs(**_toleration_exists(NEURON.taint_key))],
                         priority_class_name="system-node-critical",
                         automount_service_account_token=False,
+                        security_context=core.PodSecurityContextArgs(seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault")),
+                        init_containers=[
+                            core.ContainerArgs(
+                                name="pipe",
+                                image=image,
+                                command=["/bin/sh", "-c", f"rm -f {pipe} && mkfifo -m 0666 {pipe}"],
+                                resources=core.ResourceRequirementsArgs(**small),
+                                security_context=restricted,
+                                volume_mounts=mounts,
+                            )
+                        ],
                         containers=[
-                            k8s.core.v1.ContainerArgs(
+                            core.ContainerArgs(
                                 name="neuron-monitor",
                                 image=image,
-                                command=["/opt/bin/entrypoint.sh"],
-                                args=["--port", str(NEURON_MONITOR_PORT)],
-                                ports=[k8s.core.v1.ContainerPortArgs(name="metrics", container_port=NEURON_MONITOR_PORT)],
-                                resources=k8s.core.v1.ResourceRequirementsArgs(**resources),
-                                # Reading the Neuron devices' counters needs the host's /dev.
-                                security_context=k8s.core.v1.SecurityContextArgs(privileged=True),
-                            )
+                                # Exits when the exporter stops reading (broken pipe), and restarts with it.
+                                command=["/bin/sh", "-c", f"exec {binaries}/neuron-monitor > {pipe}"],
+                                resources=core.ResourceRequirementsArgs(**{"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}),
+                                # The one privileged process: it opens every /dev/neuron* device.
+                                security_context=core.SecurityContextArgs(privileged=True, read_only_root_filesystem=True),
+                                volume_mounts=mounts,
+                            ),
+                            core.ContainerArgs(
+                                name="exporter",
+                                image=image,
+                                command=["/bin/sh", "-c", f"exec {binaries}/neuron-monitor-prometheus.py --port {NEURON_MONITOR_PORT} < {pipe}"],
+                                ports=[core.ContainerPortArgs(name="metrics", container_port=NEURON_MONITOR_PORT)],
+                                resources=core.ResourceRequirementsArgs(**{"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}),
+                                security_context=restricted,
+                                volume_mounts=mounts,
+                                startup_probe=core.ProbeArgs(
+                                    http_get=core.HTTPGetActionArgs(path="/", port="metrics"), period_seconds=5, failure_threshold=24
+                                ),
+                                readiness_probe=probe(10),
+                                liveness_probe=probe(20),
+                            ),
+                        ],
+                        volumes=[
+                            core.VolumeArgs(name="pipe", empty_dir=core.EmptyDirVolumeSourceArgs(medium="Memory", size_limit="1Mi")),
+                            core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="64Mi")),
                         ],
                     ),
                 ),

@@ -234,3 +234,20 @@ def test_accelerator_request_without_toleration_matches_no_pool(stack):
     # Tolerating the GPU taint is enough for the GPU pool, and only it.
     pod["tolerations"] = [stack.result.outputs["nodePools"]["nvidia"]["toleration"]]
     assert matching_pools(pod, node_pools(stack)) == ["nvidia"]
+
+
+def test_neuron_monitor_is_privileged_only_where_it_reads_the_devices(stack):
+    spec = stack.result.manifests["daemonset--kube-system--neuron-monitor.yaml"]["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in spec["containers"] + spec["initContainers"]}
+    privileged = {name for name, c in containers.items() if c.get("securityContext", {}).get("privileged")}
+    assert privileged == {"neuron-monitor"}
+    assert containers["neuron-monitor"]["securityContext"]["readOnlyRootFilesystem"] is True
+    for name in ("exporter", "pipe"):
+        ctx = containers[name]["securityContext"]
+        assert ctx["runAsNonRoot"] is True and ctx["allowPrivilegeEscalation"] is False and ctx["readOnlyRootFilesystem"] is True
+        assert ctx["capabilities"] == {"drop": ["ALL"]}
+    exporter = containers["exporter"]
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(exporter)
+    assert exporter["ports"] == [{"name": "metrics", "containerPort": 8000}] and exporter["readinessProbe"]["httpGet"]["port"] == "metrics"
+    assert all(c["resources"]["limits"]["memory"] == c["resources"]["requests"]["memory"] for c in containers.values())
+    assert spec["tolerations"] == [{"key": "aws.amazon.com/neuron", "operator": "Exists", "effect": "NoSchedule"}]
