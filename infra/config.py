@@ -164,16 +164,16 @@ class SystemNodeGroup(Model):
 
 
 class AddonVersions(Model):
-    vpc_cni: AddonVersion = "v1.20.4-eksbuild.1"
-    coredns: AddonVersion = "v1.12.4-eksbuild.1"
-    kube_proxy: AddonVersion = "v1.34.1-eksbuild.2"
+    vpc_cni: AddonVersion = "v1.21.1-eksbuild.3"
+    coredns: AddonVersion = "v1.13.2-eksbuild.1"
+    kube_proxy: AddonVersion = "v1.35.0-eksbuild.2"
     eks_pod_identity_agent: AddonVersion = "v1.3.9-eksbuild.3"
     aws_ebs_csi_driver: AddonVersion = "v1.51.1-eksbuild.1"
 
 
 class ClusterConfig(Model):
     name: Optional[Annotated[str, Field(pattern=r"^[a-zA-Z][-a-zA-Z0-9]{0,99}$")]] = None
-    kubernetes_version: Literal[SUPPORTED_KUBERNETES_VERSIONS] = "1.34"  # type: ignore[valid-type]
+    kubernetes_version: Literal[SUPPORTED_KUBERNETES_VERSIONS] = "1.35"  # type: ignore[valid-type]
     endpoint: EndpointAccess = EndpointAccess()
     access: ClusterAccess
     log_retention_days: RetentionDays = 90
@@ -240,7 +240,8 @@ class NodePoolBase(Model):
     enabled: bool = True
     capacity_types: Annotated[list[CapacityType], Field(min_length=1)] = ["on-demand"]
     architectures: Annotated[list[Literal["amd64", "arm64"]], Field(min_length=1)] = ["amd64"]
-    ami_alias: AmiAlias = "al2023@v20251108"
+    # An AL2023 release that builds the standard, NVIDIA and Neuron AMIs for Kubernetes 1.33 to 1.36.
+    ami_alias: AmiAlias = "al2023@v20260714"
     root_volume_gib: Annotated[int, Field(ge=20, le=16000)] = 100
     weight: Annotated[int, Field(ge=1, le=100)] = 10
     # No default: a pool's limits are the most it may ever buy, a choice each stack makes explicitly.

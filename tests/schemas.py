@@ -11,7 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = ROOT / "schemas" / "crds"
-KUBERNETES_SCHEMA_VERSION = "1.34.0"
+KUBERNETES_SCHEMA_VERSION = "1.35.0"
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):

@@ -62,7 +62,7 @@ def test_shipped_stacks_are_valid(stack):
         (lambda r: r["cluster"].update(endpoint={"publicAccess": True}), "ml-platform:cluster.endpoint.publicAccess is on but publicAccessCidrs is empty"),
         (lambda r: r["cluster"].update(endpoint={"privateAccess": False}), "ml-platform:cluster.endpoint.privateAccess: false is not allowed"),
         (lambda r: r["cluster"].update(logRetentionDays=45), "ml-platform:cluster.logRetentionDays: 45 is not allowed"),
-        (lambda r: r["cluster"].update(kubernetesVersion="1.33"), "ml-platform:cluster.addons.kubeProxy v1.34.1-eksbuild.2 is for Kubernetes 1.34 but kubernetesVersion is 1.33"),
+        (lambda r: r["cluster"].update(kubernetesVersion="1.33"), "ml-platform:cluster.addons.kubeProxy v1.35.0-eksbuild.2 is for Kubernetes 1.35 but kubernetesVersion is 1.33"),
         (lambda r: r["cluster"]["systemNodeGroup"].update(minSize=5), "ml-platform:cluster.systemNodeGroup.minSize <= desiredSize <= maxSize must hold, got 5, 3, 6"),
         (lambda r: r["cluster"].update(addons={"coredns": "latest"}), "ml-platform:cluster.addons.coredns: \"latest\" is not allowed"),
         (lambda r: r.update(tags={"owner": "x"}), "ml-platform:tags.costCenter: required key is missing"),

@@ -140,6 +140,8 @@ CASES = {
     "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
     "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),
     "node-pool-bounded": ("prod", "kubernetes:karpenter.sh/v1:NodePool", lambda r: r["inputs"]["spec"]["limits"].pop("memory"), "karpenter-cpu-pool"),
+    "version-supported": ("prod", EKS, set_in(["inputs", "version"], "1.29")),
+    "version-in-standard-support": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "version"], "v26.3.3"), "accelerators-gpu-operator"),
     "accelerator-workload-schedulable": (
         "dev", DEPLOY, lambda r: pod(r).update(nodeSelector={"ml-platform.io/pool": "nvidia"}), "nlp-sentiment-stable",
     ),

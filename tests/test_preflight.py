@@ -82,7 +82,7 @@ def clients_with(quotas=None, eks=None, addons=None, amis=None, cfg=None):
     moto_client = functools.lru_cache(maxsize=None)(lambda name: boto3.client(name, region_name=REGION))
     fakes = {
         "service-quotas": FakeQuotas(AMPLE if quotas is None else quotas),
-        "eks": FakeEks(eks or {"1.34": "STANDARD_SUPPORT"}, offered_addons(cfg) if addons is None else addons),
+        "eks": FakeEks(eks or {"1.35": "STANDARD_SUPPORT"}, offered_addons(cfg) if addons is None else addons),
         "ssm": FakeSsm(published_amis(cfg) if amis is None else amis),
     }
     return lambda name: fakes.get(name) or moto_client(name)
@@ -166,7 +166,7 @@ def test_elastic_ips_for_nat_gateways(aws):
 
 @pytest.mark.parametrize("status, result", [("STANDARD_SUPPORT", "PASS"), ("EXTENDED_SUPPORT", "WARN"), (None, "FAIL")])
 def test_kubernetes_version_support(aws, status, result):
-    eks = {"1.34": status} if status else {"1.33": "STANDARD_SUPPORT"}
+    eks = {"1.35": status} if status else {"1.33": "STANDARD_SUPPORT"}
     assert by_name(preflight.run_checks(config(), clients_with(eks=eks)))["EKS version"].status == result
 
 
@@ -211,7 +211,7 @@ def test_pinned_addon_versions_must_be_offered(aws):
     addons = {**offered_addons(cfg), "coredns": ["v1.12.3-eksbuild.2", "v1.12.2-eksbuild.1"]}
     check = by_name(preflight.run_checks(cfg, clients_with(addons=addons)))["EKS add-on versions"]
     assert check.status == preflight.FAIL
-    assert check.detail == "coredns v1.12.4-eksbuild.1 is not offered for Kubernetes 1.34 (newest: v1.12.3-eksbuild.2)"
+    assert check.detail == "coredns v1.13.2-eksbuild.1 is not offered for Kubernetes 1.35 (newest: v1.12.3-eksbuild.2)"
     assert check.fix == "pin offered versions: cluster.addons.coredns: v1.12.3-eksbuild.2"
 
 
@@ -222,14 +222,14 @@ def test_the_second_page_of_addon_versions_counts(aws):
 
 def test_pinned_ami_aliases_must_exist_for_the_kubernetes_version(aws):
     cfg = config()
-    nvidia = preflight.ami_parameter(cfg.node_pools.nvidia.ami_alias, "1.34", "amd64", "nvidia")
+    nvidia = preflight.ami_parameter(cfg.node_pools.nvidia.ami_alias, "1.35", "amd64", "nvidia")
     assert nvidia == (
-        "/aws/service/eks/optimized-ami/1.34/amazon-linux-2023/x86_64/nvidia/"
-        "amazon-eks-node-al2023-x86_64-nvidia-1.34-v20251108/image_id"
+        "/aws/service/eks/optimized-ami/1.35/amazon-linux-2023/x86_64/nvidia/"
+        "amazon-eks-node-al2023-x86_64-nvidia-1.35-v20260714/image_id"
     )
     check = by_name(preflight.run_checks(cfg, clients_with(amis=published_amis(cfg) - {nvidia})))["AMI aliases"]
     assert check.status == preflight.FAIL
-    assert check.detail.startswith("nodePools.nvidia: al2023@v20251108 has no amd64 image for Kubernetes 1.34")
+    assert check.detail.startswith("nodePools.nvidia: al2023@v20260714 has no amd64 image for Kubernetes 1.35")
 
 
 def test_bottlerocket_alias_parameter():
