@@ -7,16 +7,20 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import helm
+from infra import helm, timing
 from infra.config import PlatformConfig
 from infra.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
 from infra.monitoring import ScrapeTarget
+from infra.upstream import crd_documents
+
+TEAM_LABEL = "ml-platform.io/team"
 
 ISTIO_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
 EKS_CHARTS_REPOSITORY = "https://aws.github.io/eks-charts"
 ISTIO_NAMESPACE = "istio-system"
 GATEWAY_NAMESPACE = "istio-ingress"
 GATEWAY_NAME = "ml-gateway"
+GATEWAY_SERVICE = "istio-ingressgateway"  # the gateway chart's Service, named after its release
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}
 GATEWAY_ROLE_TAG = {"ml-platform.io/role": "gateway-lb"}
 LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
@@ -177,6 +181,20 @@ def gateway_service_annotations(cfg: PlatformConfig, security_group_id: str) -> 
     return annotations
 
 
+def gateway_spec(hosts: list[str]) -> dict:
+    """One HTTP listener per accepted host (none named for "*"), open to routes from team namespaces only."""
+    allowed = {"namespaces": {"from": "Selector", "selector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]}}}
+    listeners = [
+        {"name": f"http-{i}" if host != "*" else "http", "port": 80, "protocol": "HTTP", "allowedRoutes": allowed, **({"hostname": host} if host != "*" else {})}
+        for i, host in enumerate(hosts)
+    ]
+    return {
+        "gatewayClassName": "istio",
+        "addresses": [{"type": "Hostname", "value": f"{GATEWAY_SERVICE}.{GATEWAY_NAMESPACE}.svc.cluster.local"}],
+        "listeners": listeners,
+    }
+
+
 @dataclass(frozen=True)
 class MeshArgs:
     config: PlatformConfig
@@ -193,6 +211,9 @@ class MeshArgs:
 
 class Mesh(pulumi.ComponentResource):
     istiod: k8s.helm.v3.Release
+    gateway_api_crds: list[k8s.apiextensions.v1.CustomResourceDefinition]
+    gateway: k8s.apiextensions.CustomResource
+    gateway_parent_ref: dict[str, str]
     gateway_name: str = f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"
     gateway_hostname: pulumi.Output[str]
     gateway_hosts: list[str]
@@ -255,6 +276,16 @@ class Mesh(pulumi.ComponentResource):
                 namespace=namespace, values=values, opts=opts, timeout=timeout,
             )
 
+        # The Gateway API standard channel at the release Istio is built against; istiod starts with it present.
+        self.gateway_api_crds = [
+            k8s.apiextensions.v1.CustomResourceDefinition(
+                f"{name}-{doc['metadata']['name']}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=doc["metadata"]["name"], annotations=doc["metadata"].get("annotations")),
+                spec=doc["spec"],
+                opts=k8s_opts(),
+            )
+            for doc in crd_documents("gateway-api")
+        ]
         # The Istio CNI DaemonSet edits pod networking on every node: privileged by nature.
         istio_system = self._namespace(f"{name}-istio-system", ISTIO_NAMESPACE, "privileged", args, injection=False)
         base = istio(f"{name}-istio-base", "istio-base", "base", ISTIO_NAMESPACE, {"defaultRevision": "default"}, k8s_opts(istio_system))
@@ -291,13 +322,13 @@ class Mesh(pulumi.ComponentResource):
                     "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
                 },
             },
-            k8s_opts(base, cni),
+            k8s_opts(base, cni, *self.gateway_api_crds),
         )
 
         gateway_ns = self._namespace(f"{name}-istio-ingress", GATEWAY_NAMESPACE, "baseline", args, injection=True)
         gateway = istio(
             f"{name}-gateway",
-            "istio-ingressgateway",
+            GATEWAY_SERVICE,
             "gateway",
             GATEWAY_NAMESPACE,
             {
@@ -314,7 +345,7 @@ class Mesh(pulumi.ComponentResource):
             },
             k8s_opts(self.istiod, gateway_ns, args.general_capacity),
             # Its pods wait for Karpenter to launch a cpu node.
-            timeout=helm.NODE_LAUNCH_TIMEOUT,
+            timeout=timing.HELM_ON_NEW_NODES,
         )
 
         allowed = mc.gateway.allowed_cidrs or (["0.0.0.0/0"] if mc.gateway.scheme == "internet-facing" else [args.vpc_cidr])
@@ -367,17 +398,17 @@ class Mesh(pulumi.ComponentResource):
             opts=k8s_opts(self.istiod),
         )
         self.gateway_hosts = list(mc.gateway.hosts)
-        k8s.apiextensions.CustomResource(
+        # Gateway API with Istio as the implementation, bound to the gateway deployed above (Istio's manual
+        # deployment): Istio creates no Service of its own, so the NLB stays the Pulumi-managed one.
+        self.gateway = k8s.apiextensions.CustomResource(
             f"{name}-gateway-resource",
-            api_version="networking.istio.io/v1",
+            api_version="gateway.networking.k8s.io/v1",
             kind="Gateway",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE),
-            spec={
-                "selector": GATEWAY_SELECTOR,
-                "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [f"*/{h}" for h in self.gateway_hosts]}],
-            },
-            opts=k8s_opts(self.istiod, gateway),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE, labels={"app.kubernetes.io/part-of": "ml-platform"}),
+            spec=gateway_spec(self.gateway_hosts),
+            opts=k8s_opts(self.istiod, gateway, *self.gateway_api_crds),
         )
+        self.gateway_parent_ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE}
 
         self.scrape_targets = [
             ScrapeTarget(

@@ -11,7 +11,7 @@ import pulumi_random as random
 import yaml
 
 from components import alerting
-from infra import helm
+from infra import helm, timing
 from infra.config import ObservabilityConfig, PlatformConfig
 from infra.monitoring import ScrapeTarget
 
@@ -334,7 +334,7 @@ class Observability(pulumi.ComponentResource):
             namespace=NAMESPACE,
             values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
             # Karpenter launches the nodes and EBS attaches the volumes first.
-            timeout=helm.NODE_LAUNCH_TIMEOUT,
+            timeout=timing.HELM_ON_NEW_NODES,
             opts=k8s_opts(namespace, admin_secret, args.general_capacity),
         )
 

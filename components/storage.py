@@ -62,6 +62,7 @@ class StorageClassInfo:
 
 class Storage(pulumi.ComponentResource):
     file_system_id: pulumi.Output[str]
+    csi_driver: aws.eks.Addon
     classes: dict[str, StorageClassInfo]
     class_resources: list[k8s.storage.v1.StorageClass]
 
@@ -189,4 +190,5 @@ class Storage(pulumi.ComponentResource):
             self.classes[class_name] = StorageClassInfo(class_name, spec.purpose, sc.reclaim_policy, ["ReadWriteMany"])
 
         self.file_system_id = fs.id
+        self.csi_driver = driver
         self.register_outputs({"fileSystemId": self.file_system_id, "storageClasses": sorted(self.classes)})

@@ -22,7 +22,7 @@ TEAM_RULES = [
         "serviceaccounts", "events", "deployments", "replicasets", "statefulsets", "jobs", "cronjobs",
         "horizontalpodautoscalers", "poddisruptionbudgets",
     ], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    (["networking.istio.io"], ["virtualservices", "destinationrules"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (["gateway.networking.k8s.io"], ["httproutes"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     (["monitoring.coreos.com"], ["servicemonitors", "podmonitors", "prometheusrules"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     ([""], ["resourcequotas", "limitranges"], ["get", "list", "watch"]),
 ]

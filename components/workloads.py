@@ -1,4 +1,5 @@
-"""ML workload releases: model serving (autoscaled, canary through Istio) and training jobs on accelerators."""
+"""ML workloads: the model lifecycle (bootstrap, compile for Neuron), serving versions behind a weighted
+Gateway API route, and training jobs that publish to the team's model store."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,13 +8,20 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.model_store import CLAIM as MODEL_STORE_CLAIM
+from components.model_store import MOUNT_PATH as MODEL_STORE_PATH
 from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, TeamInfo
+from infra import timing
 from infra.accelerators import KINDS, POOL_LABEL
-from infra.config import PlatformConfig, Resources, ServingWorkload, TrainingWorkload, VolumeConfig
+from infra.config import ModelRef, PlatformConfig, Resources, ServingWorkload, Track, TrainingWorkload, VolumeConfig
 
 RUN_AS = 10001
 # The sidecar merges the app's metrics with its own here, outside mutual TLS: every workload port stays STRICT.
 MERGED_METRICS_PORT = 15020
+INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
+# Batch pods serve no traffic; a sidecar would keep a finished Job running and sit in the path of its downloads
+# and of gloo/NCCL traffic between workers.
+NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
 meta = k8s.meta.v1
 core = k8s.core.v1
 
@@ -27,6 +35,17 @@ def claim_volume(name: str, claim: str, read_only: bool = False) -> core.VolumeA
     return core.VolumeArgs(name=name, persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim, read_only=read_only))
 
 
+def model_store_volume(read_only: bool) -> tuple[core.VolumeArgs, core.VolumeMountArgs]:
+    return (
+        claim_volume("models", MODEL_STORE_CLAIM, read_only=read_only),
+        core.VolumeMountArgs(name="models", mount_path=MODEL_STORE_PATH, read_only=read_only),
+    )
+
+
+def model_dir(model: ModelRef) -> str:
+    return f"{MODEL_STORE_PATH}/{model.name}/{model.version}"
+
+
 def container_resources(resources: Resources, accelerator: str, count: int) -> core.ResourceRequirementsArgs:
     memory = f"{int(resources.memory_gib * 1024)}Mi"
     requests = {"cpu": resources.cpu, "memory": memory}
@@ -38,11 +57,17 @@ def container_resources(resources: Resources, accelerator: str, count: int) -> c
     return core.ResourceRequirementsArgs(requests=requests, limits=limits)
 
 
-def placement(accelerator: str) -> dict[str, Any]:
-    """Select the workload's node pool and tolerate exactly that pool's taint."""
+SMALL = core.ResourceRequirementsArgs(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "256Mi"})
+
+
+def placement(accelerator: str, neuron_target: Optional[str] = None) -> dict[str, Any]:
+    """Select the workload's node pool (and Neuron instance family) and tolerate exactly that pool's taint."""
     kind = KINDS[accelerator]
+    selector = {POOL_LABEL: accelerator}
+    if neuron_target:
+        selector[INSTANCE_FAMILY] = neuron_target
     return {
-        "node_selector": {POOL_LABEL: accelerator},
+        "node_selector": selector,
         "tolerations": [core.TolerationArgs(**kind.toleration)] if kind.toleration else None,
     }
 
@@ -66,6 +91,11 @@ def env_vars(env: dict[str, str]) -> list[core.EnvVarArgs]:
     return [core.EnvVarArgs(name=k, value=v) for k, v in sorted(env.items())]
 
 
+def await_seconds(seconds: int) -> dict[str, str]:
+    """pulumi-kubernetes waits this long for the object to become ready (or complete) instead of its 10 minutes."""
+    return {"pulumi.com/timeoutSeconds": str(seconds)}
+
+
 def _probe(w: ServingWorkload, period: int, failures: int) -> core.ProbeArgs:
     action = (
         {"http_get": core.HTTPGetActionArgs(path=w.probe.path, port="http")}
@@ -75,26 +105,51 @@ def _probe(w: ServingWorkload, period: int, failures: int) -> core.ProbeArgs:
     return core.ProbeArgs(**action, period_seconds=period, failure_threshold=failures, timeout_seconds=5)
 
 
-def serving_pod_spec(w: ServingWorkload, image: str, service_account: str, claim: Optional[str]) -> core.PodSpecArgs:
+def modelstore_command(action: str, model: ModelRef, *extra: str) -> list[str]:
+    """The model-store protocol every serving image provides (examples/sentiment-service/modelstore.py)."""
+    return ["python", "-m", "modelstore", action, "--store", MODEL_STORE_PATH, "--model", model.name, "--version", model.version, *extra]
+
+
+def wait_for_model(w: ServingWorkload, track: Track) -> core.ContainerArgs:
+    """Holds the pod until its model (and its Neuron artifact) is in the store, saying so once, clearly."""
+    target = ["--target", w.neuron_target] if w.neuron_target else []
+    volume_mount = model_store_volume(read_only=True)[1]
+    return core.ContainerArgs(
+        name="wait-for-model",
+        image=track.image,
+        command=modelstore_command("wait", track.model, *target, "--timeout-seconds", str(timing.NEURON_COMPILE + timing.MODEL_DOWNLOAD)),
+        resources=SMALL,
+        security_context=restricted_container_security(),
+        volume_mounts=[volume_mount, core.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+    )
+
+
+def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str) -> core.PodSpecArgs:
     volumes = [tmp_volume()]
     mounts = [core.VolumeMountArgs(name="tmp", mount_path="/tmp")]
-    if claim and w.model_volume:
-        volumes.append(claim_volume("model", claim, read_only=True))
-        mounts.append(core.VolumeMountArgs(name="model", mount_path=w.model_volume.mount_path, read_only=True))
+    env = dict(w.env)
+    if track.model:
+        volume, mount = model_store_volume(read_only=True)
+        volumes.append(volume)
+        mounts.append(mount)
+        env["MODEL_DIR"] = model_dir(track.model)
+    if w.neuron_target:
+        env["NEURON_TARGET"] = w.neuron_target
     return core.PodSpecArgs(
         service_account_name=service_account,
         automount_service_account_token=False,
         priority_class_name=SERVING_PRIORITY,
         security_context=pod_security(),
+        init_containers=[wait_for_model(w, track)] if track.model else None,
         containers=[
             core.ContainerArgs(
                 name="model",
-                image=image,
+                image=track.image,
                 ports=[
                     core.ContainerPortArgs(name="http", container_port=w.port, protocol="TCP"),
                     core.ContainerPortArgs(name="metrics", container_port=w.metrics_port, protocol="TCP"),
                 ],
-                env=env_vars(w.env),
+                env=env_vars(env),
                 resources=container_resources(w.resources, w.accelerator, w.accelerator_count),
                 security_context=restricted_container_security(),
                 volume_mounts=mounts,
@@ -110,15 +165,24 @@ def serving_pod_spec(w: ServingWorkload, image: str, service_account: str, claim
                 max_skew=1,
                 topology_key="topology.kubernetes.io/zone",
                 when_unsatisfiable="ScheduleAnyway",
-                label_selector=meta.LabelSelectorArgs(match_labels={"app": w.name}),
+                label_selector=meta.LabelSelectorArgs(match_labels={"app": w.name, "version": track.role}),
             )
         ],
-        **placement(w.accelerator),
+        **placement(w.accelerator, w.neuron_target),
     )
 
 
-def training_pod_spec(w: TrainingWorkload, service_account: str, claims: dict[str, str]) -> core.PodSpecArgs:
+def training_pod_spec(w: TrainingWorkload, service_account: str, claims: dict[str, str], job_name: str) -> core.PodSpecArgs:
     env = {**w.env, "DATA_DIR": w.data.mount_path, "CHECKPOINT_DIR": w.checkpoints.mount_path}
+    mounts = [core.VolumeMountArgs(name="tmp", mount_path="/tmp")] + [
+        core.VolumeMountArgs(name=n, mount_path=getattr(w, n).mount_path) for n in sorted(claims)
+    ]
+    volumes = [tmp_volume()] + [claim_volume(n, c) for n, c in sorted(claims.items())]
+    if w.output:
+        volume, mount = model_store_volume(read_only=False)
+        volumes.append(volume)
+        mounts.append(mount)
+        env.update(MODEL_STORE=MODEL_STORE_PATH, OUTPUT_MODEL=w.output.name, OUTPUT_VERSION=w.output.version, JOB_NAME=job_name)
     return core.PodSpecArgs(
         service_account_name=service_account,
         automount_service_account_token=False,
@@ -133,38 +197,35 @@ def training_pod_spec(w: TrainingWorkload, service_account: str, claims: dict[st
                 env=env_vars(env),
                 resources=container_resources(w.resources, w.accelerator, w.accelerator_count),
                 security_context=restricted_container_security(),
-                volume_mounts=[core.VolumeMountArgs(name="tmp", mount_path="/tmp")]
-                + [core.VolumeMountArgs(name=n, mount_path=getattr(w, n).mount_path) for n in sorted(claims)],
+                volume_mounts=mounts,
             )
         ],
-        volumes=[tmp_volume()] + [claim_volume(n, c) for n, c in sorted(claims.items())],
+        volumes=volumes,
         **placement(w.accelerator),
     )
 
 
-def canary_split(w: ServingWorkload) -> list[tuple[str, int]]:
-    """(subset, weight) pairs of the route; weights add up to 100."""
-    return [("stable", 100 - w.canary.weight), ("canary", w.canary.weight)] if w.canary else [("stable", 100)]
+def deployment_name(w: ServingWorkload, track: Track) -> str:
+    return w.name if track.role == "stable" else f"{w.name}-canary"
 
 
-def route_spec(w: ServingWorkload, host: str, hosts: list[str], gateway: str) -> dict[str, Any]:
-    return {
-        "hosts": hosts,
-        "gateways": [gateway],
-        "http": [
+def route_spec(w: ServingWorkload, parent_ref: dict[str, str], hosts: list[str]) -> dict[str, Any]:
+    """The workload's path on the shared Gateway, split between its versions by weight."""
+    spec: dict[str, Any] = {
+        "parentRefs": [parent_ref],
+        "rules": [
             {
                 "name": w.name,
-                "match": [{"uri": {"prefix": f"{w.path}/"}}, {"uri": {"exact": w.path}}],
-                "rewrite": {"uri": "/"},
-                "route": [
-                    {"destination": {"host": host, "subset": subset, "port": {"number": 80}}, "weight": weight}
-                    for subset, weight in canary_split(w)
-                ],
-                "timeout": "60s",
-                "retries": {"attempts": 2, "perTryTimeout": "30s", "retryOn": "connect-failure,refused-stream,unavailable"},
+                "matches": [{"path": {"type": "PathPrefix", "value": w.path}}],
+                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+                "backendRefs": [{"name": deployment_name(w, t), "port": 80, "weight": t.weight} for t in w.tracks()],
+                "timeouts": {"request": "60s"},
             }
         ],
     }
+    if hosts != ["*"]:
+        spec["hostnames"] = hosts
+    return spec
 
 
 def hpa_metrics(w: ServingWorkload) -> list[k8s.autoscaling.v2.MetricSpecArgs]:
@@ -194,13 +255,15 @@ class WorkloadsArgs:
     config: PlatformConfig
     provider: k8s.Provider
     teams: dict[str, TeamInfo]
-    gateway: str
+    gateway_parent_ref: dict[str, str]
     gateway_hosts: list[str]
     gateway_url: pulumi.Output[str]
     # What each kind of object needs first (and outlives it on destroy).
-    istiod: pulumi.Resource  # sidecar injector, and the Istio CRDs through istio-base
+    istiod: pulumi.Resource  # sidecar injector
+    gateway_api_crds: list[pulumi.Resource]
     monitoring_crds: pulumi.Resource
     storage_classes: list[pulumi.Resource]
+    model_stores: dict[str, pulumi.Resource]  # by team: the store's claim
     node_pools: dict[str, pulumi.Resource]  # by pool name: cpu, nvidia, neuron
     priority_classes: dict[str, pulumi.Resource]
 
@@ -214,6 +277,7 @@ class WorkloadInfo:
     service: Optional[str]
     service_account: str
     url: Optional[pulumi.Output[str]]
+    models: Optional[dict[str, Any]] = None  # serving: the stable and canary model versions and the canary's weight
 
 
 class Workloads(pulumi.ComponentResource):
@@ -222,6 +286,9 @@ class Workloads(pulumi.ComponentResource):
     def __init__(self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:workloads:Workloads", name, None, opts)
         self._args = args
+        # Lifecycle jobs are shared by every workload of a team that uses the same model version.
+        self._bootstraps: dict[tuple[str, str], k8s.batch.v1.Job] = {}
+        self._compiles: dict[tuple[str, str, str], k8s.batch.v1.Job] = {}
         self.workloads = {}
         for w in args.config.workloads:
             team = args.teams[w.team]
@@ -232,10 +299,11 @@ class Workloads(pulumi.ComponentResource):
     def _opts(self, team: TeamInfo, *deps: pulumi.Resource) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions(parent=self, provider=self._args.provider, depends_on=[team.namespace_resource, *deps])
 
-    def _pod_opts(self, team: TeamInfo, accelerator: str, priority: str) -> pulumi.ResourceOptions:
+    def _pod_opts(self, team: TeamInfo, accelerator: str, priority: Optional[str], *deps: pulumi.Resource) -> pulumi.ResourceOptions:
         """Pods start only once injection, their priority class and pool, quota and network policy are in place."""
         a = self._args
-        return self._opts(team, a.istiod, a.priority_classes[priority], a.node_pools[accelerator], *team.guardrails)
+        priority_class = [a.priority_classes[priority]] if priority else []
+        return self._opts(team, a.istiod, *priority_class, a.node_pools[accelerator], *team.guardrails, *deps)
 
     def _meta(self, name: str, team: TeamInfo, labels: dict[str, str], annotations: Optional[dict[str, str]] = None):
         return meta.ObjectMetaArgs(name=name, namespace=team.namespace, labels=labels, annotations=annotations)
@@ -252,52 +320,134 @@ class Workloads(pulumi.ComponentResource):
             opts=opts,
         )
 
+    # -- the model lifecycle ------------------------------------------------------------------
+    def _lifecycle_job(self, resource_name: str, job_name: str, team: TeamInfo, image: str, command: list[str], accelerator: str,
+                       resources: core.ResourceRequirementsArgs, neuron_target: Optional[str], seconds: int, *deps: pulumi.Resource) -> k8s.batch.v1.Job:
+        labels = {"app.kubernetes.io/part-of": "ml-platform", "app.kubernetes.io/component": "model-lifecycle", "ml-platform.io/team": team.name}
+        volume, mount = model_store_volume(read_only=False)
+        return k8s.batch.v1.Job(
+            resource_name,
+            # Pulumi waits for the Job to complete: what comes after it needs its output.
+            metadata=self._meta(job_name, team, labels, await_seconds(seconds)),
+            spec=k8s.batch.v1.JobSpecArgs(
+                backoff_limit=3,
+                active_deadline_seconds=seconds,
+                ttl_seconds_after_finished=24 * 3600,
+                template=core.PodTemplateSpecArgs(
+                    # Consolidation would throw away a download or a half-done compile.
+                    metadata=meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR}),
+                    spec=core.PodSpecArgs(
+                        service_account_name=team.service_account,
+                        automount_service_account_token=False,
+                        restart_policy="Never",
+                        security_context=pod_security(),
+                        containers=[
+                            core.ContainerArgs(
+                                name="lifecycle",
+                                image=image,
+                                command=command,
+                                # Hugging Face caches under /tmp: the root filesystem is read-only.
+                                env=env_vars({"HF_HOME": "/tmp/hf"}),
+                                resources=resources,
+                                security_context=restricted_container_security(),
+                                volume_mounts=[mount, core.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+                            )
+                        ],
+                        volumes=[volume, core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="20Gi"))],
+                        **placement(accelerator, neuron_target),
+                    ),
+                ),
+            ),
+            opts=self._pod_opts(team, accelerator, None, self._args.model_stores[team.name], *deps),
+        )
+
+    def _bootstrap(self, team: TeamInfo, model: ModelRef, image: str) -> k8s.batch.v1.Job:
+        """Downloads a public model at its pinned revision into the store (through the NAT), once per version."""
+        key = (team.name, model.key)
+        if key not in self._bootstraps:
+            ext = model.external
+            self._bootstraps[key] = self._lifecycle_job(
+                f"{team.name}-bootstrap-{model.name}-{model.version}",
+                f"bootstrap-{model.name}-{model.version}",
+                team,
+                image,
+                modelstore_command("bootstrap", model, "--hub-id", ext.hub_id, "--revision", ext.revision),
+                "cpu",
+                core.ResourceRequirementsArgs(requests={"cpu": "1", "memory": "4Gi"}, limits={"memory": "4Gi"}),
+                None,
+                timing.job_done("cpu", timing.MODEL_DOWNLOAD),
+            )
+        return self._bootstraps[key]
+
+    def _compile(self, team: TeamInfo, model: ModelRef, target: str, image: str, *deps: pulumi.Resource) -> k8s.batch.v1.Job:
+        """Compiles a model version for a Neuron target on that target's instances; a no-op when already compiled."""
+        key = (team.name, model.key, target)
+        if key not in self._compiles:
+            self._compiles[key] = self._lifecycle_job(
+                f"{team.name}-compile-{model.name}-{model.version}-{target}",
+                f"compile-{model.name}-{model.version}-{target}",
+                team,
+                image,
+                modelstore_command("compile", model, "--target", target),
+                "neuron",
+                container_resources(Resources(cpu="2", memory_gib=8), "neuron", 1),
+                target,
+                timing.job_done("neuron", timing.NEURON_COMPILE),
+                *deps,
+            )
+        return self._compiles[key]
+
+    def _model_ready(self, w: ServingWorkload, team: TeamInfo, track: Track) -> list[pulumi.Resource]:
+        """The jobs that put the track's model (and its compiled artifact) into the store, if the stack runs any."""
+        if not track.model:
+            return []
+        jobs: list[pulumi.Resource] = [self._bootstrap(team, track.model, track.image)] if track.model.external else []
+        if w.neuron_target:
+            jobs = [self._compile(team, track.model, w.neuron_target, track.image, *jobs)]
+        return jobs
+
+    # -- serving ------------------------------------------------------------------------------
     def _serving(self, w: ServingWorkload, team: TeamInfo) -> WorkloadInfo:
         args = self._args
-        opts, istio_opts = self._opts(team), self._opts(team, args.istiod)
+        opts = self._opts(team)
         rn = f"{w.team}-{w.name}"
         labels = {"app": w.name, "app.kubernetes.io/name": w.name, "app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": w.team}
         core.ServiceAccount(f"{rn}-sa", metadata=self._meta(w.name, team, labels), automount_service_account_token=False, opts=opts)
-        claim = None
-        if w.model_volume:
-            claim = f"{w.name}-model"
-            self._claim(f"{rn}-model", claim, team, labels, w.model_volume, self._opts(team, *args.storage_classes))
-
-        versions = [("stable", w.image, w.autoscaling.min_replicas, w.autoscaling.max_replicas)]
-        if w.canary:
-            versions.append(("canary", w.canary.image, 1, w.canary_max_replicas))
-        for version, image, min_replicas, max_replicas in versions:
-            name = w.name if version == "stable" else f"{w.name}-canary"
-            selector = {"app": w.name, "version": version}
+        model_stores = [args.model_stores[w.team]] if w.models() else []
+        for track in w.tracks():
+            name = deployment_name(w, track)
+            selector = {"app": w.name, "version": track.role}
+            track_labels = {**labels, "version": track.role, **({"ml-platform.io/model": track.model.key.replace("@", "-")} if track.model else {})}
             deployment = k8s.apps.v1.Deployment(
-                f"{rn}-{version}",
-                metadata=self._meta(name, team, {**labels, "version": version}),
+                f"{rn}-{track.role}",
+                metadata=self._meta(name, team, track_labels, await_seconds(timing.pod_ready(w.accelerator, w.probe.startup_seconds))),
                 spec=k8s.apps.v1.DeploymentSpecArgs(
-                    replicas=min_replicas,
+                    replicas=track.min_replicas,
                     selector=meta.LabelSelectorArgs(match_labels=selector),
                     strategy=k8s.apps.v1.DeploymentStrategyArgs(
                         type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)
                     ),
                     template=core.PodTemplateSpecArgs(
                         metadata=meta.ObjectMetaArgs(
-                            labels={**labels, "version": version},
+                            labels=track_labels,
                             annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(w.metrics_port), "prometheus.io/path": "/metrics"},
                         ),
-                        spec=serving_pod_spec(w, image, w.name, claim),
+                        spec=serving_pod_spec(w, track, w.name),
                     ),
                 ),
                 # Replicas belong to the HPA once created.
                 opts=pulumi.ResourceOptions.merge(
-                    self._pod_opts(team, w.accelerator, SERVING_PRIORITY), pulumi.ResourceOptions(ignore_changes=["spec.replicas"])
+                    self._pod_opts(team, w.accelerator, SERVING_PRIORITY, *model_stores, *self._model_ready(w, team, track)),
+                    pulumi.ResourceOptions(ignore_changes=["spec.replicas"]),
                 ),
             )
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
-                f"{rn}-{version}",
+                f"{rn}-{track.role}",
                 metadata=self._meta(name, team, labels),
                 spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
                     scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(api_version="apps/v1", kind="Deployment", name=name),
-                    min_replicas=min_replicas,
-                    max_replicas=max_replicas,
+                    min_replicas=track.min_replicas,
+                    max_replicas=track.max_replicas,
                     metrics=hpa_metrics(w),
                     behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
                         scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(stabilization_window_seconds=300)
@@ -306,45 +456,32 @@ class Workloads(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[deployment])),
             )
             k8s.policy.v1.PodDisruptionBudget(
-                f"{rn}-{version}",
+                f"{rn}-{track.role}",
                 metadata=self._meta(name, team, labels),
                 spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels=selector)),
                 opts=opts,
             )
-
-        core.Service(
-            f"{rn}-svc",
-            metadata=self._meta(w.name, team, labels),
-            spec=core.ServiceSpecArgs(
-                type="ClusterIP",
-                selector={"app": w.name},
-                ports=[
-                    core.ServicePortArgs(name="http", port=80, target_port="http", protocol="TCP"),
-                    core.ServicePortArgs(name="http-monitoring", port=MERGED_METRICS_PORT, target_port=MERGED_METRICS_PORT, protocol="TCP"),
-                ],
-            ),
-            opts=opts,
-        )
-        host = f"{w.name}.{team.namespace}.svc.cluster.local"
+            # One Service per version: the route's weights split traffic between them.
+            core.Service(
+                f"{rn}-{track.role}-svc",
+                metadata=self._meta(name, team, {**labels, "version": track.role}),
+                spec=core.ServiceSpecArgs(
+                    type="ClusterIP",
+                    selector=selector,
+                    ports=[
+                        core.ServicePortArgs(name="http", port=80, target_port="http", protocol="TCP"),
+                        core.ServicePortArgs(name="http-monitoring", port=MERGED_METRICS_PORT, target_port=MERGED_METRICS_PORT, protocol="TCP"),
+                    ],
+                ),
+                opts=opts,
+            )
         k8s.apiextensions.CustomResource(
             f"{rn}-route",
-            api_version="networking.istio.io/v1",
-            kind="VirtualService",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
             metadata=self._meta(w.name, team, labels),
-            spec=route_spec(w, host, args.gateway_hosts, args.gateway),
-            opts=istio_opts,
-        )
-        k8s.apiextensions.CustomResource(
-            f"{rn}-destination",
-            api_version="networking.istio.io/v1",
-            kind="DestinationRule",
-            metadata=self._meta(w.name, team, labels),
-            spec={
-                "host": host,
-                "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}},
-                "subsets": [{"name": subset, "labels": {"version": subset}} for subset, _ in canary_split(w)],
-            },
-            opts=istio_opts,
+            spec=route_spec(w, args.gateway_parent_ref, args.gateway_hosts),
+            opts=self._opts(team, *args.gateway_api_crds),
         )
         k8s.apiextensions.CustomResource(
             f"{rn}-metrics",
@@ -359,26 +496,42 @@ class Workloads(pulumi.ComponentResource):
             opts=self._opts(team, args.monitoring_crds),
         )
         url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
-        return WorkloadInfo(w.name, "serving", w.team, team.namespace, w.name, w.name, url)
+        tracks = {t.role: t for t in w.tracks()}
+        models = None
+        if w.models():
+            canary = tracks.get("canary")
+            models = {
+                "stable": tracks["stable"].model.key if tracks["stable"].model else None,
+                "canary": canary.model.key if canary and canary.model else None,
+                "canaryWeight": canary.weight if canary else 0,
+            }
+        return WorkloadInfo(w.name, "serving", w.team, team.namespace, w.name, w.name, url, models)
 
+    # -- training -----------------------------------------------------------------------------
     def _training(self, w: TrainingWorkload, team: TeamInfo) -> WorkloadInfo:
+        args = self._args
         rn = f"{w.team}-{w.name}"
-        opts, claim_opts = self._opts(team), self._opts(team, *self._args.storage_classes)
+        opts, claim_opts = self._opts(team), self._opts(team, *args.storage_classes)
         labels = {"app": w.name, "app.kubernetes.io/name": w.name, "app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": w.team}
         core.ServiceAccount(f"{rn}-sa", metadata=self._meta(w.name, team, labels), automount_service_account_token=False, opts=opts)
         claims = {"data": f"{w.name}-data", "checkpoints": f"{w.name}-checkpoints"}
         for volume_name, claim in claims.items():
             self._claim(f"{rn}-{volume_name}", claim, team, labels, getattr(w, volume_name), claim_opts)
-        job_spec = k8s.batch.v1.JobSpecArgs(
-            backoff_limit=w.backoff_limit,
-            active_deadline_seconds=w.active_deadline_hours * 3600,
-            ttl_seconds_after_finished=w.ttl_after_finished_hours * 3600,
-            template=core.PodTemplateSpecArgs(
-                # A running job's node is never consolidated away under it.
-                metadata=meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true"}),
-                spec=training_pod_spec(w, w.name, claims),
-            ),
-        )
+        store = [args.model_stores[w.team]] if w.output else []
+        job_name = w.name if w.schedule else f"{w.name}-{w.run_id}"
+
+        def job_spec() -> k8s.batch.v1.JobSpecArgs:
+            return k8s.batch.v1.JobSpecArgs(
+                backoff_limit=w.backoff_limit,
+                active_deadline_seconds=w.active_deadline_hours * 3600,
+                ttl_seconds_after_finished=w.ttl_after_finished_hours * 3600,
+                template=core.PodTemplateSpecArgs(
+                    # A running job's node is never consolidated away under it.
+                    metadata=meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR}),
+                    spec=training_pod_spec(w, w.name, claims, f"{team.namespace}/{job_name}"),
+                ),
+            )
+
         if w.schedule:
             k8s.batch.v1.CronJob(
                 f"{rn}-cron",
@@ -388,16 +541,16 @@ class Workloads(pulumi.ComponentResource):
                     concurrency_policy="Forbid",
                     successful_jobs_history_limit=3,
                     failed_jobs_history_limit=3,
-                    job_template=k8s.batch.v1.JobTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=labels), spec=job_spec),
+                    job_template=k8s.batch.v1.JobTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=labels), spec=job_spec()),
                 ),
-                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY),
+                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store),
             )
         else:
             k8s.batch.v1.Job(
                 f"{rn}-job",
-                # Pulumi would otherwise wait for the whole training run before finishing `up`.
-                metadata=self._meta(f"{w.name}-{w.run_id}", team, labels, {"pulumi.com/skipAwait": "true"}),
-                spec=job_spec,
-                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY),
+                # A training run takes hours: Pulumi submits it and returns; its progress shows in Grafana and kubectl.
+                metadata=self._meta(job_name, team, labels, {"pulumi.com/skipAwait": "true"}),
+                spec=job_spec(),
+                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store),
             )
         return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Iterable, Literal, Optional
 
 import pulumi
@@ -359,6 +360,19 @@ class EfsStorageClass(Model):
     directory_perms: Annotated[str, Field(pattern=r"^0?[0-7]{3}$")] = "750"
 
 
+class ModelStore(Model):
+    """A team's model store: an EFS access point rooted at /model-stores/<team>, whose files all belong to this
+    POSIX identity whatever the client's; only pods in the team's namespace can claim it."""
+
+    uid: Annotated[int, Field(ge=1000, le=2147483647)]
+    gid: Optional[Annotated[int, Field(ge=1000, le=2147483647)]] = None
+    size_gib: Annotated[int, Field(ge=1, le=1000000)] = 1000
+
+    @property
+    def group(self) -> int:
+        return self.gid if self.gid is not None else self.uid
+
+
 class StorageConfig(Model):
     efs_csi_driver_version: AddonVersion = "v2.1.13-eksbuild.1"
     throughput_mode: Literal["elastic", "bursting"] = "elastic"
@@ -369,8 +383,9 @@ class StorageConfig(Model):
     reclaim_policy: Literal["Retain", "Delete"] = "Delete"
     classes: Annotated[dict[DnsLabel, EfsStorageClass], Field(min_length=1)] = {
         "efs-shared": EfsStorageClass(purpose="datasets and training checkpoints shared by a team", base_path="/shared"),
-        "efs-models": EfsStorageClass(purpose="model artifacts read by serving workloads", base_path="/models"),
     }
+    # Per team (by name): where its trained and downloaded models live, versioned.
+    model_stores: dict[DnsLabel, ModelStore] = {}
 
 
 class GatewayConfig(Model):
@@ -526,13 +541,74 @@ class Autoscaling(Model):
         return self
 
 
+# A model version is a label that names content forever (published versions are immutable).
+ModelVersion = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$")]
+# Services and Deployments are named after workloads: a DNS-1035 label with room for "-canary".
+WorkloadName = Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$")]
+NeuronTarget = Literal["inf1", "inf2", "trn1", "trn2"]
+
+
+class ExternalModel(Model):
+    """A public model, downloaded into the team's store by the bootstrap job at an exact commit."""
+
+    hub_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]*/[-A-Za-z0-9_.]+$")]
+    # A commit, not a branch: the version's content must never move.
+    revision: Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
+
+
+class ModelRef(Model):
+    name: DnsLabel
+    version: ModelVersion
+    external: Optional[ExternalModel] = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class ModelOutput(Model):
+    name: DnsLabel
+    version: ModelVersion
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class StableTrack(Model):
+    """What keeps serving the rest of the traffic while a canary runs; each defaults to the workload's own."""
+
+    model: Optional[ModelRef] = None
+    image: Optional[ImageRef] = None
+
+
 class Canary(Model):
-    image: ImageRef
-    weight: Annotated[int, Field(ge=1, le=99)]
+    """A rollout in progress: the workload's `model` and `image` are the canary's, `stable` what they replace.
+    `promote` (or weight 100) makes the canary the only version."""
+
+    weight: Annotated[int, Field(ge=1, le=100)]
+    promote: bool = False
+    stable: StableTrack = StableTrack()
+
+    @property
+    def promoted(self) -> bool:
+        return self.promote or self.weight == 100
+
+
+@dataclass(frozen=True)
+class Track:
+    """One version of a serving workload: its Deployment, Service and share of the route."""
+
+    role: str  # stable or canary
+    image: str
+    model: Optional[ModelRef]
+    weight: int
+    min_replicas: int
+    max_replicas: int
 
 
 class WorkloadBase(Model):
-    name: DnsLabel
+    name: WorkloadName
     team: DnsLabel
     image: ImageRef
     accelerator: Accelerator = "cpu"
@@ -554,22 +630,43 @@ class ServingWorkload(WorkloadBase):
     path: Annotated[str, Field(pattern=r"^/[a-z0-9][-a-z0-9/]*$")]
     probe: Probe = Probe()
     autoscaling: Autoscaling = Autoscaling()
+    # What it serves, from the team's model store (read-only); with a canary, the canary's model.
+    model: Optional[ModelRef] = None
+    # The Neuron instance family it runs on, which decides the compiler (inf1: torch-neuron, others: torch-neuronx).
+    neuron_target: Optional[NeuronTarget] = None
     canary: Optional[Canary] = None
-    model_volume: Optional[VolumeConfig] = None
 
-    @property
-    def canary_max_replicas(self) -> int:
-        """The canary scales with its share of the traffic, never below one pod."""
-        return max(1, math.ceil(self.autoscaling.max_replicas * self.canary.weight / 100)) if self.canary else 0
+    def tracks(self) -> list[Track]:
+        a = self.autoscaling
+        if not self.canary or self.canary.promoted:
+            return [Track("stable", self.image, self.model, 100, a.min_replicas, a.max_replicas)]
+        stable = self.canary.stable
+        weight = self.canary.weight
+        return [
+            Track("stable", stable.image or self.image, stable.model or self.model, 100 - weight, a.min_replicas, a.max_replicas),
+            # The canary scales with its share of the traffic, never below one pod.
+            Track("canary", self.image, self.model, weight, 1, max(1, math.ceil(a.max_replicas * weight / 100))),
+        ]
+
+    def models(self) -> list[ModelRef]:
+        return [t.model for t in self.tracks() if t.model]
 
     @property
     def max_pods(self) -> int:
-        return self.autoscaling.max_replicas + self.canary_max_replicas
+        return sum(t.max_replicas for t in self.tracks())
 
     @model_validator(mode="after")
-    def _ports(self) -> "ServingWorkload":
+    def _serving(self) -> "ServingWorkload":
         if self.port == self.metrics_port:
             raise ValueError(f"metricsPort must differ from port {self.port}")
+        if (self.accelerator == "neuron") != (self.neuron_target is not None):
+            raise ValueError("neuronTarget (inf1, inf2, trn1 or trn2) is required for accelerator neuron, and only for it")
+        if self.canary and self.canary.stable.model and not self.model:
+            raise ValueError("canary.stable.model is set but the workload serves no model")
+        if self.canary and not self.canary.promoted:
+            stable = self.tracks()[0]
+            if (stable.image, stable.model) == (self.image, self.model):
+                raise ValueError("canary runs the same image and model as the stable version; set model or image to the new one, and canary.stable to what it replaces")
         return self
 
 
@@ -584,10 +681,18 @@ class TrainingWorkload(WorkloadBase):
     ttl_after_finished_hours: Annotated[int, Field(ge=1, le=720)] = 24
     data: VolumeConfig
     checkpoints: VolumeConfig
+    # The model version the run publishes to its team's store (immutable: a new run needs a new version).
+    output: Optional[ModelOutput] = None
 
     @property
     def max_pods(self) -> int:
         return 1
+
+    @model_validator(mode="after")
+    def _output_once(self) -> "TrainingWorkload":
+        if self.output and self.schedule:
+            raise ValueError("output is set on a scheduled training: every run would publish the same immutable version; publish from one-off runs (runId) instead")
+        return self
 
 
 Workload = Annotated[ServingWorkload | TrainingWorkload, Field(discriminator="kind")]
@@ -636,7 +741,7 @@ class PlatformConfig(Model):
             names.add((w.team, w.name))
             if w.accelerator not in self.node_pools.enabled():
                 raise ValueError(f"{where}.accelerator {w.accelerator!r} has no enabled node pool")
-            volumes = [v for v in (getattr(w, "model_volume", None), getattr(w, "data", None), getattr(w, "checkpoints", None)) if v]
+            volumes = [v for v in (getattr(w, "data", None), getattr(w, "checkpoints", None)) if v]
             for v in volumes:
                 if v.storage_class not in self.storage.classes:
                     raise ValueError(f"{where} volume storageClass {v.storage_class!r} is not one of {sorted(self.storage.classes)}")
@@ -645,6 +750,49 @@ class PlatformConfig(Model):
                     raise ValueError(f"{where}.path {w.path!r} is already routed to another workload")
                 paths.add(w.path)
             self._fits_quota(where, w, teams[w.team])
+        return self
+
+    @model_validator(mode="after")
+    def _models(self) -> "PlatformConfig":
+        """Every served model has a producer in its team (a training run or a pinned public model), each version
+        names one content only, and Neuron targets have a compiler path."""
+        teams = {t.name for t in self.teams}
+        for team in self.storage.model_stores:
+            if team not in teams:
+                raise ValueError(f"storage.modelStores.{team}: {team!r} is not one of the teams: {sorted(teams)}")
+        produced: dict[tuple[str, str], str] = {}  # (team, model@version) -> what produces it
+        for i, w in enumerate(self.workloads):
+            outputs = [w.output] if isinstance(w, TrainingWorkload) and w.output else []
+            externals = [m for m in (w.models() if isinstance(w, ServingWorkload) else []) if m.external]
+            for ref, source in [(o, f"workloads[{i}] ({w.name})") for o in outputs] + [(m, f"{m.external.hub_id}@{m.external.revision}") for m in externals]:
+                if w.team not in self.storage.model_stores:
+                    raise ValueError(f"workloads[{i}] uses model {ref.key} but team {w.team!r} has no model store; add storage.modelStores.{w.team}")
+                previous = produced.setdefault((w.team, ref.key), source)
+                if previous != source:
+                    raise ValueError(
+                        f"workloads[{i}] model {ref.key} of team {w.team!r} already comes from {previous}, not {source}: "
+                        "a version names one content forever, publish under a new version"
+                    )
+        for i, w in enumerate(self.workloads):
+            if not isinstance(w, ServingWorkload):
+                continue
+            for ref in w.models():
+                if w.team not in self.storage.model_stores:
+                    raise ValueError(f"workloads[{i}].model {ref.key}: team {w.team!r} has no model store; add storage.modelStores.{w.team}")
+                if (w.team, ref.key) not in produced:
+                    known = sorted(k for t, k in produced if t == w.team)
+                    raise ValueError(
+                        f"workloads[{i}].model {ref.key} is produced by no training workload of team {w.team!r} and is not "
+                        f"external (hubId and revision); models of the team: {known}"
+                    )
+            if w.neuron_target:
+                pool = self.node_pools.neuron
+                offered = sorted({family_of(t) for t in pool.instance_types}) if pool else []
+                if w.neuron_target not in offered:
+                    raise ValueError(
+                        f"workloads[{i}].neuronTarget {w.neuron_target!r} has no compile path (nor nodes to run on): the neuron pool offers {offered}; "
+                        f"add {w.neuron_target} instance types to nodePools.neuron.instanceTypes"
+                    )
         return self
 
     @staticmethod

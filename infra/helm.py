@@ -6,9 +6,6 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-# Seconds to wait for a release whose pods need Karpenter to launch a node first.
-NODE_LAUNCH_TIMEOUT = 900
-
 
 def release(
     resource_name: str,

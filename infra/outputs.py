@@ -5,7 +5,9 @@ import pulumi
 
 from components.cluster import Cluster
 from components.karpenter import Karpenter
-from components.mesh import GATEWAY_NAME, GATEWAY_NAMESPACE, Mesh
+from components.mesh import Mesh
+from components.model_store import CLAIM as MODEL_STORE_CLAIM
+from components.model_store import MOUNT_PATH as MODEL_STORE_PATH
 from components.observability import Observability
 from components.storage import Storage
 from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, Tenancy
@@ -13,7 +15,7 @@ from components.workloads import Workloads
 from components.network import Network
 from infra.config import PlatformConfig
 
-SCHEMA_VERSION = "1.0.0"
+SCHEMA_VERSION = "2.1.0"
 
 
 def export(
@@ -87,10 +89,10 @@ def export(
             "scheme": mesh.gateway_scheme,
             "hosts": mesh.gateway_hosts,
             "attach": {
-                "kind": "VirtualService",
-                "apiVersion": "networking.istio.io/v1",
-                "gateways": [f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"],
-                "howTo": "create a VirtualService in your namespace with spec.gateways set to the value above and a unique URI prefix",
+                "kind": "HTTPRoute",
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "parentRefs": [mesh.gateway_parent_ref],
+                "howTo": "create an HTTPRoute in your team namespace with spec.parentRefs set to the value above and a unique path prefix",
             },
         },
     )
@@ -113,6 +115,7 @@ def export(
                 "serviceAccounts": sorted(
                     [team.service_account] + [w.service_account for w in workloads.workloads.values() if w.team == name]
                 ),
+                "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
             }
             for name, team in sorted(tenancy.teams.items())
         },
@@ -120,7 +123,7 @@ def export(
     pulumi.export(
         "workloads",
         {
-            key: {"kind": w.kind, "team": w.team, "namespace": w.namespace, "service": w.service, "url": w.url}
+            key: {"kind": w.kind, "team": w.team, "namespace": w.namespace, "service": w.service, "url": w.url, "models": w.models}
             for key, w in sorted(workloads.workloads.items())
         },
     )

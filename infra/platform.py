@@ -9,6 +9,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.mesh import Mesh, MeshArgs
+from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
 from components.storage import Storage, StorageArgs
 from components.tenancy import Tenancy, TenancyArgs
@@ -121,18 +122,31 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    model_stores = ModelStores(
+        "model-stores",
+        ModelStoresArgs(
+            config=cfg,
+            provider=cluster.provider,
+            file_system_id=storage.file_system_id,
+            csi_driver=storage.csi_driver,
+            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+        ),
+    )
+
     workloads = Workloads(
         "workloads",
         WorkloadsArgs(
             config=cfg,
             provider=cluster.provider,
             teams=tenancy.teams,
-            gateway=mesh.gateway_name,
+            gateway_parent_ref=mesh.gateway_parent_ref,
             gateway_hosts=mesh.gateway_hosts,
             gateway_url=mesh.gateway_url,
             istiod=mesh.istiod,
+            gateway_api_crds=mesh.gateway_api_crds,
             monitoring_crds=observability.release,
             storage_classes=storage.class_resources,
+            model_stores=model_stores.claims,
             node_pools=karpenter.node_pool_resources,
             priority_classes=tenancy.priority_classes,
         ),

@@ -9,16 +9,11 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+from infra.upstream import YamlLoader
+
 ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = ROOT / "schemas" / "crds"
 KUBERNETES_SCHEMA_VERSION = "1.35.0"
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """YAML 1.1 reads a bare `=` as the 'value' tag; upstream CRDs use it as a plain string (an enum member)."""
-
-
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
 
 @lru_cache(maxsize=1)
@@ -26,7 +21,7 @@ def crd_schemas() -> dict[tuple[str, str], dict]:
     """(apiVersion, kind) -> openAPIV3Schema of every served version of every upstream CRD."""
     schemas = {}
     for path in sorted(CRD_DIR.rglob("*.yaml")):
-        for doc in yaml.load_all(path.read_text(), Loader=_Loader):
+        for doc in yaml.load_all(path.read_text(), Loader=YamlLoader):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
             group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from infra import timing
 from infra.versions import PINS
 from tests.conftest import synth_of
 
@@ -67,7 +68,6 @@ def _statements(document: dict) -> set[tuple]:
 
 
 def test_load_balancer_controller_policy_is_the_published_one_for_the_pinned_version(stack):
-    from infra.versions import PINS
     from tests.conftest import ROOT
 
     published = json.loads((ROOT / "schemas" / "iam" / f"aws-load-balancer-controller-{PINS['aws-load-balancer-controller']}-iam_policy.json").read_text())
@@ -86,16 +86,50 @@ def test_load_balancer_controller_identity_and_policy(stack):
     assert deletes and all("aws:ResourceTag/elbv2.k8s.aws/cluster" in json.dumps(s["Condition"]) for s in deletes)
 
 
-def test_strict_mtls_and_the_shared_gateway(stack):
+def test_strict_mtls_and_no_istio_routing_objects(stack):
     peer = stack.result.manifests["peerauthentication--istio-system--default.yaml"]
     assert peer["spec"] == {"mtls": {"mode": "STRICT"}}
-    gateway = stack.result.manifests["gateway--istio-ingress--ml-gateway.yaml"]
-    assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
-    assert stack.result.outputs["gateway"]["attach"]["gateways"] == ["istio-ingress/ml-gateway"]
+    assert not [m for m in stack.result.manifests.values() if m["apiVersion"].startswith("networking.istio.io")], "Gateway API only"
     istiod = stack.release("istiod")
     for r in stack.resources:
-        if r["type"].startswith(("kubernetes:security.istio.io", "kubernetes:networking.istio.io")):
+        if r["type"].startswith("kubernetes:security.istio.io"):
             assert stack.depends_on(r, istiod), r["name"]
+
+
+def test_gateway_api_gateway_binds_the_istio_gateway_deployment(stack):
+    gateway = stack.one("kubernetes:gateway.networking.k8s.io/v1:Gateway")
+    spec = gateway["inputs"]["spec"]
+    assert spec["gatewayClassName"] == "istio"
+    # Istio's manual deployment: it adopts the chart's gateway, and creates no load balancer of its own.
+    assert spec["addresses"] == [{"type": "Hostname", "value": "istio-ingressgateway.istio-ingress.svc.cluster.local"}]
+    assert stack.release("istio-ingressgateway")["inputs"]["values"]["service"] == {"type": "ClusterIP"}
+    [listener] = spec["listeners"]
+    assert (listener["port"], listener["protocol"]) == (80, "HTTP") and "hostname" not in listener
+    assert listener["allowedRoutes"]["namespaces"]["selector"] == {"matchExpressions": [{"key": "ml-platform.io/team", "operator": "Exists"}]}
+    crds = stack.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
+    assert {c["inputs"]["spec"]["names"]["kind"] for c in crds} >= {"Gateway", "HTTPRoute", "GatewayClass", "ReferenceGrant"}
+    for crd in crds:
+        assert stack.depends_on(gateway, crd) and stack.depends_on(stack.release("istiod"), crd), "istiod starts with the CRDs present"
+    assert stack.depends_on(gateway, stack.release("istio-ingressgateway"))
+    attach = stack.result.outputs["gateway"]["attach"]
+    assert attach["kind"] == "HTTPRoute" and attach["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "ml-gateway", "namespace": "istio-ingress"}
+    ]
+
+
+def test_gateway_crds_are_the_vendored_gateway_api_release(stack):
+    from infra.upstream import crd_documents
+
+    vendored = {d["metadata"]["name"]: d["spec"] for d in crd_documents("gateway-api")}
+    installed = {c["inputs"]["metadata"]["name"]: c["inputs"]["spec"] for c in stack.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")}
+    assert installed == vendored
+
+
+def test_a_listener_per_named_host():
+    from components.mesh import gateway_spec
+
+    listeners = gateway_spec(["models.example.com", "api.example.com"])["listeners"]
+    assert [(listener["name"], listener["hostname"]) for listener in listeners] == [("http-0", "models.example.com"), ("http-1", "api.example.com")]
 
 
 def test_pods_on_karpenter_capacity_wait_for_the_cpu_pool(stack):
@@ -103,4 +137,4 @@ def test_pods_on_karpenter_capacity_wait_for_the_cpu_pool(stack):
     for release in ("istio-ingressgateway", "kube-prometheus-stack"):
         r = stack.release(release)
         assert stack.depends_on(r, cpu_pool), release
-        assert r["inputs"]["timeout"] == 900, release
+        assert r["inputs"]["timeout"] == timing.HELM_ON_NEW_NODES, release

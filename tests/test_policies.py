@@ -215,7 +215,7 @@ def test_only_the_gateway_listener_may_face_the_internet(port, allowed):
 def training_pod(mutate) -> list[dict]:
     """The dev stack with its training Job's pod template also declared as a bare Pod, then mutated."""
     records = copy.deepcopy(synth_of("dev").resources)
-    job = next(r for r in records if r["type"] == JOB)
+    job = next(r for r in records if r["type"] == JOB and r["name"] == "nlp-sentiment-finetune-job")
     bare = {**copy.deepcopy(job), "urn": job["urn"].replace("batch/v1:Job", "core/v1:Pod") + "-pod", "type": "kubernetes:core/v1:Pod"}
     bare["inputs"] = {"apiVersion": "v1", "kind": "Pod", "metadata": job["inputs"]["metadata"], "spec": copy.deepcopy(pod(job))}
     mutate(bare["inputs"]["spec"])

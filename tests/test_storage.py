@@ -33,14 +33,13 @@ def test_backups_protection_and_reclaim_per_environment(stack_name, backups, pro
     fs = synth.one(EFS)
     assert synth.one("aws:efs/backupPolicy:BackupPolicy")["inputs"]["backupPolicy"]["status"] == backups
     assert (fs["urn"] in synth.result.protected) is protected
-    for name in ("efs-shared", "efs-models"):
-        assert synth.result.manifests[f"storageclass--cluster--{name}.yaml"]["reclaimPolicy"] == reclaim
+    assert synth.result.manifests["storageclass--cluster--efs-shared.yaml"]["reclaimPolicy"] == reclaim
 
 
 def test_storage_classes_provision_access_points_on_the_file_system(stack):
     fs_id = stack.one(EFS)["outputs"]["id"]
     driver = next(a for a in stack.of_type("aws:eks/addon:Addon") if a["inputs"]["addonName"] == "aws-efs-csi-driver")
-    for name, base in (("efs-shared", "/shared"), ("efs-models", "/models")):
+    for name, base in (("efs-shared", "/shared"),):
         sc = stack.result.manifests[f"storageclass--cluster--{name}.yaml"]
         assert sc["provisioner"] == "efs.csi.aws.com" and sc["mountOptions"] == ["tls"]
         assert sc["parameters"]["provisioningMode"] == "efs-ap" and sc["parameters"]["fileSystemId"] == fs_id
@@ -52,7 +51,7 @@ def test_storage_classes_provision_access_points_on_the_file_system(stack):
     assert identity["serviceAccount"] == "efs-csi-controller-sa"
     assert identity["roleArn"] == stack.one("aws:iam/role:Role", "storage-efs-csi")["outputs"]["arn"]
     assert stack.result.outputs["storage"]["defaultClass"] == "gp3"
-    assert set(stack.result.outputs["storage"]["classes"]) == {"efs-shared", "efs-models"}
+    assert set(stack.result.outputs["storage"]["classes"]) == {"efs-shared"}
 
 
 MOUNT_ACTIONS = ("elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite")
@@ -72,3 +71,23 @@ def test_file_system_policy_admits_tls_mounts_through_mount_targets_only(stack):
         assert decide(policy, action, arn, {"aws:SecureTransport": "true"}) == "ImplicitDeny", "only through a mount target"
     # Access points enforce each volume's POSIX identity; nobody gets root on the file system.
     assert decide(policy, "elasticfilesystem:ClientRootAccess", arn, tls_mount) == "ImplicitDeny"
+
+
+@pytest.mark.parametrize("stack_name", ["dev", "staging"])
+def test_each_team_has_a_model_store_only_its_namespace_can_mount(stack_name):
+    synth = synth_of(stack_name)
+    ap = synth.one("aws:efs/accessPoint:AccessPoint", "model-stores-nlp")["inputs"]
+    assert ap["fileSystemId"] == synth.one(EFS)["outputs"]["id"]
+    assert ap["posixUser"] == {"uid": 20001, "gid": 20001} and ap["rootDirectory"]["path"] == "/model-stores/nlp"
+    assert ap["rootDirectory"]["creationInfo"] == {"ownerUid": 20001, "ownerGid": 20001, "permissions": "0750"}
+    assert ap["tags"]["cost-center"]
+    m = synth.result.manifests
+    volume = m["persistentvolume--cluster--model-store-nlp.yaml"]["spec"]
+    ap_record = synth.one("aws:efs/accessPoint:AccessPoint", "model-stores-nlp")
+    assert volume["csi"] == {"driver": "efs.csi.aws.com", "volumeHandle": f"{ap['fileSystemId']}::{ap_record['outputs']['id']}"}
+    assert volume["claimRef"] == {"namespace": "nlp", "name": "model-store"}, "pre-bound: no other namespace can claim it"
+    assert volume["persistentVolumeReclaimPolicy"] == "Retain" and volume["accessModes"] == ["ReadWriteMany"] and volume["mountOptions"] == ["tls"]
+    claim = m["persistentvolumeclaim--nlp--model-store.yaml"]["spec"]
+    assert claim["volumeName"] == "model-store-nlp" and claim["storageClassName"] == ""
+    assert synth.result.outputs["teams"]["nlp"]["modelStore"] == {"claim": "model-store", "mountPath": "/models"}
+    assert synth_of("prod").result.outputs["teams"]["nlp"]["modelStore"] is None

@@ -54,19 +54,22 @@ def test_the_example_services_land_on_the_intended_hardware():
     assert staging["containers"][0]["ports"][0] == {"name": "http", "containerPort": 5000, "protocol": "TCP"}
 
 
-def test_canary_weights_and_subsets():
+def test_canary_weights_split_the_route_between_version_services():
     m = synth_of("staging").result.manifests
-    route = m["virtualservice--nlp--sentiment.yaml"]["spec"]["http"][0]["route"]
-    assert [(r["destination"]["subset"], r["weight"]) for r in route] == [("stable", 90), ("canary", 10)]
-    subsets = {s["name"]: s["labels"] for s in m["destinationrule--nlp--sentiment.yaml"]["spec"]["subsets"]}
-    assert subsets == {"stable": {"version": "stable"}, "canary": {"version": "canary"}}
+    rule = m["httproute--nlp--sentiment.yaml"]["spec"]["rules"][0]
+    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("sentiment", 90), ("sentiment-canary", 10)]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/sentiment"}}]
+    assert rule["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
+    assert m["service--nlp--sentiment.yaml"]["spec"]["selector"] == {"app": "sentiment", "version": "stable"}
+    assert m["service--nlp--sentiment-canary.yaml"]["spec"]["selector"] == {"app": "sentiment", "version": "canary"}
     assert m["horizontalpodautoscaler--nlp--sentiment-canary.yaml"]["spec"]["maxReplicas"] == 1  # ceil(4 x 10%)
     canary = m["deployment--nlp--sentiment-canary.yaml"]
     assert canary["spec"]["template"]["metadata"]["labels"]["version"] == "canary"
     assert canary["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.1.0-cuda")
-    dev_route = synth_of("dev").result.manifests["virtualservice--nlp--sentiment.yaml"]["spec"]["http"][0]
-    assert [(r["destination"]["subset"], r["weight"]) for r in dev_route["route"]] == [("stable", 100)]
-    assert dev_route["match"][0] == {"uri": {"prefix": "/sentiment/"}} and dev_route["rewrite"] == {"uri": "/"}
+    assert m["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0.0-cuda")
+    dev_rule = synth_of("dev").result.manifests["httproute--nlp--sentiment.yaml"]["spec"]
+    assert [(b["name"], b["weight"]) for b in dev_rule["rules"][0]["backendRefs"]] == [("sentiment", 100)]
+    assert dev_rule["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "ml-gateway", "namespace": "istio-ingress"}]
 
 
 @pytest.mark.parametrize("stack_name", ["dev", "staging"])
@@ -101,16 +104,26 @@ def test_team_pods_are_restricted_and_keep_data_off_empty_dir(stack_name):
             assert empty == {"tmp"} and all(m["mountPath"] == "/tmp" for m in c["volumeMounts"] if m["name"] in empty), fname
 
 
-def test_model_and_training_data_come_from_efs_claims():
-    staging = synth_of("staging").result.manifests
-    claim = staging["persistentvolumeclaim--nlp--sentiment-model.yaml"]["spec"]
-    assert claim["storageClassName"] == "efs-models" and claim["accessModes"] == ["ReadWriteMany"]
-    serving = staging["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]
-    assert {"name": "model", "persistentVolumeClaim": {"claimName": "sentiment-model", "readOnly": True}} in serving["volumes"]
+def test_serving_reads_its_model_version_from_the_team_store_read_only():
+    spec = synth_of("staging").result.manifests["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]
+    assert {"name": "models", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True}} in spec["volumes"]
+    container = spec["containers"][0]
+    assert {"name": "models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "MODEL_DIR", "value": "/models/sentiment-base/1"} in container["env"]
+    [wait] = spec["initContainers"]
+    assert wait["command"][:10] == ["python", "-m", "modelstore", "wait", "--store", "/models", "--model", "sentiment-base", "--version", "1"]
+    assert wait["resources"]["limits"]["memory"] == wait["resources"]["requests"]["memory"]
+
+
+def test_training_data_and_checkpoints_come_from_efs_claims_and_its_output_goes_to_the_store():
     job = synth_of("dev").result.manifests["job--nlp--sentiment-finetune-1.yaml"]
-    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    spec = job["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "sentiment-finetune-data"
     assert volumes["checkpoints"]["persistentVolumeClaim"]["claimName"] == "sentiment-finetune-checkpoints"
+    assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "model-store", "readOnly": False}
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert (env["MODEL_STORE"], env["OUTPUT_MODEL"], env["OUTPUT_VERSION"], env["JOB_NAME"]) == ("/models", "sentiment", "ft-1", "nlp/sentiment-finetune-1")
     for name in ("data", "checkpoints"):
         assert synth_of("dev").result.manifests[f"persistentvolumeclaim--nlp--sentiment-finetune-{name}.yaml"]["spec"]["storageClassName"] == "efs-shared"
 
@@ -121,7 +134,7 @@ def test_training_job_and_cron_job():
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 86400, 86400)
     template = spec["template"]
-    assert template["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": "true"}
+    assert template["metadata"]["annotations"] == {"karpenter.sh/do-not-disrupt": "true", "sidecar.istio.io/inject": "false"}
     assert template["spec"]["priorityClassName"] == "ml-training" and template["spec"]["restartPolicy"] == "Never"
     env = {e["name"]: e["value"] for e in template["spec"]["containers"][0]["env"]}
     assert env["DATA_DIR"] == "/data" and env["CHECKPOINT_DIR"] == "/checkpoints"
@@ -172,7 +185,8 @@ def test_workload_and_team_outputs():
     outputs = synth_of("staging").result.outputs
     gateway = outputs["gateway"]["url"]
     assert outputs["workloads"]["nlp/sentiment"] == {
-        "kind": "serving", "team": "nlp", "namespace": "nlp", "service": "sentiment", "url": f"{gateway}/sentiment"
+        "kind": "serving", "team": "nlp", "namespace": "nlp", "service": "sentiment", "url": f"{gateway}/sentiment",
+        "models": {"stable": "sentiment-base@1", "canary": "sentiment-base@1", "canaryWeight": 10},
     }
     assert outputs["teams"]["nlp"]["serviceAccounts"] == ["nlp-workloads", "sentiment", "sentiment-finetune"]
     assert synth_of("prod").result.outputs["workloads"] == {}
@@ -192,7 +206,7 @@ def config_error(mutate) -> str:
         (lambda r: r["workloads"][0].update(team="vision"), "ml-platform:workloads[0].team 'vision' is not one of the teams: ['nlp']"),
         (lambda r: r["workloads"][0].update(image="registry/sentiment:latest"), "ml-platform:workloads[0].image: \"registry/sentiment:latest\" is not allowed: the tag 'latest' moves"),
         (lambda r: r["workloads"][0].update(image="registry/sentiment"), "expected an image pinned by tag or digest"),
-        (lambda r: r["workloads"][0]["canary"].update(weight=100), "ml-platform:workloads[0].canary.weight: 100 is not allowed"),
+        (lambda r: r["workloads"][0]["canary"].update(weight=0), "ml-platform:workloads[0].canary.weight: 0 is not allowed"),
         (lambda r: r["workloads"][0].update(acceleratorCount=0), "acceleratorCount must be 0 for cpu and at least 1 for nvidia or neuron"),
         (lambda r: r["workloads"][0]["autoscaling"].update(maxReplicas=9), "ml-platform:workloads[0] needs up to 10 nvidia accelerators (10 pods x 1) but team 'nlp' has a quota of 8"),
         (lambda r: r["nodePools"]["nvidia"].update(enabled=False), "ml-platform:workloads[0].accelerator 'nvidia' has no enabled node pool"),
@@ -201,7 +215,7 @@ def config_error(mutate) -> str:
          "ml-platform:workloads[0] needs up to 9 nvidia accelerators (9 pods x 1) but team 'nlp' has a quota of 8"),
         (lambda r: r["nodePools"]["cpu"].update(enabled=False), "ml-platform:nodePools.cpu.enabled must stay true"),
         (lambda r: r["workloads"][1].update(kind="inference"), "ml-platform:workloads[1].kind: \"inference\" is not allowed: expected one of serving, training"),
-        (lambda r: r["workloads"][0]["modelVolume"].update(storageClass="efs-fast"), "volume storageClass 'efs-fast' is not one of ['efs-models', 'efs-shared']"),
+        (lambda r: r["workloads"][1]["data"].update(storageClass="efs-fast"), "volume storageClass 'efs-fast' is not one of ['efs-shared']"),
     ],
 )
 def test_bad_workload_config_names_the_key(mutate, expected):

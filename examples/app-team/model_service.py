@@ -6,7 +6,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-SUPPORTED_MAJOR = 1
+SUPPORTED_MAJOR = 2
 
 
 def check_contract(version: str) -> str:
@@ -16,7 +16,7 @@ def check_contract(version: str) -> str:
 
 
 class ModelService(pulumi.ComponentResource):
-    """Deployment on the platform's GPU pool, Service, autoscaler, disruption budget and route on the shared gateway."""
+    """Deployment on the platform's GPU pool, Service, autoscaler, disruption budget and an HTTPRoute on the shared gateway."""
 
     def __init__(self, name: str, platform: pulumi.StackReference, team: str, image: str, path: str, opts=None):
         super().__init__("ml-app-team:index:ModelService", name, None, opts)
@@ -117,25 +117,41 @@ class ModelService(pulumi.ComponentResource):
         )
         k8s.apiextensions.CustomResource(
             f"{name}-route",
-            api_version="networking.istio.io/v1",
-            kind="VirtualService",
+            api_version=gateway.apply(lambda g: g["attach"]["apiVersion"]),
+            kind="HTTPRoute",
             metadata=meta(),
-            spec=pulumi.Output.all(namespace, gateway).apply(lambda v: route(name, v[0], v[1], path)),
+            spec=gateway.apply(lambda g: route(name, g, path)),
             opts=opts_k8s,
         )
         self.url = gateway.apply(lambda g: f"{g['url']}{path}")
         self.register_outputs({"url": self.url})
 
 
-def route(name: str, namespace: str, gateway: dict[str, Any], path: str) -> dict[str, Any]:
-    return {
-        "hosts": gateway["hosts"],
-        "gateways": gateway["attach"]["gateways"],
-        "http": [
+def route(name: str, gateway: dict[str, Any], path: str) -> dict[str, Any]:
+    """The service's path on the platform's gateway, attached the way the contract says."""
+    spec: dict[str, Any] = {
+        "parentRefs": gateway["attach"]["parentRefs"],
+        "rules": [
             {
-                "match": [{"uri": {"prefix": f"{path}/"}}],
-                "rewrite": {"uri": "/"},
-                "route": [{"destination": {"host": f"{name}.{namespace}.svc.cluster.local", "port": {"number": 80}}}],
+                "matches": [{"path": {"type": "PathPrefix", "value": path}}],
+                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+                "backendRefs": [{"name": name, "port": 80}],
             }
         ],
     }
+    if gateway["hosts"] != ["*"]:
+        spec["hostnames"] = gateway["hosts"]
+    return spec
+
+
+def model_endpoints(workloads: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The platform's model endpoints: URL, and the stable and canary model versions behind each."""
+    return {key: {"url": w["url"], **w["models"]} for key, w in sorted(workloads.items()) if w["kind"] == "serving" and w.get("models")}
+
+
+def describe(endpoints: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for key, e in endpoints.items():
+        canary = f", canary {e['canary']} at {e['canaryWeight']}%" if e["canary"] else ""
+        lines.append(f"{key}: {e['url']} serves {e['stable']}{canary}")
+    return lines

@@ -83,9 +83,20 @@ def test_service_lands_in_the_team_namespace_on_the_gpu_pool(platform):
 
 
 def test_route_attaches_to_the_platform_gateway(platform):
-    route = manifests(run_app_team(platform))["VirtualService"]["spec"]
-    assert route["gateways"] == platform["gateway"]["attach"]["gateways"]
-    assert route["http"][0]["route"][0]["destination"]["host"] == "toxicity.nlp.svc.cluster.local"
+    route = manifests(run_app_team(platform))["HTTPRoute"]["spec"]
+    assert route["parentRefs"] == platform["gateway"]["attach"]["parentRefs"]
+    assert route["rules"][0]["backendRefs"] == [{"name": "toxicity", "port": 80}]
+    assert route["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": "/toxicity"}}]
+
+
+def test_it_shows_the_platforms_endpoints_with_their_model_versions(platform):
+    from model_service import describe, model_endpoints
+
+    endpoints = model_endpoints(platform["workloads"])
+    assert list(endpoints) == ["nlp/sentiment"]
+    assert describe(endpoints) == [
+        f"nlp/sentiment: {platform['gateway']['url']}/sentiment serves sentiment-base@1, canary sentiment-base@1 at 10%"
+    ]
 
 
 # Rules about the platform's own graph (its one provider, its CRD releases, its namespaces) do not apply to another program.
@@ -107,5 +118,5 @@ def test_everything_it_renders_validates_and_passes_the_platform_rules(platform,
 
 
 def test_refuses_an_incompatible_platform_contract(platform):
-    with pytest.raises(Exception, match="schemaVersion 1.x, the platform publishes 2.0.0"):
-        run_app_team({**platform, "schemaVersion": "2.0.0"})
+    with pytest.raises(Exception, match="schemaVersion 2.x, the platform publishes 3.0.0"):
+        run_app_team({**platform, "schemaVersion": "3.0.0"})

@@ -44,11 +44,18 @@ def offered_resources(pool_spec: dict) -> set[str]:
     return set.intersection(*per_family)
 
 
+INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
+
+
 def _label_possible(pool_spec: dict, key: str, value: str) -> bool:
     labels = pool_spec["template"].get("metadata", {}).get("labels", {})
     if key in labels:
         return labels[key] == value
     values = _requirement_values(pool_spec, key)
+    if values is None and key == INSTANCE_FAMILY:
+        # Karpenter labels every node with its family: a pool listing instance types offers their families.
+        types = _requirement_values(pool_spec, "node.kubernetes.io/instance-type")
+        values = sorted({t.split(".", 1)[0] for t in types}) if types else None
     return values is not None and value in values
 
 

@@ -56,23 +56,31 @@ def _ancestors_by_dependency(resource) -> list:
     return found
 
 
+CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+
+
 @stack_rule(
     "custom-resource-after-its-crd",
-    "Every custom resource depends (directly or through other resources) on the Helm release that installs its CRD, so create and destroy run in the right order.",
-    "Add the CRD-installing release (or a resource depending on it) to the custom resource's depends_on.",
+    "Every custom resource depends (directly or through other resources) on what installs its CRD (the Helm release, or the CustomResourceDefinition itself), so create and destroy run in the right order.",
+    "Add the CRD-installing release or CustomResourceDefinition (or a resource depending on it) to the custom resource's depends_on.",
     MANDATORY,
 )
 def custom_resource_after_its_crd(resources, settings):
+    declared = {str((r.props.get("spec") or {}).get("group")) for r in resources if r.resource_type == CRD}
     for r in resources:
-        if not r.resource_type.startswith("kubernetes:"):
+        if not r.resource_type.startswith("kubernetes:") or r.resource_type == CRD:
             continue
         group = _api_group(r.resource_type)
         if group in BUILTIN_GROUPS:
             continue
+        ancestors = _ancestors_by_dependency(r)
+        if group in declared:
+            if not any(d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group for d in ancestors):
+                yield f"does not depend on the CustomResourceDefinitions of {group}", r.urn
+            continue
         chart = CRD_CHARTS.get(group)
         if chart is None:
-            yield f"no known Helm release installs the CRDs of API group {group!r}", r.urn
+            yield f"nothing in the stack installs the CRDs of API group {group!r}", r.urn
             continue
-        releases = [d for d in _ancestors_by_dependency(r) if d.resource_type == "kubernetes:helm.sh/v3:Release"]
-        if not any(_chart_name(d) == chart for d in releases):
+        if not any(d.resource_type == "kubernetes:helm.sh/v3:Release" and _chart_name(d) == chart for d in ancestors):
             yield f"does not depend on the {chart!r} release that installs the {group} CRDs", r.urn

@@ -1,0 +1,30 @@
+"""How long things take on a real account, in seconds: what Pulumi's awaits are sized to.
+
+Typical figures with a margin, not guarantees; the README's table lists them per step.
+"""
+from __future__ import annotations
+
+# Karpenter: EC2 launch, boot and kubelet join. GPU and Neuron AMIs are larger and load drivers first.
+NODE_LAUNCH = {"cpu": 150, "nvidia": 300, "neuron": 300}
+# Pulling a framework image: a few hundred MB for CPU, 5-10 GB for CUDA and Neuron images.
+IMAGE_PULL = {"cpu": 180, "nvidia": 480, "neuron": 480}
+# Downloading a public model of a few hundred MB through the NAT gateway, and publishing it to EFS.
+MODEL_DOWNLOAD = 600
+# Tracing a transformer for NeuronCores with a fixed input shape.
+NEURON_COMPILE = 1800
+# Headroom for retries (a spot capacity miss, a slow registry).
+MARGIN = 300
+
+
+def pod_ready(pool: str, startup_seconds: int) -> int:
+    """A pod that needs a new node: launch, pull, then its startup probe's allowance."""
+    return NODE_LAUNCH[pool] + IMAGE_PULL[pool] + startup_seconds + MARGIN
+
+
+def job_done(pool: str, work_seconds: int) -> int:
+    """A Job that needs a new node and then works for `work_seconds`."""
+    return NODE_LAUNCH[pool] + IMAGE_PULL[pool] + work_seconds + MARGIN
+
+
+# A Helm release whose pods wait for Karpenter to launch a cpu node.
+HELM_ON_NEW_NODES = pod_ready("cpu", 300)
