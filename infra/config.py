@@ -455,6 +455,48 @@ class AlertingConfig(Model):
         return refs
 
 
+class OpenSearchConfig(Model):
+    """The opt-in search sink: an Amazon OpenSearch Service domain inside the VPC (Dashboards reachable only from there)."""
+
+    enabled: bool = False
+    engine_version: Annotated[str, Field(pattern=r"^OpenSearch_\d+\.\d+$")] = "OpenSearch_2.19"
+    instance_type: Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")] = "r7g.large.search"
+    # Data nodes, spread evenly over zoneCount availability zones.
+    instance_count: Annotated[int, Field(ge=1, le=80)] = 3
+    zone_count: Literal[1, 2, 3] = 3
+    # Three dedicated cluster managers keep the domain available through a zone outage; None runs without.
+    dedicated_manager_type: Optional[Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")]] = "m7g.large.search"
+    volume_gib: Annotated[int, Field(ge=10, le=16000)] = 100
+    # Gets full access inside OpenSearch (all_access, security_manager); required when enabled.
+    admin_role_arn: Optional[IamRoleArn] = None
+    # VPC domains need AWSServiceRoleForAmazonOpenSearchService; an account has it once, creating it twice fails.
+    create_service_linked_role: bool = False
+
+    @model_validator(mode="after")
+    def _shape(self) -> "OpenSearchConfig":
+        if self.enabled and self.admin_role_arn is None:
+            raise ValueError("openSearch.adminRoleArn is required when openSearch.enabled: the role that administers the domain")
+        if self.instance_count % self.zone_count:
+            raise ValueError(f"openSearch.instanceCount {self.instance_count} must be a multiple of zoneCount {self.zone_count}, one share per zone")
+        return self
+
+
+class LoggingConfig(Model):
+    """Container logs to CloudWatch Logs (always) and OpenSearch (opt-in), shipped by Fluent Bit on every node."""
+
+    fluent_bit_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["fluent-bit"]
+    retention_days: RetentionDays = 30
+    # Fluent Bit buffers on the node's disk while a sink is down: this long at the rate below loses nothing.
+    outage_tolerance_minutes: Annotated[int, Field(ge=1, le=1440)] = 60
+    # Typical container log volume of one node; sizes the buffer and the cost estimate of log ingestion.
+    node_log_rate_kib_per_second: Annotated[int, Field(ge=1, le=10240)] = 32
+    open_search: OpenSearchConfig = OpenSearchConfig()
+
+    @property
+    def buffer_mib(self) -> int:
+        return math.ceil(self.outage_tolerance_minutes * 60 * self.node_log_rate_kib_per_second / 1024)
+
+
 class ObservabilityConfig(Model):
     kube_prometheus_stack_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["kube-prometheus-stack"]
     prometheus_retention: Annotated[str, Field(pattern=r"^\d+[dhw]$")] = "15d"
@@ -711,10 +753,29 @@ class PlatformConfig(Model):
     mesh: MeshConfig = MeshConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
     alerting: AlertingConfig = AlertingConfig()
+    logging: LoggingConfig = LoggingConfig()
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
     teams: list[TeamConfig] = []
     workloads: list[Workload] = []
+
+    @model_validator(mode="after")
+    def _search_domain_fits_the_network(self) -> "PlatformConfig":
+        search = self.logging.open_search
+        if not search.enabled:
+            return self
+        zones = len(self.network.availability_zones) if self.network.availability_zones else self.network.az_count
+        if search.zone_count > zones:
+            raise ValueError(f"logging.openSearch.zoneCount {search.zone_count} exceeds the stack's {zones} availability zones")
+        if self.environment == "prod" and search.zone_count == 1:
+            raise ValueError("logging.openSearch.zoneCount 1 in prod: a zone outage would take the log search with it; use 2 or 3")
+        if len(self.search_domain_name) > 28:
+            raise ValueError(f"logging.openSearch: the domain name {self.search_domain_name!r} is over OpenSearch's 28 characters; shorten the cluster name")
+        return self
+
+    @property
+    def search_domain_name(self) -> str:
+        return f"{self.cluster_name}-logs"
 
     @model_validator(mode="after")
     def _cidrs_disjoint(self) -> "PlatformConfig":

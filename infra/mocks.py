@@ -106,6 +106,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "kubernetes:helm.sh/v3:Release": self._helm_release,
             "kubernetes:core/v1:Service": self._k8s_service,
             "aws:efs/fileSystem:FileSystem": self._efs,
+            "aws:opensearch/domain:Domain": self._search_domain,
             "random:index/randomPassword:RandomPassword": self._random_password,
         }
         # Children a packaged (remote) component creates inside its own provider: recorded as the engine would
@@ -251,6 +252,17 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _efs(self, args, h, inputs):
         fs_id = f"fs-{h[:17]}"
         return fs_id, {"arn": self.arn("elasticfilesystem", f"file-system/{fs_id}"), "dnsName": f"{fs_id}.efs.{self.region}.amazonaws.com"}
+
+    def _search_domain(self, args, h, inputs):
+        name = inputs["domainName"]
+        # VPC domains answer on vpc-<name>-<id>; Dashboards is a path of the same endpoint.
+        endpoint = f"vpc-{name}-{h[:26]}.{self.region}.es.amazonaws.com"
+        return self.arn("es", f"domain/{name}"), {
+            "arn": self.arn("es", f"domain/{name}"),
+            "domainId": f"{ACCOUNT_ID}/{name}",
+            "endpoint": endpoint,
+            "dashboardEndpoint": f"{endpoint}/_dashboards",
+        }
 
     def _random_password(self, args, h, inputs):
         length = int(inputs.get("length", 32))

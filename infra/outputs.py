@@ -5,6 +5,7 @@ import pulumi
 
 from components.cluster import Cluster
 from components.karpenter import Karpenter
+from components.logging import Logging
 from components.mesh import Mesh
 from components.model_store import CLAIM as MODEL_STORE_CLAIM
 from components.model_store import MOUNT_PATH as MODEL_STORE_PATH
@@ -15,7 +16,7 @@ from components.workloads import Workloads
 from components.network import Network
 from infra.config import PlatformConfig
 
-SCHEMA_VERSION = "2.1.0"
+SCHEMA_VERSION = "2.2.0"
 
 
 def export(
@@ -27,6 +28,7 @@ def export(
     storage: Storage,
     mesh: Mesh,
     observability: Observability,
+    logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
 ) -> None:
@@ -105,6 +107,14 @@ def export(
             "grafanaAdminSecret": observability.admin_secret,
         },
     )
+    pulumi.export(
+        "logging",
+        {
+            "platformLogGroup": logging.log_groups["platform"],
+            "searchEndpoint": logging.search_endpoint,
+            "dashboardsUrl": logging.dashboards_url,
+        },
+    )
     pulumi.export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
     pulumi.export(
         "teams",
@@ -116,6 +126,7 @@ def export(
                     [team.service_account] + [w.service_account for w in workloads.workloads.values() if w.team == name]
                 ),
                 "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
+                "logGroup": logging.log_groups[team.namespace],
             }
             for name, team in sorted(tenancy.teams.items())
         },

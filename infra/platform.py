@@ -8,6 +8,7 @@ from components.alerting import Alerting, AlertingArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
@@ -122,6 +123,22 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    logging = Logging(
+        "logging",
+        LoggingArgs(
+            config=cfg,
+            provider=cluster.provider,
+            cluster_name=cluster.name,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            logs_key_arn=encryption.logs_key_arn,
+            system_node_selector=cluster.system_node_selector,
+            system_toleration=cluster.system_toleration,
+            monitoring_release=observability.release,
+            depends_on=cluster.critical_addons,
+        ),
+    )
+
     model_stores = ModelStores(
         "model-stores",
         ModelStoresArgs(
@@ -160,6 +177,7 @@ def build(cfg: PlatformConfig) -> None:
         storage=storage,
         mesh=mesh,
         observability=observability,
+        logging=logging,
         tenancy=tenancy,
         workloads=workloads,
     )

@@ -36,6 +36,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:sqs/queue:Queue",
         "aws:efs/fileSystem:FileSystem",
         "aws:efs/accessPoint:AccessPoint",
+        "aws:opensearch/domain:Domain",
         "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
         EKS_CLUSTER,
         EKS_COMPONENT,

@@ -7,7 +7,7 @@ from .base import ADVISORY, MANDATORY, dig, resource_rule, stack_rule
 from .scheduling import matching_pools, requested_extended_resources, tolerates
 
 # Platform components that legitimately need node access; team workloads never run here.
-SYSTEM_NAMESPACES = frozenset({"kube-system", "gpu-operator", "istio-system", "istio-ingress", "monitoring"})
+SYSTEM_NAMESPACES = frozenset({"kube-system", "gpu-operator", "istio-system", "istio-ingress", "monitoring", "logging"})
 ACCELERATOR_TAINTS = {
     "nvidia.com/gpu": {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"},
     "aws.amazon.com/neuron": {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"},
