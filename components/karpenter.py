@@ -381,7 +381,8 @@ class Karpenter(pulumi.ComponentResource):
             repository=CHART_REPOSITORY,
             version=kc.version,
             namespace=NAMESPACE,
-            opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=args.depends_on)),
+            # Definitions only: the API server takes them while the system nodes are still joining.
+            opts=k8s_child,
         )
         self.controller = helm.release(
             name,

@@ -299,8 +299,9 @@ class Logging(pulumi.ComponentResource):
         search_host: Optional[pulumi.Output[str]] = None
         self.search_endpoint = self.dashboards_url = None
         if domain is not None:
-            mappings = self._role_mappings(name, args, domain, writer.role, namespace)
-            prerequisites.append(mappings)
+            # Fluent Bit does not wait for the mappings: until they are in place the domain refuses its writes
+            # (403), which it retries from its disk buffer, so the release installs as soon as the domain exists.
+            self._role_mappings(name, args, domain, writer.role, namespace)
             search_host = domain.endpoint
             self.search_endpoint = domain.endpoint.apply(lambda e: f"https://{e}")
             self.dashboards_url = domain.dashboard_endpoint.apply(lambda e: f"https://{e}")
@@ -485,7 +486,8 @@ class Logging(pulumi.ComponentResource):
             "ADMIN_ROLE_ARNS": self.security_role.role.arn.apply(lambda arn: ",".join([arn, search.admin_role_arn])),
             "INDEX_PREFIX": INDEX_PREFIX,
         }
-        deadline = timing.IMAGE_PULL["cpu"] + opensearch_security.RETRIES * 30
+        # A pull and a few PUTs, retried while the new domain settles; the margin covers a slow registry.
+        deadline = timing.IMAGE_PULL["cpu"] + opensearch_security.RETRY_SECONDS + timing.MARGIN
         return k8s.batch.v1.Job(
             f"{name}-search-security",
             metadata=k8s.meta.v1.ObjectMetaArgs(

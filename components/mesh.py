@@ -287,8 +287,12 @@ class Mesh(pulumi.ComponentResource):
             for doc in crd_documents("gateway-api")
         ]
         # The Istio CNI DaemonSet edits pod networking on every node: privileged by nature.
-        istio_system = self._namespace(f"{name}-istio-system", ISTIO_NAMESPACE, "privileged", args, injection=False)
-        base = istio(f"{name}-istio-base", "istio-base", "base", ISTIO_NAMESPACE, {"defaultRevision": "default"}, k8s_opts(istio_system))
+        istio_system = self._namespace(f"{name}-istio-system", ISTIO_NAMESPACE, "privileged", args, injection=False, needs_nodes=False)
+        # CRDs and webhook configurations only: they need the API server, not nodes, so they install while nodes join.
+        base = istio(
+            f"{name}-istio-base", "istio-base", "base", ISTIO_NAMESPACE, {"defaultRevision": "default"},
+            pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[istio_system]),
+        )
         # With the CNI plugin, injected pods need no NET_ADMIN init container and pass the restricted profile.
         cni = istio(
             f"{name}-istio-cni",
@@ -322,7 +326,8 @@ class Mesh(pulumi.ComponentResource):
                     "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
                 },
             },
-            k8s_opts(base, cni, *self.gateway_api_crds),
+            # The CNI agent matters to injected pods (the gateway's), not to istiod: the two install side by side.
+            k8s_opts(base, *self.gateway_api_crds),
         )
 
         gateway_ns = self._namespace(f"{name}-istio-ingress", GATEWAY_NAMESPACE, "baseline", args, injection=True)
@@ -343,7 +348,7 @@ class Mesh(pulumi.ComponentResource):
                      "labelSelector": {"matchLabels": GATEWAY_SELECTOR}}
                 ],
             },
-            k8s_opts(self.istiod, gateway_ns, args.general_capacity),
+            k8s_opts(self.istiod, cni, gateway_ns, args.general_capacity),
             # Its pods wait for Karpenter to launch a cpu node.
             timeout=timing.HELM_ON_NEW_NODES,
         )
@@ -434,12 +439,14 @@ class Mesh(pulumi.ComponentResource):
         self.gateway_url = self.gateway_hostname.apply(lambda h: f"{'https' if port == 443 else 'http'}://{h}")
         self.register_outputs({"gatewayHostname": self.gateway_hostname})
 
-    def _namespace(self, resource_name: str, ns: str, pod_security: str, args: MeshArgs, injection: bool) -> k8s.core.v1.Namespace:
+    def _namespace(
+        self, resource_name: str, ns: str, pod_security: str, args: MeshArgs, injection: bool, needs_nodes: bool = True
+    ) -> k8s.core.v1.Namespace:
         labels = {"pod-security.kubernetes.io/enforce": pod_security, "app.kubernetes.io/part-of": "ml-platform"}
         if injection:
             labels["istio-injection"] = "enabled"
         return k8s.core.v1.Namespace(
             resource_name,
             metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels=labels),
-            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=args.depends_on if needs_nodes else []),
         )

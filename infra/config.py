@@ -460,12 +460,12 @@ class OpenSearchConfig(Model):
 
     enabled: bool = False
     engine_version: Annotated[str, Field(pattern=r"^OpenSearch_\d+\.\d+$")] = "OpenSearch_2.19"
-    instance_type: Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")] = "r7g.large.search"
+    instance_type: Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")] = "r6g.large.search"
     # Data nodes, spread evenly over zoneCount availability zones.
     instance_count: Annotated[int, Field(ge=1, le=80)] = 3
     zone_count: Literal[1, 2, 3] = 3
     # Three dedicated cluster managers keep the domain available through a zone outage; None runs without.
-    dedicated_manager_type: Optional[Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")]] = "m7g.large.search"
+    dedicated_manager_type: Optional[Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")]] = "m6g.large.search"
     volume_gib: Annotated[int, Field(ge=10, le=16000)] = 100
     # Gets full access inside OpenSearch (all_access, security_manager); required when enabled.
     admin_role_arn: Optional[IamRoleArn] = None
@@ -495,6 +495,17 @@ class LoggingConfig(Model):
     @property
     def buffer_mib(self) -> int:
         return math.ceil(self.outage_tolerance_minutes * 60 * self.node_log_rate_kib_per_second / 1024)
+
+
+class BudgetConfig(Model):
+    """What the stack may cost at most: the policy pack holds its worst case to this, and an AWS Budget alerts on real spend."""
+
+    # No default: like a pool's limits, the most an environment may spend is each stack's explicit choice.
+    max_hourly_usd: Annotated[float, Field(gt=0)]
+    # Spot-only pools priced at this fraction of on-demand; 1 assumes spot may cost as much (its upper bound).
+    spot_price_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # Alerted when actual or forecast monthly spend passes the ceiling.
+    notify_emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = []
 
 
 class ObservabilityConfig(Model):
@@ -754,6 +765,7 @@ class PlatformConfig(Model):
     observability: ObservabilityConfig = ObservabilityConfig()
     alerting: AlertingConfig = AlertingConfig()
     logging: LoggingConfig = LoggingConfig()
+    budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
     teams: list[TeamConfig] = []

@@ -23,7 +23,9 @@ import urllib.request
 from typing import Any, Callable
 
 WRITER_ROLE = "ml_platform_log_writer"
-RETRIES = 20
+RETRIES = 8
+# The longest the retries of one PUT wait in all (exponential backoff, capped at 30 s).
+RETRY_SECONDS = sum(min(30, 2**attempt) for attempt in range(1, RETRIES + 1))
 
 
 def pod_identity_credentials() -> dict[str, str]:

@@ -14,9 +14,11 @@ from components.storage import Storage
 from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, Tenancy
 from components.workloads import Workloads
 from components.network import Network
+from infra import cost
+from policies.rules.cost import Ceiling
 from infra.config import PlatformConfig
 
-SCHEMA_VERSION = "2.2.0"
+SCHEMA_VERSION = "2.3.0"
 
 
 def export(
@@ -31,6 +33,7 @@ def export(
     logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
+    ceiling: Ceiling,
 ) -> None:
     pulumi.export("schemaVersion", SCHEMA_VERSION)
     pulumi.export("environment", cfg.environment)
@@ -115,6 +118,7 @@ def export(
             "dashboardsUrl": logging.dashboards_url,
         },
     )
+    pulumi.export("cost", cost.output(cfg, ceiling))
     pulumi.export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
     pulumi.export(
         "teams",

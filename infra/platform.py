@@ -1,10 +1,13 @@
 """The platform as one dependency graph; reads top to bottom like the architecture picture."""
 from __future__ import annotations
 
+import datetime
+
 import pulumi_aws as aws
 
 from components.accelerators import Accelerators, AcceleratorsArgs
 from components.alerting import Alerting, AlertingArgs
+from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.karpenter import Karpenter, KarpenterArgs
@@ -16,7 +19,7 @@ from components.storage import Storage, StorageArgs
 from components.tenancy import Tenancy, TenancyArgs
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
-from infra import outputs
+from infra import cost, outputs
 from infra.config import PlatformConfig
 
 
@@ -30,6 +33,9 @@ def availability_zones(cfg: PlatformConfig) -> list[str]:
 
 
 def build(cfg: PlatformConfig) -> None:
+    # What this graph may cost at most, checked against the budget before anything is created.
+    ceiling = cost.checked_ceiling(cfg, datetime.date.today())
+
     encryption = Encryption("encryption", EncryptionArgs(config=cfg))
     network = Network("network", NetworkArgs(config=cfg, availability_zones=availability_zones(cfg), logs_key_arn=encryption.logs_key_arn))
 
@@ -169,6 +175,9 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    # The cost guard: the ceiling the policy pack holds this graph to, and alerts on real spend.
+    Budget("budget", BudgetArgs(config=cfg))
+
     outputs.export(
         cfg,
         network=network,
@@ -180,4 +189,5 @@ def build(cfg: PlatformConfig) -> None:
         logging=logging,
         tenancy=tenancy,
         workloads=workloads,
+        ceiling=ceiling,
     )

@@ -15,6 +15,7 @@ if __name__ == "__main__":
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import re
@@ -29,6 +30,7 @@ from typing import Any, Optional
 
 import yaml
 
+from infra import critical_path
 from infra.config import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +54,8 @@ class SynthResult:
     placeholders: list[str]
     protected: list[str]
     transforms: dict[str, int]  # URN -> number of resource transforms registered with it
+    cost: dict
+    critical_path: dict
 
     @property
     def mandatory_violations(self) -> list[dict]:
@@ -319,6 +323,8 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         (out / "helm" / fname).write_text(_dump_yaml(body))
     (out / "policy.json").write_text(json.dumps(result.policy, indent=2, sort_keys=True) + "\n")
     (out / "graph.mmd").write_text(result.graph)
+    (out / "cost.json").write_text(json.dumps(result.cost, indent=2, sort_keys=True) + "\n")
+    (out / "critical-path.json").write_text(json.dumps(result.critical_path, indent=2, sort_keys=True) + "\n")
 
 
 # -- entry points -----------------------------------------------------------------------------
@@ -337,6 +343,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
         if collecting:
             gc.enable()
     records = _resource_records(registrations)
+    cost = _cost(records)
     protected = sorted(urn for urn, r in registrations.items() if r.protect)
     policy = check(records, stack, protected=set(protected))
     return SynthResult(
@@ -350,7 +357,18 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
         placeholders=stack_file.placeholders + stack_file.unset,
         protected=protected,
         transforms={urn: r.transforms for urn, r in sorted(registrations.items()) if r.transforms},
+        cost=cost,
+        critical_path=critical_path.report(records),
     )
+
+
+def _cost(records: list[dict]) -> dict:
+    """The worst-case hourly cost of the graph, as the policy pack prices it (the program checked its budget)."""
+    from policies.rules import cost
+
+    pairs = [(r["type"], {**r["outputs"], **r["inputs"]}) for r in records]
+    budget, region = cost.budget_settings(pairs)
+    return cost.ceiling(pairs, region, datetime.date.today()).as_json(budget)
 
 
 def _summary(result: SynthResult, out: Path, seconds: float) -> str:
@@ -362,6 +380,17 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
     lines.append(f"  manifests: {len(result.manifests)}, helm releases: {len(result.helm)}")
     if result.placeholders:
         lines.append(f"  note: secrets the offline synth cannot read (encrypted, or left for the operator to set) got fake placeholder values: {', '.join(result.placeholders)}")
+    c = result.cost
+    top = max(c["pools"].items(), key=lambda kv: kv[1]["hourlyUsd"], default=None)
+    lines.append(
+        f"cost ceiling: ${c['totalHourlyUsd']:,.2f}/h worst case (budget ${c['budgetHourlyUsd']:,.2f}/h; fixed ${c['fixedHourlyUsd']:,.2f}/h"
+        + (f"; largest pool {top[0]} ${top[1]['hourlyUsd']:,.2f}/h" if top else "") + f"; prices {c['region']} {c['pricesDate']})"
+    )
+    up, down = result.critical_path["up"], result.critical_path["destroy"]
+    lines.append(f"deploy time: up {up['minutes']} min from an empty account, destroy {down['minutes']} min (typical durations)")
+    lines.append("  longest chain: " + " -> ".join(f"{step['name']} {step['seconds']}s" for step in up["chain"]))
+    if result.critical_path["unknownTypes"]:
+        lines.append(f"  note: no typical duration for {', '.join(result.critical_path['unknownTypes'])}: counted {result.critical_path['defaultSeconds']}s each")
     s = result.policy["summary"]
     lines.append(
         f"policy: {s['mandatory']} mandatory, {s['advisory']} advisory violation(s) over {s['rules']} rules"
@@ -374,7 +403,7 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
         lines.append(f"      at {vs[0]['urn']}" + (f" (+{len(vs) - 1} more)" if len(vs) > 1 else ""))
         if vs[0].get("remediation"):
             lines.append(f"      fix: {vs[0]['remediation']}")
-    lines.append(f"artifacts: {out}/ (resources.json, manifests/, helm/, policy.json, graph.mmd)")
+    lines.append(f"artifacts: {out}/ (resources.json, manifests/, helm/, policy.json, graph.mmd, cost.json, critical-path.json)")
     return "\n".join(lines)
 
 

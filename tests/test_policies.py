@@ -142,6 +142,7 @@ CASES = {
     "node-pool-bounded": ("prod", "kubernetes:karpenter.sh/v1:NodePool", lambda r: r["inputs"]["spec"]["limits"].pop("memory"), "karpenter-cpu-pool"),
     "version-supported": ("prod", EKS, set_in(["inputs", "version"], "1.29")),
     "version-in-standard-support": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "version"], "v26.3.3"), "accelerators-gpu-operator"),
+    "cost-within-budget": ("prod", "aws:budgets/budget:Budget", lambda r: r["inputs"]["tags"].update({"ml-platform.io/max-hourly-usd": "100"})),
     "accelerator-workload-schedulable": (
         "dev", DEPLOY, lambda r: pod(r).update(nodeSelector={"ml-platform.io/pool": "nvidia"}), "nlp-sentiment-stable",
     ),

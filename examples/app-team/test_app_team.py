@@ -99,8 +99,8 @@ def test_it_shows_the_platforms_endpoints_with_their_model_versions(platform):
     ]
 
 
-# Rules about the platform's own graph (its one provider, its CRD releases, its namespaces) do not apply to another program.
-PLATFORM_GRAPH_RULES = {"kubernetes-single-provider", "custom-resource-after-its-crd", "team-namespace-guardrails"}
+# Rules about the platform's own graph (its one provider, its CRD releases, its namespaces, its budget) do not apply to another program.
+PLATFORM_GRAPH_RULES = {"kubernetes-single-provider", "custom-resource-after-its-crd", "team-namespace-guardrails", "cost-within-budget"}
 
 
 def test_everything_it_renders_validates_and_passes_the_platform_rules(platform, synthesized):

@@ -37,6 +37,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:efs/fileSystem:FileSystem",
         "aws:efs/accessPoint:AccessPoint",
         "aws:opensearch/domain:Domain",
+        "aws:budgets/budget:Budget",
         "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
         EKS_CLUSTER,
         EKS_COMPONENT,

@@ -1,0 +1,92 @@
+"""The stack's worst-case hourly cost, as the program states it in its outputs.
+
+The synth and the policy pack price the registered graph (policies/rules/cost.py); the program prices the same
+resources as it plans them from the config, so the figure reaches the stack outputs under the real engine too.
+tests/test_cost.py holds the two equal for every stack.
+"""
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from components.karpenter import node_pool_spec
+from infra.accelerators import KINDS
+from infra.config import ConfigError, PlatformConfig
+from policies.rules.cost import (
+    BUDGET,
+    MAX_HOURLY_TAG,
+    NODE_CLASS,
+    NODE_LOG_RATE_TAG,
+    NODE_POOL,
+    PRICE_REGION_TAG,
+    SPOT_FRACTION_TAG,
+    Ceiling,
+    PriceError,
+    ceiling,
+)
+
+
+def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
+    """(type, properties) of every resource the cost model prices, as the components build them."""
+    zones = len(cfg.network.availability_zones) if cfg.network.availability_zones else cfg.network.az_count
+    nat = zones if cfg.network.nat_gateways == "perAz" else 1
+    ng = cfg.cluster.system_node_group
+    planned: list[tuple[str, dict[str, Any]]] = [
+        ("aws:eks/cluster:Cluster", {"version": cfg.cluster.kubernetes_version}),
+        ("aws:eks/nodeGroup:NodeGroup", {"scalingConfig": {"maxSize": ng.max_size}, "instanceTypes": list(ng.instance_types)}),
+        ("aws:ec2/launchTemplate:LaunchTemplate", {"blockDeviceMappings": [{"ebs": {"volumeSize": ng.disk_size_gib}}]}),
+        *[("aws:ec2/natGateway:NatGateway", {})] * nat,
+        *[("aws:ec2/eip:Eip", {})] * nat,
+        ("kubernetes:core/v1:Service", {"spec": {"type": "LoadBalancer"}}),
+        ("aws:cloudwatch/logGroup:LogGroup", {"name": f"/ml-platform/{cfg.cluster_name}/platform", "retentionInDays": cfg.logging.retention_days}),
+        (BUDGET, {"tags": {
+            MAX_HOURLY_TAG: f"{cfg.budget.max_hourly_usd:g}",
+            SPOT_FRACTION_TAG: f"{cfg.budget.spot_price_fraction:g}",
+            NODE_LOG_RATE_TAG: str(cfg.logging.node_log_rate_kib_per_second),
+            PRICE_REGION_TAG: cfg.region,
+        }}),
+    ]
+    for name, pool in cfg.node_pools.enabled().items():
+        planned.append((NODE_POOL, {"metadata": {"name": name}, "spec": node_pool_spec(name, pool, KINDS[name])}))
+        planned.append((NODE_CLASS, {"metadata": {"name": name}, "spec": {"blockDeviceMappings": [{"ebs": {"volumeSize": f"{pool.root_volume_gib}Gi"}}]}}))
+    search = cfg.logging.open_search
+    if search.enabled:
+        planned.append(("aws:opensearch/domain:Domain", {
+            "clusterConfig": {
+                "instanceType": search.instance_type,
+                "instanceCount": search.instance_count,
+                "dedicatedMasterEnabled": search.dedicated_manager_type is not None,
+                "dedicatedMasterType": search.dedicated_manager_type,
+                "dedicatedMasterCount": 3 if search.dedicated_manager_type else None,
+            },
+            "ebsOptions": {"volumeSize": search.volume_gib},
+        }))
+    return planned
+
+
+def checked_ceiling(cfg: PlatformConfig, today: datetime.date) -> Ceiling:
+    """The ceiling, or a ConfigError before any resource exists: a pool allows an instance type the price table
+    lacks, or the fixed costs alone exceed the budget."""
+    try:
+        result = ceiling(planned_resources(cfg), cfg.region, today)
+    except PriceError as exc:
+        raise ConfigError(f"invalid configuration:\n  ml-platform:nodePools: {exc}") from None
+    if result.fixed > cfg.budget.max_hourly_usd:
+        items = ", ".join(f"{i.name} ${i.hourly_usd:,.2f}" for i in result.items if i.kind == "fixed")
+        raise ConfigError(
+            f"invalid configuration:\n  ml-platform:budget.maxHourlyUsd: {cfg.budget.max_hourly_usd:g} is below the stack's "
+            f"fixed costs (${result.fixed:,.2f}/h: {items}); raise it, or shrink the fixed items"
+        )
+    return result
+
+
+def output(cfg: PlatformConfig, result: Ceiling) -> dict[str, Any]:
+    """The `cost` stack output: the ceiling, the budget it is held to, and the pool that weighs most."""
+    top = result.top_pool()
+    return {
+        "ceilingHourlyUsd": round(result.total, 2),
+        "fixedHourlyUsd": round(result.fixed, 2),
+        "budgetHourlyUsd": cfg.budget.max_hourly_usd,
+        "largestPool": top.name if top else None,
+        "pricesDate": result.prices_date,
+    }

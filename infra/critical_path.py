@@ -1,0 +1,200 @@
+"""How long `pulumi up` from an empty account and `pulumi destroy` take: the longest chain of the graph.
+
+Pulumi creates a resource once everything it depends on exists (a dependency on a component waits for all
+of the component's children), and runs everything else in parallel; a destroy runs the same graph backwards.
+So the deploy takes as long as its longest chain of typical create durations. The figures are typical
+durations on a real account, each with its source or reasoning; a type missing here counts DEFAULT seconds
+and is named in the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from infra import timing
+
+DEFAULT = 10
+
+# Typical create durations in seconds.
+CREATE: dict[str, int] = {
+    # EKS: the control plane takes about ten minutes to become ACTIVE (EKS user guide, "Create a cluster");
+    # a managed node group about four (instances launch and join); add-ons a minute once they can schedule.
+    "aws:eks/cluster:Cluster": 600,
+    "aws:eks/nodeGroup:NodeGroup": 240,
+    "aws:eks/addon:Addon": 60,
+    "aws:eks/accessEntry:AccessEntry": 5,
+    "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": 5,
+    "aws:eks/podIdentityAssociation:PodIdentityAssociation": 5,
+    # A NAT gateway is pending for one to two minutes before it is available (the provider waits for it).
+    "aws:ec2/natGateway:NatGateway": 120,
+    "aws:ec2/vpc:Vpc": 5,
+    "aws:ec2/subnet:Subnet": 5,
+    "aws:ec2/internetGateway:InternetGateway": 5,
+    "aws:ec2/eip:Eip": 3,
+    "aws:ec2/routeTable:RouteTable": 5,
+    "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
+    "aws:ec2/securityGroup:SecurityGroup": 5,
+    "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 3,
+    "aws:ec2/vpcEndpoint:VpcEndpoint": 10,
+    "aws:ec2/flowLog:FlowLog": 5,
+    "aws:ec2/launchTemplate:LaunchTemplate": 3,
+    # EFS mount targets take about a minute and a half to become available, one per AZ in parallel.
+    "aws:efs/fileSystem:FileSystem": 10,
+    "aws:efs/mountTarget:MountTarget": 90,
+    "aws:efs/backupPolicy:BackupPolicy": 3,
+    "aws:efs/fileSystemPolicy:FileSystemPolicy": 3,
+    "aws:efs/accessPoint:AccessPoint": 3,
+    # OpenSearch Service: a VPC domain with dedicated managers is typically ready in 15 to 20 minutes; its
+    # access policy applies in about a minute.
+    "aws:opensearch/domain:Domain": 1080,
+    "aws:opensearch/domainPolicy:DomainPolicy": 60,
+    # IAM is eventually consistent; the provider waits a few seconds for a new role to propagate.
+    "aws:iam/role:Role": 5,
+    "aws:iam/policy:Policy": 3,
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": 3,
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": 3,
+    "aws:iam/serviceLinkedRole:ServiceLinkedRole": 5,
+    "aws:kms/key:Key": 5,
+    "aws:kms/alias:Alias": 2,
+    "aws:cloudwatch/logGroup:LogGroup": 2,
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": 2,
+    "aws:cloudwatch/eventRule:EventRule": 2,
+    "aws:cloudwatch/eventTarget:EventTarget": 2,
+    "aws:sqs/queue:Queue": 2,
+    "aws:sqs/queuePolicy:QueuePolicy": 2,
+    "aws:budgets/budget:Budget": 3,
+    "random:index/randomPassword:RandomPassword": 1,
+    "pulumi:providers:kubernetes": 1,
+    # A Service of type LoadBalancer: the Load Balancer Controller provisions the NLB, about three minutes.
+    "kubernetes:core/v1:Service": 180,
+}
+# Helm releases by chart: what their pods wait for. Charts not listed install on running nodes in a minute.
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+CHART_CREATE = {
+    # Prometheus, Alertmanager and Grafana wait for a Karpenter node and their EBS volumes.
+    "kube-prometheus-stack": timing.NODE_LAUNCH["cpu"] + timing.IMAGE_PULL["cpu"],
+    # The gateway runs on the cpu pool: a node launch and a pull (istiod runs on the system nodes).
+    "gateway": timing.NODE_LAUNCH["cpu"] + 60,
+    # A DaemonSet on the nodes that exist; it follows new nodes without holding the release.
+    "fluent-bit": 60,
+}
+CHART_DEFAULT = 60
+WORKLOAD_KINDS = {f"kubernetes:{k}" for k in ("apps/v1:Deployment", "apps/v1:DaemonSet", "apps/v1:StatefulSet", "batch/v1:Job")}
+# Typical destroy durations where they differ from a few seconds (everything else: DEFAULT_DELETE).
+DELETE: dict[str, int] = {
+    "aws:eks/cluster:Cluster": 300,
+    "aws:eks/nodeGroup:NodeGroup": 300,
+    "aws:ec2/natGateway:NatGateway": 60,
+    "aws:efs/mountTarget:MountTarget": 60,
+    "aws:opensearch/domain:Domain": 600,
+    "kubernetes:core/v1:Service": 120,  # the controller deletes the NLB before the finalizer lets go
+    HELM_RELEASE: 60,
+}
+DEFAULT_DELETE = 5
+
+
+def create_seconds(record: dict[str, Any]) -> Optional[int]:
+    """Typical create time, or None when the type is not in the table."""
+    kind = record["type"]
+    if kind == HELM_RELEASE:
+        return CHART_CREATE.get(str(record["inputs"].get("chart", "")).rsplit("/", 1)[-1], CHART_DEFAULT)
+    annotations = ((record["inputs"].get("metadata") or {}).get("annotations")) or {}
+    if annotations.get("pulumi.com/skipAwait") == "true":
+        return 2
+    if "pulumi.com/timeoutSeconds" in annotations:
+        # Sized with a margin for the worst case; typically it takes the await without the margin.
+        return max(2, int(annotations["pulumi.com/timeoutSeconds"]) - timing.MARGIN)
+    if kind.startswith("kubernetes:") and kind not in CREATE:
+        # Pods on nodes that run already become ready in about a minute; other objects are stored at once.
+        return 60 if kind in WORKLOAD_KINDS else 2
+    return CREATE.get(kind)
+
+
+@dataclass
+class Path:
+    seconds: int
+    chain: list[tuple[str, str, int]]  # (type, name, seconds) from the first resource to the last
+
+
+def _descendants(records: list[dict]) -> dict[str, list[str]]:
+    children: dict[str, list[str]] = {}
+    for r in records:
+        if r.get("parent"):
+            children.setdefault(r["parent"], []).append(r["urn"])
+    out: dict[str, list[str]] = {}
+
+    def walk(urn: str) -> list[str]:
+        if urn not in out:
+            out[urn] = [d for c in children.get(urn, []) for d in (c, *walk(c))]
+        return out[urn]
+
+    for urn in list(children):
+        walk(urn)
+    return out
+
+
+def _waits_for(records: list[dict]) -> dict[str, set[str]]:
+    """URN -> the custom resources it waits for: its dependencies, a component standing for all its descendants."""
+    by_urn = {r["urn"]: r for r in records}
+    descendants = _descendants(records)
+    waits: dict[str, set[str]] = {}
+    for r in records:
+        if not r["custom"]:
+            continue
+        found: set[str] = set()
+        for dep in r["dependencies"] + ([r["provider"]] if r.get("provider") in by_urn else []):
+            if dep not in by_urn:
+                continue
+            if by_urn[dep]["custom"]:
+                found.add(dep)
+            else:
+                found.update(d for d in descendants.get(dep, []) if by_urn[d]["custom"])
+        found.discard(r["urn"])
+        waits[r["urn"]] = found
+    return waits
+
+
+def _longest(records: list[dict], waits: dict[str, set[str]], seconds: dict[str, int]) -> Path:
+    by_urn = {r["urn"]: r for r in records}
+    finish: dict[str, int] = {}
+    via: dict[str, Optional[str]] = {}
+
+    def done(urn: str) -> int:
+        if urn not in finish:
+            # Sorted: of equally long chains, the same one every run.
+            before = max(sorted(waits[urn]), key=done, default=None)
+            via[urn] = before
+            finish[urn] = (done(before) if before else 0) + seconds[urn]
+        return finish[urn]
+
+    end = max(sorted(waits), key=done, default=None)
+    chain, urn = [], end
+    while urn:
+        chain.append((by_urn[urn]["type"], by_urn[urn]["name"], seconds[urn]))
+        urn = via[urn]
+    return Path(finish[end] if end else 0, list(reversed(chain)))
+
+
+def report(records: list[dict]) -> dict[str, Any]:
+    waits = _waits_for(records)
+    custom = [r for r in records if r["custom"]]
+    unknown = sorted({r["type"] for r in custom if create_seconds(r) is None})
+    create = {r["urn"]: create_seconds(r) or DEFAULT for r in custom}
+    up = _longest(records, waits, create)
+    # Destroy: a resource goes once everything that waited for it is gone.
+    reverse: dict[str, set[str]] = {r["urn"]: set() for r in custom}
+    for urn, deps in waits.items():
+        for d in deps:
+            reverse[d].add(urn)
+    down = _longest(records, reverse, {r["urn"]: DELETE.get(r["type"], DEFAULT_DELETE) for r in custom})
+
+    def as_json(path: Path) -> dict[str, Any]:
+        return {"seconds": path.seconds, "minutes": round(path.seconds / 60, 1), "chain": [{"type": t, "name": n, "seconds": s} for t, n, s in path.chain]}
+
+    return {
+        "up": as_json(up),
+        "destroy": as_json(down),
+        "unknownTypes": unknown,
+        "defaultSeconds": DEFAULT,
+        "note": "typical durations on a real account (infra/critical_path.py names each source); unknown types count defaultSeconds",
+    }

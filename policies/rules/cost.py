@@ -1,0 +1,325 @@
+"""The most a stack can cost per hour, from its resources and a dated price table; the budget rule.
+
+Node pools count at their limits: the ceiling of a pool is the most Karpenter could spend filling its CPU,
+memory and accelerator limits with the instance types it allows (a linear-programming bound, so never below
+any real fill). Fixed items are what exists whatever the load. Usage-priced items (traffic, EFS bytes, API
+calls) are estimated only where the platform fixes the rate, and the report lists every assumption.
+"""
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from .base import MANDATORY, stack_rule
+from .versions import EXTENDED, kubernetes_status
+
+PRICES = Path(__file__).resolve().parent.parent / "prices"
+HOURS_PER_MONTH = 730
+BUDGET = "aws:budgets/budget:Budget"
+# The Budget resource carries the stack's cost settings as tags, so the policy pack reads what the program set.
+MAX_HOURLY_TAG = "ml-platform.io/max-hourly-usd"
+SPOT_FRACTION_TAG = "ml-platform.io/spot-price-fraction"
+NODE_LOG_RATE_TAG = "ml-platform.io/node-log-kib-per-second"
+PRICE_REGION_TAG = "ml-platform.io/region"
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
+ACCELERATOR_FIELDS = {"nvidia.com/gpu": "nvidiaGpus", "aws.amazon.com/neuron": "neuronDevices"}
+
+
+class PriceError(ValueError):
+    """A pool allows an instance type the price table does not list."""
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    region: str
+    date: str
+    instances: dict[str, dict[str, Any]]
+    services: dict[str, Any]
+    # Set when the stack's region has no table of its own and another region's stands in.
+    substitute_for: Optional[str] = None
+
+
+@lru_cache(maxsize=None)
+def price_table(region: str) -> PriceTable:
+    path = PRICES / f"{region}.json"
+    substitute = None
+    if not path.exists():
+        substitute, path = region, PRICES / "us-east-1.json"
+    doc = json.loads(path.read_text())
+    return PriceTable(doc["region"], doc["date"], doc["instances"], doc["services"], substitute)
+
+
+@dataclass
+class Item:
+    name: str
+    hourly_usd: float
+    detail: str
+    kind: str  # "pool" or "fixed"
+    mix: dict[str, float] = field(default_factory=dict)
+    nodes: float = 0.0
+
+
+@dataclass
+class Ceiling:
+    region: str
+    prices_date: str
+    items: list[Item]
+    assumptions: list[str]
+
+    @property
+    def total(self) -> float:
+        return sum(i.hourly_usd for i in self.items)
+
+    @property
+    def fixed(self) -> float:
+        return sum(i.hourly_usd for i in self.items if i.kind == "fixed")
+
+    def top_pool(self) -> Optional[Item]:
+        pools = [i for i in self.items if i.kind == "pool"]
+        return max(pools, key=lambda i: i.hourly_usd) if pools else None
+
+    def as_json(self, max_hourly_usd: Optional[float]) -> dict[str, Any]:
+        return {
+            "currency": "USD",
+            "region": self.region,
+            "pricesDate": self.prices_date,
+            "totalHourlyUsd": round(self.total, 2),
+            "fixedHourlyUsd": round(self.fixed, 2),
+            "budgetHourlyUsd": max_hourly_usd,
+            "pools": {
+                i.name: {"hourlyUsd": round(i.hourly_usd, 2), "nodes": round(i.nodes, 1), "fill": {t: round(n, 2) for t, n in i.mix.items()}, "detail": i.detail}
+                for i in self.items
+                if i.kind == "pool"
+            },
+            "fixed": {i.name: {"hourlyUsd": round(i.hourly_usd, 4), "detail": i.detail} for i in self.items if i.kind == "fixed"},
+            "assumptions": self.assumptions,
+        }
+
+
+def _quantity(value: Any) -> float:
+    """Kubernetes quantities as NodePool limits write them: plain numbers, millicores, Gi/Mi."""
+    text = str(value)
+    for suffix, factor in (("Gi", 1.0), ("Mi", 1 / 1024), ("Ti", 1024.0), ("m", 1 / 1000)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
+def _requirement(requirements: list[dict], key: str) -> Optional[dict]:
+    return next((r for r in requirements if r.get("key") == key), None)
+
+
+def allowed_types(pool: str, requirements: list[dict], table: PriceTable) -> list[str]:
+    """The instance types a NodePool's requirements admit, as far as its price is concerned."""
+    named = _requirement(requirements, "node.kubernetes.io/instance-type")
+    if named:
+        missing = [t for t in named["values"] if t not in table.instances]
+        if missing:
+            raise PriceError(
+                f"node pool {pool!r} allows {', '.join(missing)}, which the {table.region} price table "
+                f"(dated {table.date}) does not list; run policies/prices/refresh.py --region {table.region}"
+            )
+        return list(named["values"])
+    arch = _requirement(requirements, "kubernetes.io/arch")
+    category = _requirement(requirements, "karpenter.k8s.aws/instance-category")
+    generation = _requirement(requirements, "karpenter.k8s.aws/instance-generation")
+    return sorted(
+        t
+        for t, spec in table.instances.items()
+        if (not arch or spec["arch"] in arch["values"])
+        and (not category or spec["category"] in category["values"])
+        and (not generation or spec["generation"] > int(generation["values"][0]))
+    )
+
+
+def _solve(matrix: list[list[float]], rhs: list[float]) -> Optional[list[float]]:
+    """Gaussian elimination for the small square systems of the vertex enumeration."""
+    n = len(rhs)
+    a = [row[:] + [b] for row, b in zip(matrix, rhs)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) < 1e-12:
+            return None
+        a[col], a[pivot] = a[pivot], a[col]
+        for r in range(n):
+            if r != col:
+                f = a[r][col] / a[col][col]
+                a[r] = [x - f * y for x, y in zip(a[r], a[col])]
+    return [a[i][n] / a[i][i] for i in range(n)]
+
+
+def max_fill(types: dict[str, tuple[float, list[float]]], limits: list[float]) -> tuple[float, dict[str, float]]:
+    """Maximise sum(price * count) subject to sum(count * use) <= limit for every limited resource, counts >= 0.
+
+    The optimum of this linear program sits on a vertex that mixes at most as many types as there are limits,
+    and only types no other type beats on price per unit of every resource can be in it."""
+    # Dollars per unit of each resource: a type beaten on every one by another never enters the optimum.
+    per_unit = {t: tuple(price / u if u else math.inf for u in use) for t, (price, use) in types.items()}
+    frontier: list[str] = []
+    for t in sorted(types, key=lambda t: per_unit[t], reverse=True):
+        if not any(all(a >= b for a, b in zip(per_unit[u], per_unit[t])) for u in frontier):
+            frontier.append(t)
+    best, best_mix = 0.0, {}
+    k = len(limits)
+    for size in range(1, k + 1):
+        for chosen in itertools.combinations(frontier, size):
+            for binding in itertools.combinations(range(k), size):
+                counts = _solve([[types[t][1][r] for t in chosen] for r in binding], [limits[r] for r in binding])
+                if counts is None or any(c < -1e-9 for c in counts):
+                    continue
+                if any(sum(c * types[t][1][r] for c, t in zip(counts, chosen)) > limits[r] * (1 + 1e-9) for r in range(k)):
+                    continue
+                value = sum(c * types[t][0] for c, t in zip(counts, chosen))
+                if value > best:
+                    best, best_mix = value, {t: c for t, c in zip(chosen, counts) if c > 1e-9}
+    return best, best_mix
+
+
+def pool_item(name: str, spec: dict, root_gib: float, table: PriceTable, spot_fraction: float) -> Item:
+    template = spec["template"]["spec"]
+    requirements = template.get("requirements") or []
+    capacity = _requirement(requirements, "karpenter.sh/capacity-type")
+    spot_only = bool(capacity) and set(capacity["values"]) == {"spot"}
+    factor = spot_fraction if spot_only else 1.0
+    limits = spec.get("limits") or {}
+    resources = [("cpu", "vcpu", _quantity(limits["cpu"])), ("memory", "memoryGib", _quantity(limits["memory"]))] if limits else []
+    resources += [(k, ACCELERATOR_FIELDS[k], _quantity(v)) for k, v in sorted(limits.items()) if k in ACCELERATOR_FIELDS]
+    if not resources:
+        return Item(name, math.inf, "no limits: Karpenter may buy without bound", "pool")
+    node_disk = root_gib * table.services["ebsGp3GibMonth"] / HOURS_PER_MONTH
+    types = {}
+    for t in allowed_types(name, requirements, table):
+        s = table.instances[t]
+        types[t] = (s["usd"] * factor + node_disk, [float(s.get(f, 0)) for _, f, _ in resources])
+    value, mix = max_fill(types, [limit for _, _, limit in resources])
+    limited = ", ".join(f"{key} {limit:g}" for key, _, limit in resources)
+    detail = f"{len(types)} instance types at limits {limited}" + (f", spot at {spot_fraction:g} of on-demand" if spot_only and factor != 1 else "")
+    return Item(name, value, detail, "pool", mix, sum(mix.values()))
+
+
+def _tags(props: dict) -> dict:
+    return props.get("tags") or {}
+
+
+def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.date) -> Ceiling:
+    """Worst-case hourly cost of a stack from (type, properties) of its resources."""
+    resources = list(resources)
+    table = price_table(region)
+    svc = table.services
+    by_type: dict[str, list[dict]] = {}
+    for t, props in resources:
+        by_type.setdefault(t, []).append(props)
+    budget = (by_type.get(BUDGET) or [{}])[0]
+    spot_fraction = float(_tags(budget).get(SPOT_FRACTION_TAG, 1.0))
+    assumptions = [
+        f"on-demand Linux prices of {table.region} dated {table.date} (policies/prices/{table.region}.json)",
+        "node pools at their limits, filled by the most expensive mix of allowed instance types (a bound at most one node per type above any real fill)",
+        "spot capacity priced at on-demand" if spot_fraction == 1 else f"spot-only pools priced at {spot_fraction:g} of on-demand",
+        "not included: data transfer and NAT data processing, EFS storage and throughput, S3 and ECR storage, API requests, KMS keys ($1 a month each)",
+    ]
+    if table.substitute_for:
+        assumptions.insert(0, f"no price table for {table.substitute_for}: priced with {table.region}'s (run policies/prices/refresh.py --region {table.substitute_for})")
+    items: list[Item] = []
+
+    root_gib = {
+        (c.get("metadata") or {}).get("name"): max((_quantity(m["ebs"]["volumeSize"]) for m in (c.get("spec") or {}).get("blockDeviceMappings") or [] if m.get("ebs")), default=0.0)
+        for c in by_type.get(NODE_CLASS, [])
+    }
+    for pool in sorted(by_type.get(NODE_POOL, []), key=lambda p: p["metadata"]["name"]):
+        name = pool["metadata"]["name"]
+        items.append(pool_item(name, pool["spec"], root_gib.get(pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], 0.0), table, spot_fraction))
+
+    def fixed(name: str, hourly: float, detail: str) -> None:
+        if hourly:
+            items.append(Item(name, hourly, detail, "fixed"))
+
+    for cluster in by_type.get("aws:eks/cluster:Cluster", []):
+        status, _ = kubernetes_status(str(cluster.get("version")), today)
+        extended = status == EXTENDED
+        fixed("eks-control-plane", svc["eksClusterExtendedSupportHour" if extended else "eksClusterHour"],
+              f"Kubernetes {cluster.get('version')}, {'extended' if extended else 'standard'} support")
+    templates = {lt.get("name") or lt.get("namePrefix"): lt for lt in by_type.get("aws:ec2/launchTemplate:LaunchTemplate", [])}
+    for group in by_type.get("aws:eks/nodeGroup:NodeGroup", []):
+        size = group["scalingConfig"]["maxSize"]
+        priciest = max(group["instanceTypes"], key=lambda t: table.instances[t]["usd"] if t in table.instances else math.inf)
+        if priciest not in table.instances:
+            raise PriceError(f"the system node group allows {priciest}, which the {table.region} price table does not list")
+        disk = max((m["ebs"]["volumeSize"] for lt in templates.values() for m in lt.get("blockDeviceMappings") or [] if m.get("ebs")), default=20)
+        per_node = table.instances[priciest]["usd"] + float(disk) * svc["ebsGp3GibMonth"] / HOURS_PER_MONTH
+        fixed("system-node-group", size * per_node, f"{size} x {priciest} (maxSize) with {disk} GiB gp3")
+    nat = len(by_type.get("aws:ec2/natGateway:NatGateway", []))
+    fixed("nat-gateways", nat * svc["natGatewayHour"], f"{nat} NAT gateway(s), hourly charge")
+    eips = len(by_type.get("aws:ec2/eip:Eip", []))
+    fixed("public-ipv4", eips * svc["publicIpv4Hour"], f"{eips} Elastic IP(s)")
+    interface_endpoints = [e for e in by_type.get("aws:ec2/vpcEndpoint:VpcEndpoint", []) if e.get("vpcEndpointType") == "Interface"]
+    endpoint_azs = sum(len(e.get("subnetIds") or []) for e in interface_endpoints)
+    fixed("vpc-interface-endpoints", endpoint_azs * svc["vpcInterfaceEndpointAzHour"], f"{len(interface_endpoints)} endpoint(s) over {endpoint_azs} AZ attachments")
+    balancers = [s for s in by_type.get("kubernetes:core/v1:Service", []) if (s.get("spec") or {}).get("type") == "LoadBalancer"]
+    fixed("network-load-balancers", len(balancers) * (svc["nlbHour"] + svc["nlbLcuHour"]), f"{len(balancers)} NLB(s) with one NLCU each")
+    for domain in by_type.get("aws:opensearch/domain:Domain", []):
+        cc, ebs = domain["clusterConfig"], domain.get("ebsOptions") or {}
+        search_prices = svc["openSearchInstanceHour"]
+        for kind in filter(None, [cc["instanceType"], cc.get("dedicatedMasterType") if cc.get("dedicatedMasterEnabled") else None]):
+            if kind not in search_prices:
+                raise PriceError(f"the OpenSearch domain uses {kind}, which the {table.region} price table does not list")
+        data = cc["instanceCount"] * (search_prices[cc["instanceType"]] + ebs.get("volumeSize", 0) * svc["openSearchGp3GibMonth"] / HOURS_PER_MONTH)
+        managers = cc.get("dedicatedMasterCount", 0) * search_prices[cc["dedicatedMasterType"]] if cc.get("dedicatedMasterEnabled") else 0.0
+        fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""))
+    log_rate = float(_tags(budget).get(NODE_LOG_RATE_TAG, 0))
+    if log_rate:
+        nodes = sum(i.nodes for i in items if i.kind == "pool") + sum(g["scalingConfig"]["maxSize"] for g in by_type.get("aws:eks/nodeGroup:NodeGroup", []))
+        gib_per_hour = nodes * log_rate * 3600 / 1024**2
+        retention = max((g.get("retentionInDays") or 0 for g in by_type.get("aws:cloudwatch/logGroup:LogGroup", []) if "/ml-platform/" in str(g.get("name"))), default=0)
+        stored = gib_per_hour * 24 * retention
+        hourly = gib_per_hour * svc["cloudwatchLogsIngestedGib"] + stored * svc["cloudwatchLogsStoredGibMonth"] / HOURS_PER_MONTH
+        fixed("container-logs", hourly, f"{nodes:.0f} nodes at {log_rate:g} KiB/s ingested, {retention} days kept ({stored:,.0f} GiB at steady state)")
+        assumptions.append(f"every node logs {log_rate:g} KiB/s (logging.nodeLogRateKibPerSecond)")
+    return Ceiling(table.region, table.date, items, assumptions)
+
+
+def budget_settings(resources: Iterable[tuple[str, dict]]) -> Optional[tuple[float, str]]:
+    """(hourly ceiling, region) from the stack's AWS Budget."""
+    for t, props in resources:
+        tags = _tags(props)
+        if t == BUDGET and MAX_HOURLY_TAG in tags and PRICE_REGION_TAG in tags:
+            return float(tags[MAX_HOURLY_TAG]), tags[PRICE_REGION_TAG]
+    return None
+
+
+@stack_rule(
+    "cost-within-budget",
+    "The stack's worst-case hourly cost (every node pool at its limits plus the fixed items, priced from the "
+    "dated table in policies/prices) stays within budget.maxHourlyUsd, the limit the program puts on its AWS Budget.",
+    "Lower the limits of the pool named, allow cheaper instance types, or raise budget.maxHourlyUsd in the stack file.",
+    MANDATORY,
+)
+def cost_within_budget(resources, settings):
+    pairs = [(r.resource_type, r.props) for r in resources]
+    found = budget_settings(pairs)
+    if found is None:
+        # A stack that runs no cluster (an app team's, say) spends within the platform's budget.
+        if any(t in (NODE_POOL, "aws:eks/cluster:Cluster") for t, _ in pairs):
+            yield "the stack has no AWS Budget carrying its hourly ceiling (budget.maxHourlyUsd)", None
+        return
+    budget, region = found
+    at = next(r.urn for r in resources if r.resource_type == BUDGET)
+    try:
+        result = ceiling(pairs, region, datetime.date.today())
+    except PriceError as exc:
+        yield str(exc), at
+        return
+    if result.fixed > budget:
+        yield f"the fixed costs alone (${result.fixed:,.2f}/h) exceed budget.maxHourlyUsd ${budget:,.2f}/h", at
+    elif result.total > budget:
+        top = result.top_pool()
+        yield (
+            f"worst-case cost ${result.total:,.2f}/h exceeds budget.maxHourlyUsd ${budget:,.2f}/h; node pool "
+            f"{top.name!r} contributes the most (${top.hourly_usd:,.2f}/h: {top.detail})"
+        ), at

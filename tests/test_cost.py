@@ -1,0 +1,164 @@
+"""The worst-case hourly cost: the bound it computes, the table it prices with, and the budget it is held to."""
+from __future__ import annotations
+
+import copy
+import datetime
+import importlib.util
+import itertools
+import json
+import random
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra import cost
+from infra.config import ConfigError
+from infra.policy_check import check
+from policies.rules import cost as rule
+from tests.conftest import ROOT, STACKS, synth_of
+from tests.test_config import parse_stack, stack_raw
+
+# Loaded under its own name: schemas/refresh.py is `refresh` to other tests.
+_spec = importlib.util.spec_from_file_location("price_refresh", ROOT / "policies" / "prices" / "refresh.py")
+refresh = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(refresh)
+
+TODAY = datetime.date(2026, 12, 1)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_outputs_state_the_ceiling_the_graph_costs(stack):
+    """The program prices what it plans from the config; the synth and the pack price the registered graph."""
+    result = synth_of(stack).result
+    assert result.outputs["cost"]["ceilingHourlyUsd"] == result.cost["totalHourlyUsd"]
+    assert result.outputs["cost"]["fixedHourlyUsd"] == result.cost["fixedHourlyUsd"]
+    assert result.outputs["cost"]["budgetHourlyUsd"] == result.cost["budgetHourlyUsd"] == parse_stack(stack_raw(stack)).budget.max_hourly_usd
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_stack_fits_its_budget_and_prices_every_pool(stack):
+    c = synth_of(stack).result.cost
+    cfg = parse_stack(stack_raw(stack))
+    assert 0 < c["totalHourlyUsd"] <= c["budgetHourlyUsd"]
+    assert set(c["pools"]) == set(cfg.node_pools.enabled())
+    assert {"eks-control-plane", "nat-gateways", "system-node-group", "network-load-balancers"} <= set(c["fixed"])
+    assert ("opensearch-domain" in c["fixed"]) == cfg.logging.open_search.enabled
+
+
+def test_a_pool_is_bounded_by_its_limits_and_its_priciest_fill():
+    types = {"a": (1.0, [2.0, 4.0]), "b": (3.0, [4.0, 32.0])}
+    value, mix = rule.max_fill(types, [8.0, 32.0])
+    # 2a + 4b <= 8 and 4a + 32b <= 32 are both binding at a = 8/3, b = 2/3.
+    assert value == pytest.approx(8 / 3 + 2) and mix == pytest.approx({"a": 8 / 3, "b": 2 / 3})
+
+
+def test_the_bound_is_never_below_a_real_fill_and_at_most_a_node_per_type_above():
+    rng = random.Random(7)
+    for _ in range(40):
+        types = {f"t{i}": (round(rng.uniform(0.1, 5), 2), [rng.choice([2, 4, 8]), rng.choice([4, 8, 16, 32]), rng.choice([0, 1, 4])]) for i in range(4)}
+        limits = [rng.choice([8, 16, 24]), rng.choice([32, 64]), rng.choice([2, 4, 8])]
+        bound, mix = rule.max_fill(types, limits)
+        best = 0.0
+        for counts in itertools.product(range(13), repeat=len(types)):
+            uses = [sum(c * types[t][1][r] for c, t in zip(counts, types)) for r in range(3)]
+            if all(u <= lim for u, lim in zip(uses, limits)):
+                best = max(best, sum(c * types[t][0] for c, t in zip(counts, types)))
+        assert best <= bound + 1e-9
+        assert bound <= best + sum(types[t][0] for t in mix) + 1e-9
+
+
+def test_spot_only_pools_are_priced_at_on_demand_unless_the_budget_says_otherwise():
+    raw = stack_raw("staging")
+    raw["nodePools"]["nvidia"]["capacityTypes"] = ["spot"]
+    at_on_demand = cost.checked_ceiling(parse_stack(raw), TODAY)
+    raw["budget"]["spotPriceFraction"] = 0.4
+    discounted = cost.checked_ceiling(parse_stack(raw), TODAY)
+    nvidia = lambda c: next(i for i in c.items if i.name == "nvidia")  # noqa: E731
+    assert nvidia(discounted).hourly_usd < nvidia(at_on_demand).hourly_usd
+    assert {i.name: i.hourly_usd for i in discounted.items if i.name != "nvidia"} == {i.name: i.hourly_usd for i in at_on_demand.items if i.name != "nvidia"}
+
+
+def test_a_stack_over_budget_fails_the_mandatory_rule_naming_the_largest_pool(prod):
+    records = copy.deepcopy(prod.resources)
+    budget = next(r for r in records if r["type"] == rule.BUDGET)
+    budget["outputs"]["tags"][rule.MAX_HOURLY_TAG] = "100"
+    [violation] = [v for v in check(records, "prod", rules=[rule.cost_within_budget])["violations"]]
+    assert violation["enforcement"] == "mandatory"
+    assert "exceeds budget.maxHourlyUsd $100.00/h" in violation["message"] and "node pool 'cpu' contributes the most" in violation["message"]
+
+
+def test_the_shipped_stacks_pass_the_budget_rule(stack):
+    assert [v for v in stack.result.policy["violations"] if v["policy"] == "cost-within-budget"] == []
+
+
+def test_a_budget_below_the_fixed_costs_is_a_config_error():
+    raw = stack_raw("prod")
+    raw["budget"]["maxHourlyUsd"] = 5
+    with pytest.raises(ConfigError) as exc:
+        cost.checked_ceiling(parse_stack(raw), TODAY)
+    assert "ml-platform:budget.maxHourlyUsd: 5 is below the stack's fixed costs" in str(exc.value) and "opensearch-domain" in str(exc.value)
+
+
+def test_an_instance_type_the_price_table_lacks_is_a_config_error_naming_it():
+    raw = stack_raw("prod")
+    raw["nodePools"]["nvidia"]["instanceTypes"] = ["g5.xlarge", "g5.96xlarge"]
+    with pytest.raises(ConfigError) as exc:
+        cost.checked_ceiling(parse_stack(raw), TODAY)
+    assert "node pool 'nvidia' allows g5.96xlarge, which the us-east-1 price table" in str(exc.value)
+
+
+def test_the_synth_exits_2_before_anything_on_a_budget_below_fixed_costs(tmp_path, capsys):
+    from infra import synth
+
+    text = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text().replace("maxHourlyUsd: 60", "maxHourlyUsd: 0.5")
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    assert synth.main(["--stack", "dev", "--config", str(tmp_path / "Pulumi.dev.yaml"), "--out", str(tmp_path / "out")]) == 2
+    assert "ml-platform:budget.maxHourlyUsd: 0.5 is below the stack's fixed costs" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_region_without_a_table_is_priced_with_another_and_says_so(dev):
+    assert parse_stack(stack_raw("dev")).region == "us-west-2"
+    assert dev.result.cost["assumptions"][0].startswith("no price table for us-west-2: priced with us-east-1's")
+
+
+def test_the_summary_prints_the_ceiling_and_writes_cost_json(tmp_path):
+    from infra import synth
+
+    result = synth_of("prod").result
+    synth.write_artifacts(result, tmp_path)
+    assert json.loads((tmp_path / "cost.json").read_text()) == result.cost
+    summary = synth._summary(result, tmp_path, 1.0)
+    assert f"cost ceiling: ${result.cost['totalHourlyUsd']:,.2f}/h worst case (budget $450.00/h" in summary
+
+
+# The price table and the script that refreshes it.
+
+
+def test_the_price_table_is_dated_and_lists_every_type_the_stacks_name():
+    table = json.loads((ROOT / "policies" / "prices" / "us-east-1.json").read_text())
+    assert table["region"] == "us-east-1" and datetime.date.fromisoformat(table["date"])
+    for stack in STACKS:
+        cfg = parse_stack(stack_raw(stack))
+        named = [*cfg.cluster.system_node_group.instance_types]
+        named += [t for pool in (cfg.node_pools.nvidia, cfg.node_pools.neuron) if pool and pool.enabled for t in pool.instance_types]
+        assert set(named) <= set(table["instances"]), stack
+
+
+@mock_aws
+def test_refresh_reads_specs_as_ec2_describes_them_and_they_match_the_table():
+    table = json.loads((ROOT / "policies" / "prices" / "us-east-1.json").read_text())["instances"]
+    names = ["g5.xlarge", "g6e.2xlarge", "inf1.6xlarge", "inf2.8xlarge", "m7i.xlarge", "c7g.large", "r7iz.large"]
+    described = boto3.client("ec2", region_name="us-east-1").describe_instance_types(InstanceTypes=names)["InstanceTypes"]
+    for d in described:
+        assert refresh.instance_spec(d) == {k: v for k, v in table[d["InstanceType"]].items() if k != "usd"}, d["InstanceType"]
+
+
+def test_refresh_reads_the_hourly_on_demand_price_of_a_price_list_product():
+    product = {
+        "product": {"attributes": {"instanceType": "g5.xlarge", "operatingSystem": "Linux"}},
+        "terms": {"OnDemand": {"X.JRTCKXETXF": {"priceDimensions": {"X.JRTCKXETXF.6YS6EN2CT7": {"unit": "Hrs", "pricePerUnit": {"USD": "1.0060000000"}}}}}},
+    }
+    reserved_only = {"product": {"attributes": {"instanceType": "g5.2xlarge"}}, "terms": {"Reserved": {}}}
+    assert refresh.instance_prices([json.dumps(product), json.dumps(reserved_only)]) == {"g5.xlarge": 1.006}

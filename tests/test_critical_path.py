@@ -1,0 +1,74 @@
+"""How long a deploy takes: the longest chain of the graph, held so a needless serial edge shows up in review."""
+from __future__ import annotations
+
+import json
+
+from infra import critical_path
+from tests.conftest import STACKS, synth_of
+
+# prod from an empty account: the search domain is the longest pole (its role-mapping Job follows it).
+PROD_UP_MINUTES = 23.7
+PROD_CHAIN = [
+    ("aws:ec2/vpc:Vpc", "network"),
+    ("aws:ec2/securityGroup:SecurityGroup", "logging-search"),
+    ("aws:opensearch/domain:Domain", "logging-search"),
+    ("kubernetes:batch/v1:Job", "logging-search-security"),
+]
+
+
+def test_prod_deploys_from_an_empty_account_in_25_minutes_along_this_chain(prod):
+    up = prod.result.critical_path["up"]
+    assert up["minutes"] == PROD_UP_MINUTES <= 25
+    assert [(step["type"], step["name"]) for step in up["chain"]] == PROD_CHAIN
+    assert sum(step["seconds"] for step in up["chain"]) == up["seconds"]
+
+
+def test_every_stack_has_an_up_and_a_destroy_path_with_known_durations():
+    for stack in STACKS:
+        report = synth_of(stack).result.critical_path
+        assert report["up"]["seconds"] > report["destroy"]["seconds"] > 0
+        assert report["unknownTypes"] == [], stack
+
+
+def test_the_cluster_path_without_the_search_domain_stays_under_25_minutes(prod):
+    records = [r for r in prod.resources if not r["name"].startswith("logging-search")]
+    assert critical_path.report(records)["up"]["minutes"] <= 25
+
+
+def test_an_unknown_type_counts_the_default_and_is_named():
+    records = [
+        {"urn": "a", "type": "aws:example/new:Thing", "name": "thing", "custom": True, "dependencies": [], "parent": None, "provider": None, "inputs": {}},
+        {"urn": "b", "type": "aws:ec2/vpc:Vpc", "name": "vpc", "custom": True, "dependencies": ["a"], "parent": None, "provider": None, "inputs": {}},
+    ]
+    report = critical_path.report(records)
+    assert report["unknownTypes"] == ["aws:example/new:Thing"]
+    assert report["up"]["seconds"] == critical_path.DEFAULT + critical_path.CREATE["aws:ec2/vpc:Vpc"]
+    assert [s["name"] for s in report["destroy"]["chain"]] == ["vpc", "thing"]
+
+
+def test_a_dependency_on_a_component_waits_for_all_its_children():
+    records = [
+        {"urn": "c", "type": "ml-platform:x:Component", "name": "component", "custom": False, "dependencies": [], "parent": None, "provider": None, "inputs": {}},
+        {"urn": "slow", "type": "aws:ec2/natGateway:NatGateway", "name": "nat", "custom": True, "dependencies": [], "parent": "c", "provider": None, "inputs": {}},
+        {"urn": "after", "type": "aws:ec2/vpc:Vpc", "name": "after", "custom": True, "dependencies": ["c"], "parent": None, "provider": None, "inputs": {}},
+    ]
+    assert [s["name"] for s in critical_path.report(records)["up"]["chain"]] == ["nat", "after"]
+
+
+def test_what_needs_only_the_api_server_does_not_wait_for_nodes(prod):
+    """CRDs and webhook configurations install while the system nodes join; istiod does not wait for the CNI agent."""
+    node_group = prod.one("aws:eks/nodeGroup:NodeGroup")
+    for release in ("istio-base", "karpenter-crd"):
+        assert not prod.depends_transitively(prod.release(release), node_group), release
+    assert not prod.depends_transitively(prod.release("istiod"), prod.release("istio-cni"))
+    assert prod.depends_on(prod.release("istio-ingressgateway"), prod.release("istio-cni"))
+
+
+def test_the_synth_writes_critical_path_json(tmp_path):
+    from infra import synth
+
+    result = synth_of("prod").result
+    synth.write_artifacts(result, tmp_path)
+    assert json.loads((tmp_path / "critical-path.json").read_text()) == result.critical_path
+    summary = synth._summary(result, tmp_path, 1.0)
+    assert f"deploy time: up {PROD_UP_MINUTES} min from an empty account" in summary and "longest chain: network 5s" in summary
