@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -17,6 +17,8 @@ GPU_OPERATOR_NAMESPACE = "gpu-operator"
 GPU_OPERATOR_REPOSITORY = "https://helm.ngc.nvidia.com/nvidia"
 NEURON_REPOSITORY = "oci://public.ecr.aws/neuron"
 METRICS_SERVER_REPOSITORY = "https://kubernetes-sigs.github.io/metrics-server/"
+DRA_DRIVER_REPOSITORY = "oci://registry.k8s.io/dra-driver-nvidia/charts"
+DRA_DRIVER_NAMESPACE = "nvidia-dra-driver-gpu"
 TIME_SLICING_CONFIG = "time-slicing-config"
 NEURON_MONITOR_LABELS = {"app.kubernetes.io/name": "neuron-monitor", "app.kubernetes.io/part-of": "ml-platform"}
 NEURON_MONITOR_PORT = 8000
@@ -43,7 +45,8 @@ def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], syste
     values: dict[str, Any] = {
         "driver": {"enabled": not gpu.driver_from_ami},
         "toolkit": {"enabled": not gpu.driver_from_ami},
-        "devicePlugin": {"enabled": True},
+        # With DRA the NVIDIA DRA driver publishes the GPUs; the device plugin would hand them out a second time.
+        "devicePlugin": {"enabled": not gpu.dra.enabled},
         "gfd": {"enabled": True},
         "dcgmExporter": {"enabled": True},
         "mig": {"strategy": gpu.sharing.mig_strategy if gpu.sharing.strategy == "mig" else "none"},
@@ -100,8 +103,20 @@ class AcceleratorsArgs:
     depends_on: list[pulumi.Resource]
 
 
+def dra_driver_values(system_selector: dict[str, str], system_toleration: dict[str, str]) -> dict[str, Any]:
+    return {
+        # The chart refuses GPU allocation unless told the device plugin is off (the GPU operator's values do that).
+        "gpuResourcesEnabledOverride": True,
+        "resources": {"gpus": {"enabled": True}, "computeDomains": {"enabled": False}},
+        "resourceApiVersion": "resource.k8s.io/v1",
+        "controller": {"nodeSelector": system_selector, "tolerations": [system_toleration]},
+    }
+
+
 class Accelerators(pulumi.ComponentResource):
     gpu_operator: k8s.helm.v3.Release
+    # The NVIDIA DRA driver (its DeviceClass gpu.nvidia.com) when GPUs are claimed through DRA, else None.
+    gpu_claims: Optional[pulumi.Resource]
     neuron_monitor: k8s.apps.v1.DaemonSet
     scrape_targets: list[ScrapeTarget]
     gpu_operator_namespace: str = GPU_OPERATOR_NAMESPACE
@@ -144,6 +159,7 @@ class Accelerators(pulumi.ComponentResource):
             values=gpu_operator_values(ac.gpu_operator, selector, toleration),
             opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[*args.depends_on, *operator_deps])),
         )
+        self.gpu_claims: Optional[pulumi.Resource] = self._dra_driver(name, args) if ac.gpu_operator.dra.enabled else None
         helm.release(
             f"{name}-neuron",
             name="neuron",
@@ -184,6 +200,29 @@ class Accelerators(pulumi.ComponentResource):
             ),
         ]
         self.register_outputs({"gpuOperatorNamespace": GPU_OPERATOR_NAMESPACE})
+
+    def _dra_driver(self, name: str, args: AcceleratorsArgs) -> k8s.helm.v3.Release:
+        """The NVIDIA DRA driver: its kubelet plugin publishes each node's GPUs as ResourceSlices (privileged, as the
+        device plugin it replaces), its chart the DeviceClass workloads claim from."""
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-dra-driver",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=DRA_DRIVER_NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "privileged", "app.kubernetes.io/part-of": "ml-platform"}
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+        )
+        dra = args.config.accelerators.gpu_operator.dra
+        return helm.release(
+            f"{name}-dra-driver",
+            name="dra-driver-nvidia-gpu",
+            chart="dra-driver-nvidia-gpu",
+            repository=DRA_DRIVER_REPOSITORY,
+            version=dra.version,
+            namespace=DRA_DRIVER_NAMESPACE,
+            values=dra_driver_values(args.system_node_selector, args.system_toleration),
+            # Its kubelet plugin runs on nodes the GPU operator has labelled; the operator must not run the device plugin.
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, namespace, self.gpu_operator]),
+        )
 
     def _neuron_monitor(self, name: str, image: str, provider: k8s.Provider, depends_on: list[pulumi.Resource]) -> k8s.apps.v1.DaemonSet:
         """Exports NeuronCore utilisation and memory for Prometheus on every Neuron node.

@@ -21,6 +21,47 @@ REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 PLATFORM_LABELS = {"app.kubernetes.io/part-of": "ml-platform"}
+# kube-state-metrics dropped its VerticalPodAutoscaler metrics (2.9); its custom resource state exports the target
+# recommendation again, under the name the built-in metric had.
+VPA_TARGET_METRIC = "kube_verticalpodautoscaler_status_recommendation_containerrecommendations_target"
+
+
+def vpa_state_metrics() -> dict[str, Any]:
+    """kube-state-metrics' CustomResourceStateMetrics: one VPA_TARGET_METRIC series per VPA, container and resource."""
+    prefix, name = VPA_TARGET_METRIC.split("_", 1)  # kube-state-metrics names it <metricNamePrefix>_<name>
+    return {
+        "kind": "CustomResourceStateMetrics",
+        "spec": {
+            "resources": [
+                {
+                    "groupVersionKind": {"group": "autoscaling.k8s.io", "version": "v1", "kind": "VerticalPodAutoscaler"},
+                    "metricNamePrefix": prefix,
+                    "labelsFromPath": {
+                        "namespace": ["metadata", "namespace"],
+                        "verticalpodautoscaler": ["metadata", "name"],
+                        "target_kind": ["spec", "targetRef", "kind"],
+                        "target_name": ["spec", "targetRef", "name"],
+                    },
+                    "metrics": [
+                        {
+                            "name": name,
+                            "help": f"Target {resource} the VerticalPodAutoscaler recommends for the container.",
+                            "commonLabels": {"resource": resource, "unit": unit},
+                            "each": {
+                                "type": "Gauge",
+                                "gauge": {
+                                    "path": ["status", "recommendation", "containerRecommendations"],
+                                    "labelsFromPath": {"container": ["containerName"]},
+                                    "valueFrom": ["target", resource],
+                                },
+                            },
+                        }
+                        for resource, unit in (("cpu", "core"), ("memory", "byte"))
+                    ],
+                }
+            ]
+        },
+    }
 
 
 def _panel(i: int, title: str, expr: str, unit: str, legend: str) -> dict[str, Any]:
@@ -98,6 +139,15 @@ def dashboards() -> dict[str, dict[str, Any]]:
                     "kube_horizontalpodautoscaler_status_current_replicas / kube_horizontalpodautoscaler_spec_max_replicas",
                     "percentunit",
                     "{{namespace}}/{{horizontalpodautoscaler}}",
+                ),
+                # Pods are named <deployment>-<replicaset hash>-<suffix>: a workload's request is its pods'.
+                (
+                    "VPA recommendation / request by workload",
+                    f"max by (namespace, target_name, container, resource) ({VPA_TARGET_METRIC}{{target_kind=\"Deployment\"}}) "
+                    "/ on (namespace, target_name, container, resource) max by (namespace, target_name, container, resource) "
+                    "(label_replace(kube_pod_container_resource_requests{resource=~\"cpu|memory\"}, \"target_name\", \"$1\", \"pod\", \"(.+)-[a-z0-9]+-[a-z0-9]+\"))",
+                    "percentunit",
+                    "{{namespace}}/{{target_name}} {{container}} {{resource}}",
                 ),
             ],
         ),
@@ -274,7 +324,17 @@ def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, st
             "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
         },
-        "kube-state-metrics": {"resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}},
+        "kube-state-metrics": {
+            "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+            **(
+                {
+                    "customResourceState": {"enabled": True, "config": vpa_state_metrics()},
+                    "rbac": {"extraRules": [{"apiGroups": ["autoscaling.k8s.io"], "resources": ["verticalpodautoscalers"], "verbs": ["list", "watch"]}]},
+                }
+                if cfg.autoscaling.vertical_pod_autoscaler.enabled
+                else {}
+            ),
+        },
         # Node metrics from every node, accelerator and system nodes included.
         "prometheus-node-exporter": {
             "tolerations": [{"operator": "Exists"}],

@@ -1,13 +1,15 @@
 """Team tenancy: namespaces, quotas, limits, network isolation, RBAC from IAM, platform priority classes."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.accelerators import NEURON, NVIDIA
+from infra.accelerators import GPU_DEVICE_CLASS, NEURON, NVIDIA
 from infra.config import PlatformConfig, TeamConfig
 
 SERVING_PRIORITY = "ml-serving"
@@ -32,14 +34,24 @@ def team_group(team: str) -> str:
     return f"ml-team:{team}"
 
 
-def quota_hard(team: TeamConfig) -> dict[str, str]:
+def with_borrowing(nominal: int, percent: int) -> int:
+    """A team's quota plus what it may borrow from the cohort's idle quota (scheduling.borrowingLimitPercent)."""
+    return nominal + math.ceil(nominal * percent / 100)
+
+
+def quota_hard(team: TeamConfig, borrowing_percent: int, gpu_device_class: Optional[str] = None) -> dict[str, str]:
+    """The namespace's ceiling: exactly what Kueue may admit for the team (components/scheduling.py). With DRA, GPUs
+    are claimed from `gpu_device_class`, which the quota counts as devices of that class."""
     q = team.quota
+    grown = lambda n: with_borrowing(n, borrowing_percent)  # noqa: E731
+    claimed = {f"{gpu_device_class}.deviceclass.resource.k8s.io/devices": str(grown(q.nvidia_gpus))} if gpu_device_class else {}
     return {
-        "requests.cpu": str(q.cpu),
-        "requests.memory": f"{q.memory_gib}Gi",
-        "limits.memory": f"{q.memory_gib}Gi",
-        f"requests.{NVIDIA.resource}": str(q.nvidia_gpus),
-        f"requests.{NEURON.resource}": str(q.neuron_cores),
+        **claimed,
+        "requests.cpu": str(grown(q.cpu)),
+        "requests.memory": f"{grown(q.memory_gib)}Gi",
+        "limits.memory": f"{grown(q.memory_gib)}Gi",
+        f"requests.{NVIDIA.resource}": str(grown(q.nvidia_gpus)),
+        f"requests.{NEURON.resource}": str(grown(q.neuron_cores)),
         "persistentvolumeclaims": str(q.pvcs),
         "requests.storage": f"{q.storage_gib}Gi",
     }
@@ -155,7 +167,9 @@ class Tenancy(pulumi.ComponentResource):
             k8s.core.v1.ResourceQuota(
                 f"{prefix}-quota",
                 metadata=in_ns("team-quota"),
-                spec=k8s.core.v1.ResourceQuotaSpecArgs(hard=quota_hard(team)),
+                spec=k8s.core.v1.ResourceQuotaSpecArgs(
+                    hard=quota_hard(team, cfg.scheduling.borrowing_limit_percent, GPU_DEVICE_CLASS if cfg.accelerators.gpu_operator.dra.enabled else None)
+                ),
                 opts=k8s_opts(),
             ),
             k8s.core.v1.LimitRange(

@@ -8,11 +8,13 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.autoscaling import vpa_spec
 from components.model_store import CLAIM as MODEL_STORE_CLAIM
 from components.model_store import MOUNT_PATH as MODEL_STORE_PATH
+from components.scheduling import pod_group_spec, submission
 from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, TeamInfo
 from infra import timing
-from infra.accelerators import KINDS, POOL_LABEL
+from infra.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.config import ModelRef, PlatformConfig, Resources, ServingWorkload, Track, TrainingWorkload, VolumeConfig
 
 RUN_AS = 10001
@@ -46,15 +48,28 @@ def model_dir(model: ModelRef) -> str:
     return f"{MODEL_STORE_PATH}/{model.name}/{model.version}"
 
 
-def container_resources(resources: Resources, accelerator: str, count: int) -> core.ResourceRequirementsArgs:
+# The pod's claim on its GPUs when they come through DRA (accelerators.gpuOperator.dra).
+GPU_CLAIM = "gpu"
+
+
+def container_resources(resources: Resources, accelerator: str, count: int, claimed: bool = False) -> core.ResourceRequirementsArgs:
+    """`claimed`: the accelerators come through the pod's DRA claim instead of the device plugin's extended resource."""
     memory = f"{int(resources.memory_gib * 1024)}Mi"
     requests = {"cpu": resources.cpu, "memory": memory}
     limits = {"memory": memory}
     kind = KINDS[accelerator]
-    if kind.resource:
+    if kind.resource and not claimed:
         # Extended resources cannot be overcommitted: request and limit are the same.
         requests[kind.resource] = limits[kind.resource] = str(count)
-    return core.ResourceRequirementsArgs(requests=requests, limits=limits)
+    return core.ResourceRequirementsArgs(requests=requests, limits=limits, claims=[core.ResourceClaimArgs(name=GPU_CLAIM)] if claimed else None)
+
+
+def gpu_claim_template_spec(count: int) -> dict[str, Any]:
+    return {"spec": {"devices": {"requests": [{"name": GPU_CLAIM, "exactly": {"deviceClassName": GPU_DEVICE_CLASS, "count": count}}]}}}
+
+
+def pod_claims(template: Optional[str]) -> dict[str, Any]:
+    return {"resource_claims": [core.PodResourceClaimArgs(name=GPU_CLAIM, resource_claim_template_name=template)]} if template else {}
 
 
 SMALL = core.ResourceRequirementsArgs(requests={"cpu": "100m", "memory": "256Mi"}, limits={"memory": "256Mi"})
@@ -124,7 +139,7 @@ def wait_for_model(w: ServingWorkload, track: Track) -> core.ContainerArgs:
     )
 
 
-def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str) -> core.PodSpecArgs:
+def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str, claim_template: Optional[str] = None) -> core.PodSpecArgs:
     volumes = [tmp_volume()]
     mounts = [core.VolumeMountArgs(name="tmp", mount_path="/tmp")]
     env = dict(w.env)
@@ -150,7 +165,7 @@ def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str) -> 
                     core.ContainerPortArgs(name="metrics", container_port=w.metrics_port, protocol="TCP"),
                 ],
                 env=env_vars(env),
-                resources=container_resources(w.resources, w.accelerator, w.accelerator_count),
+                resources=container_resources(w.resources, w.accelerator, w.accelerator_count, claimed=bool(claim_template)),
                 security_context=restricted_container_security(),
                 volume_mounts=mounts,
                 # Loading a model can take minutes; liveness only starts once the startup probe passed.
@@ -168,12 +183,37 @@ def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str) -> 
                 label_selector=meta.LabelSelectorArgs(match_labels={"app": w.name, "version": track.role}),
             )
         ],
+        **pod_claims(claim_template),
         **placement(w.accelerator, w.neuron_target),
     )
 
 
-def training_pod_spec(w: TrainingWorkload, service_account: str, claims: dict[str, str], job_name: str) -> core.PodSpecArgs:
-    env = {**w.env, "DATA_DIR": w.data.mount_path, "CHECKPOINT_DIR": w.checkpoints.mount_path}
+# torchrun's rendezvous port on the first worker.
+RENDEZVOUS_PORT = 29400
+
+
+def rendezvous_env(w: TrainingWorkload, jobset: str) -> dict[str, str]:
+    """torchrun reads its arguments from PET_* variables: every worker meets at the first one through the JobSet's
+    headless service (pod hostnames <jobset>-workers-0-<index>.<subdomain>)."""
+    return {
+        "PET_NNODES": str(w.workers),
+        "PET_NPROC_PER_NODE": str(max(1, w.accelerator_count)),
+        "PET_RDZV_BACKEND": "c10d",
+        "PET_RDZV_ENDPOINT": f"{jobset}-workers-0-0.{jobset}:{RENDEZVOUS_PORT}",
+        "PET_RDZV_ID": jobset,
+    }
+
+
+def training_pod_spec(
+    w: TrainingWorkload,
+    service_account: str,
+    claims: dict[str, str],
+    job_name: str,
+    extra_env: Optional[dict[str, str]] = None,
+    scheduler_name: Optional[str] = None,
+    claim_template: Optional[str] = None,
+) -> core.PodSpecArgs:
+    env = {**w.env, **(extra_env or {}), "DATA_DIR": w.data.mount_path, "CHECKPOINT_DIR": w.checkpoints.mount_path}
     mounts = [core.VolumeMountArgs(name="tmp", mount_path="/tmp")] + [
         core.VolumeMountArgs(name=n, mount_path=getattr(w, n).mount_path) for n in sorted(claims)
     ]
@@ -187,6 +227,7 @@ def training_pod_spec(w: TrainingWorkload, service_account: str, claims: dict[st
         service_account_name=service_account,
         automount_service_account_token=False,
         priority_class_name=TRAINING_PRIORITY,
+        scheduler_name=scheduler_name,
         restart_policy="Never",
         security_context=pod_security(),
         containers=[
@@ -195,12 +236,13 @@ def training_pod_spec(w: TrainingWorkload, service_account: str, claims: dict[st
                 image=w.image,
                 command=list(w.command),
                 env=env_vars(env),
-                resources=container_resources(w.resources, w.accelerator, w.accelerator_count),
+                resources=container_resources(w.resources, w.accelerator, w.accelerator_count, claimed=bool(claim_template)),
                 security_context=restricted_container_security(),
                 volume_mounts=mounts,
             )
         ],
         volumes=volumes,
+        **pod_claims(claim_template),
         **placement(w.accelerator),
     )
 
@@ -262,10 +304,15 @@ class WorkloadsArgs:
     istiod: pulumi.Resource  # sidecar injector
     gateway_api_crds: list[pulumi.Resource]
     monitoring_crds: pulumi.Resource
+    metrics_adapter: pulumi.Resource  # serves custom.metrics.k8s.io
+    vertical_pod_autoscaler: Optional[pulumi.Resource]  # its CRD and controllers; None when the VPA is off
     storage_classes: list[pulumi.Resource]
     model_stores: dict[str, pulumi.Resource]  # by team: the store's claim
     node_pools: dict[str, pulumi.Resource]  # by pool name: cpu, nvidia, neuron
     priority_classes: dict[str, pulumi.Resource]
+    gpu_claims: Optional[pulumi.Resource]  # the NVIDIA DRA driver and its DeviceClass, when GPUs are claimed through DRA
+    queues: dict[str, pulumi.Resource]  # by team: where its training runs are submitted
+    jobset: pulumi.Resource  # the JobSet controller and CRD, for distributed runs
 
 
 @dataclass(frozen=True)
@@ -320,25 +367,42 @@ class Workloads(pulumi.ComponentResource):
             opts=opts,
         )
 
+    def _gpu_claim(self, rn: str, w: ServingWorkload | TrainingWorkload, team: TeamInfo, labels: dict[str, str]) -> tuple[Optional[str], list[pulumi.Resource]]:
+        """With DRA, each pod of an NVIDIA workload claims its GPUs from a template of the workload's own."""
+        if self._args.gpu_claims is None or w.accelerator != "nvidia":
+            return None, []
+        name = f"{w.name}-gpu"
+        template = k8s.resource.v1.ResourceClaimTemplate(
+            f"{rn}-gpu-claim",
+            metadata=self._meta(name, team, labels),
+            spec=gpu_claim_template_spec(w.accelerator_count),
+            opts=self._opts(team, self._args.gpu_claims),
+        )
+        return name, [template]
+
     # -- the model lifecycle ------------------------------------------------------------------
     def _lifecycle_job(self, resource_name: str, job_name: str, team: TeamInfo, image: str, command: list[str], accelerator: str,
                        resources: core.ResourceRequirementsArgs, neuron_target: Optional[str], seconds: int, *deps: pulumi.Resource) -> k8s.batch.v1.Job:
         labels = {"app.kubernetes.io/part-of": "ml-platform", "app.kubernetes.io/component": "model-lifecycle", "ml-platform.io/team": team.name}
         volume, mount = model_store_volume(read_only=False)
+        # Through the team's queue like any Job of its namespace, ahead of training: serving waits for it.
+        via = submission(self._args.config.scheduling.gang, team.name, priority=SERVING_PRIORITY)
         return k8s.batch.v1.Job(
             resource_name,
             # Pulumi waits for the Job to complete: what comes after it needs its output.
-            metadata=self._meta(job_name, team, labels, await_seconds(seconds)),
+            metadata=self._meta(job_name, team, {**labels, **via.labels}, await_seconds(seconds)),
             spec=k8s.batch.v1.JobSpecArgs(
+                suspend=via.suspend,
                 backoff_limit=3,
                 active_deadline_seconds=seconds,
                 ttl_seconds_after_finished=24 * 3600,
                 template=core.PodTemplateSpecArgs(
                     # Consolidation would throw away a download or a half-done compile.
-                    metadata=meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR}),
+                    metadata=meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR, **via.pod_annotations}),
                     spec=core.PodSpecArgs(
                         service_account_name=team.service_account,
                         automount_service_account_token=False,
+                        scheduler_name=via.scheduler_name,
                         restart_policy="Never",
                         security_context=pod_security(),
                         containers=[
@@ -358,7 +422,10 @@ class Workloads(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=self._pod_opts(team, accelerator, None, self._args.model_stores[team.name], *deps),
+            opts=pulumi.ResourceOptions.merge(
+                self._pod_opts(team, accelerator, None, self._args.model_stores[team.name], self._args.queues[team.name], *deps),
+                pulumi.ResourceOptions(ignore_changes=via.ignore_changes),
+            ),
         )
 
     def _bootstrap(self, team: TeamInfo, model: ModelRef, image: str) -> k8s.batch.v1.Job:
@@ -414,6 +481,7 @@ class Workloads(pulumi.ComponentResource):
         labels = {"app": w.name, "app.kubernetes.io/name": w.name, "app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": w.team}
         core.ServiceAccount(f"{rn}-sa", metadata=self._meta(w.name, team, labels), automount_service_account_token=False, opts=opts)
         model_stores = [args.model_stores[w.team]] if w.models() else []
+        claim_template, claim = self._gpu_claim(rn, w, team, labels)
         for track in w.tracks():
             name = deployment_name(w, track)
             selector = {"app": w.name, "version": track.role}
@@ -432,12 +500,12 @@ class Workloads(pulumi.ComponentResource):
                             labels=track_labels,
                             annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(w.metrics_port), "prometheus.io/path": "/metrics"},
                         ),
-                        spec=serving_pod_spec(w, track, w.name),
+                        spec=serving_pod_spec(w, track, w.name, claim_template),
                     ),
                 ),
                 # Replicas belong to the HPA once created.
                 opts=pulumi.ResourceOptions.merge(
-                    self._pod_opts(team, w.accelerator, SERVING_PRIORITY, *model_stores, *self._model_ready(w, team, track)),
+                    self._pod_opts(team, w.accelerator, SERVING_PRIORITY, *model_stores, *claim, *self._model_ready(w, team, track)),
                     pulumi.ResourceOptions(ignore_changes=["spec.replicas"]),
                 ),
             )
@@ -453,8 +521,20 @@ class Workloads(pulumi.ComponentResource):
                         scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(stabilization_window_seconds=300)
                     ),
                 ),
-                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[deployment])),
+                # A custom metric is read through the adapter's APIService: without it the autoscaler never scales.
+                opts=pulumi.ResourceOptions.merge(
+                    opts, pulumi.ResourceOptions(depends_on=[deployment, *([args.metrics_adapter] if w.autoscaling.custom_metric else [])])
+                ),
             )
+            if args.vertical_pod_autoscaler:
+                k8s.apiextensions.CustomResource(
+                    f"{rn}-{track.role}",
+                    api_version="autoscaling.k8s.io/v1",
+                    kind="VerticalPodAutoscaler",
+                    metadata=self._meta(name, team, labels),
+                    spec=vpa_spec(name, w.autoscaling.vpa_update_mode),
+                    opts=self._opts(team, args.vertical_pod_autoscaler),
+                )
             k8s.policy.v1.PodDisruptionBudget(
                 f"{rn}-{track.role}",
                 metadata=self._meta(name, team, labels),
@@ -519,18 +599,61 @@ class Workloads(pulumi.ComponentResource):
             self._claim(f"{rn}-{volume_name}", claim, team, labels, getattr(w, volume_name), claim_opts)
         store = [args.model_stores[w.team]] if w.output else []
         job_name = w.name if w.schedule else f"{w.name}-{w.run_id}"
+        # Submitted through the team's queue, and started by the gang scheduler when all of it fits.
+        claim_template, claim = self._gpu_claim(rn, w, team, labels)
+        queue = [args.queues[w.team], *claim]
+        via = submission(args.config.scheduling.gang, w.team, job_name if w.workers > 1 else None)
+        run_labels = {**labels, **via.labels}
+        admitted = pulumi.ResourceOptions(ignore_changes=via.ignore_changes)
+        # A running job's node is never consolidated away under it.
+        pod_metadata = meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR, **via.pod_annotations})
 
-        def job_spec() -> k8s.batch.v1.JobSpecArgs:
+        def job_spec(parallel: int = 1, backoff_limit: Optional[int] = None, extra_env: Optional[dict[str, str]] = None) -> k8s.batch.v1.JobSpecArgs:
             return k8s.batch.v1.JobSpecArgs(
-                backoff_limit=w.backoff_limit,
+                suspend=via.suspend,
+                parallelism=parallel,
+                completions=parallel,
+                completion_mode="Indexed" if parallel > 1 else None,
+                backoff_limit=w.backoff_limit if backoff_limit is None else backoff_limit,
                 active_deadline_seconds=w.active_deadline_hours * 3600,
                 ttl_seconds_after_finished=w.ttl_after_finished_hours * 3600,
                 template=core.PodTemplateSpecArgs(
-                    # A running job's node is never consolidated away under it.
-                    metadata=meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR}),
-                    spec=training_pod_spec(w, w.name, claims, f"{team.namespace}/{job_name}"),
+                    metadata=pod_metadata,
+                    spec=training_pod_spec(w, w.name, claims, f"{team.namespace}/{job_name}", extra_env, via.scheduler_name, claim_template),
                 ),
             )
+
+        if w.workers > 1:
+            if args.config.scheduling.gang == "volcano":
+                queue.append(
+                    k8s.apiextensions.CustomResource(
+                        f"{rn}-pod-group",
+                        api_version="scheduling.volcano.sh/v1beta1",
+                        kind="PodGroup",
+                        metadata=self._meta(job_name, team, labels),
+                        spec=pod_group_spec(w.team, w.workers),
+                        opts=self._opts(team, *queue),
+                    )
+                )
+            # One process group over N pods; a failed or preempted worker restarts them all, from the last checkpoint.
+            k8s.apiextensions.CustomResource(
+                f"{rn}-jobset",
+                api_version="jobset.x-k8s.io/v1alpha2",
+                kind="JobSet",
+                metadata=self._meta(job_name, team, run_labels, {"pulumi.com/skipAwait": "true"}),
+                spec={
+                    **({"suspend": True} if via.suspend else {}),
+                    "ttlSecondsAfterFinished": w.ttl_after_finished_hours * 3600,
+                    "network": {"enableDNSHostnames": True, "subdomain": job_name, "publishNotReadyAddresses": True},
+                    "failurePolicy": {"maxRestarts": w.max_restarts},
+                    "successPolicy": {"operator": "All", "targetReplicatedJobs": ["workers"]},
+                    "replicatedJobs": [
+                        {"name": "workers", "replicas": 1, "template": {"spec": job_spec(w.workers, 0, rendezvous_env(w, job_name))}}
+                    ],
+                },
+                opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *queue, args.jobset), admitted),
+            )
+            return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)
 
         if w.schedule:
             k8s.batch.v1.CronJob(
@@ -541,16 +664,16 @@ class Workloads(pulumi.ComponentResource):
                     concurrency_policy="Forbid",
                     successful_jobs_history_limit=3,
                     failed_jobs_history_limit=3,
-                    job_template=k8s.batch.v1.JobTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=labels), spec=job_spec()),
+                    job_template=k8s.batch.v1.JobTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=run_labels), spec=job_spec()),
                 ),
-                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store),
+                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *queue),
             )
         else:
             k8s.batch.v1.Job(
                 f"{rn}-job",
                 # A training run takes hours: Pulumi submits it and returns; its progress shows in Grafana and kubectl.
-                metadata=self._meta(job_name, team, labels, {"pulumi.com/skipAwait": "true"}),
+                metadata=self._meta(job_name, team, run_labels, {"pulumi.com/skipAwait": "true"}),
                 spec=job_spec(),
-                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store),
+                opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *queue), admitted),
             )
         return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)

@@ -42,3 +42,6 @@ KINDS = {k.name: k for k in (CPU, NVIDIA, NEURON)}
 
 def family_of(instance_type: str) -> str:
     return instance_type.split(".", 1)[0]
+
+# The DeviceClass of whole NVIDIA GPUs, which the NVIDIA DRA driver's chart creates.
+GPU_DEVICE_CLASS = "gpu.nvidia.com"

@@ -16,6 +16,7 @@ import pulumi
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -334,11 +335,27 @@ class GpuSharing(Model):
     mig_strategy: Literal["single", "mixed"] = "single"
 
 
+class NvidiaDra(Model):
+    """GPUs through Dynamic Resource Allocation (resource.k8s.io/v1): the NVIDIA DRA driver publishes them, workloads
+    claim them with a ResourceClaimTemplate, and the GPU operator's device plugin steps aside (the two cannot share
+    a node)."""
+
+    enabled: bool = False
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["dra-driver-nvidia-gpu"]
+
+
 class GpuOperator(Model):
     version: Annotated[str, Field(pattern=r"^v\d+\.\d+\.\d+$")] = PINS["gpu-operator"]
     # The AL2023 NVIDIA AMIs ship the driver and container toolkit.
     driver_from_ami: bool = True
     sharing: GpuSharing = GpuSharing()
+    dra: NvidiaDra = NvidiaDra()
+
+    @model_validator(mode="after")
+    def _dra_alone(self) -> "GpuOperator":
+        if self.dra.enabled and self.sharing.strategy != "none":
+            raise ValueError(f"dra.enabled with sharing.strategy {self.sharing.strategy!r}: GPU sharing is the device plugin's, which DRA replaces")
+        return self
 
 
 class AcceleratorsConfig(Model):
@@ -497,6 +514,21 @@ class LoggingConfig(Model):
         return math.ceil(self.outage_tolerance_minutes * 60 * self.node_log_rate_kib_per_second / 1024)
 
 
+class SchedulingConfig(Model):
+    """Gang admission of training: every run is admitted whole through its team's queue, or waits."""
+
+    gang: Literal["kueue", "volcano"] = "kueue"
+    kueue_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["kueue"]
+    jobset_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["jobset"]
+    volcano_version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["volcano"]
+    # What a team may borrow from the cohort's idle quota, in percent of its own; its ResourceQuota grows by as much.
+    borrowing_limit_percent: Annotated[int, Field(ge=0, le=100)] = 0
+    # An admitted run whose pods are not all running by then is evicted and requeued, freeing its quota: longer
+    # than an accelerator node launch plus an image pull (about 13 minutes), or runs would be evicted while starting.
+    wait_for_pods_ready_minutes: Annotated[int, Field(ge=15, le=120)] = 20
+    replicas: Annotated[int, Field(ge=1, le=3)] = 1
+
+
 class BudgetConfig(Model):
     """What the stack may cost at most: the policy pack holds its worst case to this, and an AWS Budget alerts on real spend."""
 
@@ -518,6 +550,28 @@ class ObservabilityConfig(Model):
     latency_objective_ms: Annotated[int, Field(ge=1)] = 500
     error_rate_objective: Annotated[float, Field(gt=0, lt=1)] = 0.05
     gpu_idle_minutes: Annotated[int, Field(ge=10)] = 60
+
+
+class PrometheusAdapterConfig(Model):
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["prometheus-adapter"]
+    # HPAs on custom metrics, and API discovery, need custom.metrics.k8s.io up: two replicas survive a node drain.
+    replicas: Annotated[int, Field(ge=1, le=5)] = 2
+
+
+class VerticalPodAutoscalerConfig(Model):
+    # The recommender: every serving workload gets recommendations (VPA mode Off) without a pod being touched.
+    enabled: bool = True
+    version: Annotated[str, Field(pattern=r"^\d+\.\d+\.\d+$")] = PINS["vertical-pod-autoscaler"]
+    replicas: Annotated[int, Field(ge=1, le=5)] = 2
+    # Opt-in, for workloads whose vpaUpdateMode is not Off: the updater applies recommendations to running pods
+    # (eviction or in-place resize), the admission controller sets the recommended requests on new pods.
+    updater: bool = False
+    admission_controller: bool = False
+
+
+class AutoscalingConfig(Model):
+    prometheus_adapter: PrometheusAdapterConfig = PrometheusAdapterConfig()
+    vertical_pod_autoscaler: VerticalPodAutoscalerConfig = VerticalPodAutoscalerConfig()
 
 
 def _pinned_image(value: str) -> str:
@@ -577,13 +631,40 @@ class Probe(Model):
     startup_seconds: Annotated[int, Field(ge=10, le=3600)] = 300  # model load time allowed
 
 
+def custom_metrics() -> dict:
+    """The per-pod metrics the platform's Prometheus adapter serves, by name (imported on use: components import this module)."""
+    from components.autoscaling import CUSTOM_METRICS
+
+    return CUSTOM_METRICS
+
+
+def _served_metric(value: str) -> str:
+    if value not in custom_metrics():
+        raise ValueError(f"expected one of {', '.join(sorted(custom_metrics()))}: the metrics the platform's Prometheus adapter serves")
+    return value
+
+
+def _vpa_update_mode(value: Any) -> Any:
+    if value is False:
+        return "Off"  # a YAML 1.1 reader (PyYAML) reads an unquoted Off as false
+    if value == "Auto":
+        raise ValueError("'Auto' is deprecated at the pinned VPA, where it means Recreate; use Recreate or InPlaceOrRecreate")
+    return value
+
+
+# The CRD's update modes at the pinned VPA, less InPlace (behind a VPA feature gate) and the deprecated Auto.
+VpaUpdateMode = Literal["Off", "Initial", "Recreate", "InPlaceOrRecreate"]
+
+
 class Autoscaling(Model):
     min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
     max_replicas: Annotated[int, Field(ge=1, le=1000)] = 3
     target_cpu_utilization: Annotated[int, Field(ge=10, le=100)] = 70
-    # A per-pod custom metric (from the Prometheus adapter or KEDA) instead of CPU.
-    custom_metric: Optional[Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")]] = None
+    # A per-pod metric the platform's Prometheus adapter serves, instead of CPU; customMetricTarget is its average per pod.
+    custom_metric: Optional[Annotated[str, AfterValidator(_served_metric)]] = None
     custom_metric_target: Optional[CpuQuantity] = None
+    # What the workload's VerticalPodAutoscaler does with its recommendations; Off only records them.
+    vpa_update_mode: Annotated[VpaUpdateMode, BeforeValidator(_vpa_update_mode)] = "Off"
 
     @model_validator(mode="after")
     def _bounds(self) -> "Autoscaling":
@@ -714,6 +795,12 @@ class ServingWorkload(WorkloadBase):
             raise ValueError(f"metricsPort must differ from port {self.port}")
         if (self.accelerator == "neuron") != (self.neuron_target is not None):
             raise ValueError("neuronTarget (inf1, inf2, trn1 or trn2) is required for accelerator neuron, and only for it")
+        metric = self.autoscaling.custom_metric
+        if metric and self.accelerator not in custom_metrics()[metric].accelerators:
+            raise ValueError(
+                f"autoscaling.customMetric {metric!r} is not measured on {self.accelerator} pods (only on "
+                f"{', '.join(custom_metrics()[metric].accelerators)}): the autoscaler would never scale; pick another metric"
+            )
         if self.canary and self.canary.stable.model and not self.model:
             raise ValueError("canary.stable.model is set but the workload serves no model")
         if self.canary and not self.canary.promoted:
@@ -736,10 +823,20 @@ class TrainingWorkload(WorkloadBase):
     checkpoints: VolumeConfig
     # The model version the run publishes to its team's store (immutable: a new run needs a new version).
     output: Optional[ModelOutput] = None
+    # More than one: a distributed run (torchrun, one process group per pod), admitted and started all together.
+    workers: Annotated[int, Field(ge=1, le=64)] = 1
+    # How often a distributed run restarts all its workers (from the last checkpoint) after one fails or is preempted.
+    max_restarts: Annotated[int, Field(ge=0, le=20)] = 3
 
     @property
     def max_pods(self) -> int:
-        return 1
+        return self.workers
+
+    @model_validator(mode="after")
+    def _distributed(self) -> "TrainingWorkload":
+        if self.workers > 1 and self.schedule:
+            raise ValueError("workers > 1 with a schedule: distributed runs are one-off (runId), a schedule runs single-worker jobs")
+        return self
 
     @model_validator(mode="after")
     def _output_once(self) -> "TrainingWorkload":
@@ -763,13 +860,27 @@ class PlatformConfig(Model):
     storage: StorageConfig = StorageConfig()
     mesh: MeshConfig = MeshConfig()
     observability: ObservabilityConfig = ObservabilityConfig()
+    autoscaling: AutoscalingConfig = AutoscalingConfig()
     alerting: AlertingConfig = AlertingConfig()
     logging: LoggingConfig = LoggingConfig()
+    scheduling: SchedulingConfig = SchedulingConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
     teams: list[TeamConfig] = []
     workloads: list[Workload] = []
+
+    @model_validator(mode="after")
+    def _dra_fits(self) -> "PlatformConfig":
+        if not self.accelerators.gpu_operator.dra.enabled:
+            return self
+        if tuple(int(p) for p in self.cluster.kubernetes_version.split(".")) < (1, 34):
+            raise ValueError(f"accelerators.gpuOperator.dra needs Kubernetes 1.34 or newer (resource.k8s.io/v1); cluster.kubernetesVersion is {self.cluster.kubernetes_version}")
+        for i, w in enumerate(self.workloads):
+            # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
+            if w.accelerator == "nvidia" and w.accelerator_count > 1:
+                raise ValueError(f"workloads[{i}].acceleratorCount {w.accelerator_count} with DRA: claim one GPU per pod (Karpenter does not size nodes for DRA claims yet)")
+        return self
 
     @model_validator(mode="after")
     def _search_domain_fits_the_network(self) -> "PlatformConfig":
@@ -866,6 +977,33 @@ class PlatformConfig(Model):
                         f"workloads[{i}].neuronTarget {w.neuron_target!r} has no compile path (nor nodes to run on): the neuron pool offers {offered}; "
                         f"add {w.neuron_target} instance types to nodePools.neuron.instanceTypes"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _vertical_autoscaling(self) -> "PlatformConfig":
+        """A VPA that changes requests needs the components that do it, and never shares CPU with an HPA."""
+        vpa = self.autoscaling.vertical_pod_autoscaler
+        for i, w in enumerate(self.workloads):
+            mode = w.autoscaling.vpa_update_mode if isinstance(w, ServingWorkload) else "Off"
+            if mode == "Off":
+                continue
+            key = f"workloads[{i}].autoscaling.vpaUpdateMode {mode!r}"
+            if not w.autoscaling.custom_metric:
+                raise ValueError(
+                    f"{key} with the workload's CPU-based autoscaler: CPU utilisation is relative to requests, so the VPA "
+                    "changing them moves the HPA, whose new replicas move the VPA; scale on customMetric, or keep vpaUpdateMode Off"
+                )
+            needs = {
+                "enabled": (vpa.enabled, "the recommender computes what to apply"),
+                "admissionController": (vpa.admission_controller, "it sets the recommended requests on new pods"),
+                "updater": (vpa.updater or mode == "Initial", f"it applies recommendations to running pods in {mode} mode"),
+            }
+            for name, (on, why) in needs.items():
+                if not on:
+                    raise ValueError(f"{key} needs autoscaling.verticalPodAutoscaler.{name}: true ({why})")
+            version = tuple(int(p) for p in self.cluster.kubernetes_version.split("."))
+            if mode == "InPlaceOrRecreate" and version < (1, 33):
+                raise ValueError(f"{key} needs in-place pod resize, on by default from Kubernetes 1.33; the cluster runs {self.cluster.kubernetes_version}")
         return self
 
     @staticmethod

@@ -7,6 +7,7 @@ import pulumi_aws as aws
 
 from components.accelerators import Accelerators, AcceleratorsArgs
 from components.alerting import Alerting, AlertingArgs
+from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
@@ -19,6 +20,7 @@ from components.storage import Storage, StorageArgs
 from components.tenancy import Tenancy, TenancyArgs
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
+from components.scheduling import Scheduling, SchedulingArgs
 from infra import cost, outputs
 from infra.config import PlatformConfig
 
@@ -116,6 +118,19 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    autoscaling = Autoscaling(
+        "autoscaling",
+        AutoscalingArgs(
+            config=cfg,
+            provider=cluster.provider,
+            system_node_selector=cluster.system_node_selector,
+            system_toleration=cluster.system_toleration,
+            prometheus_url=observability.prometheus_url,
+            prometheus=observability.release,
+            depends_on=cluster.critical_addons,
+        ),
+    )
+
     tenancy = Tenancy("tenancy", TenancyArgs(config=cfg, cluster_name=cluster.name, provider=cluster.provider, depends_on=[mesh.istiod]))
 
     Alerting(
@@ -145,6 +160,18 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    scheduling = Scheduling(
+        "scheduling",
+        SchedulingArgs(
+            config=cfg,
+            provider=cluster.provider,
+            system_node_selector=cluster.system_node_selector,
+            system_toleration=cluster.system_toleration,
+            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            depends_on=cluster.critical_addons,
+        ),
+    )
+
     model_stores = ModelStores(
         "model-stores",
         ModelStoresArgs(
@@ -168,10 +195,15 @@ def build(cfg: PlatformConfig) -> None:
             istiod=mesh.istiod,
             gateway_api_crds=mesh.gateway_api_crds,
             monitoring_crds=observability.release,
+            metrics_adapter=autoscaling.metrics_adapter,
+            vertical_pod_autoscaler=autoscaling.vertical_pod_autoscaler,
             storage_classes=storage.class_resources,
             model_stores=model_stores.claims,
             node_pools=karpenter.node_pool_resources,
             priority_classes=tenancy.priority_classes,
+            gpu_claims=accelerators.gpu_claims,
+            queues=scheduling.queues,
+            jobset=scheduling.jobset,
         ),
     )
 

@@ -55,8 +55,8 @@ def test_a_pool_is_bounded_by_its_limits_and_its_priciest_fill():
 
 def test_the_bound_is_never_below_a_real_fill_and_at_most_a_node_per_type_above():
     rng = random.Random(7)
-    for _ in range(40):
-        types = {f"t{i}": (round(rng.uniform(0.1, 5), 2), [rng.choice([2, 4, 8]), rng.choice([4, 8, 16, 32]), rng.choice([0, 1, 4])]) for i in range(4)}
+    for _ in range(20):
+        types = {f"t{i}": (round(rng.uniform(0.1, 5), 2), [rng.choice([2, 4, 8]), rng.choice([4, 8, 16, 32]), rng.choice([0, 1, 4])]) for i in range(3)}
         limits = [rng.choice([8, 16, 24]), rng.choice([32, 64]), rng.choice([2, 4, 8])]
         bound, mix = rule.max_fill(types, limits)
         best = 0.0

@@ -126,6 +126,14 @@ CASES = {
         }.items()
     },
     "hpa-names-metrics": ("staging", HPA, remove_in(["inputs", "spec", "metrics"]), "nlp-sentiment-stable"),
+    "hpa-custom-metric-served": (
+        "staging", HPA,
+        set_in(["inputs", "spec", "metrics"], [{"type": "Pods", "pods": {"metric": {"name": "queue_depth"}, "target": {"type": "AverageValue", "averageValue": "10"}}}]),
+        "nlp-sentiment-stable",
+    ),
+    "vpa-not-fighting-hpa": (
+        "staging", "kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler", set_in(["inputs", "spec", "updatePolicy", "updateMode"], "Recreate"), "nlp-sentiment-stable",
+    ),
     "serving-highly-available": ("staging", HPA, set_in(["inputs", "spec", "minReplicas"], 1), "nlp-sentiment-stable"),
     "no-emptydir-for-data": ("dev", JOB, lambda r: data_on_empty_dir(pod(r)), "nlp-sentiment-finetune-job"),
     "accelerator-toleration": ("dev", JOB, lambda r: pod(r).pop("tolerations"), "nlp-sentiment-finetune-job"),
@@ -143,6 +151,11 @@ CASES = {
     "version-supported": ("prod", EKS, set_in(["inputs", "version"], "1.29")),
     "version-in-standard-support": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "version"], "v26.3.3"), "accelerators-gpu-operator"),
     "cost-within-budget": ("prod", "aws:budgets/budget:Budget", lambda r: r["inputs"]["tags"].update({"ml-platform.io/max-hourly-usd": "100"})),
+    "training-queued": ("dev", JOB, lambda r: r["inputs"]["metadata"]["labels"].pop("kueue.x-k8s.io/queue-name"), "nlp-sentiment-finetune-job"),
+    "queue-within-team-quota": (
+        "staging", "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue",
+        lambda r: r["inputs"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0].update(nominalQuota="1000"),
+    ),
     "accelerator-workload-schedulable": (
         "dev", DEPLOY, lambda r: pod(r).update(nodeSelector={"ml-platform.io/pool": "nvidia"}), "nlp-sentiment-stable",
     ),

@@ -14,14 +14,28 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ("resources.json", "manifests", "helm", "policy.json", "graph.mmd")
 
 
-def run_synth(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra.synth", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def synth_main(capsys, *args: str) -> subprocess.CompletedProcess:
+    """The CLI in this process: the same exit codes and output, without paying for the SDK imports again."""
+    from infra import synth
+
+    code = synth.main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(["infra.synth", *args], code, out.out, out.err)
 
 
 @pytest.fixture(scope="module")
 def prod_twice(tmp_path_factory):
+    """Two independent processes, side by side."""
     outs = [tmp_path_factory.mktemp(f"prod{i}") for i in range(2)]
-    return [run_synth("--stack", "prod", "--out", str(o)) for o in outs], outs
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "infra.synth", "--stack", "prod", "--out", str(o)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for o in outs
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    return results, outs
 
 
 def test_prod_synth_exits_0_and_writes_every_artifact(prod_twice):
@@ -52,10 +66,10 @@ def test_graph_shows_components_and_their_edges(prod_twice):
     assert "    network --> cluster" in graph.splitlines()
 
 
-def test_broken_stack_file_exits_2_with_one_line_naming_the_key(tmp_path):
+def test_broken_stack_file_exits_2_with_one_line_naming_the_key(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text((ROOT / "stacks" / "Pulumi.prod.yaml").read_text().replace("azCount: 3", "azCount: 12"))
-    proc = run_synth("--stack", "prod", "--config", str(bad), "--out", str(tmp_path / "out"))
+    proc = synth_main(capsys, "--stack", "prod", "--config", str(bad), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     errors = [line.strip() for line in proc.stderr.splitlines()[1:]]
@@ -63,16 +77,16 @@ def test_broken_stack_file_exits_2_with_one_line_naming_the_key(tmp_path):
     assert not (tmp_path / "out").exists(), "nothing is written for an invalid configuration"
 
 
-def test_unreadable_stack_file_exits_2(tmp_path):
-    proc = run_synth("--stack", "prod", "--config", str(tmp_path / "missing.yaml"))
+def test_unreadable_stack_file_exits_2(tmp_path, capsys):
+    proc = synth_main(capsys, "--stack", "prod", "--config", str(tmp_path / "missing.yaml"))
     assert proc.returncode == 2 and "no such stack file" in proc.stderr
 
 
-def test_mandatory_violation_exits_1_and_names_the_rule(tmp_path):
+def test_mandatory_violation_exits_1_and_names_the_rule(tmp_path, capsys):
     bad = tmp_path / "open.yaml"
     text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
     bad.write_text(text.replace("publicAccess: false", "publicAccess: true\n      publicAccessCidrs: [0.0.0.0/0]"))
-    proc = run_synth("--stack", "prod", "--config", str(bad), "--out", str(tmp_path / "out"))
+    proc = synth_main(capsys, "--stack", "prod", "--config", str(bad), "--out", str(tmp_path / "out"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[mandatory] eks-endpoint-not-world-open" in proc.stdout
     policy = json.loads((tmp_path / "out" / "policy.json").read_text())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 
@@ -159,8 +160,10 @@ def test_team_namespace_quota_limits_network_and_rbac(stack_name):
     assert ns["pod-security.kubernetes.io/enforce"] == "restricted" and ns["istio-injection"] == "enabled"
     hard = m["resourcequota--nlp--team-quota.yaml"]["spec"]["hard"]
     q = team["quota"]
-    assert hard["requests.cpu"] == str(q["cpu"]) and hard["requests.memory"] == hard["limits.memory"] == f"{q['memoryGib']}Gi"
-    assert hard["requests.nvidia.com/gpu"] == str(q["nvidiaGpus"]) and hard["requests.aws.amazon.com/neuron"] == str(q["neuronCores"])
+    # Plus what the team may borrow from the cohort through Kueue (scheduling.borrowingLimitPercent, 25 in staging).
+    grown = lambda n: n + math.ceil(n * stack_raw(stack_name).get("scheduling", {}).get("borrowingLimitPercent", 0) / 100)  # noqa: E731
+    assert hard["requests.cpu"] == str(grown(q["cpu"])) and hard["requests.memory"] == hard["limits.memory"] == f"{grown(q['memoryGib'])}Gi"
+    assert hard["requests.nvidia.com/gpu"] == str(grown(q["nvidiaGpus"])) and hard["requests.aws.amazon.com/neuron"] == str(grown(q["neuronCores"]))
     assert hard["persistentvolumeclaims"] == str(q["pvcs"]) and hard["requests.storage"] == f"{q['storageGib']}Gi"
     limits = m["limitrange--nlp--container-defaults.yaml"]["spec"]["limits"][0]
     assert limits["default"]["memory"] == limits["defaultRequest"]["memory"]
@@ -188,7 +191,7 @@ def test_workload_and_team_outputs():
         "kind": "serving", "team": "nlp", "namespace": "nlp", "service": "sentiment", "url": f"{gateway}/sentiment",
         "models": {"stable": "sentiment-base@1", "canary": "sentiment-base@1", "canaryWeight": 10},
     }
-    assert outputs["teams"]["nlp"]["serviceAccounts"] == ["nlp-workloads", "sentiment", "sentiment-finetune"]
+    assert outputs["teams"]["nlp"]["serviceAccounts"] == ["nlp-workloads", "sentiment", "sentiment-ddp", "sentiment-finetune"]
     assert synth_of("prod").result.outputs["workloads"] == {}
 
 

@@ -15,6 +15,9 @@ REPLICA_VALUES = {
     "aws-load-balancer-controller": [("replicaCount",)],
     "metrics-server": [("replicas",)],
     "kube-prometheus-stack": [("prometheus", "prometheusSpec", "replicas"), ("alertmanager", "alertmanagerSpec", "replicas")],
+    "kueue": [("controllerManager", "replicas")],
+    "jobset": [("controller", "replicas")],
+    "volcano": [("custom", "scheduler_replicas"), ("custom", "controller_replicas"), ("custom", "admission_replicas")],
 }
 
 
@@ -52,7 +55,7 @@ def efs_backups_enabled(resources, settings):
 @stack_rule(
     "control-plane-replicated",
     "Controllers the platform depends on (Karpenter, istiod and the gateway, the load balancer controller, metrics-server, Prometheus and Alertmanager) run replicated, on a system node group that tolerates losing a node.",
-    "Raise the replica settings the message names (karpenter.replicas, mesh.istiodReplicas, mesh.gateway.minReplicas, accelerators.metricsServerReplicas, observability.*Replicas, cluster.systemNodeGroup.minSize).",
+    "Raise the replica settings the message names (karpenter.replicas, mesh.istiodReplicas, mesh.gateway.minReplicas, accelerators.metricsServerReplicas, observability.*Replicas, scheduling.replicas, cluster.systemNodeGroup.minSize).",
     ADVISORY,
     config_schema={
         "minReplicas": {"type": "integer", "minimum": 1, "default": 2, "description": "replicas each control component runs at least"},

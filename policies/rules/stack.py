@@ -28,11 +28,15 @@ CRD_CHARTS = {
     "networking.istio.io": "base",
     "security.istio.io": "base",
     "telemetry.istio.io": "base",
+    "autoscaling.k8s.io": "vertical-pod-autoscaler",
+    "kueue.x-k8s.io": "kueue",
+    "jobset.x-k8s.io": "jobset",
+    "scheduling.volcano.sh": "volcano",
 }
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
     "storage.k8s.io", "scheduling.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
-    "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io", "helm.sh",
+    "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io", "helm.sh", "resource.k8s.io",
 }
 
 

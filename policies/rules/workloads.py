@@ -1,7 +1,7 @@
 """Rules over the pods the platform declares: resources, security, probes, data, accelerators, jobs."""
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from .base import ADVISORY, MANDATORY, dig, resource_rule, stack_rule
 from .scheduling import matching_pools, requested_extended_resources, tolerates
@@ -192,7 +192,10 @@ def no_emptydir_for_data(props, args):
 )
 def accelerator_toleration(props, args):
     spec = pod_spec(args.resource_type, props) or {}
-    requested = requested_extended_resources(spec)
+    requested = set(requested_extended_resources(spec))
+    if spec.get("resourceClaims"):
+        # Devices claimed through DRA: the only DRA driver the platform installs publishes NVIDIA GPUs.
+        requested.add("nvidia.com/gpu")
     tolerations = spec.get("tolerations") or []
     for resource, taint in ACCELERATOR_TAINTS.items():
         if resource in requested and not tolerates(tolerations, taint):
@@ -325,3 +328,70 @@ def accelerator_workload_schedulable(resources, settings):
         if spec and set(requested_extended_resources(spec)) & set(ACCELERATOR_TAINTS) and not matching_pools(spec, pools):
             yield "no NodePool can launch a node for this accelerator workload", r.urn
 
+
+
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+KUEUE_GROUP = "kubernetes:kueue.x-k8s.io/"
+BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
+
+
+def _quantity(value: Any) -> float:
+    text = str(value)
+    return float(text[:-2]) * 1024**3 if text.endswith("Gi") else float(text)
+
+
+@stack_rule(
+    "training-queued",
+    "Where Kueue admits a team's runs, every Job, CronJob and JobSet of a team namespace names its team's LocalQueue "
+    "and is created suspended: Kueue holds any other until it is admitted, which never happens without a queue.",
+    "Create training through ml-platform:workloads (the workloads component labels it), or set the "
+    "kueue.x-k8s.io/queue-name label to the namespace's LocalQueue and spec.suspend: true.",
+    MANDATORY,
+)
+def training_queued(resources, settings):
+    local_queues = {namespace_of(r.props): dig(r.props, "metadata", "name") for r in resources if r.resource_type.startswith(KUEUE_GROUP) and r.resource_type.endswith(":LocalQueue")}
+    if not local_queues:
+        return
+    for r in resources:
+        if r.resource_type == "kubernetes:batch/v1:CronJob":
+            labels, spec = dig(r.props, "spec", "jobTemplate", "metadata", "labels") or {}, dig(r.props, "spec", "jobTemplate", "spec") or {}
+        elif r.resource_type in BATCH_TYPES:
+            labels, spec = dig(r.props, "metadata", "labels") or {}, r.props.get("spec") or {}
+        else:
+            continue
+        ns = namespace_of(r.props)
+        if ns not in local_queues:
+            continue
+        if labels.get(KUEUE_QUEUE_LABEL) != local_queues[ns]:
+            yield f"{r.resource_type.split(':')[-1]} in team namespace {ns!r} does not name its LocalQueue {local_queues[ns]!r}", r.urn
+        elif spec.get("suspend") is not True:
+            yield f"{r.resource_type.split(':')[-1]} in team namespace {ns!r} is not created suspended: it would start before Kueue admits it", r.urn
+
+
+@stack_rule(
+    "queue-within-team-quota",
+    "No team's ClusterQueue admits more of a resource (nominal quota plus borrowing limit) than its namespace's "
+    "ResourceQuota allows: Kueue would admit runs whose pods the quota then refuses, and they would never start.",
+    "Keep scheduling.borrowingLimitPercent and the team quota as the program sets them; the tenancy component sizes the ResourceQuota to match.",
+    MANDATORY,
+)
+def queue_within_team_quota(resources, settings):
+    hard = {namespace_of(r.props): dig(r.props, "spec", "hard") or {} for r in resources if r.resource_type == "kubernetes:core/v1:ResourceQuota"}
+    for r in resources:
+        if not (r.resource_type.startswith(KUEUE_GROUP) and r.resource_type.endswith(":ClusterQueue")):
+            continue
+        labels = dig(r.props, "spec", "namespaceSelector", "matchLabels") or {}
+        ns = labels.get("kubernetes.io/metadata.name")
+        admitted: dict[str, float] = {}
+        for group in dig(r.props, "spec", "resourceGroups") or []:
+            for flavor in group.get("flavors") or []:
+                for q in flavor.get("resources") or []:
+                    admitted[q["name"]] = admitted.get(q["name"], 0.0) + _quantity(q["nominalQuota"]) + _quantity(q.get("borrowingLimit", 0))
+        quota = hard.get(ns)
+        if quota is None:
+            yield f"ClusterQueue {dig(r.props, 'metadata', 'name')!r} admits namespace {ns!r}, which has no ResourceQuota", r.urn
+            continue
+        for resource, amount in sorted(admitted.items()):
+            limit = quota.get(f"requests.{resource}")
+            if limit is None or amount > _quantity(limit):
+                yield f"ClusterQueue {dig(r.props, 'metadata', 'name')!r} admits {resource} {amount:g} but namespace {ns!r} allows {limit}", r.urn

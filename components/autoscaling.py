@@ -1,0 +1,195 @@
+"""Autoscaling on the signals that matter: prometheus-adapter serves per-pod custom metrics to HPAs, and the Vertical
+Pod Autoscaler recommends (and, opted in, applies) requests."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.observability import NAMESPACE as MONITORING_NAMESPACE
+from infra import helm
+
+if TYPE_CHECKING:  # infra.config validates customMetric against CUSTOM_METRICS, so it imports this module
+    from infra.config import PlatformConfig, PrometheusAdapterConfig, VerticalPodAutoscalerConfig
+
+ADAPTER_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
+VPA_REPOSITORY = "https://kubernetes.github.io/autoscaler"
+# The adapter sits next to the Prometheus it queries; the VPA with the other cluster controllers.
+ADAPTER_NAMESPACE = MONITORING_NAMESPACE
+VPA_NAMESPACE = "kube-system"
+# Team namespaces carry this label; the VPA admission webhook sees only their pods.
+TEAM_LABEL = "ml-platform.io/team"
+# Prometheus scrapes every 30 s: a rate needs at least four samples.
+RATE_WINDOW = "2m"
+
+
+@dataclass(frozen=True)
+class ServedMetric:
+    """A per-pod metric on custom.metrics.k8s.io: the adapter rule that serves it, and the pools whose pods carry it."""
+
+    rule: dict[str, Any]
+    accelerators: tuple[str, ...]
+
+
+# Every custom metric the platform serves, by its name in the HPA: the adapter's rules.custom is built from this, and
+# `autoscaling.customMetric` must name one of these.
+#
+# NeuronCore utilisation is not here: neuron-monitor labels `neuroncore_utilization_ratio` with the instance and core
+# (instance_id, neuroncore, runtime_tag), never the pod, and its PodMonitor adds the exporter's own namespace/pod.
+# Nothing in the series says which pod holds which NeuronCore, so a per-pod figure would be invented; Neuron workloads
+# scale on requests_per_second, and the Neuron dashboard shows the utilisation per node and core.
+CUSTOM_METRICS: dict[str, ServedMetric] = {
+    # Requests each pod's sidecar received (reporter=destination). Istio's metrics carry no namespace/pod labels, so
+    # these are the scrape target's: the serving pod. Two scrape paths read the same sidecar (the envoy-sidecars
+    # PodMonitor and the workload's merged-metrics ServiceMonitor): one job's rate is taken, not their sum.
+    "requests_per_second": ServedMetric(
+        rule={
+            "seriesQuery": 'istio_requests_total{reporter="destination",namespace!="",pod!=""}',
+            "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+            "name": {"matches": "^istio_requests_total$", "as": "requests_per_second"},
+            "metricsQuery": (
+                "max by (<<.GroupBy>>) (sum by (<<.GroupBy>>, job) "
+                f'(rate(<<.Series>>{{<<.LabelMatchers>>,reporter="destination"}}[{RATE_WINDOW}])))'
+            ),
+        },
+        accelerators=("cpu", "nvidia", "neuron"),
+    ),
+    # Busy percentage (0-100) of the GPUs DCGM attributes to a pod. The dcgm-exporter ServiceMonitor does not honour
+    # the exporter's labels, so Prometheus keeps the pod's as exported_namespace/exported_pod (namespace/pod are the
+    # exporter's own). Under time slicing it is the shared GPU's utilisation, not the pod's share.
+    "gpu_utilization": ServedMetric(
+        rule={
+            "seriesQuery": 'DCGM_FI_DEV_GPU_UTIL{exported_namespace!="",exported_pod!=""}',
+            "resources": {"overrides": {"exported_namespace": {"resource": "namespace"}, "exported_pod": {"resource": "pod"}}},
+            "name": {"matches": "^DCGM_FI_DEV_GPU_UTIL$", "as": "gpu_utilization"},
+            "metricsQuery": "avg by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})",
+        },
+        accelerators=("nvidia",),
+    ),
+}
+
+
+def _memory_equals_request(cpu: str, memory: str) -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+
+
+def adapter_values(adapter: PrometheusAdapterConfig, prometheus_url: str, selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
+    prometheus = urlsplit(prometheus_url)
+    return {
+        # The chart joins url and port itself.
+        "prometheus": {"url": f"{prometheus.scheme}://{prometheus.hostname}", "port": prometheus.port},
+        "replicas": adapter.replicas,
+        "podDisruptionBudget": {"enabled": adapter.replicas > 1, "maxUnavailable": 1},
+        "nodeSelector": selector,
+        "tolerations": [toleration],
+        "resources": _memory_equals_request("100m", "256Mi"),
+        # 4 logs every request the HPAs make; Fluent Bit ships every line.
+        "logLevel": 2,
+        "rules": {
+            # The defaults turn every namespaced series into a metric: thousands of names and a slow relist.
+            "default": False,
+            "custom": [m.rule for _, m in sorted(CUSTOM_METRICS.items())],
+            # No `resource` rules: metrics-server already serves metrics.k8s.io, and a second APIService for the same
+            # group would replace it. No `external` rules: nothing scales on metrics outside the cluster.
+        },
+    }
+
+
+def vpa_values(vpa: VerticalPodAutoscalerConfig, selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
+    system = {"nodeSelector": selector, "tolerations": [toleration]}
+
+    def component(enabled: bool, memory: str) -> dict[str, Any]:
+        if not enabled:
+            return {"enabled": False}
+        # A PDB that keeps one pod of one would block every node drain.
+        return {"enabled": True, "replicas": vpa.replicas, "podDisruptionBudget": {"enabled": vpa.replicas > 1},
+                "resources": _memory_equals_request("50m", memory), **system}
+
+    admission = component(vpa.admission_controller, "200Mi")
+    if vpa.admission_controller:
+        admission["certGen"] = {"resources": _memory_equals_request("50m", "64Mi"), **system}
+        # Only team pods are ever resized; nothing else waits on the webhook.
+        admission["mutatingWebhookConfiguration"] = {"namespaceSelector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]}}
+    return {
+        "containerSecurityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        # Upstream's deploy manifests size these (memory at its request: no overcommit on system nodes).
+        "recommender": component(True, "500Mi"),
+        "updater": component(vpa.updater, "500Mi"),
+        "admissionController": admission,
+    }
+
+
+def vpa_spec(deployment: str, update_mode: str) -> dict[str, Any]:
+    """A VerticalPodAutoscaler for a serving Deployment's model container."""
+    return {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "updatePolicy": {"updateMode": update_mode},
+        # The sidecar's resources are Istio's to set. Limits follow requests in proportion (controlledValues'
+        # default), so memory limit = request holds after an update.
+        "resourcePolicy": {
+            "containerPolicies": [
+                {"containerName": "model", "controlledResources": ["cpu", "memory"]},
+                {"containerName": "*", "mode": "Off"},
+            ]
+        },
+    }
+
+
+@dataclass(frozen=True)
+class AutoscalingArgs:
+    config: PlatformConfig
+    provider: k8s.Provider
+    system_node_selector: dict[str, str]
+    system_toleration: dict[str, str]
+    prometheus_url: str
+    # The adapter is a client of this Prometheus: installed after it, removed before it.
+    prometheus: pulumi.Resource
+    depends_on: list[pulumi.Resource]
+
+
+class Autoscaling(pulumi.ComponentResource):
+    # What serves custom.metrics.k8s.io: an HPA on a custom metric depends on it.
+    metrics_adapter: k8s.helm.v3.Release
+    # Installs the VerticalPodAutoscaler CRD (the chart's crds/); None when the VPA is off.
+    vertical_pod_autoscaler: Optional[k8s.helm.v3.Release]
+
+    def __init__(self, name: str, args: AutoscalingArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:autoscaling:Autoscaling", name, None, opts)
+        cfg = args.config.autoscaling
+        selector, toleration = args.system_node_selector, args.system_toleration
+        k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
+
+        self.metrics_adapter = helm.release(
+            f"{name}-prometheus-adapter",
+            name="prometheus-adapter",
+            chart="prometheus-adapter",
+            repository=ADAPTER_REPOSITORY,
+            version=cfg.prometheus_adapter.version,
+            namespace=ADAPTER_NAMESPACE,
+            values=adapter_values(cfg.prometheus_adapter, args.prometheus_url, selector, toleration),
+            opts=k8s_opts(args.prometheus),
+        )
+        vpa = cfg.vertical_pod_autoscaler
+        self.vertical_pod_autoscaler = (
+            helm.release(
+                f"{name}-vpa",
+                name="vertical-pod-autoscaler",
+                chart="vertical-pod-autoscaler",
+                repository=VPA_REPOSITORY,
+                version=vpa.version,
+                namespace=VPA_NAMESPACE,
+                values=vpa_values(vpa, selector, toleration),
+                opts=k8s_opts(),
+            )
+            if vpa.enabled
+            else None
+        )
+        self.register_outputs({})

@@ -1,0 +1,329 @@
+"""Gang admission of training: Kueue queues per team (or Volcano, as the option), and JobSet for distributed runs.
+
+With Kueue, every training run is created suspended with its team's LocalQueue label; Kueue admits it whole,
+against the team's ClusterQueue, when all its pods fit, and evicts and requeues it when its pods are not all
+running within `scheduling.waitForPodsReadyMinutes`. CPU and memory are counted once per team, on a flavor that
+pins no pool, and each accelerator on its pool's flavor: the ClusterQueue's quota is the namespace's
+ResourceQuota, resource for resource, so neither path gives a team more than the other.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.karpenter import pool_labels
+from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, with_borrowing
+from infra import helm
+from infra.accelerators import GPU_DEVICE_CLASS, KINDS, NEURON, NVIDIA
+from infra.config import PlatformConfig, SchedulingConfig, TeamConfig
+
+KUEUE_NAMESPACE = "kueue-system"
+JOBSET_NAMESPACE = "jobset-system"
+VOLCANO_NAMESPACE = "volcano-system"
+KUEUE_CHARTS = "oci://registry.k8s.io/kueue/charts"
+JOBSET_CHARTS = "oci://registry.k8s.io/jobset/charts"
+VOLCANO_CHARTS = "https://volcano-sh.github.io/helm-charts"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+VOLCANO_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
+VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+LOCAL_QUEUE = "training"
+COHORT = "ml-platform"
+# CPU and memory of any pool: a flavor with no node labels, so it never conflicts with an accelerator flavor's.
+DEFAULT_FLAVOR = "default"
+PLATFORM_LABELS = {"app.kubernetes.io/part-of": "ml-platform"}
+# Kueue's workload priorities mirror the platform's priority classes (components/tenancy.py).
+WORKLOAD_PRIORITIES = {SERVING_PRIORITY: 100000, TRAINING_PRIORITY: 10000}
+
+
+def flavor_specs(cfg: PlatformConfig) -> dict[str, dict[str, Any]]:
+    """The default flavor, and one per enabled accelerator pool with its node labels and taint."""
+    flavors: dict[str, dict[str, Any]] = {DEFAULT_FLAVOR: {}}
+    for pool in cfg.node_pools.enabled():
+        kind = KINDS[pool]
+        if kind.resource:
+            flavors[pool] = {"nodeLabels": pool_labels(pool, kind), "nodeTaints": [kind.taint]}
+    return flavors
+
+
+def cluster_queue_spec(team: TeamConfig, cfg: PlatformConfig) -> dict[str, Any]:
+    sc = cfg.scheduling
+    unit = {"memory": "Gi"}
+
+    def quota(resource: str, nominal: int) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": resource, "nominalQuota": f"{nominal}{unit.get(resource, '')}"}
+        if sc.borrowing_limit_percent:
+            entry["borrowingLimit"] = f"{with_borrowing(nominal, sc.borrowing_limit_percent) - nominal}{unit.get(resource, '')}"
+        return entry
+
+    q = team.quota
+    nominal = {"cpu": q.cpu, "memory": q.memory_gib, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
+    groups = [{"coveredResources": ["cpu", "memory"], "flavors": [{"name": DEFAULT_FLAVOR, "resources": [quota("cpu", nominal["cpu"]), quota("memory", nominal["memory"])]}]}]
+    for pool in sorted(set(flavor_specs(cfg)) - {DEFAULT_FLAVOR}):
+        resource = KINDS[pool].resource
+        groups.append({"coveredResources": [resource], "flavors": [{"name": pool, "resources": [quota(resource, nominal[resource])]}]})
+    return {
+        "cohortName": COHORT,
+        # Only the team's own namespace submits to its queue.
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": team.name}},
+        "queueingStrategy": "BestEffortFIFO",
+        "resourceGroups": groups,
+        "preemption": {"withinClusterQueue": "LowerPriority", "reclaimWithinCohort": "Any", "borrowWithinCohort": {"policy": "Never"}},
+    }
+
+
+def kueue_manager_config(cfg: PlatformConfig, team_namespaces: list[str]) -> str:
+    sc = cfg.scheduling
+    config = {
+        "apiVersion": "config.kueue.x-k8s.io/v1beta2",
+        "kind": "Configuration",
+        "health": {"healthProbeBindAddress": ":8081"},
+        "metrics": {"bindAddress": ":8443"},
+        "webhook": {"port": 9443},
+        "leaderElection": {"leaderElect": True, "resourceName": "c1f6bfd2.kueue.x-k8s.io"},
+        "clientConnection": {"qps": 50, "burst": 100},
+        # Every Job and JobSet of a team namespace goes through Kueue, labelled or not: no run skips its queue.
+        "manageJobsWithoutQueueName": True,
+        "managedJobsNamespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(team_namespaces)}]},
+        # All-or-nothing: a run whose pods do not all run in time gives its quota back and waits again.
+        "waitForPodsReady": {
+            "timeout": f"{sc.wait_for_pods_ready_minutes}m",
+            "blockAdmission": False,
+            "requeuingStrategy": {"timestamp": "Eviction", "backoffBaseSeconds": 60, "backoffMaxSeconds": 3600},
+        },
+        "integrations": {"frameworks": ["batch/job", "jobset.x-k8s.io/jobset"]},
+    }
+    if cfg.accelerators.gpu_operator.dra.enabled:
+        # GPUs claimed through DRA count against the queue's nvidia.com/gpu quota.
+        config["resources"] = {"deviceClassMappings": [{"name": NVIDIA.resource, "deviceClassNames": [GPU_DEVICE_CLASS]}]}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def kueue_values(cfg: PlatformConfig, team_namespaces: list[str], selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
+    sc = cfg.scheduling
+    return {
+        "controllerManager": {
+            # The chart's source defaults to a staging image; the release is pinned here.
+            "manager": {
+                "image": {"repository": "registry.k8s.io/kueue/kueue", "tag": f"v{sc.kueue_version}", "pullPolicy": "IfNotPresent"},
+                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+            },
+            "replicas": sc.replicas,
+            "podDisruptionBudget": {"enabled": sc.replicas > 1, "minAvailable": 1},
+            "nodeSelector": selector,
+            "tolerations": [toleration],
+        },
+        "enablePrometheus": True,
+        "managerConfig": {"controllerManagerConfigYaml": kueue_manager_config(cfg, team_namespaces)},
+    }
+
+
+def jobset_values(sc: SchedulingConfig, selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
+    return {
+        "image": {"repository": "registry.k8s.io/jobset/jobset", "tag": f"v{sc.jobset_version}", "pullPolicy": "IfNotPresent"},
+        "controller": {
+            "replicas": sc.replicas,
+            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+            "nodeSelector": selector,
+            "tolerations": [toleration],
+            "podDisruptionBudget": {"enabled": sc.replicas > 1, "minAvailable": 1},
+        },
+    }
+
+
+def volcano_queue_spec(team: TeamConfig, cfg: PlatformConfig) -> dict[str, Any]:
+    """The team's quota as the queue's share (deserved) and, with what it may borrow, its ceiling (capability)."""
+    q, percent = team.quota, cfg.scheduling.borrowing_limit_percent
+    nominal = {"cpu": q.cpu, "memory": q.memory_gib, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
+    quantity = lambda r, n: f"{n}Gi" if r == "memory" else str(n)  # noqa: E731
+    return {
+        "weight": 1,
+        "reclaimable": True,
+        "deserved": {r: quantity(r, n) for r, n in nominal.items()},
+        "capability": {r: quantity(r, with_borrowing(n, percent)) for r, n in nominal.items()},
+    }
+
+
+def volcano_values(cfg: PlatformConfig, team_namespaces: list[str], selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
+    sc = cfg.scheduling
+    requests = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
+    return {
+        "basic": {"image_pull_policy": "IfNotPresent", "image_tag_version": f"v{sc.volcano_version}"},
+        "custom": {
+            "admission_replicas": sc.replicas,
+            "controller_replicas": sc.replicas,
+            "scheduler_replicas": sc.replicas,
+            "leader_elect_enable": sc.replicas > 1,
+            "default_ns": selector,
+            "default_tolerations": [toleration],
+            "admission_resources": requests,
+            "controller_resources": requests,
+            "scheduler_resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+            # Its admission webhooks judge only the team namespaces' objects.
+            "webhooks_namespace_selector_expressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(team_namespaces)}],
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Submission:
+    """How a training run of a team is handed to the gang scheduler."""
+
+    labels: dict[str, str]  # on the Job, CronJob job template or JobSet
+    pod_annotations: dict[str, str]
+    scheduler_name: Optional[str]
+    # Kueue starts what it admits: runs are created suspended, and Kueue's edits on admission are not drift.
+    suspend: Optional[bool]
+    ignore_changes: list[str]
+
+
+def submission(gang: str, team: str, group: Optional[str] = None, priority: str = TRAINING_PRIORITY) -> Submission:
+    """`group`: the PodGroup a distributed run's pods share under Volcano (Kueue admits a JobSet as one workload)."""
+    if gang == "kueue":
+        return Submission(
+            {QUEUE_LABEL: LOCAL_QUEUE, PRIORITY_LABEL: priority},
+            {},
+            None,
+            True,
+            ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations"],
+        )
+    annotations = {VOLCANO_QUEUE_ANNOTATION: team}
+    if group:
+        annotations[VOLCANO_GROUP_ANNOTATION] = group
+    return Submission({}, annotations, "volcano", None, [])
+
+
+def pod_group_spec(team: str, workers: int) -> dict[str, Any]:
+    """Volcano binds none of a distributed run's pods until all `workers` can be bound."""
+    return {"minMember": workers, "queue": team, "priorityClassName": TRAINING_PRIORITY}
+
+
+@dataclass(frozen=True)
+class SchedulingArgs:
+    config: PlatformConfig
+    provider: k8s.Provider
+    system_node_selector: dict[str, str]
+    system_toleration: dict[str, str]
+    team_namespaces: dict[str, pulumi.Resource]
+    depends_on: list[pulumi.Resource]
+
+
+class Scheduling(pulumi.ComponentResource):
+    # By team: what a training run's submission waits for (its LocalQueue, or its Volcano Queue).
+    queues: dict[str, pulumi.Resource]
+    # The JobSet controller and CRD: distributed runs need it.
+    jobset: pulumi.Resource
+    gang: str
+
+    def __init__(self, name: str, args: SchedulingArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:scheduling:Scheduling", name, None, opts)
+        cfg, sc = args.config, args.config.scheduling
+        self.gang = sc.gang
+        k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
+        system = (args.system_node_selector, args.system_toleration)
+
+        def namespace(key: str, ns: str) -> k8s.core.v1.Namespace:
+            return k8s.core.v1.Namespace(
+                f"{name}-{key}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels={"pod-security.kubernetes.io/enforce": "restricted", **PLATFORM_LABELS}),
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+            )
+
+        jobset_ns = namespace("jobset", JOBSET_NAMESPACE)
+        self.jobset = helm.release(
+            f"{name}-jobset",
+            name="jobset",
+            chart="jobset",
+            repository=JOBSET_CHARTS,
+            version=sc.jobset_version,
+            namespace=JOBSET_NAMESPACE,
+            values=jobset_values(sc, *system),
+            opts=k8s_opts(jobset_ns),
+        )
+        teams = sorted(args.team_namespaces)
+        if sc.gang == "kueue":
+            self.queues = self._kueue(name, args, namespace("kueue", KUEUE_NAMESPACE), teams, k8s_opts)
+        else:
+            self.queues = self._volcano(name, args, namespace("volcano", VOLCANO_NAMESPACE), teams, k8s_opts)
+        self.register_outputs({"gang": sc.gang})
+
+    def _kueue(self, name: str, args: SchedulingArgs, ns: k8s.core.v1.Namespace, teams: list[str], k8s_opts) -> dict[str, pulumi.Resource]:
+        cfg = args.config
+        controller = helm.release(
+            f"{name}-kueue",
+            name="kueue",
+            chart="kueue",
+            repository=KUEUE_CHARTS,
+            version=cfg.scheduling.kueue_version,
+            namespace=KUEUE_NAMESPACE,
+            values=kueue_values(cfg, teams, args.system_node_selector, args.system_toleration),
+            # Kueue's webhooks admit Jobs and JobSets: the JobSet CRD must exist for its integration to start.
+            opts=k8s_opts(ns, self.jobset),
+        )
+
+        def custom(resource_name: str, kind: str, metadata: dict[str, Any], spec: dict[str, Any], *deps: pulumi.Resource, **extra: Any):
+            return k8s.apiextensions.CustomResource(
+                resource_name,
+                api_version="kueue.x-k8s.io/v1beta2",
+                kind=kind,
+                metadata=k8s.meta.v1.ObjectMetaArgs(labels=PLATFORM_LABELS, **metadata),
+                spec=spec,
+                opts=k8s_opts(controller, *deps),
+                **extra,
+            )
+
+        flavors = [custom(f"{name}-flavor-{f}", "ResourceFlavor", {"name": f}, spec) for f, spec in sorted(flavor_specs(cfg).items())]
+        for priority, value in sorted(WORKLOAD_PRIORITIES.items()):
+            # Its fields sit beside metadata, not under spec, which CustomResource cannot express.
+            pulumi.CustomResource(
+                "kubernetes:kueue.x-k8s.io/v1beta2:WorkloadPriorityClass",
+                f"{name}-priority-{priority}",
+                {
+                    "apiVersion": "kueue.x-k8s.io/v1beta2",
+                    "kind": "WorkloadPriorityClass",
+                    "metadata": {"name": priority, "labels": PLATFORM_LABELS},
+                    "value": value,
+                    "description": f"as the {priority} PriorityClass: serving preempts training, never the reverse",
+                },
+                opts=k8s_opts(controller),
+            )
+        queues: dict[str, pulumi.Resource] = {}
+        for team in cfg.teams:
+            cluster_queue = custom(f"{name}-{team.name}-cluster-queue", "ClusterQueue", {"name": team.name}, cluster_queue_spec(team, cfg), *flavors)
+            queues[team.name] = custom(
+                f"{name}-{team.name}-queue",
+                "LocalQueue",
+                {"name": LOCAL_QUEUE, "namespace": team.name},
+                {"clusterQueue": team.name},
+                cluster_queue,
+                args.team_namespaces[team.name],
+            )
+        return queues
+
+    def _volcano(self, name: str, args: SchedulingArgs, ns: k8s.core.v1.Namespace, teams: list[str], k8s_opts) -> dict[str, pulumi.Resource]:
+        cfg = args.config
+        controller = helm.release(
+            f"{name}-volcano",
+            name="volcano",
+            chart="volcano",
+            repository=VOLCANO_CHARTS,
+            version=cfg.scheduling.volcano_version,
+            namespace=VOLCANO_NAMESPACE,
+            values=volcano_values(cfg, teams, args.system_node_selector, args.system_toleration),
+            opts=k8s_opts(ns),
+        )
+        return {
+            team.name: k8s.apiextensions.CustomResource(
+                f"{name}-{team.name}-queue",
+                api_version="scheduling.volcano.sh/v1beta1",
+                kind="Queue",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=team.name, labels=PLATFORM_LABELS),
+                spec=volcano_queue_spec(team, cfg),
+                opts=k8s_opts(controller),
+            )
+            for team in cfg.teams
+        }

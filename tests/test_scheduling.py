@@ -1,0 +1,247 @@
+"""Gang admission: Kueue queues per team that agree with the namespace quota, JobSet for distributed runs, Volcano
+as the option."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from components.scheduling import COHORT, DEFAULT_FLAVOR, LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, VOLCANO_GROUP_ANNOTATION
+from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY
+from infra import timing
+from infra.synth import synthesize
+from tests.conftest import ROOT, STACKS, synth_of
+from tests.test_config import error_of, parse_stack, stack_raw
+
+NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
+
+
+def quantity(value: str) -> float:
+    return float(value[:-2]) if value.endswith("Gi") else float(value)
+
+
+def kueue(stack: str) -> dict:
+    return synth_of(stack).release("kueue")["inputs"]
+
+
+def custom(s, kind: str) -> list[dict]:
+    return [r for r in s.resources if r["type"].startswith("kubernetes:kueue.x-k8s.io/") and r["type"].endswith(f":{kind}")]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_kueue_runs_the_released_image_and_gang_admits_with_a_timeout_longer_than_a_node_launch(stack):
+    values = kueue(stack)["values"]
+    image = values["controllerManager"]["manager"]["image"]
+    assert (image["repository"], image["tag"]) == ("registry.k8s.io/kueue/kueue", f"v{kueue(stack)['version']}")
+    config = yaml.safe_load(values["managerConfig"]["controllerManagerConfigYaml"])
+    assert config["apiVersion"] == "config.kueue.x-k8s.io/v1beta2"
+    assert {"batch/job", "jobset.x-k8s.io/jobset"} <= set(config["integrations"]["frameworks"])
+    minutes = int(config["waitForPodsReady"]["timeout"].removesuffix("m"))
+    slowest_start = max(timing.NODE_LAUNCH[p] + timing.IMAGE_PULL[p] for p in timing.NODE_LAUNCH)
+    assert minutes * 60 > slowest_start
+    teams = [t.name for t in parse_stack(stack_raw(stack)).teams]
+    assert config["manageJobsWithoutQueueName"] is True
+    assert config["managedJobsNamespaceSelector"]["matchExpressions"][0]["values"] == sorted(teams)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_accelerator_flavor_is_its_pool_labels_and_taint(stack):
+    s = synth_of(stack)
+    pools = {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"]["template"] for r in s.of_type(NODE_POOL)}
+    flavors = {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"] for r in custom(s, "ResourceFlavor")}
+    assert flavors.pop(DEFAULT_FLAVOR) == {}
+    assert set(flavors) == set(pools) - {"cpu"}
+    for name, spec in flavors.items():
+        assert spec["nodeLabels"] == pools[name]["metadata"]["labels"]
+        assert spec["nodeTaints"] == pools[name]["spec"]["taints"]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_team_gets_no_more_through_kueue_than_through_its_resource_quota(stack):
+    """Kueue admits at most nominal quota plus borrowing limit; the namespace's ResourceQuota is exactly that."""
+    s = synth_of(stack)
+    quotas = {r["inputs"]["metadata"]["namespace"]: r["inputs"]["spec"]["hard"] for r in s.of_type("kubernetes:core/v1:ResourceQuota")}
+    queues = custom(s, "ClusterQueue")
+    assert {q["inputs"]["metadata"]["name"] for q in queues} == {t.name for t in parse_stack(stack_raw(stack)).teams}
+    for queue in queues:
+        spec, team = queue["inputs"]["spec"], queue["inputs"]["metadata"]["name"]
+        assert spec["cohortName"] == COHORT
+        assert spec["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": team}}
+        admitted = {}
+        for group in spec["resourceGroups"]:
+            for flavor in group["flavors"]:
+                for r in flavor["resources"]:
+                    admitted[r["name"]] = admitted.get(r["name"], 0) + quantity(r["nominalQuota"]) + quantity(r.get("borrowingLimit", "0"))
+        assert admitted == {resource: quantity(quotas[team][f"requests.{resource}"]) for resource in admitted}
+        assert {"cpu", "memory"} <= set(admitted) <= {"cpu", "memory", "nvidia.com/gpu", "aws.amazon.com/neuron"}
+
+
+def test_staging_lets_teams_borrow_a_quarter_and_their_quota_grows_to_match(staging):
+    [queue] = custom(staging, "ClusterQueue")
+    cpu = queue["inputs"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
+    team = parse_stack(stack_raw("staging")).teams[0]
+    assert (cpu["nominalQuota"], cpu["borrowingLimit"]) == (str(team.quota.cpu), str(team.quota.cpu // 4))
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_team_has_a_local_queue_after_its_cluster_queue_and_the_controller(stack):
+    s = synth_of(stack)
+    controller = s.release("kueue")
+    for queue in custom(s, "LocalQueue"):
+        team = queue["inputs"]["metadata"]["namespace"]
+        assert queue["inputs"]["metadata"]["name"] == LOCAL_QUEUE and queue["inputs"]["spec"] == {"clusterQueue": team}
+        assert s.depends_on(queue, next(q for q in custom(s, "ClusterQueue") if q["inputs"]["metadata"]["name"] == team))
+        assert s.depends_on(queue, controller)
+    for resource in custom(s, "ClusterQueue") + custom(s, "ResourceFlavor") + custom(s, "WorkloadPriorityClass"):
+        assert s.depends_on(resource, controller)
+
+
+def test_workload_priorities_mirror_the_priority_classes(prod):
+    classes = {r["inputs"]["metadata"]["name"]: r["inputs"]["value"] for r in prod.of_type("kubernetes:scheduling.k8s.io/v1:PriorityClass")}
+    priorities = {r["inputs"]["metadata"]["name"]: r["inputs"]["value"] for r in custom(prod, "WorkloadPriorityClass")}
+    assert priorities == {SERVING_PRIORITY: classes[SERVING_PRIORITY], TRAINING_PRIORITY: classes[TRAINING_PRIORITY]}
+    assert priorities[SERVING_PRIORITY] > priorities[TRAINING_PRIORITY]
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_job_of_a_team_namespace_is_submitted_suspended_through_its_team_queue(stack):
+    """Kueue manages every Job of a team namespace: one without its queue would stay suspended forever."""
+    s = synth_of(stack)
+    teams = {t.name for t in parse_stack(stack_raw(stack)).teams}
+    runs = [r for r in s.of_type("kubernetes:batch/v1:Job") + s.of_type("kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
+            if r["inputs"]["metadata"]["namespace"] in teams]
+    for cron in s.of_type("kubernetes:batch/v1:CronJob"):
+        template = cron["inputs"]["spec"]["jobTemplate"]
+        assert template["metadata"]["labels"][QUEUE_LABEL] == LOCAL_QUEUE and template["spec"]["suspend"] is True
+    assert runs or stack == "prod"
+    for run in runs:
+        lifecycle = run["inputs"]["metadata"]["labels"].get("app.kubernetes.io/component") == "model-lifecycle"
+        # The model lifecycle (bootstrap, compile) goes first: serving waits for it, training does not.
+        assert run["inputs"]["metadata"]["labels"][PRIORITY_LABEL] == (SERVING_PRIORITY if lifecycle else TRAINING_PRIORITY)
+        assert run["inputs"]["metadata"]["labels"][QUEUE_LABEL] == LOCAL_QUEUE
+        assert run["inputs"]["spec"]["suspend"] is True
+        queue = next(q for q in custom(s, "LocalQueue") if q["inputs"]["metadata"]["namespace"] == run["inputs"]["metadata"]["namespace"])
+        assert s.depends_on(run, queue)
+
+
+def test_staging_runs_a_two_worker_gpu_training_as_one_jobset(staging):
+    [jobset] = staging.of_type("kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
+    spec = jobset["inputs"]["spec"]
+    name = jobset["inputs"]["metadata"]["name"]
+    assert jobset["inputs"]["metadata"]["labels"][QUEUE_LABEL] == LOCAL_QUEUE and spec["suspend"] is True
+    assert spec["failurePolicy"] == {"maxRestarts": 3}
+    assert spec["network"]["subdomain"] == name and spec["network"]["enableDNSHostnames"] is True
+    [workers] = spec["replicatedJobs"]
+    job = workers["template"]["spec"]
+    assert (workers["replicas"], job["parallelism"], job["completions"], job["completionMode"]) == (1, 2, 2, "Indexed")
+    pod = job["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    # JobSet names worker pods <jobset>-<replicatedJob>-<job index>-<pod index> under the subdomain.
+    assert env["PET_RDZV_ENDPOINT"] == f"{name}-{workers['name']}-0-0.{name}:29400" and env["PET_NNODES"] == "2"
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
+    assert env["CHECKPOINT_DIR"] in {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert staging.depends_on(jobset, staging.release("jobset"))
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda r: r.setdefault("scheduling", {}).update(waitForPodsReadyMinutes=5), "ml-platform:scheduling.waitForPodsReadyMinutes: 5 is not allowed"),
+        (lambda r: r.setdefault("scheduling", {}).update(gang="yunikorn"), "ml-platform:scheduling.gang: \"yunikorn\" is not allowed"),
+    ],
+)
+def test_bad_scheduling_config_is_refused(mutate, expected):
+    assert expected in error_of(mutate)
+
+
+def test_a_scheduled_run_cannot_be_distributed():
+    raw = stack_raw("staging")
+    ddp = next(w for w in raw["workloads"] if w.get("workers", 1) > 1)
+    ddp["schedule"] = "@daily"
+    ddp.pop("output")
+    with pytest.raises(Exception) as exc:
+        parse_stack(raw)
+    assert "workers > 1 with a schedule" in str(exc.value)
+
+
+def test_a_distributed_run_must_fit_the_team_quota_in_accelerators():
+    raw = stack_raw("staging")
+    ddp = next(w for w in raw["workloads"] if w.get("workers", 1) > 1)
+    ddp["workers"] = 9
+    with pytest.raises(Exception) as exc:
+        parse_stack(raw)
+    assert "needs up to 9 nvidia accelerators (9 pods x 1)" in str(exc.value)
+
+
+# Volcano, the option: synthesized once with gang: volcano.
+
+
+@pytest.fixture(scope="module")
+def volcano(tmp_path_factory):
+    text = (ROOT / "stacks" / "Pulumi.staging.yaml").read_text()
+    text = text.replace("    borrowingLimitPercent: 25\n", "    borrowingLimitPercent: 25\n    gang: volcano\n")
+    path = tmp_path_factory.mktemp("volcano") / "Pulumi.staging.yaml"
+    path.write_text(text)
+    result = synthesize("staging", path)
+    assert result.mandatory_violations == []
+    return result
+
+
+def test_volcano_replaces_kueue_with_a_queue_per_team_at_the_team_quota(volcano):
+    types = {r["type"] for r in volcano.resources}
+    assert not any(t.startswith("kubernetes:kueue.x-k8s.io/") for t in types)
+    releases = {r["inputs"]["name"] for r in volcano.resources if r["type"] == "kubernetes:helm.sh/v3:Release"}
+    assert {"volcano", "jobset"} <= releases and "kueue" not in releases
+    [queue] = [r for r in volcano.resources if r["type"] == "kubernetes:scheduling.volcano.sh/v1beta1:Queue"]
+    team = parse_stack(stack_raw("staging")).teams[0]
+    assert queue["inputs"]["spec"]["deserved"]["nvidia.com/gpu"] == str(team.quota.nvidia_gpus)
+    assert queue["inputs"]["spec"]["capability"]["cpu"] == str(team.quota.cpu + team.quota.cpu // 4)
+
+
+def test_volcano_gangs_a_distributed_run_with_a_pod_group_of_all_its_workers(volcano):
+    [group] = [r for r in volcano.resources if r["type"] == "kubernetes:scheduling.volcano.sh/v1beta1:PodGroup"]
+    [jobset] = [r for r in volcano.resources if r["type"] == "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet"]
+    assert group["inputs"]["spec"]["minMember"] == 2 and group["inputs"]["spec"]["queue"] == "nlp"
+    template = jobset["inputs"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]
+    assert template["metadata"]["annotations"][VOLCANO_GROUP_ANNOTATION] == group["inputs"]["metadata"]["name"]
+    assert template["spec"]["schedulerName"] == "volcano"
+    assert "suspend" not in jobset["inputs"]["spec"]
+    assert group["urn"] in jobset["dependencies"]
+
+
+# The policy rules that hold any stack to the same.
+
+
+def _violations(records, rule_name):
+    from infra.policy_check import check
+    from policies.rules import RULES
+
+    rule = next(r for r in RULES if r.name == rule_name)
+    return [v["message"] for v in check(records, "staging", rules=[rule])["violations"]]
+
+
+def test_a_team_job_without_its_queue_fails_training_queued(staging):
+    import copy
+
+    records = copy.deepcopy(staging.resources)
+    assert _violations(records, "training-queued") == []
+    job = next(r for r in records if r["type"] == "kubernetes:batch/v1:Job" and r["outputs"]["metadata"]["namespace"] == "nlp")
+    del job["outputs"]["metadata"]["labels"][QUEUE_LABEL]
+    jobset = next(r for r in records if r["type"] == "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
+    jobset["outputs"]["spec"]["suspend"] = False
+    assert sorted(_violations(records, "training-queued")) == [
+        "Job in team namespace 'nlp' does not name its LocalQueue 'training'",
+        "JobSet in team namespace 'nlp' is not created suspended: it would start before Kueue admits it",
+    ]
+
+
+def test_a_cluster_queue_above_the_namespace_quota_fails_queue_within_team_quota(staging):
+    import copy
+
+    records = copy.deepcopy(staging.resources)
+    assert _violations(records, "queue-within-team-quota") == []
+    queue = next(r for r in records if r["type"].endswith(":ClusterQueue"))
+    gpu = next(g for g in queue["outputs"]["spec"]["resourceGroups"] if g["coveredResources"] == ["nvidia.com/gpu"])
+    gpu["flavors"][0]["resources"][0]["borrowingLimit"] = "8"
+    [message] = _violations(records, "queue-within-team-quota")
+    assert message == "ClusterQueue 'nlp' admits nvidia.com/gpu 16 but namespace 'nlp' allows 10"
