@@ -26,6 +26,7 @@ from infra.config import ConfigError, PlatformConfig, from_bag
 ROOT = Path(__file__).resolve().parent.parent
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 SPOT_ROLE = "AWSServiceRoleForEC2Spot"
+SEARCH_ROLE = "AWSServiceRoleForAmazonOpenSearchService"
 ELASTIC_IP_QUOTA = ("L-0263D0A3", "EC2-VPC Elastic IPs")
 # EC2 vCPU quotas by instance family group and capacity type.
 VCPU_QUOTAS = {
@@ -361,24 +362,46 @@ def check_ami_aliases(cfg: PlatformConfig, clients: Clients) -> Check:
     return Check("AMI aliases", PASS, f"every pool's pinned AMI exists for Kubernetes {k8s}")
 
 
+def _service_linked_role(name: str, role: str, needed_by: str, created_by_key: Optional[str], fix: str, clients: Clients) -> Check:
+    """A service-linked role the stack needs but (unless `created_by_key`) leaves to the account to have."""
+    if created_by_key:
+        return Check(name, PASS, f"the stack creates it ({created_by_key})")
+    try:
+        clients("iam").get_role(RoleName=role)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "NoSuchEntity":
+            return Check(name, WARN, f"could not look up {role}: {_error(exc)}")
+        return Check(name, FAIL, f"{role} does not exist but {needed_by}", fix)
+    return Check(name, PASS, f"{role} exists")
+
+
 def check_spot_role(cfg: PlatformConfig, clients: Clients) -> Check:
     spot_pools = [name for name, pool in cfg.node_pools.enabled().items() if "spot" in pool.capacity_types]
     if not spot_pools:
         return Check("spot service-linked role", PASS, "no pool uses spot")
-    if cfg.karpenter.create_spot_service_linked_role:
-        return Check("spot service-linked role", PASS, "the stack creates it (karpenter.createSpotServiceLinkedRole)")
-    try:
-        clients("iam").get_role(RoleName=SPOT_ROLE)
-    except ClientError as exc:
-        if exc.response["Error"]["Code"] != "NoSuchEntity":
-            return Check("spot service-linked role", WARN, f"could not look up {SPOT_ROLE}: {_error(exc)}")
-        return Check(
-            "spot service-linked role",
-            FAIL,
-            f"{SPOT_ROLE} does not exist but pools {spot_pools} use spot",
-            "set karpenter.createSpotServiceLinkedRole: true, or run aws iam create-service-linked-role --aws-service-name spot.amazonaws.com",
-        )
-    return Check("spot service-linked role", PASS, f"{SPOT_ROLE} exists")
+    return _service_linked_role(
+        "spot service-linked role",
+        SPOT_ROLE,
+        f"pools {spot_pools} use spot",
+        "karpenter.createSpotServiceLinkedRole" if cfg.karpenter.create_spot_service_linked_role else None,
+        "set karpenter.createSpotServiceLinkedRole: true, or run aws iam create-service-linked-role --aws-service-name spot.amazonaws.com",
+        clients,
+    )
+
+
+def check_search_role(cfg: PlatformConfig, clients: Clients) -> Check:
+    """An OpenSearch domain inside a VPC is refused until the account has OpenSearch's service-linked role."""
+    search = cfg.logging.open_search
+    if not search.enabled:
+        return Check("OpenSearch service-linked role", PASS, "no OpenSearch domain")
+    return _service_linked_role(
+        "OpenSearch service-linked role",
+        SEARCH_ROLE,
+        "the stack creates an OpenSearch domain in the VPC",
+        "logging.openSearch.createServiceLinkedRole" if search.create_service_linked_role else None,
+        "set logging.openSearch.createServiceLinkedRole: true, or run aws iam create-service-linked-role --aws-service-name opensearchservice.amazonaws.com",
+        clients,
+    )
 
 
 def run_checks(cfg: PlatformConfig, clients: Clients) -> list[Check]:
@@ -399,6 +422,7 @@ def run_checks(cfg: PlatformConfig, clients: Clients) -> list[Check]:
         check_addon_versions(cfg, clients),
         check_ami_aliases(cfg, clients),
         check_spot_role(cfg, clients),
+        check_search_role(cfg, clients),
     ]
     return checks
 

@@ -100,7 +100,15 @@ def by_name(checks) -> dict[str, preflight.Check]:
     return {c.name: c for c in checks}
 
 
+def service_linked_role(name: str, service: str) -> None:
+    """The role as AWS names it (moto's create_service_linked_role derives another name)."""
+    boto3.client("iam", region_name=REGION).create_role(
+        RoleName=name, Path=f"/aws-service-role/{service}/", AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}'
+    )
+
+
 def test_a_ready_account_passes(aws):
+    service_linked_role(preflight.SEARCH_ROLE, "opensearchservice.amazonaws.com")
     checks = preflight.run_checks(config(), clients_with())
     assert [c for c in checks if c.status != preflight.PASS] == []
     names = by_name(checks)
@@ -139,15 +147,21 @@ def test_standard_quota_counts_the_cpu_pool_and_the_system_group(aws):
 def test_spot_pools_need_the_spot_service_linked_role(aws):
     dev = config("dev", lambda raw: raw.update(region=REGION))
     assert by_name(preflight.run_checks(dev, clients_with(cfg=dev)))["spot service-linked role"].status == preflight.FAIL
-    # The role as AWS names it (moto's create_service_linked_role derives another name).
-    boto3.client("iam", region_name=REGION).create_role(
-        RoleName="AWSServiceRoleForEC2Spot",
-        Path="/aws-service-role/spot.amazonaws.com/",
-        AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}',
-    )
+    service_linked_role(preflight.SPOT_ROLE, "spot.amazonaws.com")
     assert by_name(preflight.run_checks(dev, clients_with(cfg=dev)))["spot service-linked role"].status == preflight.PASS
     creates_it = config("dev", lambda raw: raw.setdefault("karpenter", {}).update(createSpotServiceLinkedRole=True))
     assert "the stack creates it" in by_name(preflight.run_checks(creates_it, clients_with(cfg=creates_it)))["spot service-linked role"].detail
+
+
+def test_an_opensearch_domain_in_the_vpc_needs_its_service_linked_role(aws):
+    check = by_name(preflight.run_checks(config(), clients_with()))["OpenSearch service-linked role"]
+    assert check.status == preflight.FAIL and "logging.openSearch.createServiceLinkedRole: true" in check.fix
+    service_linked_role(preflight.SEARCH_ROLE, "opensearchservice.amazonaws.com")
+    assert by_name(preflight.run_checks(config(), clients_with()))["OpenSearch service-linked role"].status == preflight.PASS
+    creates_it = config(mutate=lambda raw: raw["logging"]["openSearch"].update(createServiceLinkedRole=True))
+    assert "the stack creates it" in by_name(preflight.run_checks(creates_it, clients_with()))["OpenSearch service-linked role"].detail
+    dev = config("dev", lambda raw: raw.update(region=REGION))
+    assert by_name(preflight.run_checks(dev, clients_with(cfg=dev)))["OpenSearch service-linked role"].detail == "no OpenSearch domain"
 
 
 def test_spot_quota_is_checked_for_spot_pools(aws):
@@ -191,6 +205,7 @@ def test_command_prints_a_table_and_exits_nonzero_on_failure(aws, capsys, tmp_pa
     doc["config"]["aws:region"] = REGION
     doc["config"]["ml-platform:alertingSecrets"] = {"oncall": {"secure": "v1:AAAAZW5jcnlwdGVk"}}
     stack.write_text(yaml.safe_dump(doc).replace(preflight.EXAMPLE_ACCOUNT, "123456789012"))
+    service_linked_role(preflight.SEARCH_ROLE, "opensearchservice.amazonaws.com")
     assert preflight.main(["--stack", "prod", "--config", str(stack)], clients=clients_with()) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[1].split() == ["check", "result", "detail"] and "0 failed" in out.splitlines()[-1]
