@@ -10,9 +10,9 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra import helm
-from infra.accelerators import ACCELERATOR_LABEL, KINDS, POOL_LABEL, AcceleratorKind
+from infra.accelerators import ACCELERATOR_LABEL, GPU_DEVICE_CLASS, KINDS, NVIDIA, POOL_LABEL, AcceleratorKind
 from infra.config import NodePoolBase, PlatformConfig
-from infra.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, policy_document, role_with_policies, service_trust_policy
+from infra.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
 from infra.monitoring import ScrapeTarget
 
 NAMESPACE = "kube-system"
@@ -260,6 +260,7 @@ class NodePoolInfo:
     labels: dict[str, str]
     taint: dict | None
     extended_resource: str | None
+    device_class: str | None
     capacity_types: list[str]
 
 
@@ -357,16 +358,14 @@ class Karpenter(pulumi.ComponentResource):
             tags=cfg.tags_for(f"{cluster_name}-karpenter-controller"),
             parent=self,
         )
-        identity = aws.eks.PodIdentityAssociation(
+        identity = pod_identity(
             f"{name}-controller",
-            aws.eks.PodIdentityAssociationArgs(
-                cluster_name=args.cluster_name,
-                namespace=NAMESPACE,
-                service_account=SERVICE_ACCOUNT,
-                role_arn=controller.role.arn,
-                tags=cfg.tags_for(f"{cluster_name}-karpenter-controller"),
-            ),
-            opts=child,
+            cluster_name=args.cluster_name,
+            namespace=NAMESPACE,
+            service_account=SERVICE_ACCOUNT,
+            role=controller.role,
+            tags=cfg.tags_for(f"{cluster_name}-karpenter-controller"),
+            parent=self,
         )
         prerequisites: list[pulumi.Resource] = [node_access, queue_policy, *controller.attachments, identity, *args.depends_on]
         if kc.create_spot_service_linked_role:
@@ -410,6 +409,7 @@ class Karpenter(pulumi.ComponentResource):
         self.node_pools, self.node_pool_resources = {}, {}
         for pool_name, pool in cfg.node_pools.enabled().items():
             kind = KINDS[pool_name]
+            dra_claimed = kind is NVIDIA and cfg.accelerators.gpu_operator.dra.enabled
             tags = cfg.tags_for(f"{cluster_name}-{pool_name}")
             node_class = k8s.apiextensions.CustomResource(
                 f"{name}-{pool_name}-class",
@@ -434,7 +434,9 @@ class Karpenter(pulumi.ComponentResource):
                 name=pool_name,
                 labels=pool_labels(pool_name, kind),
                 taint=kind.taint,
-                extended_resource=kind.resource,
+                # With DRA the device plugin is off: GPUs are claimed from the device class, not requested.
+                extended_resource=None if dra_claimed else kind.resource,
+                device_class=GPU_DEVICE_CLASS if dra_claimed else None,
                 capacity_types=list(pool.capacity_types),
             )
 

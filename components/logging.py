@@ -16,8 +16,9 @@ import pulumi_kubernetes as k8s
 
 from infra import helm, opensearch_security, timing
 from infra.config import LoggingConfig, PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
+from infra.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.kms import encryption_key, via_service
+from infra.monitoring import alert_rule
 
 NAMESPACE = "logging"
 SERVICE_ACCOUNT = "fluent-bit"
@@ -189,21 +190,12 @@ def domain_access_policy(domain_arn: str, principals: Sequence[str]) -> str:
 
 
 def alert_rules(lc: LoggingConfig) -> dict[str, Any]:
-    def rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
-        return {
-            "alert": alert,
-            "expr": expr,
-            "for": for_,
-            "labels": {"severity": severity, "team": "ml-platform"},
-            "annotations": {"summary": summary, "runbook": f"docs/runbooks.md#{alert.lower()}"},
-        }
-
     return {
         "groups": [
             {
                 "name": "ml-platform.logging",
                 "rules": [
-                    rule(
+                    alert_rule(
                         "LogRecordsDropped",
                         "sum by (pod, name) (rate(fluentbit_output_dropped_records_total[5m])) + "
                         "sum by (pod, name) (rate(fluentbit_output_retried_records_failed_total[5m])) > 0",
@@ -211,7 +203,7 @@ def alert_rules(lc: LoggingConfig) -> dict[str, Any]:
                         "critical",
                         "Fluent Bit {{ $labels.pod }} is losing log records at output {{ $labels.name }}",
                     ),
-                    rule(
+                    alert_rule(
                         "LogOutputRetrying",
                         "sum by (pod, name) (rate(fluentbit_output_retries_total[5m])) > 0",
                         "15m",
@@ -284,16 +276,14 @@ class Logging(pulumi.ComponentResource):
             tags=cfg.tags_for(f"{cluster_name}-fluent-bit"),
             parent=self,
         )
-        identity = aws.eks.PodIdentityAssociation(
+        identity = pod_identity(
             f"{name}-fluent-bit",
-            aws.eks.PodIdentityAssociationArgs(
-                cluster_name=args.cluster_name,
-                namespace=NAMESPACE,
-                service_account=SERVICE_ACCOUNT,
-                role_arn=writer.role.arn,
-                tags=cfg.tags_for(f"{cluster_name}-fluent-bit"),
-            ),
-            opts=child,
+            cluster_name=args.cluster_name,
+            namespace=NAMESPACE,
+            service_account=SERVICE_ACCOUNT,
+            role=writer.role,
+            tags=cfg.tags_for(f"{cluster_name}-fluent-bit"),
+            parent=self,
         )
         prerequisites: list[pulumi.Resource] = [namespace, identity, *writer.attachments, args.monitoring_release]
         search_host: Optional[pulumi.Output[str]] = None
@@ -458,16 +448,14 @@ class Logging(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        identity = aws.eks.PodIdentityAssociation(
+        identity = pod_identity(
             f"{name}-search-security",
-            aws.eks.PodIdentityAssociationArgs(
-                cluster_name=args.cluster_name,
-                namespace=NAMESPACE,
-                service_account=SECURITY_SERVICE_ACCOUNT,
-                role_arn=self.security_role.role.arn,
-                tags=cfg.tags_for(f"{cfg.search_domain_name}-security"),
-            ),
-            opts=child,
+            cluster_name=args.cluster_name,
+            namespace=NAMESPACE,
+            service_account=SECURITY_SERVICE_ACCOUNT,
+            role=self.security_role.role,
+            tags=cfg.tags_for(f"{cfg.search_domain_name}-security"),
+            parent=self,
         )
         k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
         meta = lambda n: k8s.meta.v1.ObjectMetaArgs(name=n, namespace=NAMESPACE, labels=PLATFORM_LABELS)  # noqa: E731

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from infra import helm, timing
 from infra.config import PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
+from infra.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.monitoring import ScrapeTarget
 from infra.upstream import crd_documents
 
@@ -237,16 +237,14 @@ class Mesh(pulumi.ComponentResource):
             tags=cfg.tags_for(f"{cluster_name}-lb-controller"),
             parent=self,
         )
-        lbc_identity = aws.eks.PodIdentityAssociation(
+        lbc_identity = pod_identity(
             f"{name}-lb-controller",
-            aws.eks.PodIdentityAssociationArgs(
-                cluster_name=args.cluster_name,
-                namespace="kube-system",
-                service_account=LBC_SERVICE_ACCOUNT,
-                role_arn=lbc.role.arn,
-                tags=cfg.tags_for(f"{cluster_name}-lb-controller"),
-            ),
-            opts=child,
+            cluster_name=args.cluster_name,
+            namespace="kube-system",
+            service_account=LBC_SERVICE_ACCOUNT,
+            role=lbc.role,
+            tags=cfg.tags_for(f"{cluster_name}-lb-controller"),
+            parent=self,
         )
         lb_controller = helm.release(
             f"{name}-lb-controller",

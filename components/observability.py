@@ -13,7 +13,7 @@ import yaml
 from components import alerting
 from infra import helm, timing
 from infra.config import ObservabilityConfig, PlatformConfig
-from infra.monitoring import ScrapeTarget
+from infra.monitoring import ScrapeTarget, alert_rule
 
 NAMESPACE = "monitoring"
 RELEASE = "kube-prometheus-stack"
@@ -164,16 +164,6 @@ def dashboards() -> dict[str, dict[str, Any]]:
     }
 
 
-def _rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
-    return {
-        "alert": alert,
-        "expr": expr,
-        "for": for_,
-        "labels": {"severity": severity, "team": "ml-platform"},
-        "annotations": {"summary": summary, "runbook": f"docs/runbooks.md#{alert.lower()}"},
-    }
-
-
 def per_workload(expr: str, namespace_label: str, workload_label: str) -> str:
     """Gives a per-workload series the `namespace` and `workload` labels that alert routing and inhibition use."""
     return (
@@ -191,21 +181,21 @@ def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
             {
                 "name": "ml-platform.accelerators",
                 "rules": [
-                    _rule(
+                    alert_rule(
                         "GpuIdleOnPaidNode",
                         f"avg by (Hostname, gpu) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[{obs.gpu_idle_minutes}m])) < 5",
                         f"{obs.gpu_idle_minutes}m",
                         "warning",
                         f"GPU {{{{ $labels.gpu }}}} on {{{{ $labels.Hostname }}}} under 5% busy for {obs.gpu_idle_minutes} minutes while billed",
                     ),
-                    _rule(
+                    alert_rule(
                         "GpuMemoryNearFull",
                         "max by (Hostname, gpu, namespace, pod) (DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)) > 0.95",
                         "10m",
                         "warning",
                         "GPU memory over 95% on {{ $labels.Hostname }} ({{ $labels.namespace }}/{{ $labels.pod }})",
                     ),
-                    _rule(
+                    alert_rule(
                         "NeuronCoreIdleOnPaidNode",
                         f"avg by (instance_id) (avg_over_time(neuroncore_utilization_ratio[{obs.gpu_idle_minutes}m])) < 0.05",
                         f"{obs.gpu_idle_minutes}m",
@@ -217,7 +207,7 @@ def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
             {
                 "name": "ml-platform.serving",
                 "rules": [
-                    _rule(
+                    alert_rule(
                         "ModelLatencyP95High",
                         by_destination(
                             f"histogram_quantile(0.95, sum by ({dest}, le) (rate(istio_request_duration_milliseconds_bucket{{reporter=\"destination\"}}[5m])))"
@@ -227,7 +217,7 @@ def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
                         "critical",
                         f"p95 latency of {{{{ $labels.namespace }}}}/{{{{ $labels.workload }}}} above {obs.latency_objective_ms} ms",
                     ),
-                    _rule(
+                    alert_rule(
                         "ModelErrorRateHigh",
                         by_destination(
                             f"sum by ({dest}) (rate(istio_requests_total{{reporter=\"destination\", response_code=~\"5..\"}}[5m])) "
@@ -238,7 +228,7 @@ def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
                         "critical",
                         f"more than {obs.error_rate_objective:.0%} of requests to {{{{ $labels.namespace }}}}/{{{{ $labels.workload }}}} fail",
                     ),
-                    _rule(
+                    alert_rule(
                         "HpaPinnedAtMaximum",
                         per_workload(
                             "kube_horizontalpodautoscaler_status_current_replicas >= kube_horizontalpodautoscaler_spec_max_replicas",
@@ -254,14 +244,14 @@ def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
             {
                 "name": "ml-platform.capacity",
                 "rules": [
-                    _rule(
+                    alert_rule(
                         "PodUnschedulable",
                         "max by (namespace, pod) (kube_pod_status_unschedulable) > 0",
                         "10m",
                         "warning",
                         "{{ $labels.namespace }}/{{ $labels.pod }} has been unschedulable for more than ten minutes",
                     ),
-                    _rule(
+                    alert_rule(
                         "KarpenterNodeLaunchFailing",
                         "sum by (controller) (increase(karpenter_cloudprovider_errors_total{method=\"Create\"}[15m])) > 0",
                         "15m",

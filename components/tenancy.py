@@ -26,7 +26,13 @@ TEAM_RULES = [
     ], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     (["gateway.networking.k8s.io"], ["httproutes"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     (["monitoring.coreos.com"], ["servicemonitors", "podmonitors", "prometheusrules"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    # Distributed runs and GPU claims (with DRA) of their own.
+    (["jobset.x-k8s.io"], ["jobsets"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (["resource.k8s.io"], ["resourceclaimtemplates", "resourceclaims"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    # What the platform decides for them, readable: quotas, queues and admitted workloads, VPA recommendations.
     ([""], ["resourcequotas", "limitranges"], ["get", "list", "watch"]),
+    (["kueue.x-k8s.io"], ["localqueues", "workloads"], ["get", "list", "watch"]),
+    (["autoscaling.k8s.io"], ["verticalpodautoscalers"], ["get", "list", "watch"]),
 ]
 
 

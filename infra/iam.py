@@ -63,3 +63,14 @@ def role_with_policies(
             aws.iam.RolePolicyAttachment(name, aws.iam.RolePolicyAttachmentArgs(role=role.name, policy_arn=own.arn), opts=pulumi.ResourceOptions(parent=role))
         )
     return RoleWithPolicies(role, attachments)
+
+
+def pod_identity(
+    name: str, *, cluster_name: pulumi.Input[str], namespace: str, service_account: str, role: aws.iam.Role, tags: dict[str, str], parent: pulumi.Resource
+) -> aws.eks.PodIdentityAssociation:
+    """Pods of the service account get the role's credentials from the EKS Pod Identity agent."""
+    return aws.eks.PodIdentityAssociation(
+        name,
+        aws.eks.PodIdentityAssociationArgs(cluster_name=cluster_name, namespace=namespace, service_account=service_account, role_arn=role.arn, tags=tags),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )

@@ -1,4 +1,4 @@
-"""How a component tells Observability what to scrape."""
+"""How a component tells Observability what to scrape, and the shape of the platform's alert rules."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,3 +18,14 @@ class ScrapeTarget:
     endpoint: dict[str, Any]
     created_by: pulumi.Resource
     any_namespace: bool = False
+
+
+def alert_rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
+    """A PrometheusRule rule the platform's Alertmanager routes by severity, with its runbook anchor."""
+    return {
+        "alert": alert,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity, "team": "ml-platform"},
+        "annotations": {"summary": summary, "runbook": f"docs/runbooks.md#{alert.lower()}"},
+    }

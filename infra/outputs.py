@@ -69,6 +69,7 @@ def export(
                 "taint": pool.taint,
                 "toleration": {**pool.taint, "operator": "Equal"} if pool.taint else None,
                 "extendedResource": pool.extended_resource,
+                "deviceClass": pool.device_class,
                 "capacityTypes": pool.capacity_types,
             }
             for name, pool in sorted(karpenter.node_pools.items())

@@ -95,3 +95,8 @@ def test_dra_refuses_what_it_cannot_serve(mutate, expected):
     with pytest.raises(Exception) as exc:
         parse_stack(raw)
     assert expected in str(exc.value)
+
+
+def test_the_contract_tells_app_teams_to_claim_instead_of_request(dra):
+    pool = dra.outputs["nodePools"]["nvidia"]
+    assert pool["extendedResource"] is None and pool["deviceClass"] == GPU_DEVICE_CLASS

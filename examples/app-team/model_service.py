@@ -7,6 +7,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 SUPPORTED_MAJOR = 2
+# gateway.attach.apiVersion of contract 2.x: a resource's type must be known before the outputs resolve.
+ROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
 
 
 def check_contract(version: str) -> str:
@@ -117,7 +119,7 @@ class ModelService(pulumi.ComponentResource):
         )
         k8s.apiextensions.CustomResource(
             f"{name}-route",
-            api_version=gateway.apply(lambda g: g["attach"]["apiVersion"]),
+            api_version=ROUTE_API_VERSION,
             kind="HTTPRoute",
             metadata=meta(),
             spec=gateway.apply(lambda g: route(name, g, path)),

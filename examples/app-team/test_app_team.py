@@ -83,7 +83,12 @@ def test_service_lands_in_the_team_namespace_on_the_gpu_pool(platform):
 
 
 def test_route_attaches_to_the_platform_gateway(platform):
-    route = manifests(run_app_team(platform))["HTTPRoute"]["spec"]
+    from model_service import ROUTE_API_VERSION
+
+    mocks = run_app_team(platform)
+    assert ROUTE_API_VERSION == platform["gateway"]["attach"]["apiVersion"]
+    assert [t for t, _, i in mocks.created if i.get("kind") == "HTTPRoute"] == [f"kubernetes:{ROUTE_API_VERSION}:HTTPRoute"]
+    route = manifests(mocks)["HTTPRoute"]["spec"]
     assert route["parentRefs"] == platform["gateway"]["attach"]["parentRefs"]
     assert route["rules"][0]["backendRefs"] == [{"name": "toxicity", "port": 80}]
     assert route["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": "/toxicity"}}]
