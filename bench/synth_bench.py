@@ -3,7 +3,7 @@
     .venv/bin/python bench/synth_bench.py [--stacks dev prod] [--repeat 3]
     .venv/bin/python bench/synth_bench.py --workloads 1 200     # dev with N serving workloads
 
-Targets (2 cores): prod under 5 s and 400 MB; 200 workloads under 4 times the 1-workload time.
+Targets (2 cores): prod under 3 s and 400 MB; 200 workloads under 4 times the 1-workload time.
 """
 from __future__ import annotations
 
