@@ -106,6 +106,10 @@ def env_vars(env: dict[str, str]) -> list[core.EnvVarArgs]:
     return [core.EnvVarArgs(name=k, value=v) for k, v in sorted(env.items())]
 
 
+# Pulumi creates the object and moves on; the cluster (and its alerts) take it from there.
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+
+
 def await_seconds(seconds: int) -> dict[str, str]:
     """pulumi-kubernetes waits this long for the object to become ready (or complete) instead of its 10 minutes."""
     return {"pulumi.com/timeoutSeconds": str(seconds)}
@@ -382,15 +386,17 @@ class Workloads(pulumi.ComponentResource):
 
     # -- the model lifecycle ------------------------------------------------------------------
     def _lifecycle_job(self, resource_name: str, job_name: str, team: TeamInfo, image: str, command: list[str], accelerator: str,
-                       resources: core.ResourceRequirementsArgs, neuron_target: Optional[str], seconds: int, *deps: pulumi.Resource) -> k8s.batch.v1.Job:
+                       resources: core.ResourceRequirementsArgs, neuron_target: Optional[str], seconds: int, awaited: bool,
+                       *deps: pulumi.Resource) -> k8s.batch.v1.Job:
         labels = {"app.kubernetes.io/part-of": "ml-platform", "app.kubernetes.io/component": "model-lifecycle", "ml-platform.io/team": team.name}
         volume, mount = model_store_volume(read_only=False)
         # Through the team's queue like any Job of its namespace, ahead of training: serving waits for it.
         via = submission(self._args.config.scheduling.gang, team.name, priority=SERVING_PRIORITY)
         return k8s.batch.v1.Job(
             resource_name,
-            # Pulumi waits for the Job to complete: what comes after it needs its output.
-            metadata=self._meta(job_name, team, {**labels, **via.labels}, await_seconds(seconds)),
+            # Pulumi waits for the Job to complete (what comes after it needs its output), unless the serving
+            # workload leaves its rollout to the cluster: its pods then wait for the model themselves.
+            metadata=self._meta(job_name, team, {**labels, **via.labels}, await_seconds(seconds) if awaited else SKIP_AWAIT),
             spec=k8s.batch.v1.JobSpecArgs(
                 suspend=via.suspend,
                 backoff_limit=3,
@@ -428,7 +434,7 @@ class Workloads(pulumi.ComponentResource):
             ),
         )
 
-    def _bootstrap(self, team: TeamInfo, model: ModelRef, image: str) -> k8s.batch.v1.Job:
+    def _bootstrap(self, team: TeamInfo, model: ModelRef, image: str, awaited: bool) -> k8s.batch.v1.Job:
         """Downloads a public model at its pinned revision into the store (through the NAT), once per version."""
         key = (team.name, model.key)
         if key not in self._bootstraps:
@@ -443,10 +449,11 @@ class Workloads(pulumi.ComponentResource):
                 core.ResourceRequirementsArgs(requests={"cpu": "1", "memory": "4Gi"}, limits={"memory": "4Gi"}),
                 None,
                 timing.job_done("cpu", timing.MODEL_DOWNLOAD),
+                awaited,
             )
         return self._bootstraps[key]
 
-    def _compile(self, team: TeamInfo, model: ModelRef, target: str, image: str, *deps: pulumi.Resource) -> k8s.batch.v1.Job:
+    def _compile(self, team: TeamInfo, model: ModelRef, target: str, image: str, awaited: bool, *deps: pulumi.Resource) -> k8s.batch.v1.Job:
         """Compiles a model version for a Neuron target on that target's instances; a no-op when already compiled."""
         key = (team.name, model.key, target)
         if key not in self._compiles:
@@ -460,6 +467,7 @@ class Workloads(pulumi.ComponentResource):
                 container_resources(Resources(cpu="2", memory_gib=8), "neuron", 1),
                 target,
                 timing.job_done("neuron", timing.NEURON_COMPILE),
+                awaited,
                 *deps,
             )
         return self._compiles[key]
@@ -468,9 +476,9 @@ class Workloads(pulumi.ComponentResource):
         """The jobs that put the track's model (and its compiled artifact) into the store, if the stack runs any."""
         if not track.model:
             return []
-        jobs: list[pulumi.Resource] = [self._bootstrap(team, track.model, track.image)] if track.model.external else []
+        jobs: list[pulumi.Resource] = [self._bootstrap(team, track.model, track.image, w.await_rollout)] if track.model.external else []
         if w.neuron_target:
-            jobs = [self._compile(team, track.model, w.neuron_target, track.image, *jobs)]
+            jobs = [self._compile(team, track.model, w.neuron_target, track.image, w.await_rollout, *jobs)]
         return jobs
 
     # -- serving ------------------------------------------------------------------------------
@@ -488,7 +496,9 @@ class Workloads(pulumi.ComponentResource):
             track_labels = {**labels, "version": track.role, **({"ml-platform.io/model": track.model.key.replace("@", "-")} if track.model else {})}
             deployment = k8s.apps.v1.Deployment(
                 f"{rn}-{track.role}",
-                metadata=self._meta(name, team, track_labels, await_seconds(timing.pod_ready(w.accelerator, w.probe.startup_seconds))),
+                metadata=self._meta(
+                    name, team, track_labels, await_seconds(timing.pod_ready(w.accelerator, w.probe.startup_seconds)) if w.await_rollout else SKIP_AWAIT
+                ),
                 spec=k8s.apps.v1.DeploymentSpecArgs(
                     replicas=track.min_replicas,
                     selector=meta.LabelSelectorArgs(match_labels=selector),
@@ -640,7 +650,7 @@ class Workloads(pulumi.ComponentResource):
                 f"{rn}-jobset",
                 api_version="jobset.x-k8s.io/v1alpha2",
                 kind="JobSet",
-                metadata=self._meta(job_name, team, run_labels, {"pulumi.com/skipAwait": "true"}),
+                metadata=self._meta(job_name, team, run_labels, SKIP_AWAIT),
                 spec={
                     **({"suspend": True} if via.suspend else {}),
                     "ttlSecondsAfterFinished": w.ttl_after_finished_hours * 3600,
@@ -672,7 +682,7 @@ class Workloads(pulumi.ComponentResource):
             k8s.batch.v1.Job(
                 f"{rn}-job",
                 # A training run takes hours: Pulumi submits it and returns; its progress shows in Grafana and kubectl.
-                metadata=self._meta(job_name, team, run_labels, {"pulumi.com/skipAwait": "true"}),
+                metadata=self._meta(job_name, team, run_labels, SKIP_AWAIT),
                 spec=job_spec(),
                 opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *queue), admitted),
             )

@@ -73,7 +73,7 @@ def test_file_system_policy_admits_tls_mounts_through_mount_targets_only(stack):
     assert decide(policy, "elasticfilesystem:ClientRootAccess", arn, tls_mount) == "ImplicitDeny"
 
 
-@pytest.mark.parametrize("stack_name", ["dev", "staging"])
+@pytest.mark.parametrize("stack_name", ["dev", "staging", "prod"])
 def test_each_team_has_a_model_store_only_its_namespace_can_mount(stack_name):
     synth = synth_of(stack_name)
     ap = synth.one("aws:efs/accessPoint:AccessPoint", "model-stores-nlp")["inputs"]
@@ -90,4 +90,3 @@ def test_each_team_has_a_model_store_only_its_namespace_can_mount(stack_name):
     claim = m["persistentvolumeclaim--nlp--model-store.yaml"]["spec"]
     assert claim["volumeName"] == "model-store-nlp" and claim["storageClassName"] == ""
     assert synth.result.outputs["teams"]["nlp"]["modelStore"] == {"claim": "model-store", "mountPath": "/models"}
-    assert synth_of("prod").result.outputs["teams"]["nlp"]["modelStore"] is None

@@ -192,7 +192,8 @@ def test_workload_and_team_outputs():
         "models": {"stable": "sentiment-base@1", "canary": "sentiment-base@1", "canaryWeight": 10},
     }
     assert outputs["teams"]["nlp"]["serviceAccounts"] == ["nlp-workloads", "sentiment", "sentiment-ddp", "sentiment-finetune"]
-    assert synth_of("prod").result.outputs["workloads"] == {}
+    prod = synth_of("prod").result.outputs
+    assert prod["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment-base@1", "canary": None, "canaryWeight": 0}
 
 
 def config_error(mutate) -> str:
