@@ -95,9 +95,10 @@ def promotion_stack(tmp_path, serving_update: dict, name: str) -> dict:
 
 
 BEFORE = {"model": {"name": "sentiment-base", "version": "1", "external": HUB}}
-# The fine-tuned version, published by the dev stack's training run, goes out as a canary.
-CANARY = {"model": {"name": "sentiment", "version": "ft-1"}, "canary": {"weight": 20, "stable": {"model": BEFORE["model"]}}}
-PROMOTED = {"model": {"name": "sentiment", "version": "ft-1"}, "canary": {"weight": 20, "promote": True, "stable": {"model": BEFORE["model"]}}}
+# The fine-tuned version, published by the dev stack's training run, goes out as a canary; no await covers a
+# training run, so the rollout is left to the cluster.
+CANARY = {"model": {"name": "sentiment", "version": "ft-1"}, "canary": {"weight": 20, "stable": {"model": BEFORE["model"]}}, "awaitRollout": False}
+PROMOTED = {**CANARY, "canary": {"weight": 20, "promote": True, "stable": {"model": BEFORE["model"]}}}
 
 
 def deployments(result) -> dict[str, str]:
@@ -142,6 +143,8 @@ def error_of(mutate) -> str:
 @pytest.mark.parametrize(
     "mutate, expected",
     [
+        (lambda r: r["workloads"][0].update(model={"name": "sentiment", "version": "ft-1"}),
+         "ml-platform:workloads[0].model sentiment@ft-1 comes from workloads[1] (sentiment-finetune), a training run that takes hours: no await covers it; set awaitRollout: false"),
         (lambda r: r["workloads"][0].update(model={"name": "sentiment", "version": "ft-2"}),
          "ml-platform:workloads[0].model sentiment@ft-2 is produced by no training workload of team 'nlp' and is not external (hubId and revision); models of the team: ['sentiment@ft-1']"),
         (lambda r: r["workloads"][1].update(output={"name": "sentiment-base", "version": "1"}),
