@@ -154,14 +154,15 @@ def test_spot_pools_need_the_spot_service_linked_role(aws):
 
 
 def test_an_opensearch_domain_in_the_vpc_needs_its_service_linked_role(aws):
-    check = by_name(preflight.run_checks(config(), clients_with()))["OpenSearch service-linked role"]
+    clients = clients_with()
+    check = preflight.check_search_role(config(), clients)
     assert check.status == preflight.FAIL and "logging.openSearch.createServiceLinkedRole: true" in check.fix
     service_linked_role(preflight.SEARCH_ROLE, "opensearchservice.amazonaws.com")
-    assert by_name(preflight.run_checks(config(), clients_with()))["OpenSearch service-linked role"].status == preflight.PASS
+    assert preflight.check_search_role(config(), clients).status == preflight.PASS
     creates_it = config(mutate=lambda raw: raw["logging"]["openSearch"].update(createServiceLinkedRole=True))
-    assert "the stack creates it" in by_name(preflight.run_checks(creates_it, clients_with()))["OpenSearch service-linked role"].detail
-    dev = config("dev", lambda raw: raw.update(region=REGION))
-    assert by_name(preflight.run_checks(dev, clients_with(cfg=dev)))["OpenSearch service-linked role"].detail == "no OpenSearch domain"
+    assert "the stack creates it" in preflight.check_search_role(creates_it, clients).detail
+    assert preflight.check_search_role(config("dev"), clients).detail == "no OpenSearch domain"
+    assert "OpenSearch service-linked role" in by_name(preflight.run_checks(config(), clients))
 
 
 def test_spot_quota_is_checked_for_spot_pools(aws):
