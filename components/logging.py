@@ -157,12 +157,15 @@ def fluent_bit_values(lc: LoggingConfig, region: str, groups: dict[str, str], se
         "serviceMonitor": {"enabled": True},
         "dashboards": {"enabled": True},
         "config": fluent_bit_config(lc, region, groups, search_host),
+        # The systemd input reads the node's journal only as local, which the node's machine-id identifies.
         "daemonSetVolumes": [
             {"name": "varlog", "hostPath": {"path": "/var/log"}},
+            {"name": "etcmachineid", "hostPath": {"path": "/etc/machine-id", "type": "File"}},
             {"name": "state", "hostPath": {"path": STATE_DIR, "type": "DirectoryOrCreate"}},
         ],
         "daemonSetVolumeMounts": [
             {"name": "varlog", "mountPath": "/var/log", "readOnly": True},
+            {"name": "etcmachineid", "mountPath": "/etc/machine-id", "readOnly": True},
             {"name": "state", "mountPath": STATE_DIR},
         ],
     }
@@ -197,8 +200,9 @@ def alert_rules(lc: LoggingConfig) -> dict[str, Any]:
                 "rules": [
                     alert_rule(
                         "LogRecordsDropped",
-                        "sum by (pod, name) (rate(fluentbit_output_dropped_records_total[5m])) + "
-                        "sum by (pod, name) (rate(fluentbit_output_retried_records_failed_total[5m])) > 0",
+                        # Records given up on: dropped, or whose retries ran out (Fluent Bit's output metrics).
+                        "sum by (pod, name) (rate(fluentbit_output_dropped_records_total[5m])) > 0 or "
+                        "sum by (pod, name) (rate(fluentbit_output_retries_failed_total[5m])) > 0",
                         "5m",
                         "critical",
                         "Fluent Bit {{ $labels.pod }} is losing log records at output {{ $labels.name }}",
@@ -438,7 +442,7 @@ class Logging(pulumi.ComponentResource):
         """The domain admits Fluent Bit, the admin role and the mapping Job itself; the Job then maps them inside."""
         cfg, search = args.config, args.config.logging.open_search
         child = pulumi.ResourceOptions(parent=self)
-        aws.opensearch.DomainPolicy(
+        access = aws.opensearch.DomainPolicy(
             f"{name}-search",
             aws.opensearch.DomainPolicyArgs(
                 domain_name=domain.domain_name,
@@ -519,5 +523,6 @@ class Logging(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            opts=k8s_opts(account, script, identity, domain),
+            # The domain refuses the master role until its access policy is in place.
+            opts=k8s_opts(account, script, identity, domain, access),
         )

@@ -209,6 +209,8 @@ class SchedulingArgs:
     system_node_selector: dict[str, str]
     system_toleration: dict[str, str]
     team_namespaces: dict[str, pulumi.Resource]
+    # Kueue's chart renders a ServiceMonitor: the monitoring stack's CRDs first.
+    monitoring_release: pulumi.Resource
     depends_on: list[pulumi.Resource]
 
 
@@ -226,10 +228,10 @@ class Scheduling(pulumi.ComponentResource):
         k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
         system = (args.system_node_selector, args.system_toleration)
 
-        def namespace(key: str, ns: str) -> k8s.core.v1.Namespace:
+        def namespace(key: str, ns: str, level: str = "restricted") -> k8s.core.v1.Namespace:
             return k8s.core.v1.Namespace(
                 f"{name}-{key}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels={"pod-security.kubernetes.io/enforce": "restricted", **PLATFORM_LABELS}),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=ns, labels={"pod-security.kubernetes.io/enforce": level, **PLATFORM_LABELS}),
                 opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
             )
 
@@ -248,7 +250,8 @@ class Scheduling(pulumi.ComponentResource):
         if sc.gang == "kueue":
             self.queues = self._kueue(name, args, namespace("kueue", KUEUE_NAMESPACE), teams, k8s_opts)
         else:
-            self.queues = self._volcano(name, args, namespace("volcano", VOLCANO_NAMESPACE), teams, k8s_opts)
+            # Volcano's containers add DAC_OVERRIDE (its chart's default security context), which restricted refuses.
+            self.queues = self._volcano(name, args, namespace("volcano", VOLCANO_NAMESPACE, "baseline"), teams, k8s_opts)
         self.register_outputs({"gang": sc.gang})
 
     def _kueue(self, name: str, args: SchedulingArgs, ns: k8s.core.v1.Namespace, teams: list[str], k8s_opts) -> dict[str, pulumi.Resource]:
@@ -262,7 +265,7 @@ class Scheduling(pulumi.ComponentResource):
             namespace=KUEUE_NAMESPACE,
             values=kueue_values(cfg, teams, args.system_node_selector, args.system_toleration),
             # Kueue's webhooks admit Jobs and JobSets: the JobSet CRD must exist for its integration to start.
-            opts=k8s_opts(ns, self.jobset),
+            opts=k8s_opts(ns, self.jobset, args.monitoring_release),
         )
 
         def custom(resource_name: str, kind: str, metadata: dict[str, Any], spec: dict[str, Any], *deps: pulumi.Resource, **extra: Any):

@@ -89,8 +89,9 @@ def put(url: str, body: dict[str, Any], region: str, credentials: Callable[[], d
                 log(f"PUT {urllib.parse.urlsplit(url).path}: {response.status}")
                 return
         except urllib.error.HTTPError as exc:
-            # 4xx other than throttling is a mistake no retry fixes.
-            if exc.code < 500 and exc.code != 429:
+            # 403 while the domain's access policy propagates, 429 throttling, 5xx the domain settling: retried.
+            # Any other 4xx is a mistake no retry fixes.
+            if exc.code < 500 and exc.code not in (403, 429):
                 raise SystemExit(f"PUT {url}: {exc.code} {exc.read().decode(errors='replace')}")
             reason = f"{exc.code}"
         except urllib.error.URLError as exc:

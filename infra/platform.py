@@ -168,6 +168,7 @@ def build(cfg: PlatformConfig) -> None:
             system_node_selector=cluster.system_node_selector,
             system_toleration=cluster.system_toleration,
             team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            monitoring_release=observability.release,
             depends_on=cluster.critical_addons,
         ),
     )

@@ -90,7 +90,8 @@ def test_fluent_bit_runs_on_every_node_with_a_disk_buffer_and_unlimited_retries(
     for output in outputs_of(stack):
         assert output["Retry_Limit"] == "False"
         assert output["storage.total_limit_size"] == f"{cfg.logging.buffer_mib}M"
-    assert {m["mountPath"] for m in values["daemonSetVolumeMounts"]} == {"/var/log", BUFFER_DIR.rsplit("/", 1)[0]}
+    # The journal input reads the node's journal only with the node's machine-id beside it.
+    assert {m["mountPath"] for m in values["daemonSetVolumeMounts"]} == {"/var/log", "/etc/machine-id", BUFFER_DIR.rsplit("/", 1)[0]}
     assert values["securityContext"]["capabilities"] == {"drop": ["ALL"]} and values["securityContext"]["allowPrivilegeEscalation"] is False
 
 
@@ -154,7 +155,8 @@ def test_only_fluent_bit_the_admin_role_and_the_mapping_job_reach_the_domain(pro
 def test_the_mapping_job_runs_after_the_domain_and_fluent_bit_only_waits_for_the_domain(prod):
     job = prod.one("kubernetes:batch/v1:Job", "logging-search-security")
     domain = prod.one("aws:opensearch/domain:Domain")
-    assert prod.depends_on(job, domain)
+    # The domain refuses the master role until its access policy is in place.
+    assert prod.depends_on(job, domain) and prod.depends_on(job, prod.one("aws:opensearch/domainPolicy:DomainPolicy"))
     # Refused writes are retried from the disk buffer: the release need not wait for the mappings (a shorter deploy).
     release = prod.release("fluent-bit")
     assert not prod.depends_transitively(release, job) and release["inputs"]["values"]["config"]["outputs"].count(domain["outputs"]["endpoint"]) == 1
@@ -283,3 +285,29 @@ def test_the_index_prefix_fluent_bit_writes_is_the_one_the_writer_role_may_write
     pattern = documents[f"/_plugins/_security/api/roles/{opensearch_security.WRITER_ROLE}"]["index_permissions"][0]["index_patterns"][0]
     # Logstash_Format names daily indices <prefix>-YYYY.MM.DD.
     assert re.fullmatch(pattern.replace("*", ".*"), f"{search['Logstash_Prefix']}-2026.11.30")
+
+
+def test_a_refusal_while_the_access_policy_propagates_is_retried(monkeypatch):
+    """403 until the domain's access policy admits the master role, then 200; any other 4xx is final."""
+    import io
+    import urllib.error
+
+    answers = [403, 200]
+
+    class Response(io.BytesIO):
+        status = 200
+
+    def urlopen(request, timeout):
+        code = answers.pop(0)
+        if code != 200:
+            raise urllib.error.HTTPError(request.full_url, code, "Forbidden", {}, io.BytesIO(b"{}"))
+        return Response(b"{}")
+
+    monkeypatch.setattr(opensearch_security.urllib.request, "urlopen", urlopen)
+    monkeypatch.setattr(opensearch_security.time, "sleep", lambda seconds: None)
+    lines: list[str] = []
+    opensearch_security.put("https://domain/_plugins/_security/api/rolesmapping/x", {}, "us-east-1", lambda: CREDENTIALS, lines.append)
+    assert answers == [] and "403, retry 1/" in lines[0] and lines[1].endswith(": 200")
+    answers[:] = [400]
+    with pytest.raises(SystemExit, match="400"):
+        opensearch_security.put("https://domain/x", {}, "us-east-1", lambda: CREDENTIALS, lines.append)

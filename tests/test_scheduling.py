@@ -187,6 +187,17 @@ def volcano(tmp_path_factory):
     return result
 
 
+def test_kueue_waits_for_the_monitoring_crds_its_chart_uses(prod):
+    assert kueue("prod")["values"]["enablePrometheus"] is True
+    assert prod.depends_on(prod.release("kueue"), prod.release("kube-prometheus-stack"))
+
+
+def test_volcano_runs_in_a_baseline_namespace(volcano):
+    """Its chart's containers add DAC_OVERRIDE, which the restricted profile refuses."""
+    [ns] = [r for r in volcano.resources if r["type"] == "kubernetes:core/v1:Namespace" and r["inputs"]["metadata"]["name"] == "volcano-system"]
+    assert ns["inputs"]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+
+
 def test_volcano_replaces_kueue_with_a_queue_per_team_at_the_team_quota(volcano):
     types = {r["type"] for r in volcano.resources}
     assert not any(t.startswith("kubernetes:kueue.x-k8s.io/") for t in types)
