@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.mesh import TEAM_LABEL
 from components.observability import NAMESPACE as MONITORING_NAMESPACE
 from infra import helm
 
@@ -20,8 +21,6 @@ VPA_REPOSITORY = "https://kubernetes.github.io/autoscaler"
 # The adapter sits next to the Prometheus it queries; the VPA with the other cluster controllers.
 ADAPTER_NAMESPACE = MONITORING_NAMESPACE
 VPA_NAMESPACE = "kube-system"
-# Team namespaces carry this label; the VPA admission webhook sees only their pods.
-TEAM_LABEL = "ml-platform.io/team"
 # Prometheus scrapes every 30 s: a rate needs at least four samples.
 RATE_WINDOW = "2m"
 
@@ -72,10 +71,6 @@ CUSTOM_METRICS: dict[str, ServedMetric] = {
 }
 
 
-def _memory_equals_request(cpu: str, memory: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
-
-
 def adapter_values(adapter: PrometheusAdapterConfig, prometheus_url: str, selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
     prometheus = urlsplit(prometheus_url)
     return {
@@ -85,7 +80,7 @@ def adapter_values(adapter: PrometheusAdapterConfig, prometheus_url: str, select
         "podDisruptionBudget": {"enabled": adapter.replicas > 1, "maxUnavailable": 1},
         "nodeSelector": selector,
         "tolerations": [toleration],
-        "resources": _memory_equals_request("100m", "256Mi"),
+        "resources": helm.resources("100m", "256Mi"),
         # 4 logs every request the HPAs make; Fluent Bit ships every line.
         "logLevel": 2,
         "rules": {
@@ -106,12 +101,12 @@ def vpa_values(vpa: VerticalPodAutoscalerConfig, selector: dict[str, str], toler
             return {"enabled": False}
         # A PDB that keeps one pod of one would block every node drain.
         return {"enabled": True, "replicas": vpa.replicas, "podDisruptionBudget": {"enabled": vpa.replicas > 1},
-                "resources": _memory_equals_request("50m", memory), **system}
+                "resources": helm.resources("50m", memory), **system}
 
     admission = component(vpa.admission_controller, "200Mi")
     if vpa.admission_controller:
-        admission["certGen"] = {"resources": _memory_equals_request("50m", "64Mi"), **system}
-        # Only team pods are ever resized; nothing else waits on the webhook.
+        admission["certGen"] = {"resources": helm.resources("50m", "64Mi"), **system}
+        # Only team pods (their namespaces carry TEAM_LABEL) are ever resized; nothing else waits on the webhook.
         admission["mutatingWebhookConfiguration"] = {"namespaceSelector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]}}
     return {
         "containerSecurityContext": {

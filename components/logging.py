@@ -149,7 +149,7 @@ def fluent_bit_values(lc: LoggingConfig, region: str, groups: dict[str, str], se
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+        "resources": helm.resources("100m", "256Mi"),
         # Every node ships its logs, accelerator and system nodes included.
         "tolerations": [{"operator": "Exists"}],
         "priorityClassName": "system-node-critical",
@@ -269,7 +269,7 @@ class Logging(pulumi.ComponentResource):
             opts=k8s_opts(),
         )
 
-        domain = self._search_domain(name, args) if lc.open_search.enabled else None
+        domain, master = self._search_domain(name, args) if lc.open_search.enabled else (None, None)
         writer = role_with_policies(
             f"{name}-fluent-bit",
             trust=POD_IDENTITY_TRUST,
@@ -295,7 +295,7 @@ class Logging(pulumi.ComponentResource):
         if domain is not None:
             # Fluent Bit does not wait for the mappings: until they are in place the domain refuses its writes
             # (403), which it retries from its disk buffer, so the release installs as soon as the domain exists.
-            self._role_mappings(name, args, domain, writer.role, namespace)
+            self._role_mappings(name, args, domain, master, writer.role, namespace)
             search_host = domain.endpoint
             self.search_endpoint = domain.endpoint.apply(lambda e: f"https://{e}")
             self.dashboards_url = domain.dashboard_endpoint.apply(lambda e: f"https://{e}")
@@ -323,7 +323,8 @@ class Logging(pulumi.ComponentResource):
         )
         self.register_outputs({"logGroups": self.log_groups, "searchEndpoint": self.search_endpoint})
 
-    def _search_domain(self, name: str, args: LoggingArgs) -> aws.opensearch.Domain:
+    def _search_domain(self, name: str, args: LoggingArgs) -> tuple[aws.opensearch.Domain, aws.iam.Role]:
+        """The domain, and its master role (which the role-mapping Job assumes)."""
         cfg, search = args.config, args.config.logging.open_search
         domain_name = cfg.search_domain_name
         child = pulumi.ResourceOptions(parent=self)
@@ -385,7 +386,7 @@ class Logging(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.security_role = role_with_policies(
+        master = role_with_policies(
             f"{name}-search-security",
             trust=POD_IDENTITY_TRUST,
             description=f"Master user of {domain_name}: maps IAM roles to OpenSearch roles",
@@ -423,7 +424,7 @@ class Logging(pulumi.ComponentResource):
                     enabled=True,
                     internal_user_database_enabled=False,
                     master_user_options=aws.opensearch.DomainAdvancedSecurityOptionsMasterUserOptionsArgs(
-                        master_user_arn=self.security_role.role.arn
+                        master_user_arn=master.role.arn
                     ),
                 ),
                 log_publishing_options=[
@@ -434,10 +435,10 @@ class Logging(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[publishing_policy, *domain_deps]),
         )
-        return domain
+        return domain, master.role
 
     def _role_mappings(
-        self, name: str, args: LoggingArgs, domain: aws.opensearch.Domain, writer: aws.iam.Role, namespace: k8s.core.v1.Namespace
+        self, name: str, args: LoggingArgs, domain: aws.opensearch.Domain, master: aws.iam.Role, writer: aws.iam.Role, namespace: k8s.core.v1.Namespace
     ) -> k8s.batch.v1.Job:
         """The domain admits Fluent Bit, the admin role and the mapping Job itself; the Job then maps them inside."""
         cfg, search = args.config, args.config.logging.open_search
@@ -446,7 +447,7 @@ class Logging(pulumi.ComponentResource):
             f"{name}-search",
             aws.opensearch.DomainPolicyArgs(
                 domain_name=domain.domain_name,
-                access_policies=pulumi.Output.all(domain.arn, writer.arn, self.security_role.role.arn).apply(
+                access_policies=pulumi.Output.all(domain.arn, writer.arn, master.arn).apply(
                     lambda v: domain_access_policy(v[0], [v[1], v[2], search.admin_role_arn])
                 ),
             ),
@@ -457,7 +458,7 @@ class Logging(pulumi.ComponentResource):
             cluster_name=args.cluster_name,
             namespace=NAMESPACE,
             service_account=SECURITY_SERVICE_ACCOUNT,
-            role=self.security_role.role,
+            role=master,
             tags=cfg.tags_for(f"{cfg.search_domain_name}-security"),
             parent=self,
         )
@@ -475,7 +476,7 @@ class Logging(pulumi.ComponentResource):
             "DOMAIN_URL": domain.endpoint.apply(lambda e: f"https://{e}"),
             "AWS_REGION": cfg.region,
             "WRITER_ROLE_ARN": writer.arn,
-            "ADMIN_ROLE_ARNS": self.security_role.role.arn.apply(lambda arn: ",".join([arn, search.admin_role_arn])),
+            "ADMIN_ROLE_ARNS": master.arn.apply(lambda arn: ",".join([arn, search.admin_role_arn])),
             "INDEX_PREFIX": INDEX_PREFIX,
         }
         # A pull and a few PUTs, retried while the new domain settles; the margin covers a slow registry.

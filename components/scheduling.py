@@ -16,9 +16,9 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components.karpenter import pool_labels
-from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, with_borrowing
+from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, nominal_quota, quantity, with_borrowing
 from infra import helm
-from infra.accelerators import GPU_DEVICE_CLASS, KINDS, NEURON, NVIDIA
+from infra.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA
 from infra.config import PlatformConfig, SchedulingConfig, TeamConfig
 
 KUEUE_NAMESPACE = "kueue-system"
@@ -51,21 +51,19 @@ def flavor_specs(cfg: PlatformConfig) -> dict[str, dict[str, Any]]:
 
 
 def cluster_queue_spec(team: TeamConfig, cfg: PlatformConfig) -> dict[str, Any]:
-    sc = cfg.scheduling
-    unit = {"memory": "Gi"}
+    percent = cfg.scheduling.borrowing_limit_percent
+    nominal = nominal_quota(team)
 
-    def quota(resource: str, nominal: int) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": resource, "nominalQuota": f"{nominal}{unit.get(resource, '')}"}
-        if sc.borrowing_limit_percent:
-            entry["borrowingLimit"] = f"{with_borrowing(nominal, sc.borrowing_limit_percent) - nominal}{unit.get(resource, '')}"
+    def quota(resource: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {"name": resource, "nominalQuota": quantity(resource, nominal[resource])}
+        if percent:
+            entry["borrowingLimit"] = quantity(resource, with_borrowing(nominal[resource], percent) - nominal[resource])
         return entry
 
-    q = team.quota
-    nominal = {"cpu": q.cpu, "memory": q.memory_gib, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
-    groups = [{"coveredResources": ["cpu", "memory"], "flavors": [{"name": DEFAULT_FLAVOR, "resources": [quota("cpu", nominal["cpu"]), quota("memory", nominal["memory"])]}]}]
+    groups = [{"coveredResources": ["cpu", "memory"], "flavors": [{"name": DEFAULT_FLAVOR, "resources": [quota("cpu"), quota("memory")]}]}]
     for pool in sorted(set(flavor_specs(cfg)) - {DEFAULT_FLAVOR}):
         resource = KINDS[pool].resource
-        groups.append({"coveredResources": [resource], "flavors": [{"name": pool, "resources": [quota(resource, nominal[resource])]}]})
+        groups.append({"coveredResources": [resource], "flavors": [{"name": pool, "resources": [quota(resource)]}]})
     return {
         "cohortName": COHORT,
         # Only the team's own namespace submits to its queue.
@@ -110,7 +108,7 @@ def kueue_values(cfg: PlatformConfig, team_namespaces: list[str], selector: dict
             # The chart's source defaults to a staging image; the release is pinned here.
             "manager": {
                 "image": {"repository": "registry.k8s.io/kueue/kueue", "tag": f"v{sc.kueue_version}", "pullPolicy": "IfNotPresent"},
-                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+                "resources": helm.resources("500m", "512Mi"),
             },
             "replicas": sc.replicas,
             "podDisruptionBudget": {"enabled": sc.replicas > 1, "minAvailable": 1},
@@ -127,7 +125,7 @@ def jobset_values(sc: SchedulingConfig, selector: dict[str, str], toleration: di
         "image": {"repository": "registry.k8s.io/jobset/jobset", "tag": f"v{sc.jobset_version}", "pullPolicy": "IfNotPresent"},
         "controller": {
             "replicas": sc.replicas,
-            "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+            "resources": helm.resources("250m", "256Mi"),
             "nodeSelector": selector,
             "tolerations": [toleration],
             "podDisruptionBudget": {"enabled": sc.replicas > 1, "minAvailable": 1},
@@ -137,9 +135,7 @@ def jobset_values(sc: SchedulingConfig, selector: dict[str, str], toleration: di
 
 def volcano_queue_spec(team: TeamConfig, cfg: PlatformConfig) -> dict[str, Any]:
     """The team's quota as the queue's share (deserved) and, with what it may borrow, its ceiling (capability)."""
-    q, percent = team.quota, cfg.scheduling.borrowing_limit_percent
-    nominal = {"cpu": q.cpu, "memory": q.memory_gib, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
-    quantity = lambda r, n: f"{n}Gi" if r == "memory" else str(n)  # noqa: E731
+    percent, nominal = cfg.scheduling.borrowing_limit_percent, nominal_quota(team)
     return {
         "weight": 1,
         "reclaimable": True,
@@ -150,7 +146,6 @@ def volcano_queue_spec(team: TeamConfig, cfg: PlatformConfig) -> dict[str, Any]:
 
 def volcano_values(cfg: PlatformConfig, team_namespaces: list[str], selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
     sc = cfg.scheduling
-    requests = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}
     return {
         "basic": {"image_pull_policy": "IfNotPresent", "image_tag_version": f"v{sc.volcano_version}"},
         "custom": {
@@ -160,9 +155,9 @@ def volcano_values(cfg: PlatformConfig, team_namespaces: list[str], selector: di
             "leader_elect_enable": sc.replicas > 1,
             "default_ns": selector,
             "default_tolerations": [toleration],
-            "admission_resources": requests,
-            "controller_resources": requests,
-            "scheduler_resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+            "admission_resources": helm.resources("250m", "256Mi"),
+            "controller_resources": helm.resources("250m", "256Mi"),
+            "scheduler_resources": helm.resources("500m", "512Mi"),
             # Its admission webhooks judge only the team namespaces' objects.
             "webhooks_namespace_selector_expressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(team_namespaces)}],
         },
@@ -219,12 +214,10 @@ class Scheduling(pulumi.ComponentResource):
     queues: dict[str, pulumi.Resource]
     # The JobSet controller and CRD: distributed runs need it.
     jobset: pulumi.Resource
-    gang: str
 
     def __init__(self, name: str, args: SchedulingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:scheduling:Scheduling", name, None, opts)
-        cfg, sc = args.config, args.config.scheduling
-        self.gang = sc.gang
+        sc = args.config.scheduling
         k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[*args.depends_on, *deps])  # noqa: E731
         system = (args.system_node_selector, args.system_toleration)
 
@@ -268,7 +261,7 @@ class Scheduling(pulumi.ComponentResource):
             opts=k8s_opts(ns, self.jobset, args.monitoring_release),
         )
 
-        def custom(resource_name: str, kind: str, metadata: dict[str, Any], spec: dict[str, Any], *deps: pulumi.Resource, **extra: Any):
+        def custom(resource_name: str, kind: str, metadata: dict[str, Any], spec: dict[str, Any], *deps: pulumi.Resource):
             return k8s.apiextensions.CustomResource(
                 resource_name,
                 api_version="kueue.x-k8s.io/v1beta2",
@@ -276,7 +269,6 @@ class Scheduling(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(labels=PLATFORM_LABELS, **metadata),
                 spec=spec,
                 opts=k8s_opts(controller, *deps),
-                **extra,
             )
 
         flavors = [custom(f"{name}-flavor-{f}", "ResourceFlavor", {"name": f}, spec) for f, spec in sorted(flavor_specs(cfg).items())]

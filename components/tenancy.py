@@ -45,19 +45,26 @@ def with_borrowing(nominal: int, percent: int) -> int:
     return nominal + math.ceil(nominal * percent / 100)
 
 
+def nominal_quota(team: TeamConfig) -> dict[str, int]:
+    """The team's compute quota by resource (memory in GiB): the namespace's, Kueue's and Volcano's nominal share."""
+    q = team.quota
+    return {"cpu": q.cpu, "memory": q.memory_gib, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
+
+
+def quantity(resource: str, amount: int) -> str:
+    return f"{amount}Gi" if resource == "memory" else str(amount)
+
+
 def quota_hard(team: TeamConfig, borrowing_percent: int, gpu_device_class: Optional[str] = None) -> dict[str, str]:
     """The namespace's ceiling: exactly what Kueue may admit for the team (components/scheduling.py). With DRA, GPUs
     are claimed from `gpu_device_class`, which the quota counts as devices of that class."""
+    grown = {r: quantity(r, with_borrowing(n, borrowing_percent)) for r, n in nominal_quota(team).items()}
+    claimed = {f"{gpu_device_class}.deviceclass.resource.k8s.io/devices": grown[NVIDIA.resource]} if gpu_device_class else {}
     q = team.quota
-    grown = lambda n: with_borrowing(n, borrowing_percent)  # noqa: E731
-    claimed = {f"{gpu_device_class}.deviceclass.resource.k8s.io/devices": str(grown(q.nvidia_gpus))} if gpu_device_class else {}
     return {
         **claimed,
-        "requests.cpu": str(grown(q.cpu)),
-        "requests.memory": f"{grown(q.memory_gib)}Gi",
-        "limits.memory": f"{grown(q.memory_gib)}Gi",
-        f"requests.{NVIDIA.resource}": str(grown(q.nvidia_gpus)),
-        f"requests.{NEURON.resource}": str(grown(q.neuron_cores)),
+        **{f"requests.{r}": amount for r, amount in grown.items()},
+        "limits.memory": grown["memory"],
         "persistentvolumeclaims": str(q.pvcs),
         "requests.storage": f"{q.storage_gib}Gi",
     }

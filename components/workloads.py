@@ -611,7 +611,8 @@ class Workloads(pulumi.ComponentResource):
         job_name = w.name if w.schedule else f"{w.name}-{w.run_id}"
         # Submitted through the team's queue, and started by the gang scheduler when all of it fits.
         claim_template, claim = self._gpu_claim(rn, w, team, labels)
-        queue = [args.queues[w.team], *claim]
+        # What a run's submission waits for: its queue (and PodGroup), its claim template.
+        submitted_after = [args.queues[w.team], *claim]
         via = submission(args.config.scheduling.gang, w.team, job_name if w.workers > 1 else None)
         run_labels = {**labels, **via.labels}
         admitted = pulumi.ResourceOptions(ignore_changes=via.ignore_changes)
@@ -635,14 +636,14 @@ class Workloads(pulumi.ComponentResource):
 
         if w.workers > 1:
             if args.config.scheduling.gang == "volcano":
-                queue.append(
+                submitted_after.append(
                     k8s.apiextensions.CustomResource(
                         f"{rn}-pod-group",
                         api_version="scheduling.volcano.sh/v1beta1",
                         kind="PodGroup",
                         metadata=self._meta(job_name, team, labels),
                         spec=pod_group_spec(w.team, w.workers),
-                        opts=self._opts(team, *queue),
+                        opts=self._opts(team, *submitted_after),
                     )
                 )
             # One process group over N pods; a failed or preempted worker restarts them all, from the last checkpoint.
@@ -661,7 +662,7 @@ class Workloads(pulumi.ComponentResource):
                         {"name": "workers", "replicas": 1, "template": {"spec": job_spec(w.workers, 0, rendezvous_env(w, job_name))}}
                     ],
                 },
-                opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *queue, args.jobset), admitted),
+                opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *submitted_after, args.jobset), admitted),
             )
             return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)
 
@@ -676,7 +677,7 @@ class Workloads(pulumi.ComponentResource):
                     failed_jobs_history_limit=3,
                     job_template=k8s.batch.v1.JobTemplateSpecArgs(metadata=meta.ObjectMetaArgs(labels=run_labels), spec=job_spec()),
                 ),
-                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *queue),
+                opts=self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *submitted_after),
             )
         else:
             k8s.batch.v1.Job(
@@ -684,6 +685,6 @@ class Workloads(pulumi.ComponentResource):
                 # A training run takes hours: Pulumi submits it and returns; its progress shows in Grafana and kubectl.
                 metadata=self._meta(job_name, team, run_labels, SKIP_AWAIT),
                 spec=job_spec(),
-                opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *queue), admitted),
+                opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *submitted_after), admitted),
             )
         return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)

@@ -111,7 +111,7 @@ def create_seconds(record: dict[str, Any]) -> Optional[int]:
 
 
 @dataclass
-class Path:
+class Chain:
     seconds: int
     chain: list[tuple[str, str, int]]  # (type, name, seconds) from the first resource to the last
 
@@ -154,7 +154,7 @@ def _waits_for(records: list[dict]) -> dict[str, set[str]]:
     return waits
 
 
-def _longest(records: list[dict], waits: dict[str, set[str]], seconds: dict[str, int]) -> Path:
+def _longest(records: list[dict], waits: dict[str, set[str]], seconds: dict[str, int]) -> Chain:
     by_urn = {r["urn"]: r for r in records}
     finish: dict[str, int] = {}
     via: dict[str, Optional[str]] = {}
@@ -172,7 +172,7 @@ def _longest(records: list[dict], waits: dict[str, set[str]], seconds: dict[str,
     while urn:
         chain.append((by_urn[urn]["type"], by_urn[urn]["name"], seconds[urn]))
         urn = via[urn]
-    return Path(finish[end] if end else 0, list(reversed(chain)))
+    return Chain(finish[end] if end else 0, list(reversed(chain)))
 
 
 def report(records: list[dict]) -> dict[str, Any]:
@@ -188,7 +188,7 @@ def report(records: list[dict]) -> dict[str, Any]:
             reverse[d].add(urn)
     down = _longest(records, reverse, {r["urn"]: DELETE.get(r["type"], DEFAULT_DELETE) for r in custom})
 
-    def as_json(path: Path) -> dict[str, Any]:
+    def as_json(path: Chain) -> dict[str, Any]:
         return {"seconds": path.seconds, "minutes": round(path.seconds / 60, 1), "chain": [{"type": t, "name": n, "seconds": s} for t, n, s in path.chain]}
 
     return {

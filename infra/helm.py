@@ -7,6 +7,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 
+def resources(cpu: str, memory: str) -> dict[str, Any]:
+    """A container's resources as chart values: requests, and a memory limit equal to the request."""
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+
+
 def release(
     resource_name: str,
     *,

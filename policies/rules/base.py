@@ -75,6 +75,15 @@ def stack_rule(name: str, description: str, remediation: str, level: Enforcement
     return wrap
 
 
+def quantity(value: Any) -> float:
+    """A Kubernetes quantity as NodePool limits, queues and quotas write it, memory in GiB: 8, 500m, 512Mi, 8Gi, 1Ti."""
+    text = str(value)
+    for suffix, factor in (("Gi", 1.0), ("Mi", 1 / 1024), ("Ti", 1024.0), ("m", 1 / 1000)):
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text)
+
+
 def dig(obj: Any, *path: str, default: Any = None) -> Any:
     for key in path:
         if not isinstance(obj, dict) or key not in obj:

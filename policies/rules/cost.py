@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .base import MANDATORY, stack_rule
+from .base import MANDATORY, quantity, stack_rule
 from .versions import EXTENDED, kubernetes_status
 
 PRICES = Path(__file__).resolve().parent.parent / "prices"
@@ -103,15 +103,6 @@ class Ceiling:
         }
 
 
-def _quantity(value: Any) -> float:
-    """Kubernetes quantities as NodePool limits write them: plain numbers, millicores, Gi/Mi."""
-    text = str(value)
-    for suffix, factor in (("Gi", 1.0), ("Mi", 1 / 1024), ("Ti", 1024.0), ("m", 1 / 1000)):
-        if text.endswith(suffix):
-            return float(text[: -len(suffix)]) * factor
-    return float(text)
-
-
 def _requirement(requirements: list[dict], key: str) -> Optional[dict]:
     return next((r for r in requirements if r.get("key") == key), None)
 
@@ -189,8 +180,8 @@ def pool_item(name: str, spec: dict, root_gib: float, table: PriceTable, spot_fr
     spot_only = bool(capacity) and set(capacity["values"]) == {"spot"}
     factor = spot_fraction if spot_only else 1.0
     limits = spec.get("limits") or {}
-    resources = [("cpu", "vcpu", _quantity(limits["cpu"])), ("memory", "memoryGib", _quantity(limits["memory"]))] if limits else []
-    resources += [(k, ACCELERATOR_FIELDS[k], _quantity(v)) for k, v in sorted(limits.items()) if k in ACCELERATOR_FIELDS]
+    resources = [("cpu", "vcpu", quantity(limits["cpu"])), ("memory", "memoryGib", quantity(limits["memory"]))] if limits else []
+    resources += [(k, ACCELERATOR_FIELDS[k], quantity(v)) for k, v in sorted(limits.items()) if k in ACCELERATOR_FIELDS]
     if not resources:
         return Item(name, math.inf, "no limits: Karpenter may buy without bound", "pool")
     node_disk = root_gib * table.services["ebsGp3GibMonth"] / HOURS_PER_MONTH
@@ -229,7 +220,7 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
     items: list[Item] = []
 
     root_gib = {
-        (c.get("metadata") or {}).get("name"): max((_quantity(m["ebs"]["volumeSize"]) for m in (c.get("spec") or {}).get("blockDeviceMappings") or [] if m.get("ebs")), default=0.0)
+        (c.get("metadata") or {}).get("name"): max((quantity(m["ebs"]["volumeSize"]) for m in (c.get("spec") or {}).get("blockDeviceMappings") or [] if m.get("ebs")), default=0.0)
         for c in by_type.get(NODE_CLASS, [])
     }
     for pool in sorted(by_type.get(NODE_POOL, []), key=lambda p: p["metadata"]["name"]):

@@ -1,9 +1,9 @@
 """Rules over the pods the platform declares: resources, security, probes, data, accelerators, jobs."""
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional
+from typing import Iterator, Optional
 
-from .base import ADVISORY, MANDATORY, dig, resource_rule, stack_rule
+from .base import ADVISORY, MANDATORY, dig, quantity, resource_rule, stack_rule
 from .scheduling import matching_pools, requested_extended_resources, tolerates
 
 # Platform components that legitimately need node access; team workloads never run here.
@@ -335,11 +335,6 @@ KUEUE_GROUP = "kubernetes:kueue.x-k8s.io/"
 BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
 
 
-def _quantity(value: Any) -> float:
-    text = str(value)
-    return float(text[:-2]) * 1024**3 if text.endswith("Gi") else float(text)
-
-
 @stack_rule(
     "training-queued",
     "Where Kueue admits a team's runs, every Job, CronJob and JobSet of a team namespace names its team's LocalQueue "
@@ -386,12 +381,12 @@ def queue_within_team_quota(resources, settings):
         for group in dig(r.props, "spec", "resourceGroups") or []:
             for flavor in group.get("flavors") or []:
                 for q in flavor.get("resources") or []:
-                    admitted[q["name"]] = admitted.get(q["name"], 0.0) + _quantity(q["nominalQuota"]) + _quantity(q.get("borrowingLimit", 0))
+                    admitted[q["name"]] = admitted.get(q["name"], 0.0) + quantity(q["nominalQuota"]) + quantity(q.get("borrowingLimit", 0))
         quota = hard.get(ns)
         if quota is None:
             yield f"ClusterQueue {dig(r.props, 'metadata', 'name')!r} admits namespace {ns!r}, which has no ResourceQuota", r.urn
             continue
         for resource, amount in sorted(admitted.items()):
             limit = quota.get(f"requests.{resource}")
-            if limit is None or amount > _quantity(limit):
+            if limit is None or amount > quantity(limit):
                 yield f"ClusterQueue {dig(r.props, 'metadata', 'name')!r} admits {resource} {amount:g} but namespace {ns!r} allows {limit}", r.urn
