@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from components.mesh import TEAM_LABEL
 from components.observability import NAMESPACE as MONITORING_NAMESPACE
-from infra import helm
+from infra.lib import helm
 
 if TYPE_CHECKING:  # infra.config validates customMetric against CUSTOM_METRICS, so it imports this module
     from infra.config import PlatformConfig, PrometheusAdapterConfig, VerticalPodAutoscalerConfig

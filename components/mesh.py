@@ -7,11 +7,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import helm, timing
+from infra.lib import helm, timing
 from infra.config import PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
-from infra.monitoring import ScrapeTarget
-from infra.upstream import crd_documents
+from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
+from infra.lib.monitoring import ScrapeTarget
+from infra.lib.upstream import crd_documents
 
 TEAM_LABEL = "ml-platform.io/team"
 

@@ -11,9 +11,9 @@ import pulumi_random as random
 import yaml
 
 from components import alerting
-from infra import helm, timing
+from infra.lib import helm, timing
 from infra.config import ObservabilityConfig, PlatformConfig
-from infra.monitoring import ScrapeTarget, alert_rule
+from infra.lib.monitoring import ScrapeTarget, alert_rule
 
 NAMESPACE = "monitoring"
 RELEASE = "kube-prometheus-stack"

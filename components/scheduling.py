@@ -17,8 +17,8 @@ import yaml
 
 from components.karpenter import pool_labels
 from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, nominal_quota, quantity, with_borrowing
-from infra import helm
-from infra.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA
+from infra.lib import helm
+from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA
 from infra.config import PlatformConfig, SchedulingConfig, TeamConfig
 
 KUEUE_NAMESPACE = "kueue-system"

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.accelerators import GPU_DEVICE_CLASS, NEURON, NVIDIA
+from infra.lib.accelerators import GPU_DEVICE_CLASS, NEURON, NVIDIA
 from infra.config import PlatformConfig, TeamConfig
 
 SERVING_PRIORITY = "ml-serving"

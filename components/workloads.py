@@ -13,8 +13,8 @@ from components.model_store import CLAIM as MODEL_STORE_CLAIM
 from components.model_store import MOUNT_PATH as MODEL_STORE_PATH
 from components.scheduling import pod_group_spec, submission
 from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, TeamInfo
-from infra import timing
-from infra.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
+from infra.lib import timing
+from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.config import ModelRef, PlatformConfig, Resources, ServingWorkload, Track, TrainingWorkload, VolumeConfig
 
 RUN_AS = 10001
