@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components.scheduling import COHORT, DEFAULT_FLAVOR, LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, VOLCANO_GROUP_ANNOTATION
-from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY
+from components.scheduling import COHORT, DEFAULT_FLAVOR
 from infra.lib import timing
+from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.gang import LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, VOLCANO_GROUP_ANNOTATION
 from infra.synth import synthesize
 from tests.conftest import ROOT, STACKS, synth_of
 from tests.test_config import error_of, parse_stack, stack_raw

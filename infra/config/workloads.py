@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from infra.config.base import CpuQuantity, DnsLabel, ImageRef, Model
+from infra.lib.metrics import CUSTOM_METRICS
 
 Accelerator = Literal["cpu", "nvidia", "neuron"]
 
@@ -30,7 +31,7 @@ class Probe(Model):
 
 def custom_metrics() -> dict:
     """The per-pod metrics the platform's Prometheus adapter serves, by name (imported on use: components import this module)."""
-    from components.autoscaling import CUSTOM_METRICS
+    from infra.lib.metrics import CUSTOM_METRICS
 
     return CUSTOM_METRICS
 
