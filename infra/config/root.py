@@ -22,6 +22,7 @@ from infra.config.network import NetworkConfig
 from infra.config.observability import ObservabilityConfig
 from infra.config.scheduling import SchedulingConfig
 from infra.config.storage import StorageConfig
+from infra.config.streaming import StreamingConfig
 from infra.config.tenancy import TeamConfig
 from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_KINDS, Workload
 
@@ -45,6 +46,7 @@ class PlatformConfig(Model):
     alerting: AlertingConfig = AlertingConfig()
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
+    streaming: StreamingConfig = StreamingConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -75,6 +77,20 @@ class PlatformConfig(Model):
             raise ValueError("logging.openSearch.zoneCount 1 in prod: a zone outage would take the log search with it; use 2 or 3")
         if len(self.search_domain_name) > 28:
             raise ValueError(f"logging.openSearch: the domain name {self.search_domain_name!r} is over OpenSearch's 28 characters; shorten the cluster name")
+        return self
+
+    @model_validator(mode="after")
+    def _streaming(self) -> "PlatformConfig":
+        streaming = self.streaming
+        if streaming.teams and not streaming.enabled:
+            raise ValueError("streaming.teams lists topics but streaming.enabled is false; enable it or drop the teams")
+        teams = {t.name for t in self.teams}
+        for team, spec in streaming.teams.items():
+            if team not in teams:
+                raise ValueError(f"streaming.teams.{team}: {team!r} is not one of the teams: {sorted(teams)}")
+            for i, topic in enumerate(spec.topics):
+                if len(f"{team}.{topic.name}") > 249:
+                    raise ValueError(f"streaming.teams.{team}.topics[{i}].name: {team}.{topic.name} is over Kafka's 249 characters")
         return self
 
     @property
