@@ -10,10 +10,15 @@ import datetime
 from typing import Any
 
 from components.karpenter import node_pool_spec
+from components.streaming import MAX_BROKER_ZONES
 from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
 from policies.rules.cost import (
     BUDGET,
+    MSK_CLUSTER,
+    MSK_SERVERLESS,
+    MSK_TOPIC,
+    STORAGE_TARGET,
     MAX_HOURLY_TAG,
     NODE_CLASS,
     NODE_LOG_RATE_TAG,
@@ -61,7 +66,28 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             },
             "ebsOptions": {"volumeSize": search.volume_gib},
         }))
+    planned.extend(streaming_resources(cfg))
     return planned
+
+
+def streaming_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The MSK resources the cost model prices, as components/streaming.py builds them."""
+    spec = cfg.streaming
+    if not spec.enabled:
+        return []
+    topics = [(MSK_TOPIC, {"partitionCount": t.partitions}) for team in spec.teams.values() for t in team.topics]
+    if spec.mode == "serverless":
+        return [(MSK_SERVERLESS, {}), *topics]
+    prov = spec.provisioned
+    zones = min(MAX_BROKER_ZONES, len(cfg.network.availability_zones) if cfg.network.availability_zones else cfg.network.az_count)
+    return [
+        (MSK_CLUSTER, {
+            "numberOfBrokerNodes": zones * prov.brokers_per_zone,
+            "brokerNodeGroupInfo": {"instanceType": prov.instance_type, "storageInfo": {"ebsStorageInfo": {"volumeSize": prov.volume_gib}}},
+        }),
+        (STORAGE_TARGET, {"serviceNamespace": "kafka", "maxCapacity": prov.max_volume_gib}),
+        *topics,
+    ]
 
 
 def checked_ceiling(cfg: PlatformConfig, today: datetime.date) -> Ceiling:

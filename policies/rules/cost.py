@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .base import MANDATORY, quantity, stack_rule
+from .base import MANDATORY, dig, quantity, stack_rule
 from .versions import EXTENDED, kubernetes_status
 
 PRICES = Path(__file__).resolve().parent.parent / "prices"
@@ -30,6 +30,21 @@ PRICE_REGION_TAG = "ml-platform.io/region"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 ACCELERATOR_FIELDS = {"nvidia.com/gpu": "nvidiaGpus", "aws.amazon.com/neuron": "neuronDevices"}
+
+
+# Amazon MSK in us-east-1 (https://aws.amazon.com/msk/pricing/, as public pricing code quoted the page in 2025-2026):
+# standard brokers per hour, broker storage per GB-month, Serverless per cluster-hour and partition-hour. Kept here,
+# not in the region tables, until refresh.py reads the AmazonMSK offer file; other regions are priced alike.
+MSK_PRICES = {
+    "brokerHour": {"kafka.m7g.large": 0.204, "kafka.m7g.xlarge": 0.408, "kafka.m7g.2xlarge": 0.816, "kafka.m5.large": 0.21, "kafka.m5.xlarge": 0.42},
+    "storageGbMonth": 0.10,
+    "serverlessClusterHour": 0.75,
+    "serverlessPartitionHour": 0.0015,
+}
+MSK_CLUSTER = "aws:msk/cluster:Cluster"
+MSK_SERVERLESS = "aws:msk/serverlessCluster:ServerlessCluster"
+MSK_TOPIC = "aws:msk/topic:Topic"
+STORAGE_TARGET = "aws:appautoscaling/target:Target"
 
 
 class PriceError(ValueError):
@@ -263,6 +278,7 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         data = cc["instanceCount"] * (search_prices[cc["instanceType"]] + ebs.get("volumeSize", 0) * svc["openSearchGp3GibMonth"] / HOURS_PER_MONTH)
         managers = cc.get("dedicatedMasterCount", 0) * search_prices[cc["dedicatedMasterType"]] if cc.get("dedicatedMasterEnabled") else 0.0
         fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""))
+    msk_item(by_type, fixed, assumptions)
     log_rate = float(_tags(budget).get(NODE_LOG_RATE_TAG, 0))
     if log_rate:
         nodes = sum(i.nodes for i in items if i.kind == "pool") + sum(g["scalingConfig"]["maxSize"] for g in by_type.get("aws:eks/nodeGroup:NodeGroup", []))
@@ -273,6 +289,25 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         fixed("container-logs", hourly, f"{nodes:.0f} nodes at {log_rate:g} KiB/s ingested, {retention} days kept ({stored:,.0f} GiB at steady state)")
         assumptions.append(f"every node logs {log_rate:g} KiB/s (logging.nodeLogRateKibPerSecond)")
     return Ceiling(table.region, table.date, items, assumptions)
+
+
+def msk_item(by_type: dict[str, list[dict]], fixed, assumptions: list[str]) -> None:
+    """MSK: brokers with their storage grown to the autoscaling maximum, or Serverless' cluster and partitions."""
+    partitions = sum(int(t.get("partitionCount") or 0) for t in by_type.get(MSK_TOPIC, []))
+    for cluster in by_type.get(MSK_CLUSTER, []):
+        info = cluster["brokerNodeGroupInfo"]
+        kind, brokers = info["instanceType"], int(cluster["numberOfBrokerNodes"])
+        if kind not in MSK_PRICES["brokerHour"]:
+            raise PriceError(f"the MSK cluster uses {kind}, which the MSK price list (policies/rules/cost.py) does not hold")
+        volume = float(dig(info, "storageInfo", "ebsStorageInfo", "volumeSize", default=0))
+        grown = max([volume, *(float(t.get("maxCapacity") or 0) for t in by_type.get(STORAGE_TARGET, []) if t.get("serviceNamespace") == "kafka")])
+        hourly = brokers * (MSK_PRICES["brokerHour"][kind] + grown * MSK_PRICES["storageGbMonth"] / HOURS_PER_MONTH)
+        fixed("msk-cluster", hourly, f"{brokers} x {kind} with {grown:g} GB each (storage autoscaling maximum)")
+    for _ in by_type.get(MSK_SERVERLESS, []):
+        hourly = MSK_PRICES["serverlessClusterHour"] + partitions * MSK_PRICES["serverlessPartitionHour"]
+        fixed("msk-serverless", hourly, f"one cluster with {partitions} partition(s)")
+    if by_type.get(MSK_CLUSTER) or by_type.get(MSK_SERVERLESS):
+        assumptions.append("MSK at us-east-1 list prices; not included: MSK Serverless data in/out and storage, MSK data transfer")
 
 
 def budget_settings(resources: Iterable[tuple[str, dict]]) -> Optional[tuple[float, str]]:
