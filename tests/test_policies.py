@@ -145,6 +145,7 @@ CASES = {
     ),
     "team-namespace-guardrails": ("staging", "kubernetes:core/v1:ResourceQuota", set_in(["inputs", "metadata", "namespace"], "elsewhere")),
     "eks-deletion-protection": ("prod", EKS, set_in(["inputs", "deletionProtection"], False)),
+    "msk-authenticated-encrypted": ("staging", "aws:msk/serverlessCluster:ServerlessCluster", set_in(["inputs", "clientAuthentication", "sasl", "iam", "enabled"], False)),
     "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
     "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),
     "node-pool-bounded": ("prod", "kubernetes:karpenter.sh/v1:NodePool", lambda r: r["inputs"]["spec"]["limits"].pop("memory"), "karpenter-cpu-pool"),
