@@ -214,7 +214,8 @@ class Streaming(pulumi.ComponentResource):
                         name=team_topic(team, topic.name),
                         partition_count=topic.partitions,
                         replication_factor=replication,
-                        configs=json.dumps({"retention.ms": str(topic.retention_hours * 3600 * 1000), "cleanup.policy": "delete"}),
+                        # Only retention: MSK Serverless refuses to set cleanup.policy, whose default (delete) is wanted.
+                        configs=json.dumps({"retention.ms": str(topic.retention_hours * 3600 * 1000)}),
                     ),
                     opts=child,
                 )
