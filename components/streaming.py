@@ -70,7 +70,6 @@ def team_policy(cluster_arn: str, topics: Sequence[str], groups: Sequence[str]) 
 class Streaming(pulumi.ComponentResource):
     cluster_arn: pulumi.Output[str]
     bootstrap_brokers: pulumi.Output[str]
-    team_roles: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: StreamingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:streaming:Streaming", name, None, opts)
@@ -202,7 +201,6 @@ class Streaming(pulumi.ComponentResource):
             replication = min(3, zones * prov.brokers_per_zone)
         self.cluster_arn = cluster.arn
 
-        self.team_roles = {}
         for team, streams in sorted(spec.teams.items()):
             topics = [team_topic(team, t.name) for t in streams.topics]
             groups = [team_topic(team, g) for g in streams.consumer_groups]
@@ -244,5 +242,4 @@ class Streaming(pulumi.ComponentResource):
                 tags=cfg.tags_for(f"{msk_name}-{team}"),
                 parent=self,
             )
-            self.team_roles[team] = role.role.arn
         self.register_outputs({"clusterArn": self.cluster_arn, "bootstrapBrokers": self.bootstrap_brokers})
