@@ -11,13 +11,12 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
+from infra.config.streaming import broker_zones
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
 
 # Brokers listen for SASL/IAM over TLS on 9098 inside the VPC, in both cluster types (MSK port reference).
 IAM_PORT = 9098
-# MSK places a provisioned cluster's brokers in two or three zones.
-MAX_BROKER_ZONES = 3
 # MSK Serverless keeps three replicas of every partition, whatever is asked.
 SERVERLESS_REPLICATION = 3
 
@@ -117,7 +116,7 @@ class Streaming(pulumi.ComponentResource):
             replication = SERVERLESS_REPLICATION
         else:
             prov = spec.provisioned
-            zones = min(MAX_BROKER_ZONES, len(args.private_subnet_ids))
+            zones = broker_zones(cfg.region, len(args.private_subnet_ids))
             key = encryption_key(
                 f"{name}-data",
                 alias=f"{msk_name}-data",

@@ -10,9 +10,9 @@ import datetime
 from typing import Any
 
 from components.karpenter import node_pool_spec
-from components.streaming import MAX_BROKER_ZONES
 from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
+from infra.config.streaming import broker_zones
 from policies.rules.cost import (
     BUDGET,
     MSK_CLUSTER,
@@ -79,7 +79,7 @@ def streaming_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]
     if spec.mode == "serverless":
         return [(MSK_SERVERLESS, {}), *topics]
     prov = spec.provisioned
-    zones = min(MAX_BROKER_ZONES, len(cfg.network.availability_zones) if cfg.network.availability_zones else cfg.network.az_count)
+    zones = broker_zones(cfg.region, len(cfg.network.availability_zones) if cfg.network.availability_zones else cfg.network.az_count)
     return [
         (MSK_CLUSTER, {
             "numberOfBrokerNodes": zones * prov.brokers_per_zone,

@@ -158,3 +158,10 @@ def test_the_policy_refuses_open_or_plaintext_msk(provisioned, type_, mutate, ex
     assert violations("msk-authenticated-encrypted", conftest.synth_of(stack).resources, "staging") == []
     found = violations("msk-authenticated-encrypted", broken(stack, type_, lambda r: mutate(r["inputs"])), "staging")
     assert found and all(v["enforcement"] == "mandatory" for v in found) and any(expected in v["message"] for v in found)
+
+
+def test_brokers_spread_over_two_or_three_zones():
+    from infra.config.streaming import broker_zones
+
+    assert [broker_zones("us-east-1", n) for n in (2, 3, 6)] == [2, 3, 3]
+    assert broker_zones("us-west-1", 3) == 2

@@ -61,6 +61,12 @@ class ProvisionedMsk(Model):
         return self
 
 
+def broker_zones(region: str, private_subnets: int) -> int:
+    """Zones a provisioned cluster's brokers spread over: two or three subnets in distinct zones, two only in
+    us-west-1 (MSK developer guide, "Create an MSK Provisioned cluster")."""
+    return min(2 if region == "us-west-1" else 3, private_subnets)
+
+
 class StreamingConfig(Model):
     enabled: bool = False
     mode: Literal["serverless", "provisioned"] = "serverless"
