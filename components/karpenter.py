@@ -14,6 +14,7 @@ from infra.lib import helm
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, AcceleratorKind, pool_labels
 from infra.lib.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
 from infra.lib.monitoring import ScrapeTarget
+from policies.rules.cost import RESERVED_ANNOTATION
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -178,6 +179,18 @@ def controller_policy(
     )
 
 
+def reserved_instances(pool: NodePoolBase) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in getattr(pool, "capacity_reservations", []):
+        counts[r.instance_type] = counts.get(r.instance_type, 0) + r.instance_count
+    return dict(sorted(counts.items()))
+
+
+def node_pool_annotations(pool: NodePoolBase) -> dict[str, str]:
+    counts = reserved_instances(pool)
+    return {RESERVED_ANNOTATION: ",".join(f"{t}={n}" for t, n in counts.items())} if counts else {}
+
+
 def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:
     requirements = [
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
@@ -232,6 +245,7 @@ def node_class_spec(
             }
         ],
         "tags": {k: v for k, v in tags.items() if k != "Name"},
+        **({"capacityReservationSelectorTerms": [r.selector_term() for r in reservations]} if (reservations := getattr(pool, "capacity_reservations", [])) else {}),
     }
 
 
@@ -366,6 +380,7 @@ class Karpenter(pulumi.ComponentResource):
                 aws.iam.ServiceLinkedRole(f"{name}-spot", aws.iam.ServiceLinkedRoleArgs(aws_service_name="spot.amazonaws.com"), opts=child)
             )
 
+        reserving = any(getattr(p, "capacity_reservations", []) for p in cfg.node_pools.enabled().values())
         crds = helm.release(
             f"{name}-crd",
             name="karpenter-crd",
@@ -385,7 +400,12 @@ class Karpenter(pulumi.ComponentResource):
             namespace=NAMESPACE,
             skip_crds=True,
             values={
-                "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                "settings": {
+                    "clusterName": args.cluster_name,
+                    "interruptionQueue": queue.name,
+                    # Beta and on by default at the pin; stated so a chart default that turns it off cannot strand the reservations.
+                    **({"featureGates": {"reservedCapacity": True}} if reserving else {}),
+                },
                 "serviceAccount": {"name": SERVICE_ACCOUNT},
                 "replicas": kc.replicas,
                 "podDisruptionBudget": {"name": "karpenter", "maxUnavailable": 1},
@@ -418,7 +438,9 @@ class Karpenter(pulumi.ComponentResource):
                 f"{name}-{pool_name}-pool",
                 api_version="karpenter.sh/v1",
                 kind="NodePool",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}, annotations=node_pool_annotations(pool) or None
+                ),
                 spec=node_pool_spec(pool_name, pool, kind),
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
             )

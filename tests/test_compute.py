@@ -38,7 +38,9 @@ def test_karpenter_chain_and_its_edges(stack):
     for prerequisite in (identity, access, stack.one("aws:sqs/queuePolicy:QueuePolicy")):
         assert stack.depends_on(controller, prerequisite), prerequisite["name"]
     settings = controller["inputs"]["values"]["settings"]
-    assert settings == {"clusterName": stack.result.outputs["cluster"]["name"], "interruptionQueue": queue["outputs"]["name"]}
+    reserving = any(m["spec"].get("capacityReservationSelectorTerms") for m in stack.result.manifests.values() if m["kind"] == "EC2NodeClass")
+    gates = {"featureGates": {"reservedCapacity": True}} if reserving else {}
+    assert settings == {"clusterName": stack.result.outputs["cluster"]["name"], "interruptionQueue": queue["outputs"]["name"], **gates}
     assert queue["inputs"]["sqsManagedSseEnabled"] is True
     assert identity["inputs"]["namespace"] == "kube-system" and identity["inputs"]["serviceAccount"] == "karpenter"
     assert identity["inputs"]["roleArn"] == stack.one("aws:iam/role:Role", "karpenter-controller")["outputs"]["arn"]

@@ -30,6 +30,8 @@ PRICE_REGION_TAG = "ml-platform.io/region"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 ACCELERATOR_FIELDS = {"nvidia.com/gpu": "nvidiaGpus", "aws.amazon.com/neuron": "neuronDevices"}
+# On a NodePool: the instances its capacity reservations hold, "g6e.xlarge=2,p5.48xlarge=1" (components/karpenter.py).
+RESERVED_ANNOTATION = "ml-platform.io/reserved-instances"
 
 
 class PriceError(ValueError):
@@ -195,6 +197,37 @@ def pool_item(name: str, spec: dict, root_gib: float, table: PriceTable, spot_fr
     return Item(name, value, detail, "pool", mix, sum(mix.values()))
 
 
+def reserved_line(pool: dict, root_gib: float, table: PriceTable) -> tuple[Optional[Item], dict]:
+    """The prepaid line of a pool's capacity reservations, and the pool's spec left to price beside it.
+
+    A reservation is paid for every hour whether or not a node runs in it (priced here at the on-demand rate), and
+    its nodes count against the NodePool's limits: the pool is priced on what its limits leave after them, so no
+    instance is priced twice."""
+    name, spec = pool["metadata"]["name"], pool["spec"]
+    raw = ((pool["metadata"].get("annotations") or {}).get(RESERVED_ANNOTATION)) or ""
+    counts = {t: int(n) for t, n in (entry.split("=") for entry in raw.split(",") if entry)}
+    if not counts:
+        return None, spec
+    missing = sorted(t for t in counts if t not in table.instances)
+    if missing:
+        raise PriceError(f"node pool {name!r} reserves {', '.join(missing)}, which the {table.region} price table (dated {table.date}) does not list")
+    node_disk = root_gib * table.services["ebsGp3GibMonth"] / HOURS_PER_MONTH
+    hourly = sum(n * (table.instances[t]["usd"] + node_disk) for t, n in counts.items())
+    limits = dict(spec.get("limits") or {})
+    for key, field_name in (("cpu", "vcpu"), ("memory", "memoryGib"), *ACCELERATOR_FIELDS.items()):
+        if key not in limits:
+            continue
+        left = quantity(limits[key]) - sum(n * float(table.instances[t].get(field_name, 0)) for t, n in counts.items())
+        if left < 0:
+            raise PriceError(
+                f"node pool {name!r}: capacityReservations hold more {key} than its limits allow ({limits[key]}), so part of the "
+                f"prepaid capacity could never run; raise nodePools.{name}.limits or reserve less"
+            )
+        limits[key] = f"{left:g}Gi" if key == "memory" else f"{left:g}"
+    held = ", ".join(f"{n} x {t}" for t, n in counts.items())
+    return Item(f"reserved-{name}", hourly, f"prepaid capacity reservations of pool {name!r}: {held}", "fixed"), {**spec, "limits": limits}
+
+
 def _tags(props: dict) -> dict:
     return props.get("tags") or {}
 
@@ -225,7 +258,11 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
     }
     for pool in sorted(by_type.get(NODE_POOL, []), key=lambda p: p["metadata"]["name"]):
         name = pool["metadata"]["name"]
-        items.append(pool_item(name, pool["spec"], root_gib.get(pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], 0.0), table, spot_fraction))
+        disk = root_gib.get(pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], 0.0)
+        reserved, spec = reserved_line(pool, disk, table)
+        if reserved:
+            items.append(reserved)
+        items.append(pool_item(name, spec, disk, table, spot_fraction))
 
     def fixed(name: str, hourly: float, detail: str) -> None:
         if hourly:
