@@ -225,7 +225,8 @@ def reserved_line(pool: dict, root_gib: float, table: PriceTable) -> tuple[Optio
             )
         limits[key] = f"{left:g}Gi" if key == "memory" else f"{left:g}"
     held = ", ".join(f"{n} x {t}" for t, n in counts.items())
-    return Item(f"reserved-{name}", hourly, f"prepaid capacity reservations of pool {name!r}: {held}", "fixed"), {**spec, "limits": limits}
+    item = Item(f"reserved-{name}", hourly, f"prepaid capacity reservations of pool {name!r}: {held}", "fixed", nodes=float(sum(counts.values())))
+    return item, {**spec, "limits": limits}
 
 
 def _tags(props: dict) -> dict:
@@ -302,7 +303,7 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""))
     log_rate = float(_tags(budget).get(NODE_LOG_RATE_TAG, 0))
     if log_rate:
-        nodes = sum(i.nodes for i in items if i.kind == "pool") + sum(g["scalingConfig"]["maxSize"] for g in by_type.get("aws:eks/nodeGroup:NodeGroup", []))
+        nodes = sum(i.nodes for i in items) + sum(g["scalingConfig"]["maxSize"] for g in by_type.get("aws:eks/nodeGroup:NodeGroup", []))
         gib_per_hour = nodes * log_rate * 3600 / 1024**2
         retention = max((g.get("retentionInDays") or 0 for g in by_type.get("aws:cloudwatch/logGroup:LogGroup", []) if "/ml-platform/" in str(g.get("name"))), default=0)
         stored = gib_per_hour * 24 * retention
