@@ -15,6 +15,7 @@ from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, AcceleratorK
 from infra.lib.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
 from infra.lib.monitoring import ScrapeTarget
 from policies.rules.cost import RESERVED_ANNOTATION
+from policies.rules.efa import EFA_LABEL
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -212,7 +213,7 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
     return {
         "weight": pool.weight,
         "template": {
-            "metadata": {"labels": pool_labels(name, kind)},
+            "metadata": {"labels": {**pool_labels(name, kind), **({EFA_LABEL: "true"} if getattr(pool, "efa", False) else {})}},
             "spec": {
                 "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": name},
                 "requirements": requirements,
@@ -227,7 +228,7 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
 
 
 def node_class_spec(
-    pool: NodePoolBase, cluster_name: str, node_role_name: str, security_group_id: str, tags: dict[str, str]
+    pool: NodePoolBase, cluster_name: str, node_role_name: str, security_group_id: str, tags: dict[str, str], efa_security_group_id: str | None = None
 ) -> dict[str, Any]:
     # Bottlerocket boots from its own OS volume; the configurable one is the data volume.
     device = "/dev/xvdb" if pool.ami_alias.startswith("bottlerocket@") else "/dev/xvda"
@@ -235,7 +236,7 @@ def node_class_spec(
         "role": node_role_name,
         "amiSelectorTerms": [{"alias": pool.ami_alias}],
         "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cluster_name}}],
-        "securityGroupSelectorTerms": [{"id": security_group_id}],
+        "securityGroupSelectorTerms": [{"id": security_group_id}, *([{"id": efa_security_group_id}] if efa_security_group_id else [])],
         "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled", "httpPutResponseHopLimit": 1, "httpTokens": "required"},
         "blockDeviceMappings": [
             {
@@ -254,6 +255,7 @@ class KarpenterArgs:
     config: PlatformConfig
     cluster_name: pulumi.Output[str]
     cluster_security_group_id: pulumi.Output[str]
+    vpc_id: pulumi.Output[str]
     provider: k8s.Provider
     system_node_selector: dict[str, str]
     system_toleration: dict[str, str]
@@ -417,6 +419,10 @@ class Karpenter(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[crds, *prerequisites])),
         )
 
+        efa_group, efa_rules = (
+            self._efa_security_group(name, cfg, args.vpc_id) if any(getattr(p, "efa", False) for p in cfg.node_pools.enabled().values()) else (None, [])
+        )
+
         # Pools depend on the controller release: destroy deletes them (and their nodes) while it still runs.
         after_controller = pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[self.controller]))
         self.node_pools, self.node_pool_resources = {}, {}
@@ -429,10 +435,12 @@ class Karpenter(pulumi.ComponentResource):
                 api_version="karpenter.k8s.aws/v1",
                 kind="EC2NodeClass",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}),
-                spec=pulumi.Output.all(node_role.name, args.cluster_security_group_id).apply(
-                    lambda v, pool=pool, tags=tags: node_class_spec(pool, cluster_name, v[0], v[1], tags)
-                ),
-                opts=after_controller,
+                spec=pulumi.Output.all(
+                    node_role.name, args.cluster_security_group_id, efa_group.id if efa_group and getattr(pool, "efa", False) else None
+                ).apply(lambda v, pool=pool, tags=tags: node_class_spec(pool, cluster_name, v[0], v[1], tags, v[2])),
+                # An EFA pool's first node must find its group's rules in place.
+                opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, *efa_rules]))
+                if getattr(pool, "efa", False) else after_controller,
             )
             node_pool = k8s.apiextensions.CustomResource(
                 f"{name}-{pool_name}-pool",
@@ -467,3 +475,37 @@ class Karpenter(pulumi.ComponentResource):
             )
         ]
         self.register_outputs({"nodeRoleArn": self.node_role_arn, "nodePools": sorted(self.node_pools)})
+
+    def _efa_security_group(self, name: str, cfg: PlatformConfig, vpc_id: pulumi.Output[str]) -> tuple[aws.ec2.SecurityGroup, list[pulumi.Resource]]:
+        """EFA traffic (the SRD protocol, not IP) must be allowed to and from the group itself on every protocol; the
+        EFA pools' nodes carry it beside the cluster security group. Created without rules, which the provider
+        then keeps empty: only the self-referencing pair below."""
+        cluster_name = cfg.cluster_name
+        group = aws.ec2.SecurityGroup(
+            f"{name}-efa",
+            aws.ec2.SecurityGroupArgs(
+                vpc_id=vpc_id,
+                name=f"{cluster_name}-efa",
+                description=f"EFA between the EFA node pools of {cluster_name}: all traffic to and from itself",
+                tags=cfg.tags_for(f"{cluster_name}-efa"),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        rule_opts = pulumi.ResourceOptions(parent=group)
+        ingress = aws.vpc.SecurityGroupIngressRule(
+            f"{name}-efa-in",
+            aws.vpc.SecurityGroupIngressRuleArgs(
+                security_group_id=group.id, referenced_security_group_id=group.id, ip_protocol="-1",
+                description="EFA: all traffic from itself", tags=cfg.tags_for(f"{cluster_name}-efa-in"),
+            ),
+            opts=rule_opts,
+        )
+        egress = aws.vpc.SecurityGroupEgressRule(
+            f"{name}-efa-out",
+            aws.vpc.SecurityGroupEgressRuleArgs(
+                security_group_id=group.id, referenced_security_group_id=group.id, ip_protocol="-1",
+                description="EFA: all traffic to itself", tags=cfg.tags_for(f"{cluster_name}-efa-out"),
+            ),
+            opts=rule_opts,
+        )
+        return group, [ingress, egress]

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from infra.lib.accelerators import AcceleratorKind, NEURON, NVIDIA, family_of
 from infra.config.base import Duration, Model
 from infra.config.pins import PINS
+from policies.rules.efa import EFA_INSTANCE_TYPES, without_efa
 
 # In a pool's capacityTypes, "reserved" means its capacity reservations (Karpenter's ReservedCapacity gate).
 CapacityType = Literal["reserved", "on-demand", "spot"]
@@ -139,6 +140,8 @@ class AcceleratorPool(NodePoolBase):
     instance_types: Annotated[list[InstanceType], Field(min_length=1)]
     disruption: Disruption = ACCELERATOR_DISRUPTION
     capacity_reservations: Annotated[list[CapacityReservation], Field(max_length=30)] = []
+    # Elastic Fabric Adapter for collective traffic between nodes (multi-node training): every type must carry it.
+    efa: bool = False
 
     @model_validator(mode="after")
     def _limits_cover_accelerators(self) -> "AcceleratorPool":
@@ -159,6 +162,11 @@ class AcceleratorPool(NodePoolBase):
                     f"capacityReservations[{i}].instanceType {r.instance_type} is not one of the pool's instanceTypes "
                     f"{list(self.instance_types)}: Karpenter would never launch into it"
                 )
+        if self.efa and (lacking := without_efa(self.instance_types)):
+            raise ValueError(
+                f"efa is on but instanceTypes {lacking} have no EFA; types with EFA in this family: "
+                f"{sorted(t for t in EFA_INSTANCE_TYPES if family_of(t) in {family_of(x) for x in lacking}) or 'none'}"
+            )
         ids = [r.id for r in self.capacity_reservations if r.id]
         if len(set(ids)) != len(ids):
             raise ValueError(f"capacityReservations name a reservation twice: {sorted({i for i in ids if ids.count(i) > 1})}")
