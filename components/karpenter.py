@@ -180,6 +180,11 @@ def controller_policy(
     )
 
 
+def node_labels(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, str]:
+    """The labels of a pool's nodes; an EFA pool's also carry the label the EFA device plugin runs on."""
+    return {**pool_labels(name, kind), **({EFA_LABEL: "true"} if getattr(pool, "efa", False) else {})}
+
+
 def reserved_instances(pool: NodePoolBase) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in getattr(pool, "capacity_reservations", []):
@@ -213,7 +218,7 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
     return {
         "weight": pool.weight,
         "template": {
-            "metadata": {"labels": {**pool_labels(name, kind), **({EFA_LABEL: "true"} if getattr(pool, "efa", False) else {})}},
+            "metadata": {"labels": node_labels(name, pool, kind)},
             "spec": {
                 "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": name},
                 "requirements": requirements,
