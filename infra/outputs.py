@@ -18,7 +18,22 @@ from infra import cost
 from policies.rules.cost import Ceiling
 from infra.config import PlatformConfig
 
-SCHEMA_VERSION = "2.3.0"
+# 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
+# when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
+SCHEMA_VERSION = "3.0.0"
+
+
+def _absent_not_null(value):
+    """The value with every null-valued key removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: _absent_not_null(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_absent_not_null(v) for v in value]
+    return value
+
+
+def _export(name: str, value) -> None:
+    pulumi.export(name, pulumi.Output.from_input(value).apply(_absent_not_null))
 
 
 def export(
@@ -35,10 +50,10 @@ def export(
     workloads: Workloads,
     ceiling: Ceiling,
 ) -> None:
-    pulumi.export("schemaVersion", SCHEMA_VERSION)
-    pulumi.export("environment", cfg.environment)
-    pulumi.export("region", cfg.region)
-    pulumi.export(
+    _export("schemaVersion", SCHEMA_VERSION)
+    _export("environment", cfg.environment)
+    _export("region", cfg.region)
+    _export(
         "cluster",
         {
             "name": cluster.name,
@@ -50,8 +65,8 @@ def export(
             "defaultStorageClass": cluster.default_storage_class,
         },
     )
-    pulumi.export("kubeconfig", cluster.kubeconfig)
-    pulumi.export(
+    _export("kubeconfig", cluster.kubeconfig)
+    _export(
         "network",
         {
             "vpcId": network.vpc_id,
@@ -60,7 +75,7 @@ def export(
             "publicSubnetIds": network.public_subnet_ids,
         },
     )
-    pulumi.export(
+    _export(
         "nodePools",
         {
             name: {
@@ -75,7 +90,7 @@ def export(
             for name, pool in sorted(karpenter.node_pools.items())
         },
     )
-    pulumi.export(
+    _export(
         "storage",
         {
             "efsFileSystemId": storage.file_system_id,
@@ -86,7 +101,7 @@ def export(
             },
         },
     )
-    pulumi.export(
+    _export(
         "gateway",
         {
             "name": mesh.gateway_name,
@@ -102,7 +117,7 @@ def export(
             },
         },
     )
-    pulumi.export(
+    _export(
         "observability",
         {
             "grafanaUrl": observability.grafana_url,
@@ -111,7 +126,7 @@ def export(
             "grafanaAdminSecret": observability.admin_secret,
         },
     )
-    pulumi.export(
+    _export(
         "logging",
         {
             "platformLogGroup": logging.log_groups["platform"],
@@ -119,9 +134,9 @@ def export(
             "dashboardsUrl": logging.dashboards_url,
         },
     )
-    pulumi.export("cost", cost.output(cfg, ceiling))
-    pulumi.export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
-    pulumi.export(
+    _export("cost", cost.output(cfg, ceiling))
+    _export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
+    _export(
         "teams",
         {
             name: {
@@ -136,7 +151,7 @@ def export(
             for name, team in sorted(tenancy.teams.items())
         },
     )
-    pulumi.export(
+    _export(
         "workloads",
         {
             key: {"kind": w.kind, "team": w.team, "namespace": w.namespace, "service": w.service, "url": w.url, "models": w.models}
