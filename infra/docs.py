@@ -8,6 +8,7 @@ are split into modules.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ REFERENCE = ROOT / "docs" / "reference"
 NAMESPACE = "ml-platform"
 # `region` is the one root field read from another namespace (see infra.config.from_bag).
 FOREIGN = {"region": "aws:region"}
+# What a key means beyond its type: reviewed prose per key path, merged into the reference; a note whose key the
+# settings no longer have fails the tests (see `stale_notes`).
+NOTES = REFERENCE / "configuration-notes.yaml"
+POOLS = re.compile(r"^nodePools\.(cpu|nvidia|neuron)\.")
 
 
 def policy_table() -> str:
@@ -122,6 +127,7 @@ def _constraints(schema: dict[str, Any]) -> str:
         for key, label in CONSTRAINTS.items():
             if key in s and not (key == "format" and s[key] == "password"):
                 found.append(f"{label} `{s[key]}`")
+        found += [f"names match `{k}`" for k in s.get("patternProperties", {})]
     return ", ".join(found)
 
 
@@ -136,8 +142,10 @@ def _objects(schema: dict[str, Any], defs: dict[str, Any]) -> list[tuple[str, st
             out += _objects(s, defs)
     if schema.get("type") == "array":
         out += [("[]" + suffix, title, s) for suffix, title, s in _objects(schema.get("items", {}), defs)]
-    if schema.get("type") == "object" and isinstance(schema.get("additionalProperties"), dict):
-        out += [(".<name>" + suffix, title, s) for suffix, title, s in _objects(schema["additionalProperties"], defs)]
+    if schema.get("type") == "object":
+        values = [v for v in [schema.get("additionalProperties"), *schema.get("patternProperties", {}).values()] if isinstance(v, dict)]
+        for v in values:
+            out += [(".<name>" + suffix, title, s) for suffix, title, s in _objects(v, defs)]
     return out
 
 
@@ -166,10 +174,55 @@ def stack_settings(stacks_dir: Path = ROOT / "stacks") -> dict[str, set[str]]:
     return found
 
 
-def configuration_reference() -> str:
+def notes() -> dict[str, str]:
+    return yaml.safe_load(NOTES.read_text())
+
+
+def _note(path: str, known: dict[str, str]) -> str:
+    return known.get(path) or known.get(POOLS.sub("nodePools.<pool>.", path), "")
+
+
+def reference_rows() -> list[tuple[str, ...]]:
+    """(model, key path, type, default, constraints, description, stacks setting it) for every key, in declaration order."""
     schema = settings_schema()
     defs = schema.get("$defs", {})
     stacks = stack_settings()
+    known = notes()
+    rows: list[tuple[str, ...]] = []
+    seen: set[tuple[str, str]] = set()
+
+    def walk(prefix: str, title: str, model: dict[str, Any]) -> None:
+        if (prefix, title) in seen:
+            return
+        seen.add((prefix, title))
+        nested = []
+        for name, sub in model["properties"].items():
+            path = f"{prefix}.{name}" if prefix else name
+            required = name in model.get("required", [])
+            default = "**required**" if required else f"`{json.dumps(sub.get('default'))}`"
+            if len(default) > 60:
+                default = "see below" if _objects(sub, defs) else default[:57] + "…`"
+            resolved = _resolve(sub, defs)
+            described = sub.get("description") or resolved.get("description") or ""
+            text = "; ".join(t for t in (described, _note(path, known)) if t).replace("\n", " ").replace("|", "\\|")
+            where = ", ".join(e for e in ENVIRONMENTS if path in stacks[e]) or "—"
+            rows.append((title, path, _type(sub, defs), default, _constraints(resolved), text, where))
+            nested += [(path + suffix, t, m) for suffix, t, m in _objects(sub, defs)]
+        for path, t, m in nested:
+            walk(path, t, m)
+
+    walk("", "", schema)
+    return rows
+
+
+def stale_notes() -> list[str]:
+    """Note keys no setting has any more."""
+    paths = {r[1] for r in reference_rows()}
+    paths |= {POOLS.sub("nodePools.<pool>.", p) for p in paths}
+    return sorted(k for k in notes() if k not in paths)
+
+
+def configuration_reference() -> str:
     lines = [
         "# Configuration reference",
         "",
@@ -180,33 +233,16 @@ def configuration_reference() -> str:
         "Editors can check stack files with [stack-config.schema.json](stack-config.schema.json).",
         "",
     ]
-    seen: set[tuple[str, str]] = set()
-
-    def table(prefix: str, title: str, model: dict[str, Any]) -> None:
-        if (prefix, title) in seen:
-            return
-        seen.add((prefix, title))
-        heading = f"`{prefix}`" if prefix else "top level"
-        lines.extend([f"## {heading}" + (f" ({title})" if title and prefix else ""), "",
-                      "| key | type | default | constraints | description | set in |", "| --- | --- | --- | --- | --- | --- |"])
-        nested = []
-        for name, sub in model["properties"].items():
-            path = f"{prefix}.{name}" if prefix else name
-            required = name in model.get("required", [])
-            default = "**required**" if required else f"`{json.dumps(sub.get('default'))}`"
-            if len(default) > 60:
-                default = "see below" if _objects(sub, defs) else default[:57] + "…`"
-            resolved = _resolve(sub, defs)
-            description = (sub.get("description") or resolved.get("description") or "").replace("\n", " ").replace("|", "\\|")
-            where = ", ".join(e for e in ENVIRONMENTS if path in stacks[e]) or "—"
-            lines.append(f"| `{path}` | {_type(sub, defs)} | {default} | {_constraints(resolved)} | {description} | {where} |")
-            nested += [(path + suffix, t, m) for suffix, t, m in _objects(sub, defs)]
-        lines.append("")
-        for path, t, m in nested:
-            table(path, t, m)
-
-    table("", "", schema)
-    return "\n".join(lines)
+    section = None
+    for title, path, kind, default, constraints, text, where in reference_rows():
+        parent = path.rsplit(".", 1)[0] if "." in path else ""
+        if (parent, title) != section:
+            section = (parent, title)
+            heading = f"## `{parent}` ({title})" if parent else "## top level"
+            lines.extend([*([""] if lines[-1] else []), heading, "",
+                          "| key | type | default | constraints | description | set in |", "| --- | --- | --- | --- | --- | --- |"])
+        lines.append(f"| `{path}` | {kind} | {default} | {constraints} | {text} | {where} |")
+    return "\n".join(lines) + "\n"
 
 
 def generated() -> dict[Path, str]:

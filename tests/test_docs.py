@@ -8,7 +8,7 @@ import jsonschema
 import pytest
 import yaml
 
-from infra.docs import generated, policy_table, stack_file_schema
+from infra.docs import generated, policy_table, stack_file_schema, stale_notes
 from policies.rules import RULES
 from tests.conftest import ROOT
 
@@ -45,3 +45,7 @@ def test_schema_rejects_what_the_settings_reject():
     secret = copy.deepcopy(doc)
     secret["config"]["ml-platform:alertingSecrets"] = {"oncall": {"secure": "v1:abc"}}
     assert validator.is_valid(secret)
+
+
+def test_every_configuration_note_names_a_setting():
+    assert stale_notes() == [], "docs/reference/configuration-notes.yaml names keys the settings do not have"
