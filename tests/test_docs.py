@@ -3,11 +3,13 @@ stack file validates against the schema editors use."""
 from __future__ import annotations
 
 import copy
+import re
 
 import jsonschema
 import pytest
 import yaml
 
+from infra.versions import PINS
 from infra.docs import generated, policy_table, stack_file_schema, stale_notes
 from policies.rules import RULES
 from tests.conftest import ROOT
@@ -49,3 +51,37 @@ def test_schema_rejects_what_the_settings_reject():
 
 def test_every_configuration_note_names_a_setting():
     assert stale_notes() == [], "docs/reference/configuration-notes.yaml names keys the settings do not have"
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+# Pages other changes add alongside this one; a link to one of them is checked once it exists.
+ARRIVING = {f"docs/{p}" for p in (
+    "operators/first-deploy.md", "operators/status.md", "operators/cost.md", "operators/install.md",
+    "operators/observability-notes.md", "app-teams/contract.md", "contributors/helm-render.md")}
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_relative_links_resolve(page):
+    prose = re.sub(r"`[^`\n]*`", "", re.sub(r"```.*?```", "", page.read_text(), flags=re.S))
+    for target in LINK.findall(prose):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        path = (page.parent / target).resolve()
+        relative = path.relative_to(ROOT).as_posix()
+        assert path.exists() or (relative in ARRIVING), f"{page.relative_to(ROOT)} links to missing {target}"
+
+
+def test_readme_fits_five_minutes():
+    assert len((ROOT / "README.md").read_text().splitlines()) < 200
+
+
+GUIDES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*/guide.md"))]
+
+
+@pytest.mark.parametrize("page", GUIDES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_versions_in_the_guides_are_the_pins(page):
+    """A release number in prose is a pin of infra/versions.py (or a prefix of one): a bump cannot leave it stale."""
+    pins = set(PINS.values()) | {v.lstrip("v") for v in PINS.values()}
+    for version in re.findall(r"(?<![\w./-])v?\d+\.\d+\.\d+(?![\w.-])", page.read_text()):
+        assert version in pins, f"{page.relative_to(ROOT)} names {version}, which is no pin of infra/versions.py"
