@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import yaml
 
-from infra import critical_path
+from infra.offline import critical_path
 from infra.config import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -154,7 +154,7 @@ def _run_program(stack: str, bag: dict[str, str], secret_keys: list[str]):
     from pulumi.runtime.config import set_all_config
 
     from infra.config import ConfigError
-    from infra.mocks import SECRET_MARK, PlatformMocks, RecordingMonitor, redact
+    from infra.offline.mocks import SECRET_MARK, PlatformMocks, RecordingMonitor, redact
 
     # Without a region the program stops at config validation; the mocks only need some name meanwhile.
     mocks = PlatformMocks(bag.get("aws:region") or "us-east-1")
@@ -204,7 +204,7 @@ def _run_program(stack: str, bag: dict[str, str], secret_keys: list[str]):
 
 # -- artifacts --------------------------------------------------------------------------------
 def _resource_records(registrations) -> list[dict]:
-    from infra.mocks import redact
+    from infra.offline.mocks import redact
 
     records = []
     for urn in sorted(registrations):
@@ -329,7 +329,7 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
 
 # -- entry points -----------------------------------------------------------------------------
 def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Optional[dict[str, str]] = None) -> SynthResult:
-    from infra.policy_check import check
+    from infra.offline.policy_check import check
 
     path = config_file or ROOT / "stacks" / f"Pulumi.{stack}.yaml"
     stack_file = read_stack_file(path, decrypted)

@@ -9,8 +9,8 @@ import jsonschema
 import pytest
 import yaml
 
-from infra.versions import PINS
-from infra.docs import generated, policy_table, stack_file_schema, stale_notes
+from infra.config.pins import PINS
+from infra.offline.docs import generated, policy_table, stack_file_schema, stale_notes
 from policies.rules import RULES
 from tests.conftest import ROOT
 
@@ -19,7 +19,7 @@ STACKS = sorted((ROOT / "stacks").glob("Pulumi.*.yaml"))
 
 @pytest.mark.parametrize("file,text", sorted(generated().items()), ids=lambda v: getattr(v, "name", ""))
 def test_generated_doc_is_current(file, text):
-    assert file.exists() and file.read_text() == text, f"{file.relative_to(ROOT)} is stale: .venv/bin/python -m infra.docs"
+    assert file.exists() and file.read_text() == text, f"{file.relative_to(ROOT)} is stale: .venv/bin/python -m infra.offline.docs"
 
 
 def test_policy_table_is_the_pack():
@@ -81,7 +81,7 @@ GUIDES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*/guide.md"))]
 
 @pytest.mark.parametrize("page", GUIDES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_versions_in_the_guides_are_the_pins(page):
-    """A release number in prose is a pin of infra/versions.py (or a prefix of one): a bump cannot leave it stale."""
+    """A release number in prose is a pin of infra/config/pins.py (or a prefix of one): a bump cannot leave it stale."""
     pins = set(PINS.values()) | {v.lstrip("v") for v in PINS.values()}
     for version in re.findall(r"(?<![\w./-])v?\d+\.\d+\.\d+(?![\w.-])", page.read_text()):
-        assert version in pins, f"{page.relative_to(ROOT)} names {version}, which is no pin of infra/versions.py"
+        assert version in pins, f"{page.relative_to(ROOT)} names {version}, which is no pin of infra/config/pins.py"
