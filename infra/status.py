@@ -339,9 +339,11 @@ def check_serving(outputs: dict, snap: Snapshot) -> list[Check]:
     checks = []
     for key, w in serving_workloads(outputs):
         ns, workload = w["namespace"], key.split("/", 1)[-1]
+        # The stable Service (and Deployment) is named after the workload; contract 3.x may leave `service` out.
+        service = w.get("service") or workload
         route = routes.get(f"{ns}/{workload}")
         weights = route_weights(route) if route else {}
-        backends = sorted(weights) or [w["service"]]
+        backends = sorted(weights) or [service]
         total = sum(weights.values()) or 1
         problems, parts = [], []
         for backend in backends:
@@ -359,7 +361,7 @@ def check_serving(outputs: dict, snap: Snapshot) -> list[Check]:
             if not accepted:
                 problems.append(f"route {detail}")
             models = w.get("models") or {}
-            canary = [b for b in weights if b != w["service"]]
+            canary = [b for b in weights if b != service]
             if models.get("canary") or models.get("canaryWeight"):
                 live = round(100 * sum(weights[b] for b in canary) / total)
                 parts.append(f"canary {live}%" + (f" ({models['canary']})" if models.get("canary") else ""))
