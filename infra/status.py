@@ -419,28 +419,26 @@ def report(checks: list[Check], title: str) -> str:
     return "\n".join(lines)
 
 
-def run(outputs: dict, cluster: Cluster, wait: bool, timeout: float, interval: float, out: Callable[[str], None],
-        clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> int:
+def run(outputs: dict, cluster: Cluster, wait: bool, timeout: float, interval: float, out: Callable[[str], None]) -> int:
     title = f"ml-platform {outputs.get('environment', '?')} (cluster {(outputs.get('cluster') or {}).get('name', cluster.host)})"
-    start = clock()
+    start = time.monotonic()
     checks = evaluate(outputs, cluster.snapshot())
-    if not wait or all(c.ready for c in checks):
-        out(report(checks, title))
-        return READY if all(c.ready for c in checks) else CONVERGING
     out(report(checks, title))
+    if not wait or all(c.ready for c in checks):
+        return READY if all(c.ready for c in checks) else CONVERGING
     while True:
-        left = timeout - (clock() - start)
+        left = timeout - (time.monotonic() - start)
         if left <= 0:
             out(f"timed out after {timeout:g}s")
             out(report(checks, title))
             return CONVERGING
-        sleep(min(interval, left))
+        time.sleep(min(interval, left))
         before = {c.key for c in checks if c.ready}
         checks = evaluate(outputs, cluster.snapshot())
         for c in checks:
             if c.ready and c.key not in before:
                 out(f"  ready  {c.key}: {c.detail}")
-        out(f"[{clock() - start:.0f}s] {summary(checks)}")
+        out(f"[{time.monotonic() - start:.0f}s] {summary(checks)}")
         if all(c.ready for c in checks):
             out(report(checks, title))
             return READY

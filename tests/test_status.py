@@ -246,6 +246,16 @@ def test_a_launching_node_is_converging(stub, tmp_path, capsys):
     assert "WAIT   nvidia: 0 nodes, 1 launching (nvidia-q9zt4: Ready=False (NotReady))" in capsys.readouterr().out
 
 
+def test_a_route_off_the_published_canary_weight_is_converging(stub, tmp_path, capsys):
+    state = cluster_state(True)
+    live = route(True)
+    live["spec"]["rules"][0]["backendRefs"][0]["weight"], live["spec"]["rules"][0]["backendRefs"][1]["weight"] = 80, 20
+    state["/apis/gateway.networking.k8s.io/v1/httproutes"] = [live]
+    s = stub(state)
+    assert status.main(["--outputs", write(tmp_path, outputs(s.url))]) == 1
+    assert "WAIT   ml/sentiment: route sends 20% to the canary, the stack says 10%" in capsys.readouterr().out
+
+
 def test_wait_polls_until_ready(stub, tmp_path, capsys):
     s = stub(cluster_state(False), cluster_state(False), cluster_state(True))
     assert status.main(["--outputs", write(tmp_path, outputs(s.url)), "--wait", "--interval", "0.01", "--timeout", "30"]) == 0
