@@ -152,12 +152,13 @@ def kubeconfig(server: str, token: str = TOKEN) -> str:
 
 
 def outputs(server: str, token: str = TOKEN) -> dict:
-    pool = lambda name, taint: {"name": name, "nodeSelector": {"ml-platform.io/pool": name}, "taint": taint,
-                                "toleration": {**taint, "operator": "Equal"} if taint else None,
-                                "extendedResource": "nvidia.com/gpu" if taint else None, "deviceClass": None, "capacityTypes": ["on-demand"]}
+    def pool(name: str, taint: dict | None) -> dict:
+        accelerator = {"taint": taint, "toleration": {**taint, "operator": "Equal"}, "extendedResource": "nvidia.com/gpu"} if taint else {}
+        return {"name": name, "nodeSelector": {"ml-platform.io/pool": name}, **accelerator, "capacityTypes": ["on-demand"]}
+
     gpu_taint = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
     return {
-        "schemaVersion": "2.3.0", "environment": "staging", "region": "us-west-2",
+        "schemaVersion": "3.0.0", "environment": "staging", "region": "us-west-2",
         "cluster": {"name": "ml-staging", "endpoint": "https://ABC.gr7.us-west-2.eks.amazonaws.com", "version": "1.33",
                     "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/x", "oidcIssuer": "https://oidc.eks/x",
                     "securityGroupId": "sg-0123", "defaultStorageClass": "gp3"},
@@ -169,7 +170,7 @@ def outputs(server: str, token: str = TOKEN) -> dict:
                     "attach": {"kind": "HTTPRoute", "apiVersion": "gateway.networking.k8s.io/v1", "howTo": "-",
                                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "platform", "namespace": "istio-ingress"}]}},
         "observability": {"grafanaUrl": "http://g", "prometheusUrl": "http://p", "alertmanagerUrl": "http://a", "grafanaAdminSecret": "monitoring/grafana"},
-        "logging": {"platformLogGroup": "/p", "searchEndpoint": None, "dashboardsUrl": None},
+        "logging": {"platformLogGroup": "/p"},
         "cost": {"ceilingHourlyUsd": 10, "fixedHourlyUsd": 1, "budgetHourlyUsd": 20, "largestPool": "nvidia", "pricesDate": "2026-11-01"},
         "scheduling": {"servingPriorityClass": "serving", "trainingPriorityClass": "training"},
         "teams": {"ml": {"namespace": "ml", "iamRoleArn": "arn:aws:iam::123456789012:role/ml", "serviceAccounts": ["ml", "sentiment"],
@@ -177,7 +178,7 @@ def outputs(server: str, token: str = TOKEN) -> dict:
         "workloads": {
             "ml/sentiment": {"kind": "serving", "team": "ml", "namespace": "ml", "service": "sentiment", "url": "http://lb/sentiment",
                              "models": {"stable": "sentiment@v1", "canary": "sentiment@v2", "canaryWeight": 10}},
-            "ml/train": {"kind": "training", "team": "ml", "namespace": "ml", "service": None, "url": None, "models": None},
+            "ml/train": {"kind": "training", "team": "ml", "namespace": "ml"},
         },
     }
 
