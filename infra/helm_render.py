@@ -15,7 +15,7 @@ import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHART_SOURCES = ROOT / "schemas" / "chart-sources"
-REFRESH = "python -m schemas.refresh --charts"
+REFRESH = ".venv/bin/python schemas/refresh.py --charts"
 
 
 class ChartNotVendored(Exception):
