@@ -133,3 +133,106 @@ def containers(rendered: Rendered) -> list[tuple[str, dict[str, Any], dict[str, 
             for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
                 found.append((template, obj, c))
     return found
+
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+CACHE = ROOT / "build" / ".render-cache"
+
+
+def vendored_charts() -> set[str]:
+    """Charts whose whole directory SOURCES.yaml vendors: these releases must render."""
+    return {
+        dest.split("/")[1]
+        for entry in yaml.safe_load((ROOT / "schemas" / "SOURCES.yaml").read_text())
+        for dest in (entry.get("chart-sources") or {})
+    }
+
+
+def api_versions() -> tuple[str, ...]:
+    """The custom resource kinds the platform installs (the vendored CRDs), as Helm's `.Capabilities.APIVersions`."""
+    paths = sorted((ROOT / "schemas" / "crds").rglob("*.yaml"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:32]
+    cached = CACHE / "api-versions" / f"{digest}.json"
+    if cached.is_file():
+        return tuple(json.loads(cached.read_text()))
+    found = set()
+    for path in paths:
+        # BaseLoader: some CRDs hold the YAML `=` value tag, which the safe loader rejects; names are strings anyway.
+        for doc in yaml.load_all(path.read_text(), Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader)):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                spec = doc["spec"]
+                for v in spec.get("versions") or []:
+                    found |= {f"{spec['group']}/{v['name']}", f"{spec['group']}/{v['name']}/{spec['names']['kind']}"}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(sorted(found)))
+    return tuple(sorted(found))
+
+
+def _record(stack: str, release: dict, template: str, obj: dict) -> dict:
+    api, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    # Helm applies namespaced objects without a namespace into the release's.
+    obj = {**obj, "metadata": {"namespace": release["inputs"].get("namespace"), **(obj.get("metadata") or {})}}
+    typ = f"kubernetes:{api if '/' in api else 'core/' + api}:{kind}"
+    name = (obj.get("metadata") or {}).get("name", "")
+    return {
+        "type": typ,
+        "name": f"{release['inputs']['name']}/{name}",
+        "urn": f"urn:pulumi:{stack}::ml-platform::{release['type']}${typ}::{release['inputs']['name']}/{name}",
+        "parent": release["urn"],
+        "provider": release.get("provider"),
+        "dependencies": [],
+        "property_dependencies": {},
+        "custom": True,
+        "inputs": obj,
+        "outputs": {},
+        "chartRendered": {"release": release["inputs"]["name"], "template": template},
+    }
+
+
+def render_releases(records: list[dict], stack: str, cache_dir: Optional[pathlib.Path] = CACHE) -> dict[str, Rendered]:
+    """Every release of a vendored chart, rendered; raises ChartNotVendored / RenderError."""
+    cluster = next((r for r in records if r["type"] == "aws:eks/cluster:Cluster"), None)
+    kube_version = str((cluster or {}).get("inputs", {}).get("version") or "1.35")
+    wanted, apis = vendored_charts(), api_versions()
+    out = {}
+    for r in records:
+        if r["type"] != HELM_RELEASE:
+            continue
+        i = r["inputs"]
+        chart = str(i["chart"]).rsplit("/", 1)[-1]
+        if chart not in wanted:
+            continue
+        out[i["name"]] = render(i["name"], chart, i["version"], i.get("values") or {}, namespace=str(i.get("namespace")),
+                                kube_version=kube_version, api_versions=apis, cache_dir=cache_dir)
+    return out
+
+
+def rendered_records(stack: str, records: list[dict], rendered: dict[str, Rendered]) -> list[dict]:
+    by_name = {r["inputs"]["name"]: r for r in records if r["type"] == HELM_RELEASE}
+    return [
+        _record(stack, by_name[name], template, obj)
+        for name, result in sorted(rendered.items())
+        for template, docs in result.objects.items()
+        for obj in docs
+    ]
+
+
+EXCEPTIONS = ROOT / "policies" / "chart-exceptions.yaml"
+
+
+def apply_exceptions(policy: dict, rendered: list[dict]) -> dict:
+    """The policy result less the findings on chart-rendered objects that chart-exceptions.yaml accepts."""
+    entries = yaml.safe_load(EXCEPTIONS.read_text()) or []
+    accepted = {(e["release"], e["object"], e["rule"]): e for e in entries}
+    by_urn = {r["urn"]: r for r in rendered}
+    kept, excepted = [], []
+    for v in policy["violations"]:
+        r = by_urn.get(v["urn"])
+        key = r and (r["chartRendered"]["release"], r["inputs"]["metadata"].get("name"), v["policy"])
+        if key in accepted:
+            excepted.append({**v, "reason": accepted[key]["reason"], "upstream": accepted[key]["upstream"]})
+        else:
+            kept.append(v)
+    summary = {**policy["summary"], "mandatory": sum(v["enforcement"] == "mandatory" for v in kept),
+               "advisory": sum(v["enforcement"] == "advisory" for v in kept), "excepted": len(excepted)}
+    return {**policy, "violations": kept, "excepted": excepted, "summary": summary}
