@@ -39,7 +39,7 @@ def chart_dir(chart: str, version: str) -> pathlib.Path:
     path = CHART_SOURCES / chart / version
     if not (path / "Chart.yaml").is_file():
         raise ChartNotVendored(
-            f"chart {chart} {version} is pinned but not vendored under {path.relative_to(ROOT)}; "
+            f"chart {chart} {version} is pinned but not vendored (no {path}); "
             f"run `{REFRESH} {chart}` to vendor it"
         )
     return path
