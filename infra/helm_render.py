@@ -180,7 +180,8 @@ def _record(stack: str, release: dict, template: str, obj: dict) -> dict:
         "urn": f"urn:pulumi:{stack}::ml-platform::{release['type']}${typ}::{release['inputs']['name']}/{name}",
         "parent": release["urn"],
         "provider": release.get("provider"),
-        "dependencies": [],
+        # Helm applies them as part of the release: they wait for what the release waits for.
+        "dependencies": list(release.get("dependencies") or []),
         "property_dependencies": {},
         "custom": True,
         "inputs": obj,
