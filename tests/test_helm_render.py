@@ -76,3 +76,18 @@ def test_the_synth_exits_2_when_a_release_chart_is_not_vendored(tmp_path):
     assert run.returncode == 2, run.stderr
     assert "chart jobset" in run.stderr and "schemas/refresh.py --charts jobset" in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_container_the_program_or_a_chart_declares_has_a_cpu_limit(stack):
+    # The pack's memory rule covers limits = requests; a CPU limit throttles under CFS even on an idle node.
+    from policies.rules.workloads import containers, pod_spec
+
+    synth = synth_of(stack)
+    limited = [
+        (r["name"], c.get("name"))
+        for r in synth.resources + synth.result.rendered
+        for c in containers(pod_spec(r["type"], r["inputs"]) or {})
+        if ((c.get("resources") or {}).get("limits") or {}).get("cpu") is not None
+    ]
+    assert limited == []

@@ -68,20 +68,6 @@ def memory_limit_equals_request(props, args):
 
 
 @resource_rule(
-    "no-cpu-limit",
-    "No container has a CPU limit: CFS throttling slows a pod even on an idle node; requests share the CPU fairly.",
-    "Drop resources.limits.cpu (for a Helm chart's default, set it to null in the release's values).",
-    MANDATORY,
-    POD_TYPES,
-)
-def no_cpu_limit(props, args):
-    for c in containers(pod_spec(args.resource_type, props) or {}):
-        limit = dig(c, "resources", "limits", "cpu")
-        if limit is not None:
-            yield f"container {c.get('name')!r} has a CPU limit {limit!r}"
-
-
-@resource_rule(
     "image-pinned",
     "Every image is pinned by a version tag or a digest; never `latest` or untagged.",
     "Use registry/name:1.2.3 or registry/name@sha256:….",
