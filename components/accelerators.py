@@ -8,10 +8,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from infra import helm
-from infra.accelerators import ACCELERATOR_LABEL, NEURON, NVIDIA
+from infra.lib import helm
+from infra.lib.accelerators import ACCELERATOR_LABEL, NEURON, NVIDIA
 from infra.config import GpuOperator, PlatformConfig
-from infra.monitoring import ScrapeTarget
+from infra.lib.monitoring import ScrapeTarget
 
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
 GPU_OPERATOR_REPOSITORY = "https://helm.ngc.nvidia.com/nvidia"

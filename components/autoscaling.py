@@ -3,72 +3,23 @@ Pod Autoscaler recommends (and, opted in, applies) requests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.mesh import TEAM_LABEL
-from components.observability import NAMESPACE as MONITORING_NAMESPACE
-from infra import helm
+from infra.lib import helm
+from infra.lib.conventions import MONITORING_NAMESPACE, TEAM_LABEL
+from infra.lib.metrics import CUSTOM_METRICS
 
-if TYPE_CHECKING:  # infra.config validates customMetric against CUSTOM_METRICS, so it imports this module
-    from infra.config import PlatformConfig, PrometheusAdapterConfig, VerticalPodAutoscalerConfig
+from infra.config import PlatformConfig, PrometheusAdapterConfig, VerticalPodAutoscalerConfig
 
 ADAPTER_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 VPA_REPOSITORY = "https://kubernetes.github.io/autoscaler"
 # The adapter sits next to the Prometheus it queries; the VPA with the other cluster controllers.
 ADAPTER_NAMESPACE = MONITORING_NAMESPACE
 VPA_NAMESPACE = "kube-system"
-# Prometheus scrapes every 30 s: a rate needs at least four samples.
-RATE_WINDOW = "2m"
-
-
-@dataclass(frozen=True)
-class ServedMetric:
-    """A per-pod metric on custom.metrics.k8s.io: the adapter rule that serves it, and the pools whose pods carry it."""
-
-    rule: dict[str, Any]
-    accelerators: tuple[str, ...]
-
-
-# Every custom metric the platform serves, by its name in the HPA: the adapter's rules.custom is built from this, and
-# `autoscaling.customMetric` must name one of these.
-#
-# NeuronCore utilisation is not here: neuron-monitor labels `neuroncore_utilization_ratio` with the instance and core
-# (instance_id, neuroncore, runtime_tag), never the pod, and its PodMonitor adds the exporter's own namespace/pod.
-# Nothing in the series says which pod holds which NeuronCore, so a per-pod figure would be invented; Neuron workloads
-# scale on requests_per_second, and the Neuron dashboard shows the utilisation per node and core.
-CUSTOM_METRICS: dict[str, ServedMetric] = {
-    # Requests each pod's sidecar received (reporter=destination). Istio's metrics carry no namespace/pod labels, so
-    # these are the scrape target's: the serving pod. Two scrape paths read the same sidecar (the envoy-sidecars
-    # PodMonitor and the workload's merged-metrics ServiceMonitor): one job's rate is taken, not their sum.
-    "requests_per_second": ServedMetric(
-        rule={
-            "seriesQuery": 'istio_requests_total{reporter="destination",namespace!="",pod!=""}',
-            "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
-            "name": {"matches": "^istio_requests_total$", "as": "requests_per_second"},
-            "metricsQuery": (
-                "max by (<<.GroupBy>>) (sum by (<<.GroupBy>>, job) "
-                f'(rate(<<.Series>>{{<<.LabelMatchers>>,reporter="destination"}}[{RATE_WINDOW}])))'
-            ),
-        },
-        accelerators=("cpu", "nvidia", "neuron"),
-    ),
-    # Busy percentage (0-100) of the GPUs DCGM attributes to a pod. The dcgm-exporter ServiceMonitor does not honour
-    # the exporter's labels, so Prometheus keeps the pod's as exported_namespace/exported_pod (namespace/pod are the
-    # exporter's own). Under time slicing it is the shared GPU's utilisation, not the pod's share.
-    "gpu_utilization": ServedMetric(
-        rule={
-            "seriesQuery": 'DCGM_FI_DEV_GPU_UTIL{exported_namespace!="",exported_pod!=""}',
-            "resources": {"overrides": {"exported_namespace": {"resource": "namespace"}, "exported_pod": {"resource": "pod"}}},
-            "name": {"matches": "^DCGM_FI_DEV_GPU_UTIL$", "as": "gpu_utilization"},
-            "metricsQuery": "avg by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})",
-        },
-        accelerators=("nvidia",),
-    ),
-}
 
 
 def adapter_values(adapter: PrometheusAdapterConfig, prometheus_url: str, selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
@@ -119,22 +70,6 @@ def vpa_values(vpa: VerticalPodAutoscalerConfig, selector: dict[str, str], toler
         "recommender": component(True, "500Mi"),
         "updater": component(vpa.updater, "500Mi"),
         "admissionController": admission,
-    }
-
-
-def vpa_spec(deployment: str, update_mode: str) -> dict[str, Any]:
-    """A VerticalPodAutoscaler for a serving Deployment's model container."""
-    return {
-        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
-        "updatePolicy": {"updateMode": update_mode},
-        # The sidecar's resources are Istio's to set. Limits follow requests in proportion (controlledValues'
-        # default), so memory limit = request holds after an update.
-        "resourcePolicy": {
-            "containerPolicies": [
-                {"containerName": "model", "controlledResources": ["cpu", "memory"]},
-                {"containerName": "*", "mode": "Off"},
-            ]
-        },
     }
 
 

@@ -11,8 +11,8 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
-from infra.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, role_with_policies, service_trust_policy
-from infra.kms import encryption_key, via_service
+from infra.lib.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, role_with_policies, service_trust_policy
+from infra.lib.kms import encryption_key, via_service
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"

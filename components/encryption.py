@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import pulumi
 
 from infra.config import PlatformConfig
-from infra.kms import cloudwatch_logs_use, encryption_key
+from infra.lib.kms import cloudwatch_logs_use, encryption_key
 
 
 @dataclass(frozen=True)

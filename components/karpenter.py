@@ -9,11 +9,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import helm
-from infra.accelerators import ACCELERATOR_LABEL, GPU_DEVICE_CLASS, KINDS, NVIDIA, POOL_LABEL, AcceleratorKind
 from infra.config import NodePoolBase, PlatformConfig
-from infra.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
-from infra.monitoring import ScrapeTarget
+from infra.lib import helm
+from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, AcceleratorKind, pool_labels
+from infra.lib.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
+from infra.lib.monitoring import ScrapeTarget
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -176,13 +176,6 @@ def controller_policy(
             },
         ]
     )
-
-
-def pool_labels(name: str, kind: AcceleratorKind) -> dict[str, str]:
-    labels = {POOL_LABEL: name}
-    if kind.resource:
-        labels[ACCELERATOR_LABEL] = kind.name
-    return labels
 
 
 def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:

@@ -14,11 +14,11 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import helm, opensearch_security, timing
+from infra.lib import helm, opensearch_security, timing
 from infra.config import LoggingConfig, PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
-from infra.kms import encryption_key, via_service
-from infra.monitoring import alert_rule
+from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
+from infra.lib.kms import encryption_key, via_service
+from infra.lib.monitoring import alert_rule
 
 NAMESPACE = "logging"
 SERVICE_ACCOUNT = "fluent-bit"

@@ -7,18 +7,15 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra import helm, timing
 from infra.config import PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
-from infra.monitoring import ScrapeTarget
-from infra.upstream import crd_documents
-
-TEAM_LABEL = "ml-platform.io/team"
+from infra.lib import helm, timing
+from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, TEAM_LABEL
+from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
+from infra.lib.monitoring import ScrapeTarget
+from infra.lib.upstream import crd_documents
 
 ISTIO_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
 EKS_CHARTS_REPOSITORY = "https://aws.github.io/eks-charts"
-ISTIO_NAMESPACE = "istio-system"
-GATEWAY_NAMESPACE = "istio-ingress"
 GATEWAY_NAME = "ml-gateway"
 GATEWAY_SERVICE = "istio-ingressgateway"  # the gateway chart's Service, named after its release
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}

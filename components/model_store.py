@@ -8,9 +8,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
+from infra.lib.conventions import MODEL_STORE_CLAIM
 
-CLAIM = "model-store"
-MOUNT_PATH = "/models"
 ROOT = "/model-stores"
 
 
@@ -67,13 +66,13 @@ class ModelStores(pulumi.ComponentResource):
                         volume_handle=pulumi.Output.all(args.file_system_id, access_point.id).apply(lambda v: f"{v[0]}::{v[1]}"),
                     ),
                     # Only this namespace's claim may bind it.
-                    claim_ref=k8s.core.v1.ObjectReferenceArgs(namespace=team, name=CLAIM),
+                    claim_ref=k8s.core.v1.ObjectReferenceArgs(namespace=team, name=MODEL_STORE_CLAIM),
                 ),
                 opts=k8s_opts,
             )
             self.claims[team] = k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{team}-claim",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=CLAIM, namespace=team, labels=labels),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=MODEL_STORE_CLAIM, namespace=team, labels=labels),
                 spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                     storage_class_name="",
                     volume_name=f"model-store-{team}",

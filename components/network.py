@@ -7,7 +7,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import PlatformConfig, plan_subnets
-from infra.iam import policy_document, role_with_policies, service_trust_policy
+from infra.lib.iam import policy_document, role_with_policies, service_trust_policy
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,12 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-import yaml
 
-from components import alerting
-from infra import helm, timing
 from infra.config import ObservabilityConfig, PlatformConfig
-from infra.monitoring import ScrapeTarget, alert_rule
+from infra.lib import alertmanager, helm, timing
+from infra.lib.conventions import MONITORING_NAMESPACE
+from infra.lib.monitoring import ScrapeTarget, alert_rule
 
-NAMESPACE = "monitoring"
 RELEASE = "kube-prometheus-stack"
 REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
@@ -292,13 +290,13 @@ def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, st
             }
         },
         "alertmanager": {
-            "config": alerting.alertmanager_config(cfg.alerting),
+            "config": alertmanager.alertmanager_config(cfg.alerting),
             "alertmanagerSpec": {
                 "replicas": obs.alertmanager_replicas,
                 # Receivers' credentials, as files the configuration names (the Alerting component owns the Secret).
-                "secrets": [alerting.CREDENTIALS_SECRET],
+                "secrets": [alertmanager.CREDENTIALS_SECRET],
                 # Teams route their own namespace's alerts with an AlertmanagerConfig in that namespace.
-                "alertmanagerConfigSelector": {"matchLabels": alerting.TEAM_CONFIG_LABEL},
+                "alertmanagerConfigSelector": {"matchLabels": alertmanager.TEAM_CONFIG_LABEL},
                 "alertmanagerConfigNamespaceSelector": {},
                 "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}},
                 "storage": {
@@ -349,10 +347,10 @@ class ObservabilityArgs:
 class Observability(pulumi.ComponentResource):
     namespace: k8s.core.v1.Namespace
     release: k8s.helm.v3.Release
-    grafana_url: str = f"http://{RELEASE}-grafana.{NAMESPACE}.svc.cluster.local:80"
-    prometheus_url: str = f"http://{RELEASE}-prometheus.{NAMESPACE}.svc.cluster.local:9090"
-    alertmanager_url: str = f"http://{RELEASE}-alertmanager.{NAMESPACE}.svc.cluster.local:9093"
-    admin_secret: str = f"{NAMESPACE}/{GRAFANA_ADMIN_SECRET}"
+    grafana_url: str = f"http://{RELEASE}-grafana.{MONITORING_NAMESPACE}.svc.cluster.local:80"
+    prometheus_url: str = f"http://{RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
+    alertmanager_url: str = f"http://{RELEASE}-alertmanager.{MONITORING_NAMESPACE}.svc.cluster.local:9093"
+    admin_secret: str = f"{MONITORING_NAMESPACE}/{GRAFANA_ADMIN_SECRET}"
 
     def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:observability:Observability", name, None, opts)
@@ -362,7 +360,7 @@ class Observability(pulumi.ComponentResource):
         # node-exporter reads the host's /proc and /sys with host networking.
         self.namespace = namespace = k8s.core.v1.Namespace(
             f"{name}-namespace",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "privileged", **PLATFORM_LABELS}),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=MONITORING_NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "privileged", **PLATFORM_LABELS}),
             opts=k8s_opts(),
         )
         password = random.RandomPassword(
@@ -370,7 +368,7 @@ class Observability(pulumi.ComponentResource):
         )
         admin_secret = k8s.core.v1.Secret(
             f"{name}-grafana-admin",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name=GRAFANA_ADMIN_SECRET, namespace=NAMESPACE, labels=PLATFORM_LABELS),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=GRAFANA_ADMIN_SECRET, namespace=MONITORING_NAMESPACE, labels=PLATFORM_LABELS),
             type="Opaque",
             string_data={"admin-user": "admin", "admin-password": pulumi.Output.secret(password.result)},
             opts=k8s_opts(namespace),
@@ -381,7 +379,7 @@ class Observability(pulumi.ComponentResource):
             chart=RELEASE,
             repository=REPOSITORY,
             version=obs.kube_prometheus_stack_version,
-            namespace=NAMESPACE,
+            namespace=MONITORING_NAMESPACE,
             values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
             # Karpenter launches the nodes and EBS attaches the volumes first.
             timeout=timing.HELM_ON_NEW_NODES,
@@ -396,7 +394,7 @@ class Observability(pulumi.ComponentResource):
                 f"{name}-{target.name}",
                 api_version="monitoring.coreos.com/v1",
                 kind=target.kind,
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=target.name, namespace=NAMESPACE, labels=PLATFORM_LABELS),
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=target.name, namespace=MONITORING_NAMESPACE, labels=PLATFORM_LABELS),
                 spec=spec,
                 opts=k8s_opts(self.release, target.created_by),
             )
@@ -404,7 +402,7 @@ class Observability(pulumi.ComponentResource):
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{key}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    name=f"dashboard-ml-{key}", namespace=NAMESPACE, labels={**DASHBOARD_LABEL, **PLATFORM_LABELS}
+                    name=f"dashboard-ml-{key}", namespace=MONITORING_NAMESPACE, labels={**DASHBOARD_LABEL, **PLATFORM_LABELS}
                 ),
                 data={f"ml-{key}.json": json.dumps(board, indent=2, sort_keys=True)},
                 opts=k8s_opts(namespace),
@@ -413,7 +411,7 @@ class Observability(pulumi.ComponentResource):
             f"{name}-alerts",
             api_version="monitoring.coreos.com/v1",
             kind="PrometheusRule",
-            metadata=k8s.meta.v1.ObjectMetaArgs(name="ml-platform-alerts", namespace=NAMESPACE, labels=PLATFORM_LABELS),
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="ml-platform-alerts", namespace=MONITORING_NAMESPACE, labels=PLATFORM_LABELS),
             spec=alert_rules(obs),
             opts=k8s_opts(self.release),
         )

@@ -9,17 +9,18 @@ ResourceQuota, resource for resource, so neither path gives a team more than the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.karpenter import pool_labels
-from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, nominal_quota, quantity, with_borrowing
-from infra import helm
-from infra.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA
 from infra.config import PlatformConfig, SchedulingConfig, TeamConfig
+from infra.lib import helm
+from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, pool_labels
+from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.gang import LOCAL_QUEUE
+from infra.lib.quota import nominal_quota, quantity, with_borrowing
 
 KUEUE_NAMESPACE = "kueue-system"
 JOBSET_NAMESPACE = "jobset-system"
@@ -27,11 +28,6 @@ VOLCANO_NAMESPACE = "volcano-system"
 KUEUE_CHARTS = "oci://registry.k8s.io/kueue/charts"
 JOBSET_CHARTS = "oci://registry.k8s.io/jobset/charts"
 VOLCANO_CHARTS = "https://volcano-sh.github.io/helm-charts"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-VOLCANO_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
-VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
-PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
-LOCAL_QUEUE = "training"
 COHORT = "ml-platform"
 # CPU and memory of any pool: a flavor with no node labels, so it never conflicts with an accelerator flavor's.
 DEFAULT_FLAVOR = "default"
@@ -162,39 +158,6 @@ def volcano_values(cfg: PlatformConfig, team_namespaces: list[str], selector: di
             "webhooks_namespace_selector_expressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(team_namespaces)}],
         },
     }
-
-
-@dataclass(frozen=True)
-class Submission:
-    """How a training run of a team is handed to the gang scheduler."""
-
-    labels: dict[str, str]  # on the Job, CronJob job template or JobSet
-    pod_annotations: dict[str, str]
-    scheduler_name: Optional[str]
-    # Kueue starts what it admits: runs are created suspended, and Kueue's edits on admission are not drift.
-    suspend: Optional[bool]
-    ignore_changes: list[str]
-
-
-def submission(gang: str, team: str, group: Optional[str] = None, priority: str = TRAINING_PRIORITY) -> Submission:
-    """`group`: the PodGroup a distributed run's pods share under Volcano (Kueue admits a JobSet as one workload)."""
-    if gang == "kueue":
-        return Submission(
-            {QUEUE_LABEL: LOCAL_QUEUE, PRIORITY_LABEL: priority},
-            {},
-            None,
-            True,
-            ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations"],
-        )
-    annotations = {VOLCANO_QUEUE_ANNOTATION: team}
-    if group:
-        annotations[VOLCANO_GROUP_ANNOTATION] = group
-    return Submission({}, annotations, "volcano", None, [])
-
-
-def pod_group_spec(team: str, workers: int) -> dict[str, Any]:
-    """Volcano binds none of a distributed run's pods until all `workers` can be bound."""
-    return {"minMember": workers, "queue": team, "priorityClassName": TRAINING_PRIORITY}
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
-from infra.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
-from infra.kms import encryption_key, via_service
+from infra.lib.iam import POD_IDENTITY_TRUST, policy_document, role_with_policies
+from infra.lib.kms import encryption_key, via_service
 
 NFS_PORT = 2049
 EFS_PROVISIONER = "efs.csi.aws.com"

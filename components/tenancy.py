@@ -1,7 +1,6 @@
 """Team tenancy: namespaces, quotas, limits, network isolation, RBAC from IAM, platform priority classes."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -9,14 +8,12 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.accelerators import GPU_DEVICE_CLASS, NEURON, NVIDIA
 from infra.config import PlatformConfig, TeamConfig
+from infra.lib.accelerators import GPU_DEVICE_CLASS, NVIDIA
+from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE, SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.interfaces import TeamInfo
+from infra.lib.quota import nominal_quota, quantity, with_borrowing
 
-SERVING_PRIORITY = "ml-serving"
-TRAINING_PRIORITY = "ml-training"
-GATEWAY_NAMESPACE = "istio-ingress"
-MONITORING_NAMESPACE = "monitoring"
-ISTIO_NAMESPACE = "istio-system"
 # What a team may manage in its own namespace; nothing cluster-wide.
 TEAM_RULES = [
     (["", "apps", "batch", "autoscaling", "policy"], [
@@ -38,21 +35,6 @@ TEAM_RULES = [
 
 def team_group(team: str) -> str:
     return f"ml-team:{team}"
-
-
-def with_borrowing(nominal: int, percent: int) -> int:
-    """A team's quota plus what it may borrow from the cohort's idle quota (scheduling.borrowingLimitPercent)."""
-    return nominal + math.ceil(nominal * percent / 100)
-
-
-def nominal_quota(team: TeamConfig) -> dict[str, int]:
-    """The team's compute quota by resource (memory in GiB): the namespace's, Kueue's and Volcano's nominal share."""
-    q = team.quota
-    return {"cpu": q.cpu, "memory": q.memory_gib, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
-
-
-def quantity(resource: str, amount: int) -> str:
-    return f"{amount}Gi" if resource == "memory" else str(amount)
 
 
 def quota_hard(team: TeamConfig, borrowing_percent: int, gpu_device_class: Optional[str] = None) -> dict[str, str]:
@@ -112,16 +94,6 @@ class TenancyArgs:
     cluster_name: pulumi.Output[str]
     provider: k8s.Provider
     depends_on: list[pulumi.Resource]
-
-
-@dataclass(frozen=True)
-class TeamInfo:
-    name: str
-    namespace: str
-    service_account: str
-    iam_role_arn: str
-    namespace_resource: k8s.core.v1.Namespace
-    guardrails: list[pulumi.Resource]
 
 
 class Tenancy(pulumi.ComponentResource):

@@ -8,14 +8,12 @@ from typing import Any, Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.autoscaling import vpa_spec
-from components.model_store import CLAIM as MODEL_STORE_CLAIM
-from components.model_store import MOUNT_PATH as MODEL_STORE_PATH
-from components.scheduling import pod_group_spec, submission
-from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, TeamInfo
-from infra import timing
-from infra.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.config import ModelRef, PlatformConfig, Resources, ServingWorkload, Track, TrainingWorkload, VolumeConfig
+from infra.lib import timing
+from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
+from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.gang import pod_group_spec, submission
+from infra.lib.interfaces import TeamInfo
 
 RUN_AS = 10001
 # The sidecar merges the app's metrics with its own here, outside mutual TLS: every workload port stays STRICT.
@@ -688,3 +686,19 @@ class Workloads(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *submitted_after), admitted),
             )
         return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)
+
+
+def vpa_spec(deployment: str, update_mode: str) -> dict[str, Any]:
+    """A VerticalPodAutoscaler for a serving Deployment's model container."""
+    return {
+        "targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment},
+        "updatePolicy": {"updateMode": update_mode},
+        # The sidecar's resources are Istio's to set. Limits follow requests in proportion (controlledValues'
+        # default), so memory limit = request holds after an update.
+        "resourcePolicy": {
+            "containerPolicies": [
+                {"containerName": "model", "controlledResources": ["cpu", "memory"]},
+                {"containerName": "*", "mode": "Off"},
+            ]
+        },
+    }

@@ -10,7 +10,7 @@ import datetime
 from typing import Any
 
 from components.karpenter import node_pool_spec
-from infra.accelerators import KINDS
+from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
 from policies.rules.cost import (
     BUDGET,

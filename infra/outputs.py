@@ -7,16 +7,15 @@ from components.cluster import Cluster
 from components.karpenter import Karpenter
 from components.logging import Logging
 from components.mesh import Mesh
-from components.model_store import CLAIM as MODEL_STORE_CLAIM
-from components.model_store import MOUNT_PATH as MODEL_STORE_PATH
+from components.network import Network
 from components.observability import Observability
 from components.storage import Storage
-from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY, Tenancy
+from components.tenancy import Tenancy
 from components.workloads import Workloads
-from components.network import Network
 from infra import cost
-from policies.rules.cost import Ceiling
 from infra.config import PlatformConfig
+from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
+from policies.rules.cost import Ceiling
 
 SCHEMA_VERSION = "2.3.0"
 

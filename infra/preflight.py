@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from infra.accelerators import family_of
+from infra.lib.accelerators import family_of
 from infra.config import ConfigError, PlatformConfig, from_bag
 
 ROOT = Path(__file__).resolve().parent.parent

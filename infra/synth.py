@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import yaml
 
-from infra import critical_path, helm_render
+from infra.offline import critical_path, helm_render
 from infra.config import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,7 +56,7 @@ class SynthResult:
     transforms: dict[str, int]  # URN -> number of resource transforms registered with it
     cost: dict
     critical_path: dict
-    # Objects the Helm releases of vendored charts render to (infra/helm_render.py), judged by the policy pack.
+    # Objects the Helm releases of vendored charts render to (infra/offline/helm_render.py), judged by the policy pack.
     rendered: list[dict] = field(default_factory=list)
 
     @property
@@ -156,7 +156,7 @@ def _run_program(stack: str, bag: dict[str, str], secret_keys: list[str]):
     from pulumi.runtime.config import set_all_config
 
     from infra.config import ConfigError
-    from infra.mocks import SECRET_MARK, PlatformMocks, RecordingMonitor, redact
+    from infra.offline.mocks import SECRET_MARK, PlatformMocks, RecordingMonitor, redact
 
     # Without a region the program stops at config validation; the mocks only need some name meanwhile.
     mocks = PlatformMocks(bag.get("aws:region") or "us-east-1")
@@ -206,7 +206,7 @@ def _run_program(stack: str, bag: dict[str, str], secret_keys: list[str]):
 
 # -- artifacts --------------------------------------------------------------------------------
 def _resource_records(registrations) -> list[dict]:
-    from infra.mocks import redact
+    from infra.offline.mocks import redact
 
     records = []
     for urn in sorted(registrations):
@@ -339,7 +339,7 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
 
 # -- entry points -----------------------------------------------------------------------------
 def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Optional[dict[str, str]] = None) -> SynthResult:
-    from infra.policy_check import check
+    from infra.offline.policy_check import check
 
     path = config_file or ROOT / "stacks" / f"Pulumi.{stack}.yaml"
     stack_file = read_stack_file(path, decrypted)

@@ -1,4 +1,4 @@
-"""Re-downloads every vendored upstream file in schemas/SOURCES.yaml at the pinned versions (infra/versions.py).
+"""Re-downloads every vendored upstream file in schemas/SOURCES.yaml at the pinned versions (infra/config/pins.py).
 
     .venv/bin/python schemas/refresh.py            # fetch all, report what changed
     .venv/bin/python schemas/refresh.py --dry-run  # list what would be fetched
@@ -24,8 +24,8 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from infra.helm_render import chart_digest  # noqa: E402
-from infra.versions import PINS  # noqa: E402
+from infra.offline.helm_render import chart_digest  # noqa: E402
+from infra.config.pins import PINS  # noqa: E402
 
 
 LOCK = HERE / "VENDORED.yaml"

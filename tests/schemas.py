@@ -9,7 +9,7 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
-from infra.upstream import YamlLoader
+from infra.lib.upstream import YamlLoader
 
 ROOT = Path(__file__).resolve().parent.parent
 CRD_DIR = ROOT / "schemas" / "crds"

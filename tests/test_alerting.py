@@ -6,8 +6,8 @@ import copy
 import pytest
 import yaml
 
-from components.alerting import CREDENTIALS_DIR, alertmanager_config
 from infra.config import ConfigError, parse
+from infra.lib.alertmanager import CREDENTIALS_DIR, alertmanager_config
 from infra.synth import SynthConfigError, read_stack_file
 from tests.conftest import ROOT, synth_of
 from tests.test_config import SECRET_KEYS, stack_raw

@@ -7,12 +7,12 @@ import json
 import pytest
 import yaml
 
-from components.autoscaling import CUSTOM_METRICS
 from components.observability import Observability
 from infra.config import AutoscalingConfig, ConfigError
-from infra.policy_check import check
+from infra.config.pins import PINS
+from infra.lib.metrics import CUSTOM_METRICS
+from infra.offline.policy_check import check
 from infra.synth import synthesize
-from infra.versions import PINS
 from policies.rules import RULES
 from policies.rules.autoscaling import custom_metrics, maps_resource, metric_name, series_name, served
 from tests import schemas

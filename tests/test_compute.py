@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from infra.versions import PINS
+from infra.config.pins import PINS
 from policies.rules.scheduling import matching_pools, tolerates
 from tests.conftest import ROOT, synth_of
 

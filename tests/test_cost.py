@@ -14,7 +14,7 @@ from moto import mock_aws
 
 from infra import cost
 from infra.config import ConfigError
-from infra.policy_check import check
+from infra.offline.policy_check import check
 from policies.rules import cost as rule
 from tests.conftest import ROOT, STACKS, synth_of
 from tests.test_config import parse_stack, stack_raw

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from infra import critical_path
+from infra.offline import critical_path
 from tests.conftest import STACKS, synth_of
 
 # prod from an empty account: the search domain, its access policy and the role-mapping Job that needs it; the

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from infra.accelerators import GPU_DEVICE_CLASS, POOL_LABEL
+from infra.lib.accelerators import GPU_DEVICE_CLASS, POOL_LABEL
 from infra.synth import synthesize
 from tests.conftest import ROOT
 from tests.schemas import validate

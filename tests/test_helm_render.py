@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from infra import helm, helm_render
-from infra.versions import PINS
+from infra.lib import helm
+from infra.offline import helm_render
+from infra.config.pins import PINS
 from tests.conftest import STACKS, synth_of
 
 JOBSET = ("jobset", "jobset", PINS["jobset"])

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from components.logging import BUFFER_DIR, NAMESPACE, SERVICE_ACCOUNT, log_group_names
-from infra import opensearch_security
+from infra.lib import opensearch_security
 from infra.config import LOG_RETENTION_DAYS
 from tests.conftest import STACKS, synth_of
 from tests.iam_eval import decide

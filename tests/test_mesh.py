@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from infra import timing
-from infra.versions import PINS
+from infra.lib import timing
+from infra.config.pins import PINS
 from tests.conftest import synth_of
 
 SERVICE = "kubernetes:core/v1:Service"
@@ -119,7 +119,7 @@ def test_gateway_api_gateway_binds_the_istio_gateway_deployment(stack):
 
 
 def test_gateway_crds_are_the_vendored_gateway_api_release(stack):
-    from infra.upstream import crd_documents
+    from infra.lib.upstream import crd_documents
 
     vendored = {d["metadata"]["name"]: d["spec"] for d in crd_documents("gateway-api")}
     installed = {c["inputs"]["metadata"]["name"]: c["inputs"]["spec"] for c in stack.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")}

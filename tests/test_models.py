@@ -7,7 +7,7 @@ import copy
 import pytest
 import yaml
 
-from infra import timing
+from infra.lib import timing
 from infra.config import ConfigError
 from infra.synth import synthesize
 from policies.rules.scheduling import matching_pools

@@ -9,7 +9,7 @@ import yaml
 
 from components.observability import alert_rules
 from infra.config import ObservabilityConfig
-from infra.mocks import digest
+from infra.offline.mocks import digest
 from infra.synth import _summary, synthesize, write_artifacts
 from tests.conftest import ROOT, synth_of
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 import pytest
 
-from infra.policy_check import check, enforcement_levels
+from infra.offline.policy_check import check, enforcement_levels
 from policies.rules import RULES
 from tests.conftest import synth_of
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from infra.config import ConfigError
-from infra.policy_check import enforcement_levels
+from infra.offline.policy_check import enforcement_levels
 from infra.synth import synthesize
 from tests.conftest import ROOT
 from tests.test_config import parse_stack, stack_raw

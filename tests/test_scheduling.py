@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from components.scheduling import COHORT, DEFAULT_FLAVOR, LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, VOLCANO_GROUP_ANNOTATION
-from components.tenancy import SERVING_PRIORITY, TRAINING_PRIORITY
-from infra import timing
+from components.scheduling import COHORT, DEFAULT_FLAVOR
+from infra.lib import timing
+from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.gang import LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, VOLCANO_GROUP_ANNOTATION
 from infra.synth import synthesize
 from tests.conftest import ROOT, STACKS, synth_of
 from tests.test_config import error_of, parse_stack, stack_raw
@@ -224,7 +225,7 @@ def test_volcano_gangs_a_distributed_run_with_a_pod_group_of_all_its_workers(vol
 
 
 def _violations(records, rule_name):
-    from infra.policy_check import check
+    from infra.offline.policy_check import check
     from policies.rules import RULES
 
     rule = next(r for r in RULES if r.name == rule_name)

@@ -105,7 +105,7 @@ def test_program_imports_when_launched_like_the_language_host(tmp_path):
             import pulumi
             assert os.getcwd() not in sys.path and "" not in sys.path
             # The project's mocks, loaded by path so that the project stays off sys.path.
-            spec = importlib.util.spec_from_file_location("synth_mocks", os.path.join("infra", "mocks.py"))
+            spec = importlib.util.spec_from_file_location("synth_mocks", os.path.join("infra", "offline", "mocks.py"))
             synth_mocks = sys.modules["synth_mocks"] = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(synth_mocks)
             mocks = synth_mocks.PlatformMocks("us-east-1")

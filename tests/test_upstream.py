@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from infra.versions import PINS
+from infra.config.pins import PINS
 from tests.conftest import ROOT, STACKS, synth_of
 
 SCHEMAS = ROOT / "schemas"
@@ -66,7 +66,7 @@ def _merge(base: Any, override: Any) -> Any:
 @lru_cache(maxsize=None)
 def chart_defaults(chart: str, version: str) -> dict:
     path = SCHEMAS / "charts" / chart / version / "values.yaml"
-    assert path.exists(), f"no vendored values for chart {chart} {version}: pin it in infra/versions.py and run schemas/refresh.py"
+    assert path.exists(), f"no vendored values for chart {chart} {version}: pin it in infra/config/pins.py and run schemas/refresh.py"
     defaults = yaml.safe_load(path.read_text()) or {}
     # Istio's charts keep their defaults under this key (a Helm workaround); users set them at the top level.
     defaults = _merge(defaults.pop("_internal_defaults_do_not_set", {}), defaults)

@@ -5,7 +5,7 @@ import datetime
 
 import pytest
 
-from infra.policy_check import check
+from infra.offline.policy_check import check
 from policies.rules.versions import DEPRECATED, ENDED, EXTENDED, SUPPORTED, chart_status, kubernetes_status
 from tests.conftest import STACKS, synth_of
 from tests.test_policies import RULES_BY_NAME, broken, set_in

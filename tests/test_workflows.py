@@ -2,7 +2,7 @@
 
 actionlint finds nothing; every remote action is pinned to a commit; AWS is reached through OIDC only; deploys
 go dev -> staging -> prod, one at a time per stack, preflight first; previews cover every stack with the policy
-pack and fit one comment; Renovate watches every version pin in infra/versions.py with a regex manager that
+pack and fit one comment; Renovate watches every version pin in infra/config/pins.py with a regex manager that
 really matches it. Each check is a function over a repository root, so the last tests can run it on a broken
 copy and see it fail.
 """
@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 import yaml
 
-from infra.versions import PINS
+from infra.config.pins import PINS
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = ("dev", "staging", "prod")  # the deploy order
@@ -378,13 +378,13 @@ def manager_problems(config: dict) -> list[str]:
 def pin_problems(root: Path, config: dict, versions_text: str, pins: dict[str, str]) -> list[str]:
     """Every pin matched once, at its value; charts looked up in a chart repository or OCI registry."""
     problems, charts = [], chart_pins(root)
-    found = extracted(config, "infra/versions.py", versions_text)
+    found = extracted(config, "infra/config/pins.py", versions_text)
     deps = {d["depName"]: d for d in found}
     problems += [f"{name} is matched by more than one Renovate manager" for name in deps if [d["depName"] for d in found].count(name) > 1]
     for pin, version in pins.items():
         dep = deps.get(pin)
         if dep is None:
-            problems.append(f"no Renovate regex manager matches the pin {pin!r} in infra/versions.py")
+            problems.append(f"no Renovate regex manager matches the pin {pin!r} in infra/config/pins.py")
         elif dep["currentValue"] != version:
             problems.append(f"the Renovate manager of {pin} reads {dep['currentValue']!r}, the pin is {version!r}")
         elif pin in charts and dep["datasource"] not in ("helm", "docker"):
@@ -406,11 +406,11 @@ def refresh_problems(config: dict) -> list[str]:
     """A pin's bump re-vendors its schemas in the same branch."""
     refresh = [
         r for r in config.get("packageRules", [])
-        if any(matches_file(p, "infra/versions.py") for p in r.get("matchFileNames", []))
+        if any(matches_file(p, "infra/config/pins.py") for p in r.get("matchFileNames", []))
         and any("schemas/refresh.py" in c for c in (r.get("postUpgradeTasks") or {}).get("commands", []))
     ]
     if not refresh:
-        return ["no packageRule runs schemas/refresh.py (postUpgradeTasks) on the pins of infra/versions.py"]
+        return ["no packageRule runs schemas/refresh.py (postUpgradeTasks) on the pins of infra/config/pins.py"]
     if not any(matches_file(f, "schemas/VENDORED.yaml") and matches_file(f, "schemas/charts/x/1.0.0/values.yaml")
                for f in refresh[-1]["postUpgradeTasks"].get("fileFilters", [])):
         return ["the refresh's fileFilters do not commit the re-vendored files under schemas/"]
@@ -509,7 +509,7 @@ def test_the_pulumi_cli_is_the_sdks_version_and_renovate_moves_them_together():
 
 
 def test_renovate_watches_every_pin_with_a_manager_that_matches_it():
-    assert not renovate_problems(ROOT, (ROOT / "infra" / "versions.py").read_text(), PINS)
+    assert not renovate_problems(ROOT, (ROOT / "infra" / "config" / "pins.py").read_text(), PINS)
 
 
 def compose_script(root: Path) -> str:
@@ -661,7 +661,7 @@ def copy_of_repo(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("case", sorted(BROKEN))
 def test_each_check_fails_on_a_broken_copy(copy_of_repo, case):
     check, breaks = BROKEN[case]
-    versions = (ROOT / "infra" / "versions.py").read_text()
+    versions = (ROOT / "infra" / "config" / "pins.py").read_text()
     if check is None:
         check = lambda root: renovate_problems(root, versions, PINS)  # noqa: E731
     assert not check(copy_of_repo), f"the intact copy should pass: {case}"
@@ -670,8 +670,8 @@ def test_each_check_fails_on_a_broken_copy(copy_of_repo, case):
 
 
 def test_renovate_sees_a_new_pin_without_a_manager():
-    versions = (ROOT / "infra" / "versions.py").read_text().replace('PINS: dict[str, str] = {', 'PINS: dict[str, str] = {\n    "cert-manager": "v1.19.0",')
-    assert "no Renovate regex manager matches the pin 'cert-manager' in infra/versions.py" in renovate_problems(
+    versions = (ROOT / "infra" / "config" / "pins.py").read_text().replace('PINS: dict[str, str] = {', 'PINS: dict[str, str] = {\n    "cert-manager": "v1.19.0",')
+    assert "no Renovate regex manager matches the pin 'cert-manager' in infra/config/pins.py" in renovate_problems(
         ROOT, versions, {**PINS, "cert-manager": "v1.19.0"})
 
 

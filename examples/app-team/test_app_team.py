@@ -109,7 +109,7 @@ PLATFORM_GRAPH_RULES = {"kubernetes-single-provider", "custom-resource-after-its
 
 
 def test_everything_it_renders_validates_and_passes_the_platform_rules(platform, synthesized):
-    from infra.policy_check import check
+    from infra.offline.policy_check import check
 
     created = run_app_team(platform).created
     # The platform's pools decide whether the GPU service can be scheduled at all.

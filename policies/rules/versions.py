@@ -70,7 +70,7 @@ TYPES = [EKS_COMPONENT, EKS_CLUSTER, "kubernetes:helm.sh/v3:Release"]
 @resource_rule(
     "version-supported",
     "Kubernetes and the charts with a published support window run a version that upstream still supports (a dated table in policies/rules/versions.py).",
-    "Upgrade to a supported version: cluster.kubernetesVersion, or the chart's version key, with infra/versions.py and schemas/refresh.py.",
+    "Upgrade to a supported version: cluster.kubernetesVersion, or the chart's version key, with infra/config/pins.py and schemas/refresh.py.",
     MANDATORY,
     TYPES,
 )

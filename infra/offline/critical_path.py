@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from infra import timing
+from infra.lib import timing
 
 DEFAULT = 10
 
@@ -196,5 +196,5 @@ def report(records: list[dict]) -> dict[str, Any]:
         "destroy": as_json(down),
         "unknownTypes": unknown,
         "defaultSeconds": DEFAULT,
-        "note": "typical durations on a real account (infra/critical_path.py names each source); unknown types count defaultSeconds",
+        "note": "typical durations on a real account (infra/offline/critical_path.py names each source); unknown types count defaultSeconds",
     }

@@ -23,7 +23,7 @@ from pulumi_policy import (
 from policies.rules import RULES
 from policies.rules.base import Rule
 
-POLICY_CONFIG_DIR = Path(__file__).resolve().parent.parent / "policies" / "config"
+POLICY_CONFIG_DIR = Path(__file__).resolve().parents[2] / "policies" / "config"
 
 
 def _entries(stack: str, config_file: Optional[Path] = None) -> dict:

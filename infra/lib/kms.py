@@ -6,8 +6,8 @@ from typing import Any, Sequence
 import pulumi
 import pulumi_aws as aws
 
-from infra.account import current
-from infra.iam import policy_document
+from infra.lib.account import current
+from infra.lib.iam import policy_document
 
 # What a service needs to encrypt and decrypt with the key on a caller's behalf.
 USE_ACTIONS = ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*"]

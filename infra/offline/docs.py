@@ -1,7 +1,7 @@
-"""Generated parts of the README, so the documentation is the pack: `python -m infra.docs` prints them."""
+"""Generated parts of the README, so the documentation is the pack: `python -m infra.offline.docs` prints them."""
 from __future__ import annotations
 
-from infra.policy_check import enforcement_levels
+from infra.offline.policy_check import enforcement_levels
 from policies.rules import RULES
 
 ENVIRONMENTS = ("dev", "staging", "prod")

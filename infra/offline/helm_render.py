@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import yaml
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART_SOURCES = ROOT / "schemas" / "chart-sources"
 REFRESH = ".venv/bin/python schemas/refresh.py --charts"
 

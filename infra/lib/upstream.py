@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
 
 class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):

@@ -358,7 +358,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return {"partition": "aws", "dnsSuffix": "amazonaws.com"}
         if args.token == "aws:index/getRegion:getRegion":
             return {"name": self.region, "region": self.region}
-        raise NotImplementedError(f"the offline synth has no mock for the invoke {args.token}; add one in infra/mocks.py")
+        raise NotImplementedError(f"the offline synth has no mock for the invoke {args.token}; add one in infra/offline/mocks.py")
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,10 @@ def family_of(instance_type: str) -> str:
 
 # The DeviceClass of whole NVIDIA GPUs, which the NVIDIA DRA driver's chart creates.
 GPU_DEVICE_CLASS = "gpu.nvidia.com"
+
+
+def pool_labels(name: str, kind: AcceleratorKind) -> dict[str, str]:
+    labels = {POOL_LABEL: name}
+    if kind.resource:
+        labels[ACCELERATOR_LABEL] = kind.name
+    return labels

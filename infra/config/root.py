@@ -1,0 +1,312 @@
+"""The root of the settings: one model composing every capability's, the checks that span capabilities, and loading."""
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Annotated, Any, Iterable
+
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, model_validator
+
+from infra.lib.accelerators import family_of
+from infra.config.accelerators import AcceleratorsConfig
+from infra.config.alerting import AlertingConfig
+from infra.config.autoscaling import AutoscalingConfig
+from infra.config.base import ConfigError, Model, PROJECT, Tags
+from infra.config.cluster import ClusterConfig
+from infra.config.cost import BudgetConfig
+from infra.config.karpenter import KarpenterConfig, NodePools
+from infra.config.logging import LoggingConfig
+from infra.config.mesh import MeshConfig
+from infra.config.network import NetworkConfig
+from infra.config.observability import ObservabilityConfig
+from infra.config.scheduling import SchedulingConfig
+from infra.config.storage import StorageConfig
+from infra.config.tenancy import TeamConfig
+from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_KINDS, Workload
+
+# Keys whose values are secrets: never echoed in an error.
+SECRET_KEYS = ("alertingSecrets",)
+
+
+class PlatformConfig(Model):
+    environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")]
+    region: str
+    tags: Tags
+    network: NetworkConfig = NetworkConfig()
+    cluster: ClusterConfig
+    karpenter: KarpenterConfig = KarpenterConfig()
+    node_pools: NodePools
+    accelerators: AcceleratorsConfig = AcceleratorsConfig()
+    storage: StorageConfig = StorageConfig()
+    mesh: MeshConfig = MeshConfig()
+    observability: ObservabilityConfig = ObservabilityConfig()
+    autoscaling: AutoscalingConfig = AutoscalingConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    logging: LoggingConfig = LoggingConfig()
+    scheduling: SchedulingConfig = SchedulingConfig()
+    budget: BudgetConfig
+    # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
+    alerting_secrets: dict[str, SecretStr] = {}
+    teams: list[TeamConfig] = []
+    workloads: list[Workload] = []
+
+    @model_validator(mode="after")
+    def _dra_fits(self) -> "PlatformConfig":
+        if not self.accelerators.gpu_operator.dra.enabled:
+            return self
+        if tuple(int(p) for p in self.cluster.kubernetes_version.split(".")) < (1, 34):
+            raise ValueError(f"accelerators.gpuOperator.dra needs Kubernetes 1.34 or newer (resource.k8s.io/v1); cluster.kubernetesVersion is {self.cluster.kubernetes_version}")
+        for i, w in enumerate(self.workloads):
+            # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
+            if w.accelerator == "nvidia" and w.accelerator_count > 1:
+                raise ValueError(f"workloads[{i}].acceleratorCount {w.accelerator_count} with DRA: claim one GPU per pod (Karpenter does not size nodes for DRA claims yet)")
+        return self
+
+    @model_validator(mode="after")
+    def _search_domain_fits_the_network(self) -> "PlatformConfig":
+        search = self.logging.open_search
+        if not search.enabled:
+            return self
+        zones = len(self.network.availability_zones) if self.network.availability_zones else self.network.az_count
+        if search.zone_count > zones:
+            raise ValueError(f"logging.openSearch.zoneCount {search.zone_count} exceeds the stack's {zones} availability zones")
+        if self.environment == "prod" and search.zone_count == 1:
+            raise ValueError("logging.openSearch.zoneCount 1 in prod: a zone outage would take the log search with it; use 2 or 3")
+        if len(self.search_domain_name) > 28:
+            raise ValueError(f"logging.openSearch: the domain name {self.search_domain_name!r} is over OpenSearch's 28 characters; shorten the cluster name")
+        return self
+
+    @property
+    def search_domain_name(self) -> str:
+        return f"{self.cluster_name}-logs"
+
+    @model_validator(mode="after")
+    def _cidrs_disjoint(self) -> "PlatformConfig":
+        vpc = ipaddress.IPv4Network(self.network.cidr)
+        svc = ipaddress.IPv4Network(self.cluster.service_ipv4_cidr)
+        if vpc.overlaps(svc):
+            raise ValueError(
+                f"cluster.serviceIpv4Cidr {svc} overlaps network.cidr {vpc}; pick a service range outside the VPC"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _workloads_fit_the_platform(self) -> "PlatformConfig":
+        teams = {t.name: t for t in self.teams}
+        if len(teams) != len(self.teams):
+            raise ValueError("teams has duplicate names")
+        names, paths = set(), set()
+        for i, w in enumerate(self.workloads):
+            where = f"workloads[{i}]"
+            if w.team not in teams:
+                raise ValueError(f"{where}.team {w.team!r} is not one of the teams: {sorted(teams)}")
+            if (w.team, w.name) in names:
+                raise ValueError(f"{where}.name {w.name!r} is used twice in team {w.team!r}")
+            names.add((w.team, w.name))
+            if w.accelerator not in self.node_pools.enabled():
+                raise ValueError(f"{where}.accelerator {w.accelerator!r} has no enabled node pool")
+            volumes = [v for v in (getattr(w, "data", None), getattr(w, "checkpoints", None)) if v]
+            for v in volumes:
+                if v.storage_class not in self.storage.classes:
+                    raise ValueError(f"{where} volume storageClass {v.storage_class!r} is not one of {sorted(self.storage.classes)}")
+            if isinstance(w, ServingWorkload):
+                if w.path in paths:
+                    raise ValueError(f"{where}.path {w.path!r} is already routed to another workload")
+                paths.add(w.path)
+            self._fits_quota(where, w, teams[w.team])
+        return self
+
+    @model_validator(mode="after")
+    def _models(self) -> "PlatformConfig":
+        """Every served model has a producer in its team (a training run or a pinned public model), each version
+        names one content only, and Neuron targets have a compiler path."""
+        teams = {t.name for t in self.teams}
+        for team in self.storage.model_stores:
+            if team not in teams:
+                raise ValueError(f"storage.modelStores.{team}: {team!r} is not one of the teams: {sorted(teams)}")
+        produced: dict[tuple[str, str], str] = {}  # (team, model@version) -> what produces it
+        for i, w in enumerate(self.workloads):
+            outputs = [w.output] if isinstance(w, TrainingWorkload) and w.output else []
+            externals = [m for m in (w.models() if isinstance(w, ServingWorkload) else []) if m.external]
+            for ref, source in [(o, f"workloads[{i}] ({w.name})") for o in outputs] + [(m, f"{m.external.hub_id}@{m.external.revision}") for m in externals]:
+                if w.team not in self.storage.model_stores:
+                    raise ValueError(f"workloads[{i}] uses model {ref.key} but team {w.team!r} has no model store; add storage.modelStores.{w.team}")
+                previous = produced.setdefault((w.team, ref.key), source)
+                if previous != source:
+                    raise ValueError(
+                        f"workloads[{i}] model {ref.key} of team {w.team!r} already comes from {previous}, not {source}: "
+                        "a version names one content forever, publish under a new version"
+                    )
+        for i, w in enumerate(self.workloads):
+            if not isinstance(w, ServingWorkload):
+                continue
+            for ref in w.models():
+                if w.team not in self.storage.model_stores:
+                    raise ValueError(f"workloads[{i}].model {ref.key}: team {w.team!r} has no model store; add storage.modelStores.{w.team}")
+                if (w.team, ref.key) not in produced:
+                    known = sorted(k for t, k in produced if t == w.team)
+                    raise ValueError(
+                        f"workloads[{i}].model {ref.key} is produced by no training workload of team {w.team!r} and is not "
+                        f"external (hubId and revision); models of the team: {known}"
+                    )
+                if not ref.external and w.await_rollout:
+                    raise ValueError(
+                        f"workloads[{i}].model {ref.key} comes from {produced[(w.team, ref.key)]}, a training run that takes hours: "
+                        "no await covers it; set awaitRollout: false (the pods wait for the model, the alerts watch the rollout)"
+                    )
+            if w.neuron_target:
+                pool = self.node_pools.neuron
+                offered = sorted({family_of(t) for t in pool.instance_types}) if pool else []
+                if w.neuron_target not in offered:
+                    raise ValueError(
+                        f"workloads[{i}].neuronTarget {w.neuron_target!r} has no compile path (nor nodes to run on): the neuron pool offers {offered}; "
+                        f"add {w.neuron_target} instance types to nodePools.neuron.instanceTypes"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _vertical_autoscaling(self) -> "PlatformConfig":
+        """A VPA that changes requests needs the components that do it, and never shares CPU with an HPA."""
+        vpa = self.autoscaling.vertical_pod_autoscaler
+        for i, w in enumerate(self.workloads):
+            mode = w.autoscaling.vpa_update_mode if isinstance(w, ServingWorkload) else "Off"
+            if mode == "Off":
+                continue
+            key = f"workloads[{i}].autoscaling.vpaUpdateMode {mode!r}"
+            if not w.autoscaling.custom_metric:
+                raise ValueError(
+                    f"{key} with the workload's CPU-based autoscaler: CPU utilisation is relative to requests, so the VPA "
+                    "changing them moves the HPA, whose new replicas move the VPA; scale on customMetric, or keep vpaUpdateMode Off"
+                )
+            needs = {
+                "enabled": (vpa.enabled, "the recommender computes what to apply"),
+                "admissionController": (vpa.admission_controller, "it sets the recommended requests on new pods"),
+                "updater": (vpa.updater or mode == "Initial", f"it applies recommendations to running pods in {mode} mode"),
+            }
+            for name, (on, why) in needs.items():
+                if not on:
+                    raise ValueError(f"{key} needs autoscaling.verticalPodAutoscaler.{name}: true ({why})")
+            version = tuple(int(p) for p in self.cluster.kubernetes_version.split("."))
+            if mode == "InPlaceOrRecreate" and version < (1, 33):
+                raise ValueError(f"{key} needs in-place pod resize, on by default from Kubernetes 1.33; the cluster runs {self.cluster.kubernetes_version}")
+        return self
+
+    @staticmethod
+    def _fits_quota(where: str, w: "ServingWorkload | TrainingWorkload", team: TeamConfig) -> None:
+        replicas = w.max_pods
+        quota = {"nvidia": team.quota.nvidia_gpus, "neuron": team.quota.neuron_cores}.get(w.accelerator)
+        if quota is not None and replicas * w.accelerator_count > quota:
+            raise ValueError(
+                f"{where} needs up to {replicas * w.accelerator_count} {w.accelerator} accelerators "
+                f"({replicas} pods x {w.accelerator_count}) but team {team.name!r} has a quota of {quota}"
+            )
+
+    @model_validator(mode="after")
+    def _alerting(self, info: ValidationInfo) -> "PlatformConfig":
+        receivers = {r.name: r for r in self.alerting.receivers}
+        if len(receivers) != len(self.alerting.receivers):
+            raise ValueError("alerting.receivers has duplicate names")
+        for key, name in self.alerting.receiver_references(self.teams).items():
+            if name not in receivers:
+                raise ValueError(f"{key} {name!r} is not one of the receivers: {sorted(receivers)}")
+        if self.alerting_secrets and f"{PROJECT}:alertingSecrets" not in (info.context or {}).get("secret_keys", ()):
+            raise ValueError(
+                "alertingSecrets holds routing keys and webhook URLs but is not a secret in the stack file; "
+                "set each with pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <value>"
+            )
+        unknown = sorted(set(self.alerting_secrets) - set(receivers))
+        if unknown:
+            raise ValueError(f"alertingSecrets has entries for unknown receivers {unknown}; receivers: {sorted(receivers)}")
+        missing = sorted(set(receivers) - set(self.alerting_secrets))
+        if missing:
+            raise ValueError(
+                f"alertingSecrets has no credential for receivers {missing}; set each with "
+                "pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or https URL>"
+            )
+        for name, receiver in receivers.items():
+            if receiver.kind != "pagerduty" and not self.alerting_secrets[name].get_secret_value().startswith("https://"):
+                raise ValueError(f"alertingSecrets.{name} must be an https:// URL for a {receiver.kind} receiver (value not shown)")
+        return self
+
+    @property
+    def cluster_name(self) -> str:
+        return self.cluster.name or f"{PROJECT}-{self.environment}"
+
+    def tags_for(self, name: str) -> dict[str, str]:
+        """The tags every taggable AWS resource carries."""
+        return {
+            "Name": name,
+            "environment": self.environment,
+            "project": PROJECT,
+            "owner": self.tags.owner,
+            "cost-center": self.tags.cost_center,
+            "managed-by": "pulumi",
+            **self.tags.extra,
+        }
+
+
+# Why a required key has no default, said where it is missing (key path pattern -> hint).
+MISSING_HINTS = {
+    r"nodePools\.\w+\.limits": "; set cpu, memoryGib (and accelerators for GPU and Neuron pools): the most Karpenter may buy for the pool",
+    r"nodePools(\.cpu)?": "; declare nodePools.cpu with its limits: the gateway and monitoring run on the cpu pool",
+}
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    # Tagged unions put the tag in the location (workloads.0.serving.image); the key path has none.
+    loc = [str(p) for i, p in enumerate(err["loc"]) if not (p in WORKLOAD_KINDS and i and isinstance(err["loc"][i - 1], int))]
+    # Model-level validators report at the model; the path then names the section.
+    path = f"{PROJECT}:" + ".".join(loc[:1]) + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        # The value is not shown: a mistyped key may hold a secret.
+        return f"{path}: unknown key; check the spelling against the configuration reference"
+    if err["type"] == "missing":
+        hint = next((h for pattern, h in MISSING_HINTS.items() if re.fullmatch(pattern, ".".join(loc))), "")
+        return f"{path}: required key is missing{hint}"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tag = json.dumps(err.get("ctx", {}).get("tag"))
+        return f"{path}.kind: {tag} is not allowed: expected one of {', '.join(WORKLOAD_KINDS)}"
+    shown = err.get("input")
+    if loc and loc[0] in SECRET_KEYS:
+        return f"{path}: {msg} (value not shown: it is a secret)"
+    if isinstance(shown, dict):
+        # A model-level check: its message starts with the key it is about.
+        return f"{path}{'.' if loc else ''}{msg}"
+    return f"{path}: {json.dumps(shown, default=str)} is not allowed: {msg}"
+
+
+def parse(raw: dict[str, Any], secret_keys: Iterable[str] = ()) -> PlatformConfig:
+    """Validates a dict of `<section>: value` (already JSON-decoded); `secret_keys` are the config keys the
+    stack holds encrypted (`ml-platform:alertingSecrets`, ...). Raises ConfigError."""
+    try:
+        return PlatformConfig.model_validate(raw, context={"secret_keys": set(secret_keys)})
+    except ValidationError as exc:
+        lines = [_format_error(e) for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def _decode(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def from_bag(bag: dict[str, Any], secret_keys: Iterable[str] = ()) -> PlatformConfig:
+    """Validates a config bag as the engine hands it over (`<namespace>:<key>` -> string or JSON string)."""
+    raw = {k.split(":", 1)[1]: _decode(v) for k, v in sorted(bag.items()) if k.startswith(f"{PROJECT}:")}
+    region = _decode(bag["aws:region"]) if bag.get("aws:region") else None
+    if not region:
+        raise ConfigError("invalid configuration:\n  aws:region: required key is missing; set the AWS region of the stack")
+    raw["region"] = region
+    return parse(raw, secret_keys)
+
+
+def load() -> PlatformConfig:
+    """Reads the whole `ml-platform:` namespace the engine handed the program, plus `aws:region`."""
+    from pulumi.runtime.config import CONFIG, get_config_env, get_config_secret_keys_env, is_config_secret
+
+    bag = {**get_config_env(), **CONFIG.get()}
+    return from_bag(bag, {k for k in bag if is_config_secret(k)} | set(get_config_secret_keys_env()))

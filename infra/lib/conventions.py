@@ -1,0 +1,11 @@
+"""Names the whole platform agrees on: labels, namespaces, priority classes and mount points that several components use."""
+from __future__ import annotations
+
+TEAM_LABEL = "ml-platform.io/team"
+MONITORING_NAMESPACE = "monitoring"
+SERVING_PRIORITY = "ml-serving"
+TRAINING_PRIORITY = "ml-training"
+GATEWAY_NAMESPACE = "istio-ingress"
+ISTIO_NAMESPACE = "istio-system"
+MODEL_STORE_CLAIM = "model-store"
+MODEL_STORE_PATH = "/models"

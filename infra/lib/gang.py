@@ -1,0 +1,46 @@
+"""How a team's run is handed to the gang scheduler (Kueue or Volcano): the labels and annotations both sides agree on."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from infra.lib.conventions import TRAINING_PRIORITY
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+VOLCANO_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
+VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+LOCAL_QUEUE = "training"
+
+
+@dataclass(frozen=True)
+class Submission:
+    """How a training run of a team is handed to the gang scheduler."""
+
+    labels: dict[str, str]  # on the Job, CronJob job template or JobSet
+    pod_annotations: dict[str, str]
+    scheduler_name: Optional[str]
+    # Kueue starts what it admits: runs are created suspended, and Kueue's edits on admission are not drift.
+    suspend: Optional[bool]
+    ignore_changes: list[str]
+
+
+def submission(gang: str, team: str, group: Optional[str] = None, priority: str = TRAINING_PRIORITY) -> Submission:
+    """`group`: the PodGroup a distributed run's pods share under Volcano (Kueue admits a JobSet as one workload)."""
+    if gang == "kueue":
+        return Submission(
+            {QUEUE_LABEL: LOCAL_QUEUE, PRIORITY_LABEL: priority},
+            {},
+            None,
+            True,
+            ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations"],
+        )
+    annotations = {VOLCANO_QUEUE_ANNOTATION: team}
+    if group:
+        annotations[VOLCANO_GROUP_ANNOTATION] = group
+    return Submission({}, annotations, "volcano", None, [])
+
+
+def pod_group_spec(team: str, workers: int) -> dict[str, Any]:
+    """Volcano binds none of a distributed run's pods until all `workers` can be bound."""
+    return {"minMember": workers, "queue": team, "priorityClassName": TRAINING_PRIORITY}
