@@ -24,13 +24,13 @@ import shutil
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from infra.offline import critical_path
+from infra.offline import critical_path, helm_render
 from infra.config import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,8 @@ class SynthResult:
     transforms: dict[str, int]  # URN -> number of resource transforms registered with it
     cost: dict
     critical_path: dict
+    # Objects the Helm releases of vendored charts render to (infra/offline/helm_render.py), judged by the policy pack.
+    rendered: list[dict] = field(default_factory=list)
 
     @property
     def mandatory_violations(self) -> list[dict]:
@@ -309,10 +311,12 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
     (out / "helm").mkdir()
     # One resource per line: diffs show which resources changed, and the C encoder keeps large stacks fast.
     lines = ",\n".join(f"    {json.dumps(r, sort_keys=True)}" for r in result.resources)
+    rendered = ",\n".join(f"    {json.dumps(r, sort_keys=True)}" for r in result.rendered)
     (out / "resources.json").write_text(
         "{\n"
         f'  "outputs": {json.dumps(result.outputs, indent=2, sort_keys=True)},\n'
         f'  "project": {json.dumps(PROJECT)},\n'
+        f'  "chartRendered": [\n{rendered}\n  ],\n'
         f'  "resources": [\n{lines}\n  ],\n'
         f'  "stack": {json.dumps(result.stack)}\n'
         "}\n"
@@ -321,6 +325,12 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         (out / "manifests" / fname).write_text(_dump_yaml(body))
     for fname, body in sorted(result.helm.items()):
         (out / "helm" / fname).write_text(_dump_yaml(body))
+    for r in result.rendered:
+        release, template = r["chartRendered"]["release"], r["chartRendered"]["template"]
+        path = out / "rendered" / release / template.split("/", 1)[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write("---\n" + _dump_yaml(r["inputs"]))
     (out / "policy.json").write_text(json.dumps(result.policy, indent=2, sort_keys=True) + "\n")
     (out / "graph.mmd").write_text(result.graph)
     (out / "cost.json").write_text(json.dumps(result.cost, indent=2, sort_keys=True) + "\n")
@@ -345,7 +355,11 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
     records = _resource_records(registrations)
     cost = _cost(records)
     protected = sorted(urn for urn, r in registrations.items() if r.protect)
-    policy = check(records, stack, protected=set(protected))
+    try:
+        rendered = helm_render.rendered_records(stack, records, helm_render.render_releases(records, stack))
+    except (helm_render.ChartNotVendored, helm_render.RenderError) as exc:
+        raise SynthConfigError(str(exc)) from exc
+    policy = helm_render.apply_exceptions(check(records + rendered, stack, protected=set(protected)), rendered)
     return SynthResult(
         stack=stack,
         resources=records,
@@ -359,6 +373,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
         transforms={urn: r.transforms for urn, r in sorted(registrations.items()) if r.transforms},
         cost=cost,
         critical_path=critical_path.report(records),
+        rendered=rendered,
     )
 
 

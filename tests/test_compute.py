@@ -214,7 +214,7 @@ def deployment_targeting(pool_output: dict | None, resource_request: dict) -> di
     spec = {"containers": [{"name": "model", "image": "example/model:1.0", "resources": {"requests": resource_request, "limits": resource_request}}]}
     if pool_output:
         spec["nodeSelector"] = pool_output["nodeSelector"]
-        if pool_output["toleration"]:
+        if "toleration" in pool_output:
             spec["tolerations"] = [pool_output["toleration"]]
     return spec
 

@@ -128,7 +128,7 @@ def test_promotion_by_config(tmp_path):
     assert deployments(promoted) == {"sentiment": "/models/sentiment/ft-1"}
     assert weights(promoted) == [("sentiment", 100)]
     assert "job--nlp--compile-sentiment-base-1-inf2.yaml" not in promoted.manifests, "the old version is gone"
-    assert promoted.outputs["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment@ft-1", "canary": None, "canaryWeight": 0}
+    assert promoted.outputs["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment@ft-1", "canaryWeight": 0}
 
 
 # -- bad input ---------------------------------------------------------------------------------

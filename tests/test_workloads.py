@@ -193,7 +193,7 @@ def test_workload_and_team_outputs():
     }
     assert outputs["teams"]["nlp"]["serviceAccounts"] == ["nlp-workloads", "sentiment", "sentiment-ddp", "sentiment-finetune"]
     prod = synth_of("prod").result.outputs
-    assert prod["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment-base@1", "canary": None, "canaryWeight": 0}
+    assert prod["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment-base@1", "canaryWeight": 0}
 
 
 def config_error(mutate) -> str:
