@@ -93,7 +93,7 @@ def efa_device_plugin_values(efa_taints: list[dict]) -> dict[str, Any]:
     return {
         "nodeSelector": {EFA_LABEL: "true"},
         "tolerations": [_toleration_exists(t["key"]) for t in efa_taints],
-        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "32Mi"}},
+        "resources": helm.resources("10m", "32Mi"),
     }
 
 
