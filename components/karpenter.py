@@ -237,7 +237,8 @@ def node_class_spec(
 ) -> dict[str, Any]:
     # Bottlerocket boots from its own OS volume; the configurable one is the data volume.
     device = "/dev/xvdb" if pool.ami_alias.startswith("bottlerocket@") else "/dev/xvda"
-    return {
+    reservations = getattr(pool, "capacity_reservations", [])
+    spec: dict[str, Any] = {
         "role": node_role_name,
         "amiSelectorTerms": [{"alias": pool.ami_alias}],
         "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cluster_name}}],
@@ -251,8 +252,10 @@ def node_class_spec(
             }
         ],
         "tags": {k: v for k, v in tags.items() if k != "Name"},
-        **({"capacityReservationSelectorTerms": [r.selector_term() for r in reservations]} if (reservations := getattr(pool, "capacity_reservations", [])) else {}),
     }
+    if reservations:
+        spec["capacityReservationSelectorTerms"] = [r.selector_term() for r in reservations]
+    return spec
 
 
 @dataclass(frozen=True)
