@@ -65,6 +65,15 @@ def test_bad_reservations_name_the_key(mutate, expected):
     assert message.count("\n") == 1, message
 
 
+def test_a_reservation_outside_the_stacks_zones_names_the_key():
+    assert (
+        "ml-platform:nodePools.nvidia.capacityReservations[0].availabilityZone us-west-2a is not in the stack's region us-east-1"
+        in error_of(lambda r: reserving(r, {**RESERVATION, "availabilityZone": "us-west-2a"}))
+    )
+    message = error_of(lambda r: (reserving(r, {**RESERVATION, "availabilityZone": "us-east-1d"}), r["network"].update(availabilityZones=["us-east-1a", "us-east-1b", "us-east-1c"])))
+    assert "capacityReservations[0].availabilityZone us-east-1d is not one of network.availabilityZones" in message
+
+
 def test_the_synth_exits_2_on_a_malformed_reservation_id(tmp_path, capsys):
     from infra import synth
     from tests.conftest import ROOT
