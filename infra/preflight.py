@@ -309,6 +309,24 @@ def check_reservations(cfg: PlatformConfig, zones: list[str], clients: Clients) 
     return checks
 
 
+def check_efa(cfg: PlatformConfig, clients: Clients) -> list[Check]:
+    """EC2's own word on each EFA pool's instance types (the config checks them against the device plugin's list)."""
+    checks = []
+    for name, pool in cfg.node_pools.enabled().items():
+        if not getattr(pool, "efa", False):
+            continue
+        described = clients("ec2").describe_instance_types(InstanceTypes=list(pool.instance_types))["InstanceTypes"]
+        info = {t["InstanceType"]: t.get("NetworkInfo", {}) for t in described}
+        lacking = sorted(t for t in pool.instance_types if not info.get(t, {}).get("EfaSupported"))
+        label = f"EFA: nodePools.{name}"
+        if lacking:
+            checks.append(Check(label, FAIL, f"EC2 reports no EFA on {', '.join(lacking)} in {cfg.region}", f"remove them from nodePools.{name}.instanceTypes, or set efa: false"))
+        else:
+            interfaces = ", ".join(f"{t} {info[t].get('EfaInfo', {}).get('MaximumEfaInterfaces', '?')}" for t in pool.instance_types)
+            checks.append(Check(label, PASS, f"EFA on every type (most EFA interfaces: {interfaces})"))
+    return checks
+
+
 def check_elastic_ips(cfg: PlatformConfig, clients: Clients) -> Check:
     nat = cfg.network.az_count if cfg.network.nat_gateways == "perAz" else 1
     code, quota_name = ELASTIC_IP_QUOTA
@@ -471,6 +489,7 @@ def run_checks(cfg: PlatformConfig, clients: Clients) -> list[Check]:
         checks += check_instance_offerings(cfg, zones, clients)
         checks += check_vcpu_quotas(cfg, clients)
         checks += check_reservations(cfg, zones, clients)
+        checks += check_efa(cfg, clients)
     except (ClientError, BotoCoreError) as exc:
         checks.append(Check("EC2", FAIL, f"EC2 calls failed: {_error(exc)}", "grant ec2:Describe* to the identity running the preflight"))
     checks += [

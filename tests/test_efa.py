@@ -14,6 +14,7 @@ from policies.rules import efa
 from tests.conftest import ROOT, synth_of
 from tests.test_config import parse_stack, stack_raw
 from tests.test_policies import violations
+from tests.test_preflight import aws  # noqa: F401 (a fixture)
 
 
 def test_the_table_is_the_device_plugin_charts_accelerator_types():
@@ -90,3 +91,19 @@ def test_the_rule_names_each_type_without_efa():
         f"instance type {t} has no EFA, but the pool is labelled {efa.EFA_LABEL}=true" for t in ("inf2.48xlarge", "trn1.2xlarge")
     ]
     assert all(v["enforcement"] == "mandatory" for v in found)
+
+
+@pytest.mark.usefixtures("aws")
+def test_preflight_asks_ec2_whether_each_efa_type_carries_it():
+    from infra import preflight
+    from tests.test_preflight import REGION, by_name, clients_with
+
+    raw = copy.deepcopy(stack_raw("prod")) | {"region": REGION}
+    raw["nodePools"]["neuron"].update(efa=True, instanceTypes=["trn1.32xlarge"], limits={"cpu": 512, "memoryGib": 2048, "accelerators": 32})
+    cfg = parse_stack(raw)
+    check = by_name(preflight.run_checks(cfg, clients_with(cfg=cfg)))["EFA: nodePools.neuron"]
+    assert check.status == preflight.PASS and check.detail == "EFA on every type (most EFA interfaces: trn1.32xlarge 8)"
+    assert "EFA: nodePools.nvidia" not in by_name(preflight.run_checks(cfg, clients_with(cfg=cfg)))
+    lacking = preflight.check_efa(cfg.model_copy(update={"node_pools": cfg.node_pools.model_copy(update={
+        "neuron": cfg.node_pools.neuron.model_copy(update={"instance_types": ["trn1.32xlarge", "trn1.2xlarge"]})})}), clients_with(cfg=cfg))
+    assert [(c.status, c.detail) for c in lacking] == [(preflight.FAIL, "EC2 reports no EFA on trn1.2xlarge in us-east-1")]
