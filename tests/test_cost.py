@@ -86,6 +86,78 @@ def test_a_stack_over_budget_fails_the_mandatory_rule_naming_the_largest_pool(pr
     [violation] = [v for v in check(records, "prod", rules=[rule.cost_within_budget])["violations"]]
     assert violation["enforcement"] == "mandatory"
     assert "exceeds budget.maxHourlyUsd $100.00/h" in violation["message"] and "node pool 'cpu' contributes the most" in violation["message"]
+    # prod's CPU pool is bound by its CPU limit: that is the setting to lower.
+    assert "nodePools.cpu.limits.cpu drives the most" in violation["message"]
+
+
+def test_the_over_budget_message_names_the_log_rate_when_logs_dominate():
+    raw = stack_raw("prod")
+    raw["logging"]["nodeLogRateKibPerSecond"] = 2048
+    result = cost.checked_ceiling(parse_stack(raw), TODAY)
+    assert result.dominant()[0] == "logging.nodeLogRateKibPerSecond"
+    assert "logging.nodeLogRateKibPerSecond drives the most" in rule.over_budget_message(result, 100)
+
+
+def test_pool_limits_raised_50x_leave_the_fixed_cost_unchanged():
+    raw = stack_raw("prod")
+    base = cost.checked_ceiling(parse_stack(raw), TODAY)
+    for pool in raw["nodePools"].values():
+        pool["limits"] = {k: v * 50 for k, v in pool["limits"].items()}
+    raised = cost.checked_ceiling(parse_stack(raw), TODAY)
+    assert raised.fixed == base.fixed
+    assert {i.name for i in raised.items if i.kind == "fixed"} == {i.name for i in base.items if i.kind == "fixed"}
+    assert raised.total > 40 * (base.total - base.fixed)
+
+
+def _pool(types, limits):
+    spec = {
+        "template": {"spec": {"requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": sorted(types)}]}},
+        "limits": {"cpu": str(limits[0]), "memory": f"{limits[1]}Gi"},
+    }
+    table = rule.PriceTable("test-1", "2026-01-01", types, rule.price_table("us-east-1").services)
+    return spec, table
+
+
+def test_brute_force_the_ceiling_is_never_below_any_feasible_fill_of_a_small_pool():
+    """Every integer fill Karpenter could make (memory counted net of VM overhead, each node with its root volume and
+    logs) costs at most the pool's ceiling."""
+    rng = random.Random(21)
+    for _ in range(25):
+        types = {
+            f"t{i}.large": {"vcpu": rng.choice([1, 2, 4]), "memoryGib": rng.choice([2.0, 4.0, 8.0, 16.0]), "usd": round(rng.uniform(0.01, 0.5), 3)}
+            for i in range(3)
+        }
+        limits = (rng.choice([4, 8, 12]), rng.choice([8, 16, 30]))
+        spec, table = _pool(types, limits)
+        per_node = rule.node_costs(rng.choice([20, 100, 500]), rng.choice([0.01, 0.1, 1.0]), table, rng.choice([1, 30, 365]), rng.random() < 0.5)
+        item = rule.pool_item("cpu", spec, per_node, table, 1.0)
+        names = sorted(types)
+        best = 0.0
+        for counts in itertools.product(range(limits[0] + 1), repeat=len(names)):
+            cpu = sum(c * types[t]["vcpu"] for c, t in zip(counts, names))
+            memory = sum(c * types[t]["memoryGib"] * (1 - rule.VM_MEMORY_OVERHEAD) for c, t in zip(counts, names))
+            if cpu <= limits[0] and memory <= limits[1]:
+                best = max(best, sum(c * (types[t]["usd"] + per_node.total()) for c, t in zip(counts, names)))
+        assert best <= item.hourly_usd + 1e-9, (types, limits)
+        assert item.hourly_usd == pytest.approx(sum(item.drivers.values()))
+
+
+def test_memory_counts_net_of_karpenters_vm_overhead():
+    spec, table = _pool({"r.large": {"vcpu": 1, "memoryGib": 8.0, "usd": 0.1}}, (1000, 74))
+    item = rule.pool_item("cpu", spec, rule.NodeCosts(), table, 1.0)
+    # 74 GiB of limit holds 10 nodes of 8 * 0.925 GiB, where nominal memory would admit 9.25.
+    assert item.nodes == pytest.approx(10) and item.hourly_usd == pytest.approx(1.0)
+    assert "nodePools.cpu.limits.memoryGib" in item.drivers
+
+
+def test_log_storage_is_priced_compressed_and_logs_scale_with_the_pool():
+    table = rule.price_table("us-east-1")
+    svc = table.services
+    costs = rule.node_costs(0, 1.0, table, 30, logs_via_endpoint=True)
+    stored = svc["cloudwatchLogsStorageCompression"] * 24 * 30 * svc["cloudwatchLogsStoredGibMonth"] / rule.HOURS_PER_MONTH
+    assert svc["cloudwatchLogsStorageCompression"] == 0.15
+    assert costs.logs == pytest.approx(svc["cloudwatchLogsIngestedGib"] + stored + svc["vpcInterfaceEndpointGib"])
+    assert rule.node_costs(0, 1.0, table, 30, logs_via_endpoint=False).logs - costs.logs == pytest.approx(svc["natGatewayGib"] - svc["vpcInterfaceEndpointGib"])
 
 
 def test_the_shipped_stacks_pass_the_budget_rule(stack):
@@ -94,10 +166,10 @@ def test_the_shipped_stacks_pass_the_budget_rule(stack):
 
 def test_a_budget_below_the_fixed_costs_is_a_config_error():
     raw = stack_raw("prod")
-    raw["budget"]["maxHourlyUsd"] = 5
+    raw["budget"]["maxHourlyUsd"] = 2
     with pytest.raises(ConfigError) as exc:
         cost.checked_ceiling(parse_stack(raw), TODAY)
-    assert "ml-platform:budget.maxHourlyUsd: 5 is below the stack's fixed costs" in str(exc.value) and "opensearch-domain" in str(exc.value)
+    assert "ml-platform:budget.maxHourlyUsd: 2 is below the stack's fixed costs" in str(exc.value) and "opensearch-domain" in str(exc.value)
 
 
 def test_an_instance_type_the_price_table_lacks_is_a_config_error_naming_it():
@@ -130,7 +202,7 @@ def test_the_summary_prints_the_ceiling_and_writes_cost_json(tmp_path):
     synth.write_artifacts(result, tmp_path)
     assert json.loads((tmp_path / "cost.json").read_text()) == result.cost
     summary = synth._summary(result, tmp_path, 1.0)
-    assert f"cost ceiling: ${result.cost['totalHourlyUsd']:,.2f}/h worst case (budget $450.00/h" in summary
+    assert f"cost ceiling: ${result.cost['totalHourlyUsd']:,.2f}/h worst case (budget $500.00/h" in summary
 
 
 # The price table and the script that refreshes it.
