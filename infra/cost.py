@@ -37,6 +37,7 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         ("aws:ec2/launchTemplate:LaunchTemplate", {"blockDeviceMappings": [{"ebs": {"volumeSize": ng.disk_size_gib}}]}),
         *[("aws:ec2/natGateway:NatGateway", {})] * nat,
         *[("aws:ec2/eip:Eip", {})] * nat,
+        ("aws:ec2/vpcEndpoint:VpcEndpoint", {"vpcEndpointType": "Interface", "serviceName": f"com.amazonaws.{cfg.region}.logs", "subnetIds": [""] * zones}),
         ("kubernetes:core/v1:Service", {"spec": {"type": "LoadBalancer"}}),
         ("aws:cloudwatch/logGroup:LogGroup", {"name": f"/ml-platform/{cfg.cluster_name}/platform", "retentionInDays": cfg.logging.retention_days}),
         (BUDGET, {"tags": {
