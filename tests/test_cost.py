@@ -234,3 +234,11 @@ def test_refresh_reads_the_hourly_on_demand_price_of_a_price_list_product():
     }
     reserved_only = {"product": {"attributes": {"instanceType": "g5.2xlarge"}}, "terms": {"Reserved": {}}}
     assert refresh.instance_prices([json.dumps(product), json.dumps(reserved_only)]) == {"g5.xlarge": 1.006}
+
+
+def test_the_cost_doc_states_the_figures_the_synth_computes():
+    from infra.offline import cost_doc
+
+    text = cost_doc.COST_DOC.read_text()
+    current = cost_doc.render(text, {s: synth_of(s).result.cost for s in cost_doc.STACKS})
+    assert text == current, "docs/operators/cost.md is stale: .venv/bin/python -m infra.offline.cost_doc"

@@ -123,6 +123,7 @@ class Ceiling:
                 if i.kind == "pool"
             },
             "fixed": {i.name: {"hourlyUsd": round(i.hourly_usd, 4), "detail": i.detail} for i in self.items if i.kind == "fixed"},
+            "dominant": dict(zip(("setting", "hourlyUsd"), (lambda d: (d[0], round(d[1], 2)))(self.dominant()))),
             "assumptions": self.assumptions,
         }
 
