@@ -76,7 +76,8 @@ def checked_ceiling(cfg: PlatformConfig, today: datetime.date) -> Ceiling:
         items = ", ".join(f"{i.name} ${i.hourly_usd:,.2f}" for i in result.items if i.kind == "fixed")
         raise ConfigError(
             f"invalid configuration:\n  ml-platform:budget.maxHourlyUsd: {cfg.budget.max_hourly_usd:g} is below the stack's "
-            f"fixed costs, which no pool limit scales away (${result.fixed:,.2f}/h: {items}); raise it, or shrink the fixed items"
+            f"fixed costs, which no pool limit scales away (${result.fixed:,.2f}/h: {items}); raise it, or shrink "
+            f"{result.dominant('fixed')[0]}, which weighs most"
         )
     return result
 

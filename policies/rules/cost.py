@@ -301,15 +301,15 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         per_node = node_costs(root_gib.get(pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], 0.0), log_gib_per_hour, table, retention, logs_via_endpoint)
         items.append(pool_item(name, pool["spec"], per_node, table, spot_fraction))
 
-    def fixed(name: str, hourly: float, detail: str) -> None:
+    def fixed(name: str, hourly: float, detail: str, setting: str) -> None:
         if hourly:
-            items.append(Item(name, hourly, detail, "fixed"))
+            items.append(Item(name, hourly, detail, "fixed", drivers={setting: hourly}))
 
     for cluster in by_type.get("aws:eks/cluster:Cluster", []):
         status, _ = kubernetes_status(str(cluster.get("version")), today)
         extended = status == EXTENDED
         fixed("eks-control-plane", svc["eksClusterExtendedSupportHour" if extended else "eksClusterHour"],
-              f"Kubernetes {cluster.get('version')}, {'extended' if extended else 'standard'} support")
+              f"Kubernetes {cluster.get('version')}, {'extended' if extended else 'standard'} support", "cluster.kubernetesVersion")
     templates = {lt.get("name") or lt.get("namePrefix"): lt for lt in by_type.get("aws:ec2/launchTemplate:LaunchTemplate", [])}
     for group in by_type.get("aws:eks/nodeGroup:NodeGroup", []):
         size = group["scalingConfig"]["maxSize"]
@@ -318,16 +318,16 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
             raise PriceError(f"the system node group allows {priciest}, which the {table.region} price table does not list")
         disk = max((m["ebs"]["volumeSize"] for lt in templates.values() for m in lt.get("blockDeviceMappings") or [] if m.get("ebs")), default=20)
         per_node = node_costs(float(disk), log_gib_per_hour, table, retention, logs_via_endpoint)
-        fixed("system-node-group", size * (table.instances[priciest]["usd"] + per_node.total()), f"{size} x {priciest} (maxSize) with {disk} GiB gp3 and their container logs")
+        fixed("system-node-group", size * (table.instances[priciest]["usd"] + per_node.total()), f"{size} x {priciest} (maxSize) with {disk} GiB gp3 and their container logs", "cluster.systemNodeGroup.maxSize")
     nat = len(by_type.get("aws:ec2/natGateway:NatGateway", []))
-    fixed("nat-gateways", nat * svc["natGatewayHour"], f"{nat} NAT gateway(s), hourly charge")
+    fixed("nat-gateways", nat * svc["natGatewayHour"], f"{nat} NAT gateway(s), hourly charge", "network.natGateways")
     eips = len(by_type.get("aws:ec2/eip:Eip", []))
-    fixed("public-ipv4", eips * svc["publicIpv4Hour"], f"{eips} Elastic IP(s)")
+    fixed("public-ipv4", eips * svc["publicIpv4Hour"], f"{eips} Elastic IP(s)", "network.natGateways")
     interface_endpoints = [e for e in by_type.get("aws:ec2/vpcEndpoint:VpcEndpoint", []) if e.get("vpcEndpointType") == "Interface"]
     endpoint_azs = sum(len(e.get("subnetIds") or []) for e in interface_endpoints)
-    fixed("vpc-interface-endpoints", endpoint_azs * svc["vpcInterfaceEndpointAzHour"], f"{len(interface_endpoints)} endpoint(s) over {endpoint_azs} AZ attachments, hourly charge")
+    fixed("vpc-interface-endpoints", endpoint_azs * svc["vpcInterfaceEndpointAzHour"], f"{len(interface_endpoints)} endpoint(s) over {endpoint_azs} AZ attachments, hourly charge", "network.azCount")
     balancers = [s for s in by_type.get("kubernetes:core/v1:Service", []) if (s.get("spec") or {}).get("type") == "LoadBalancer"]
-    fixed("network-load-balancers", len(balancers) * (svc["nlbHour"] + svc["nlbLcuHour"]), f"{len(balancers)} NLB(s) with one NLCU each")
+    fixed("network-load-balancers", len(balancers) * (svc["nlbHour"] + svc["nlbLcuHour"]), f"{len(balancers)} NLB(s) with one NLCU each", "network-load-balancers")
     for domain in by_type.get("aws:opensearch/domain:Domain", []):
         cc, ebs = domain["clusterConfig"], domain.get("ebsOptions") or {}
         search_prices = svc["openSearchInstanceHour"]
@@ -336,7 +336,7 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
                 raise PriceError(f"the OpenSearch domain uses {kind}, which the {table.region} price table does not list")
         data = cc["instanceCount"] * (search_prices[cc["instanceType"]] + ebs.get("volumeSize", 0) * svc["openSearchGp3GibMonth"] / HOURS_PER_MONTH)
         managers = cc.get("dedicatedMasterCount", 0) * search_prices[cc["dedicatedMasterType"]] if cc.get("dedicatedMasterEnabled") else 0.0
-        fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""))
+        fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""), "logging.openSearch")
     return Ceiling(table.region, table.date, items, assumptions)
 
 
