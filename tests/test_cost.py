@@ -250,3 +250,13 @@ def test_the_cost_doc_states_the_figures_the_synth_computes():
     text = cost_doc.COST_DOC.read_text()
     current = cost_doc.render(text, {s: synth_of(s).result.cost for s in cost_doc.STACKS})
     assert text == current, "docs/operators/cost.md is stale: .venv/bin/python -m infra.offline.cost_doc"
+
+
+def test_refresh_of_a_new_region_needs_its_own_service_prices(tmp_path, capsys):
+    assert refresh.main(["--region", "eu-west-3"]) == 2
+    assert "eu-west-3 has no price table yet: pass --services" in capsys.readouterr().err
+    partial = tmp_path / "services.json"
+    partial.write_text(json.dumps({"eksClusterHour": 0.1}))
+    with pytest.raises(ValueError, match="service prices for eu-west-3 lack .*cloudwatchLogsStorageCompression"):
+        refresh.checked_services("eu-west-3", partial, tmp_path / "absent.json")
+    assert refresh.checked_services("us-east-1", None, ROOT / "policies" / "prices" / "us-east-1.json")["natGatewayGib"] > 0
