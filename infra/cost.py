@@ -19,6 +19,8 @@ from policies.rules.cost import (
     NODE_LOG_RATE_TAG,
     NODE_POOL,
     PRICE_REGION_TAG,
+    PRICE_TABLE_TAG,
+    MissingTable,
     SPOT_FRACTION_TAG,
     Ceiling,
     PriceError,
@@ -45,6 +47,7 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             SPOT_FRACTION_TAG: f"{cfg.budget.spot_price_fraction:g}",
             NODE_LOG_RATE_TAG: str(cfg.logging.node_log_rate_kib_per_second),
             PRICE_REGION_TAG: cfg.region,
+            **({PRICE_TABLE_TAG: cfg.budget.price_table_region} if cfg.budget.price_table_region else {}),
         }}),
     ]
     for name, pool in cfg.node_pools.enabled().items():
@@ -70,6 +73,8 @@ def checked_ceiling(cfg: PlatformConfig, today: datetime.date) -> Ceiling:
     lacks, or the fixed costs alone exceed the budget."""
     try:
         result = ceiling(planned_resources(cfg), cfg.region, today)
+    except MissingTable as exc:
+        raise ConfigError(f"invalid configuration:\n  aws:region: {exc}") from None
     except PriceError as exc:
         raise ConfigError(f"invalid configuration:\n  ml-platform:nodePools: {exc}") from None
     if result.fixed > cfg.budget.max_hourly_usd:

@@ -198,9 +198,28 @@ def test_the_synth_exits_2_before_anything_on_a_budget_below_fixed_costs(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_a_region_without_a_table_is_priced_with_another_and_says_so(dev):
-    assert parse_stack(stack_raw("dev")).region == "us-west-2"
-    assert dev.result.cost["assumptions"][0].startswith("no price table for us-west-2: priced with us-east-1's")
+def test_a_region_without_a_table_is_priced_with_the_stand_in_the_stack_names_and_says_so(dev):
+    cfg = parse_stack(stack_raw("dev"))
+    assert cfg.region == "us-west-2" and cfg.budget.price_table_region == "us-east-1"
+    assert dev.result.cost["assumptions"][0].startswith("no price table for us-west-2: priced with us-east-1's as budget.priceTableRegion asks")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_stack_is_priced_from_its_own_region_or_the_stand_in_it_names(stack):
+    cfg = parse_stack(stack_raw(stack))
+    expected = cfg.region if (rule.PRICES / f"{cfg.region}.json").exists() else cfg.budget.price_table_region
+    assert synth_of(stack).result.cost["region"] == expected
+
+
+def test_the_synth_exits_2_naming_a_region_with_no_table_and_the_refresh_command(tmp_path, capsys):
+    from infra import synth
+
+    text = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text().replace("    priceTableRegion: us-east-1\n", "")
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    assert synth.main(["--stack", "dev", "--config", str(tmp_path / "Pulumi.dev.yaml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "aws:region: no price table for us-west-2" in err and "policies/prices/refresh.py --region us-west-2" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_summary_prints_the_ceiling_and_writes_cost_json(tmp_path):

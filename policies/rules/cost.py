@@ -29,6 +29,8 @@ MAX_HOURLY_TAG = "ml-platform.io/max-hourly-usd"
 SPOT_FRACTION_TAG = "ml-platform.io/spot-price-fraction"
 NODE_LOG_RATE_TAG = "ml-platform.io/node-log-kib-per-second"
 PRICE_REGION_TAG = "ml-platform.io/region"
+# Set only when the stack chose to be priced with another region's table (budget.priceTableRegion).
+PRICE_TABLE_TAG = "ml-platform.io/price-table-region"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 ACCELERATOR_FIELDS = {"nvidia.com/gpu": "nvidiaGpus", "aws.amazon.com/neuron": "neuronDevices"}
@@ -43,6 +45,10 @@ class PriceError(ValueError):
     """A pool allows an instance type the price table does not list."""
 
 
+class MissingTable(PriceError):
+    """The stack's region has no price table and the stack named no stand-in."""
+
+
 @dataclass(frozen=True)
 class PriceTable:
     region: str
@@ -54,11 +60,16 @@ class PriceTable:
 
 
 @lru_cache(maxsize=None)
-def price_table(region: str) -> PriceTable:
-    path = PRICES / f"{region}.json"
-    substitute = None
+def price_table(region: str, stand_in: Optional[str] = None) -> PriceTable:
+    """The region's own table; another region's only when the stack named it (budget.priceTableRegion)."""
+    path, substitute = PRICES / f"{region}.json", None
+    if not path.exists() and stand_in and (PRICES / f"{stand_in}.json").exists():
+        path, substitute = PRICES / f"{stand_in}.json", region
     if not path.exists():
-        substitute, path = region, PRICES / "us-east-1.json"
+        raise MissingTable(
+            f"no price table for {region} in policies/prices: run policies/prices/refresh.py --region {region} "
+            f"(with AWS credentials), or set budget.priceTableRegion to a region that has one"
+        )
     doc = json.loads(path.read_text())
     return PriceTable(doc["region"], doc["date"], doc["instances"], doc["services"], substitute)
 
@@ -263,12 +274,12 @@ def _tags(props: dict) -> dict:
 def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.date) -> Ceiling:
     """Worst-case hourly cost of a stack from (type, properties) of its resources."""
     resources = list(resources)
-    table = price_table(region)
-    svc = table.services
     by_type: dict[str, list[dict]] = {}
     for t, props in resources:
         by_type.setdefault(t, []).append(props)
     budget = (by_type.get(BUDGET) or [{}])[0]
+    table = price_table(region, _tags(budget).get(PRICE_TABLE_TAG))
+    svc = table.services
     spot_fraction = float(_tags(budget).get(SPOT_FRACTION_TAG, 1.0))
     assumptions = [
         f"on-demand Linux prices of {table.region} dated {table.date} (policies/prices/{table.region}.json)",
@@ -278,7 +289,7 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         "not included: data transfer and NAT data processing other than the container logs, EFS storage and throughput, S3 and ECR storage, API requests, KMS keys ($1 a month each)",
     ]
     if table.substitute_for:
-        assumptions.insert(0, f"no price table for {table.substitute_for}: priced with {table.region}'s (run policies/prices/refresh.py --region {table.substitute_for})")
+        assumptions.insert(0, f"no price table for {table.substitute_for}: priced with {table.region}'s as budget.priceTableRegion asks (run policies/prices/refresh.py --region {table.substitute_for})")
     items: list[Item] = []
 
     log_rate = float(_tags(budget).get(NODE_LOG_RATE_TAG, 0))
