@@ -390,7 +390,12 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
     owner = component_of(result.resources)
     by_urn = {r["urn"]: r for r in result.resources}
     per_component = Counter(by_urn[o]["name"] if o else "(stack)" for u, o in owner.items() if by_urn[u]["custom"])
-    lines = [f"synthesized stack '{result.stack}' in {seconds:.1f}s: {sum(per_component.values())} resources"]
+    # The same count as resources.json and policy.json: cloud and Kubernetes objects plus the components holding them.
+    custom = sum(r["custom"] for r in result.resources)
+    lines = [
+        f"synthesized stack '{result.stack}' in {seconds:.1f}s: {len(result.resources)} resources "
+        f"({custom} cloud and Kubernetes objects, {len(result.resources) - custom} components); objects per component:"
+    ]
     lines += [f"  {name:<16} {n:>4}" for name, n in sorted(per_component.items())]
     lines.append(f"  manifests: {len(result.manifests)}, helm releases: {len(result.helm)}")
     if result.placeholders:
@@ -423,16 +428,20 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from infra.offline.policy_check import MissingPolicyLevels, levels_file
+
     parser = argparse.ArgumentParser(prog="python -m infra.synth", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name; reads stacks/Pulumi.<stack>.yaml")
-    parser.add_argument("--out", type=Path, help="output folder (default build/<stack>)")
+    parser.add_argument("--out", type=Path, help="output folder (default build/<stack>, or build/<config file stem> with --config)")
     parser.add_argument("--config", type=Path, help="a stack config file to use instead of stacks/Pulumi.<stack>.yaml")
     args = parser.parse_args(argv)
-    out = args.out or ROOT / "build" / args.stack
+    # A config file of its own synthesizes beside the stack's artefacts, not over them.
+    out = args.out or ROOT / "build" / (args.config.stem if args.config else args.stack)
     started = time.perf_counter()
     try:
+        levels_file(args.stack)  # before the program runs: its levels decide the exit status
         result = synthesize(args.stack, args.config)
-    except SynthConfigError as exc:
+    except (SynthConfigError, MissingPolicyLevels) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_artifacts(result, out)

@@ -85,3 +85,12 @@ def test_versions_in_the_guides_are_the_pins(page):
     pins = set(PINS.values()) | {v.lstrip("v") for v in PINS.values()}
     for version in re.findall(r"(?<![\w./-])v?\d+\.\d+\.\d+(?![\w.-])", page.read_text()):
         assert version in pins, f"{page.relative_to(ROOT)} names {version}, which is no pin of infra/config/pins.py"
+
+
+def test_example_readme_names_the_images_the_stacks_deploy():
+    """Every sentiment-service tag a stack deploys is described in the example's README, and no other."""
+    tags = lambda text: set(re.findall(r"sentiment-service:([\w.-]+)", text))  # noqa: E731
+    shipped = set().union(*(tags(p.read_text()) for p in (ROOT / "stacks").glob("Pulumi.*.yaml")))
+    readme = (ROOT / "examples" / "sentiment-service" / "README.md").read_text()
+    described = tags(readme) | set(re.findall(r"`(\d+\.\d+\.\d+-\w+)`", readme))
+    assert shipped == described

@@ -172,7 +172,7 @@ def test_a_distributed_run_must_fit_the_team_quota_in_accelerators():
     ddp["workers"] = 9
     with pytest.raises(Exception) as exc:
         parse_stack(raw)
-    assert "needs up to 9 nvidia accelerators (9 pods x 1)" in str(exc.value)
+    assert "workloads[2] (sentiment-ddp) 9 pods x 1 = 15 nvidia accelerators" in str(exc.value)
 
 
 # Volcano, the option: synthesized once with gang: volcano.
