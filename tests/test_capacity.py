@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import re
 
 import boto3
 import pytest
@@ -117,15 +118,26 @@ def test_reserved_capacity_is_a_prepaid_line_and_is_not_priced_twice():
     reserved = parse_stack(reserving(copy.deepcopy(stack_raw("prod")), RESERVATION))
     before, after = cost.checked_ceiling(plain, TODAY), cost.checked_ceiling(reserved, TODAY)
     line = next(i for i in after.items if i.name == "reserved-nvidia")
-    disk = reserved.node_pools.nvidia.root_volume_gib * table.services["ebsGp3GibMonth"] / rule.HOURS_PER_MONTH
-    assert line.kind == "fixed" and line.hourly_usd == pytest.approx(2 * (table.instances["g6e.xlarge"]["usd"] + disk))
-    assert "2 x g6e.xlarge" in line.detail
     pool = next(i for i in after.items if i.name == "nvidia")
-    # The two reserved nodes count against the pool's limits: what the pool may still buy is priced beside them.
+    # Each reserved node also costs what any node of the pool does beside its instance (root volume, container logs).
+    per_node = float(re.search(r"each node \$([0-9.]+)/h", pool.detail).group(1))
+    assert line.kind == "fixed" and line.hourly_usd == pytest.approx(2 * (table.instances["g6e.xlarge"]["usd"] + per_node), abs=1e-3)
+    assert "2 x g6e.xlarge" in line.detail and line.drivers == {"nodePools.nvidia.capacityReservations": line.hourly_usd}
+    # The two reserved nodes count against the pool's limits (memory net of VM overhead, as Karpenter counts it):
+    # what the pool may still buy is priced beside them.
     limits = reserved.node_pools.nvidia.limits
-    assert f"cpu {limits.cpu - 2 * 4}, memory {limits.memory_gib - 2 * 32}, nvidia.com/gpu {limits.accelerators - 2}" in pool.detail
+    memory = limits.memory_gib - 2 * 32 * (1 - rule.VM_MEMORY_OVERHEAD)
+    assert f"cpu {limits.cpu - 2 * 4}, memory {memory:g}, nvidia.com/gpu {limits.accelerators - 2}" in pool.detail
     assert after.fixed == pytest.approx(before.fixed + line.hourly_usd)
     assert after.total <= before.total + line.hourly_usd
+
+
+def test_reservations_that_fill_a_limit_leave_the_pool_nothing_to_buy():
+    raw = reserving(copy.deepcopy(stack_raw("prod")), {**RESERVATION, "instanceCount": 32})
+    result = cost.checked_ceiling(parse_stack(raw), TODAY)
+    pool = next(i for i in result.items if i.name == "nvidia")
+    assert pool.hourly_usd == 0 and "take all of a limit" in pool.detail
+    assert next(i for i in result.items if i.name == "reserved-nvidia").nodes == 32
 
 
 def test_reservations_beyond_the_pools_limits_are_a_config_error():
