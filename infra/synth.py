@@ -360,6 +360,8 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
     except (helm_render.ChartNotVendored, helm_render.RenderError) as exc:
         raise SynthConfigError(str(exc)) from exc
     policy = helm_render.apply_exceptions(check(records + rendered, stack, protected=set(protected)), rendered)
+    # The pack judges the program's resources and the objects its charts render: counted apart, as the artefacts hold them.
+    policy["summary"].update(resources=len(records), chartRendered=len(rendered))
     return SynthResult(
         stack=stack,
         resources=records,
@@ -397,7 +399,7 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
         f"({custom} cloud and Kubernetes objects, {len(result.resources) - custom} components); objects per component:"
     ]
     lines += [f"  {name:<16} {n:>4}" for name, n in sorted(per_component.items())]
-    lines.append(f"  manifests: {len(result.manifests)}, helm releases: {len(result.helm)}")
+    lines.append(f"  manifests: {len(result.manifests)}, helm releases: {len(result.helm)}, chart-rendered objects: {len(result.rendered)}")
     if result.placeholders:
         lines.append(f"  note: secrets the offline synth cannot read (encrypted, or left for the operator to set) got fake placeholder values: {', '.join(result.placeholders)}")
     c = result.cost

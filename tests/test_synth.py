@@ -177,6 +177,7 @@ def test_summary_counts_match_the_artifacts(tmp_path):
     levels = [v["enforcement"] for v in policy["violations"]]
     assert (mandatory, advisory) == (levels.count("mandatory"), levels.count("advisory"))
     assert advisory > 0, "dev has advisory findings: the count is checked against something"
-    manifests, releases = map(int, re.search(r"manifests: (\d+), helm releases: (\d+)", summary).groups())
+    manifests, releases, rendered = map(int, re.search(r"manifests: (\d+), helm releases: (\d+), chart-rendered objects: (\d+)", summary).groups())
+    assert rendered == len(json.loads((tmp_path / "resources.json").read_text())["chartRendered"]) == policy["summary"]["chartRendered"] > 0
     assert manifests == len(list((tmp_path / "manifests").iterdir()))
     assert releases == len(list((tmp_path / "helm").iterdir()))
