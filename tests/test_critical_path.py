@@ -89,3 +89,35 @@ def test_the_synth_writes_critical_path_json(tmp_path):
     assert json.loads((tmp_path / "critical-path.json").read_text()) == result.critical_path
     summary = synth._summary(result, tmp_path, 1.0)
     assert f"deploy time: up {PROD_UP_MINUTES} min from an empty account" in summary and "longest chain: network 5s" in summary
+
+
+def k8s(kind: str, name: str, inputs: dict) -> dict:
+    return {"urn": name, "type": f"kubernetes:{kind}", "name": name, "custom": True, "dependencies": [], "parent": None, "provider": None, "inputs": inputs}
+
+
+def test_services_wait_as_the_engine_does():
+    """service.go: endpoints settle 10 s; a LoadBalancer also waits for its address; headless ones do not wait."""
+    seconds = lambda spec: critical_path.create_seconds(k8s("core/v1:Service", "s", {"spec": spec}))  # noqa: E731
+    assert seconds({"type": "ClusterIP"}) == critical_path.SERVICE_SETTLE == 10
+    assert seconds({"type": "LoadBalancer"}) == critical_path.SERVICE_LOAD_BALANCER
+    assert seconds({"clusterIP": "None"}) == 2
+
+
+def test_claims_daemonsets_and_quotas_wait_as_the_engine_does():
+    late = k8s("storage.k8s.io/v1:StorageClass", "late", {"metadata": {"name": "gp3"}, "volumeBindingMode": "WaitForFirstConsumer"})
+    claim = lambda cls: k8s("core/v1:PersistentVolumeClaim", "c", {"spec": {"storageClassName": cls}})  # noqa: E731
+    binding = {"gp3": "WaitForFirstConsumer", "efs": "Immediate"}
+    # awaiters.go: Pending is enough for a WaitForFirstConsumer class; anything else binds, within a hard 5 minutes.
+    assert critical_path.create_seconds(claim("gp3"), binding) == 2
+    assert critical_path.create_seconds(claim("efs"), binding) == critical_path.PVC_BIND < critical_path.HARD_LIMITS[critical_path.PVC]
+    assert critical_path.report([late, {**claim("gp3"), "dependencies": ["late"]}])["up"]["seconds"] == 2 + 2
+    pool_only = k8s("apps/v1:DaemonSet", "d", {"spec": {"template": {"spec": {"nodeSelector": {"ml-platform.io/accelerator": "neuron"}}}}})
+    assert critical_path.create_seconds(pool_only) == 2
+    assert critical_path.create_seconds(k8s("apps/v1:DaemonSet", "d", {"spec": {"template": {"spec": {}}}})) == 60
+    assert critical_path.create_seconds(k8s("core/v1:ResourceQuota", "q", {})) == 2
+
+
+def test_opensearch_is_reported_with_its_range(prod):
+    report = prod.result.critical_path
+    assert report["ranges"] == [{"type": "aws:opensearch/domain:Domain", "typicalMinutes": 18.0, "rangeMinutes": [15, 25], "note": "often longer"}]
+    assert report["up"]["likelyUpToMinutes"] == round((report["up"]["seconds"] + 25 * 60 - 1080) / 60, 1)
