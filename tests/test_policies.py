@@ -144,6 +144,7 @@ CASES = {
         lambda r: r["inputs"]["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "baseline"}), "tenancy-nlp",
     ),
     "team-namespace-guardrails": ("staging", "kubernetes:core/v1:ResourceQuota", set_in(["inputs", "metadata", "namespace"], "elsewhere")),
+    "await-prerequisites-in-graph": ("dev", "kubernetes:core/v1:PersistentVolumeClaim", set_in(["dependencies"], []), "nlp-sentiment-finetune-data"),
     "system-node-group-capacity": (
         "staging", "aws:eks/nodeGroup:NodeGroup", lambda r: r["inputs"].update(instanceTypes=["m7i.large"], scalingConfig={"minSize": 2, "desiredSize": 2, "maxSize": 4})
     ),
