@@ -121,3 +121,11 @@ def test_opensearch_is_reported_with_its_range(prod):
     report = prod.result.critical_path
     assert report["ranges"] == [{"type": "aws:opensearch/domain:Domain", "typicalMinutes": 18.0, "rangeMinutes": [15, 25], "note": "often longer"}]
     assert report["up"]["likelyUpToMinutes"] == round((report["up"]["seconds"] + 25 * 60 - 1080) / 60, 1)
+
+
+def test_first_deploy_doc_shows_the_modelled_first_up_of_every_stack():
+    from infra.offline.docs import FIRST_DEPLOY, first_deploy_table, with_first_deploy_table
+
+    text = FIRST_DEPLOY.read_text()
+    table = first_deploy_table({s: synth_of(s).result.critical_path for s in STACKS})
+    assert with_first_deploy_table(text, table) == text, "docs/operators/first-deploy.md is stale: .venv/bin/python -m infra.offline.docs"
