@@ -129,3 +129,19 @@ def test_first_deploy_doc_shows_the_modelled_first_up_of_every_stack():
     text = FIRST_DEPLOY.read_text()
     table = first_deploy_table({s: synth_of(s).result.critical_path for s in STACKS})
     assert with_first_deploy_table(text, table) == text, "docs/operators/first-deploy.md is stale: .venv/bin/python -m infra.offline.docs"
+
+
+def test_no_await_outlasts_the_engines_limit(stack):
+    assert stack.result.critical_path["overTimeout"] == []
+
+
+def test_an_await_beyond_its_limit_is_reported():
+    """A release whose pods take longer than Helm's 300 s default fails; so does a slow claim (a hard 5 minutes)."""
+    release = k8s("helm.sh/v3:Release", "slow", {"chart": "kube-prometheus-stack"})
+    release["type"] = critical_path.HELM_RELEASE
+    [over] = critical_path.report([release])["overTimeout"]
+    assert (over["name"], over["limitSeconds"]) == ("slow", 300) and over["seconds"] > 300
+    assert critical_path.report([{**release, "inputs": {**release["inputs"], "timeout": 900}}])["overTimeout"] == []
+    job = k8s("batch/v1:Job", "j", {"metadata": {"annotations": {"pulumi.com/timeoutSeconds": "30"}}})
+    assert critical_path.limit_seconds(job) == 30
+    assert critical_path.limit_seconds(k8s("core/v1:PersistentVolumeClaim", "c", {})) == 300

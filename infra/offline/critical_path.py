@@ -218,6 +218,27 @@ def _longest(records: list[dict], waits: dict[str, set[str]], seconds: dict[str,
     return Chain(finish[end] if end else 0, list(reversed(chain)))
 
 
+HELM_TIMEOUT = 300  # helm_release.go: defaultTimeoutSeconds, per wait and per hook
+KUBERNETES_TIMEOUT = 600  # deployment.go, statefulset.go, daemonset.go, job.go, service.go: 10 minutes
+
+
+def limit_seconds(record: dict[str, Any]) -> Optional[int]:
+    """How long the engine waits for the resource before it fails the update; None when it does not wait."""
+    kind, inputs = record["type"], record["inputs"]
+    if kind == HELM_RELEASE:
+        return int(inputs.get("timeout") or HELM_TIMEOUT)
+    if not kind.startswith("kubernetes:"):
+        return None
+    annotations = ((inputs.get("metadata") or {}).get("annotations")) or {}
+    if annotations.get("pulumi.com/skipAwait") == "true":
+        return None
+    if kind in HARD_LIMITS:
+        return HARD_LIMITS[kind]
+    if kind in WORKLOAD_KINDS or kind == SERVICE:
+        return int(annotations.get("pulumi.com/timeoutSeconds", KUBERNETES_TIMEOUT))
+    return None
+
+
 def report(records: list[dict]) -> dict[str, Any]:
     waits = _waits_for(records)
     custom = [r for r in records if r["custom"]]
@@ -238,12 +259,20 @@ def report(records: list[dict]) -> dict[str, Any]:
     def as_json(path: Chain) -> dict[str, Any]:
         return {"seconds": path.seconds, "minutes": round(path.seconds / 60, 1), "chain": [{"type": t, "name": n, "seconds": s} for t, n, s in path.chain]}
 
+    by_urn = {r["urn"]: r for r in custom}
+    over = [
+        {"urn": urn, "type": by_urn[urn]["type"], "name": by_urn[urn]["name"], "seconds": seconds, "limitSeconds": limit}
+        for urn, seconds in sorted(create.items())
+        if (limit := limit_seconds(by_urn[urn])) is not None and seconds > limit
+    ]
     on_chain = sorted({t for t, _, _ in up.chain if t in RANGES})
     ranges = [{"type": t, "typicalMinutes": round(CREATE[t] / 60, 1), "rangeMinutes": list(RANGES[t]), "note": "often longer"} for t in on_chain]
     longest = up.seconds + sum(RANGES[t][1] * 60 - CREATE[t] for t in on_chain)
     return {
         "up": {**as_json(up), "likelyUpToMinutes": round(longest / 60, 1)},
         "ranges": ranges,
+        # Awaits whose typical duration exceeds the engine's limit: the update would fail.
+        "overTimeout": over,
         "destroy": as_json(down),
         "unknownTypes": unknown,
         "defaultSeconds": DEFAULT,
