@@ -411,6 +411,11 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
     up, down = result.critical_path["up"], result.critical_path["destroy"]
     lines.append(f"deploy time: up {up['minutes']} min from an empty account, destroy {down['minutes']} min (typical durations)")
     lines.append("  longest chain: " + " -> ".join(f"{step['name']} {step['seconds']}s" for step in up["chain"]))
+    for r in result.critical_path["ranges"]:
+        low, high = r["rangeMinutes"]
+        lines.append(f"  note: {r['type']} counted {r['typicalMinutes']} min, reported {low}-{high}+ min: up likely up to {up['likelyUpToMinutes']} min")
+    for o in result.critical_path["overTimeout"]:
+        lines.append(f"  warning: {o['name']} ({o['type']}) typically takes {o['seconds']}s, beyond the engine's {o['limitSeconds']}s limit")
     if result.critical_path["unknownTypes"]:
         lines.append(f"  note: no typical duration for {', '.join(result.critical_path['unknownTypes'])}: counted {result.critical_path['defaultSeconds']}s each")
     s = result.policy["summary"]

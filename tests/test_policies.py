@@ -144,6 +144,10 @@ CASES = {
         lambda r: r["inputs"]["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "baseline"}), "tenancy-nlp",
     ),
     "team-namespace-guardrails": ("staging", "kubernetes:core/v1:ResourceQuota", set_in(["inputs", "metadata", "namespace"], "elsewhere")),
+    "await-prerequisites-in-graph": ("dev", "kubernetes:core/v1:PersistentVolumeClaim", set_in(["dependencies"], []), "nlp-sentiment-finetune-data"),
+    "system-node-group-capacity": (
+        "staging", "aws:eks/nodeGroup:NodeGroup", lambda r: r["inputs"].update(instanceTypes=["m7i.large"], scalingConfig={"minSize": 2, "desiredSize": 2, "maxSize": 4})
+    ),
     "eks-deletion-protection": ("prod", EKS, set_in(["inputs", "deletionProtection"], False)),
     "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
     "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),

@@ -140,8 +140,11 @@ def test_it_shows_the_platforms_endpoints_with_their_model_versions(platform):
     assert describe(endpoints) == [f"nlp/sentiment: {platform['gateway']['url']}/sentiment serves sentiment-base@1{canary}"]
 
 
-# Rules about the platform's own graph (its one provider, its CRD releases, its namespaces, its budget) do not apply to another program.
-PLATFORM_GRAPH_RULES = {"kubernetes-single-provider", "custom-resource-after-its-crd", "team-namespace-guardrails", "cost-within-budget"}
+# Rules about the platform's own graph (its one provider, its CRD releases, its namespaces, its budget, the order of its
+# awaits: the pools exist before an app team deploys) do not apply to another program.
+PLATFORM_GRAPH_RULES = {
+    "kubernetes-single-provider", "custom-resource-after-its-crd", "team-namespace-guardrails", "cost-within-budget", "await-prerequisites-in-graph",
+}
 
 
 def test_everything_it_renders_validates_and_passes_the_platform_rules(platform, synthesized):

@@ -183,11 +183,6 @@ class PlatformConfig(Model):
                         f"workloads[{i}].model {ref.key} is produced by no training workload of team {w.team!r} and is not "
                         f"external (hubId and revision); models of the team: {known}"
                     )
-                elif not ref.external and w.await_rollout:
-                    yield (
-                        f"workloads[{i}].model {ref.key} comes from {produced[(w.team, ref.key)]}, a training run that takes hours: "
-                        "no await covers it; set awaitRollout: false (the pods wait for the model, the alerts watch the rollout)"
-                    )
             if w.neuron_target:
                 pool = self.node_pools.neuron
                 offered = sorted({family_of(t) for t in pool.instance_types}) if pool else []
