@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from components.karpenter import node_pool_spec
+from components.karpenter import node_pool_annotations, node_pool_spec
 from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
 from policies.rules.cost import (
@@ -51,7 +51,7 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         }}),
     ]
     for name, pool in cfg.node_pools.enabled().items():
-        planned.append((NODE_POOL, {"metadata": {"name": name}, "spec": node_pool_spec(name, pool, KINDS[name])}))
+        planned.append((NODE_POOL, {"metadata": {"name": name, "annotations": node_pool_annotations(pool)}, "spec": node_pool_spec(name, pool, KINDS[name])}))
         planned.append((NODE_CLASS, {"metadata": {"name": name}, "spec": {"blockDeviceMappings": [{"ebs": {"volumeSize": f"{pool.root_volume_gib}Gi"}}]}}))
     search = cfg.logging.open_search
     if search.enabled:

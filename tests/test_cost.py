@@ -71,6 +71,7 @@ def test_the_bound_is_never_below_a_real_fill_and_at_most_a_node_per_type_above(
 def test_spot_only_pools_are_priced_at_on_demand_unless_the_budget_says_otherwise():
     raw = stack_raw("staging")
     raw["nodePools"]["nvidia"]["capacityTypes"] = ["spot"]
+    raw["nodePools"]["nvidia"].pop("capacityReservations", None)
     at_on_demand = cost.checked_ceiling(parse_stack(raw), TODAY)
     raw["budget"]["spotPriceFraction"] = 0.4
     discounted = cost.checked_ceiling(parse_stack(raw), TODAY)

@@ -151,6 +151,10 @@ CASES = {
     "eks-deletion-protection": ("prod", EKS, set_in(["inputs", "deletionProtection"], False)),
     "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
     "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),
+    "efa-instance-types": (
+        "staging", "kubernetes:karpenter.sh/v1:NodePool",
+        lambda r: r["inputs"]["spec"]["template"]["spec"]["requirements"][-1]["values"].append("inf2.xlarge"), "karpenter-neuron-pool",
+    ),
     "node-pool-bounded": ("prod", "kubernetes:karpenter.sh/v1:NodePool", lambda r: r["inputs"]["spec"]["limits"].pop("memory"), "karpenter-cpu-pool"),
     "version-supported": ("prod", EKS, set_in(["inputs", "version"], "1.29")),
     "version-in-standard-support": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "version"], "v26.3.3"), "accelerators-gpu-operator"),

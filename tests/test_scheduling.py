@@ -52,7 +52,8 @@ def test_each_accelerator_flavor_is_its_pool_labels_and_taint(stack):
     assert flavors.pop(DEFAULT_FLAVOR) == {}
     assert set(flavors) == set(pools) - {"cpu"}
     for name, spec in flavors.items():
-        assert spec["nodeLabels"] == pools[name]["metadata"]["labels"]
+        # The pool's own labels; its nodes may carry more (an EFA pool's the EFA device plugin's).
+        assert spec["nodeLabels"].items() <= pools[name]["metadata"]["labels"].items() and spec["nodeLabels"]["ml-platform.io/pool"] == name
         assert spec["nodeTaints"] == pools[name]["spec"]["taints"]
 
 

@@ -91,6 +91,17 @@ class PlatformConfig(Model):
         if len(self.search_domain_name) > 28:
             yield f"logging.openSearch: the domain name {self.search_domain_name!r} is over OpenSearch's 28 characters; shorten the cluster name"
 
+    @model_validator(mode="after")
+    def _reservations_in_the_stacks_zones(self) -> "PlatformConfig":
+        for name, pool in self.node_pools.enabled().items():
+            for i, r in enumerate(getattr(pool, "capacity_reservations", [])):
+                key = f"nodePools.{name}.capacityReservations[{i}].availabilityZone {r.availability_zone}"
+                if r.availability_zone[:-1] != self.region:
+                    raise ValueError(f"{key} is not in the stack's region {self.region}: a reservation serves only its own zone")
+                if self.network.availability_zones and r.availability_zone not in self.network.availability_zones:
+                    raise ValueError(f"{key} is not one of network.availabilityZones {list(self.network.availability_zones)}")
+        return self
+
     @property
     def search_domain_name(self) -> str:
         return f"{self.cluster_name}-logs"

@@ -44,6 +44,9 @@ CREATE: dict[str, int] = {
     "aws:ec2/routeTable:RouteTable": 5,
     "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
     "aws:ec2/securityGroup:SecurityGroup": 5,
+    # One AuthorizeSecurityGroupIngress/Egress call each.
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 2,
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 2,
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 3,
     "aws:ec2/vpcEndpoint:VpcEndpoint": 10,
     "aws:ec2/flowLog:FlowLog": 5,

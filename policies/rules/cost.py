@@ -35,6 +35,8 @@ NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 ACCELERATOR_FIELDS = {"nvidia.com/gpu": "nvidiaGpus", "aws.amazon.com/neuron": "neuronDevices"}
 LIMIT_SETTINGS = {"cpu": "cpu", "memory": "memoryGib", **{k: "accelerators" for k in ACCELERATOR_FIELDS}}
+# On a NodePool: the instances its capacity reservations hold, "g6e.xlarge=2,p5.48xlarge=1" (components/karpenter.py).
+RESERVED_ANNOTATION = "ml-platform.io/reserved-instances"
 # Karpenter subtracts this share of nominal memory from every instance type's capacity (vm-memory-overhead-percent,
 # default 0.075 in pkg/operator/options/options.go of karpenter-provider-aws v1.14.1), and a pool's memory limit
 # counts that capacity: net of it, more nodes fit under the same limit.
@@ -267,6 +269,39 @@ def pool_item(name: str, spec: dict, per_node: NodeCosts, table: PriceTable, spo
     return Item(name, value, detail, "pool", mix, nodes, {k: v for k, v in drivers.items() if v > 1e-9})
 
 
+def reserved_line(pool: dict, per_node: NodeCosts, table: PriceTable) -> tuple[Optional[Item], dict]:
+    """The prepaid line of a pool's capacity reservations, and the pool's spec left to price beside it.
+
+    A reservation is paid for every hour whether or not a node runs in it (priced here at the on-demand rate, with
+    each node's root volume and logs), and its nodes count against the NodePool's limits (memory as Karpenter counts
+    it, net of VM overhead): the pool is priced on what its limits leave after them, so no instance is priced twice."""
+    name, spec = pool["metadata"]["name"], pool["spec"]
+    raw = ((pool["metadata"].get("annotations") or {}).get(RESERVED_ANNOTATION)) or ""
+    counts = {t: int(n) for t, n in (entry.split("=") for entry in raw.split(",") if entry)}
+    if not counts:
+        return None, spec
+    missing = sorted(t for t in counts if t not in table.instances)
+    if missing:
+        raise PriceError(f"node pool {name!r} reserves {', '.join(missing)}, which the {table.region} price table (dated {table.date}) does not list")
+    hourly = sum(n * (table.instances[t]["usd"] + per_node.total()) for t, n in counts.items())
+    limits = dict(spec.get("limits") or {})
+    for key, field_name in (("cpu", "vcpu"), ("memory", "memoryGib"), *ACCELERATOR_FIELDS.items()):
+        if key not in limits:
+            continue
+        share = 1 - VM_MEMORY_OVERHEAD if key == "memory" else 1
+        left = quantity(limits[key]) - sum(n * float(table.instances[t].get(field_name, 0)) * share for t, n in counts.items())
+        if left < -1e-9:
+            raise PriceError(
+                f"node pool {name!r}: capacityReservations hold more {key} than its limits allow ({limits[key]}), so part of the "
+                f"prepaid capacity could never run; raise nodePools.{name}.limits or reserve less"
+            )
+        limits[key] = f"{max(left, 0):g}Gi" if key == "memory" else f"{max(left, 0):g}"
+    held = ", ".join(f"{n} x {t}" for t, n in counts.items())
+    item = Item(f"reserved-{name}", hourly, f"prepaid capacity reservations of pool {name!r}: {held}", "fixed",
+                nodes=float(sum(counts.values())), drivers={f"nodePools.{name}.capacityReservations": hourly})
+    return item, {**spec, "limits": limits}
+
+
 def _tags(props: dict) -> dict:
     return props.get("tags") or {}
 
@@ -310,7 +345,13 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
     for pool in sorted(by_type.get(NODE_POOL, []), key=lambda p: p["metadata"]["name"]):
         name = pool["metadata"]["name"]
         per_node = node_costs(root_gib.get(pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], 0.0), log_gib_per_hour, table, retention, logs_via_endpoint)
-        items.append(pool_item(name, pool["spec"], per_node, table, spot_fraction))
+        reserved, spec = reserved_line(pool, per_node, table)
+        if reserved:
+            items.append(reserved)
+        if any(quantity(v) <= 0 for v in (spec.get("limits") or {}).values()):
+            items.append(Item(name, 0.0, "its reservations take all of a limit: the pool can buy nothing beside them", "pool"))
+        else:
+            items.append(pool_item(name, spec, per_node, table, spot_fraction))
 
     def fixed(name: str, hourly: float, detail: str, setting: str) -> None:
         if hourly:
