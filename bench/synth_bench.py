@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/synth_bench.py [--stacks dev prod] [--repeat 3]
     .venv/bin/python bench/synth_bench.py --workloads 1 200     # dev with N serving workloads
+    .venv/bin/python bench/synth_bench.py --write docs/reference/benchmarks.md   # both, recorded for the docs
 
 Targets (2 cores): prod under 3 s and 400 MB; 200 workloads under 4 times the 1-workload time.
 """
@@ -54,29 +55,61 @@ def stack_with_workloads(n: int, directory: Path) -> Path:
     return path
 
 
+def stacks_table(stacks: list[str], repeat: int) -> list[str]:
+    lines = [f"{'stack':<10}{'best s':>8}{'worst s':>9}{'peak MiB':>10}{'exit':>6}"]
+    for stack in stacks:
+        runs = [measure(stack) for _ in range(repeat)]
+        lines.append(f"{stack:<10}{min(r[0] for r in runs):>8.2f}{max(r[0] for r in runs):>9.2f}"
+                     f"{max(r[1] for r in runs):>10.0f}{runs[-1][2]:>6}")
+    return lines
+
+
+def workloads_table(counts: list[int], repeat: int) -> list[str]:
+    lines = [f"{'workloads':<10}{'best s':>8}{'peak MiB':>10}{'exit':>6}"]
+    best = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in counts:
+            config = stack_with_workloads(n, Path(tmp))
+            runs = [measure("dev", config) for _ in range(repeat)]
+            best[n] = min(r[0] for r in runs)
+            lines.append(f"{n:<10}{best[n]:>8.2f}{max(r[1] for r in runs):>10.0f}{runs[-1][2]:>6}")
+    low, high = min(best), max(best)
+    lines.append(f"ratio {high} / {low} workloads: {best[high] / best[low]:.2f}")
+    return lines
+
+
+def record(path: Path, stacks: list[str], repeat: int) -> None:
+    """Measures both benchmarks and writes them, with when and where, as the docs' source for synth timings."""
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    body = [
+        "# Synth benchmarks",
+        "",
+        f"Written by `.venv/bin/python bench/synth_bench.py --write {path.relative_to(ROOT)}` on "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}, commit {commit}, {os.cpu_count()} cores, best of {repeat}.",
+        "Targets: prod under 3 s and 400 MB (on the machine the target was set on); 200 serving workloads in under",
+        "4 times the 1-workload time. Timings depend on the machine and its load: compare runs made together.",
+        "",
+        "```",
+        *stacks_table(stacks, repeat),
+        "",
+        *workloads_table([1, 200], repeat),
+        "```",
+        "",
+    ]
+    path.write_text("\n".join(body))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stacks", nargs="+", default=["dev", "staging", "prod"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workloads", nargs="+", type=int, help="synthesize dev with these numbers of serving workloads")
+    parser.add_argument("--write", type=Path, help="run both benchmarks and record them in this markdown file")
     args = parser.parse_args()
-    if args.workloads:
-        with tempfile.TemporaryDirectory() as tmp:
-            print(f"{'workloads':<10}{'best s':>8}{'peak MiB':>10}{'exit':>6}")
-            best = {}
-            for n in args.workloads:
-                config = stack_with_workloads(n, Path(tmp))
-                runs = [measure("dev", config) for _ in range(args.repeat)]
-                best[n] = min(r[0] for r in runs)
-                print(f"{n:<10}{best[n]:>8.2f}{max(r[1] for r in runs):>10.0f}{runs[-1][2]:>6}")
-            low, high = min(best), max(best)
-            print(f"ratio {high} / {low} workloads: {best[high] / best[low]:.2f}")
-        return
-    print(f"{'stack':<10}{'best s':>8}{'worst s':>9}{'peak MiB':>10}{'exit':>6}")
-    for stack in args.stacks:
-        runs = [measure(stack) for _ in range(args.repeat)]
-        print(f"{stack:<10}{min(r[0] for r in runs):>8.2f}{max(r[0] for r in runs):>9.2f}"
-              f"{max(r[1] for r in runs):>10.0f}{runs[-1][2]:>6}")
+    if args.write:
+        record(args.write.resolve(), args.stacks, args.repeat)
+    else:
+        print("\n".join(workloads_table(args.workloads, args.repeat) if args.workloads else stacks_table(args.stacks, args.repeat)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Accelerator software: NVIDIA GPU operator, Neuron device plugin and scheduler, metrics-server."""
+"""Accelerator software: NVIDIA GPU operator, Neuron device plugin and scheduler, EFA device plugin, metrics-server."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,13 +9,15 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra.lib import helm
-from infra.lib.accelerators import ACCELERATOR_LABEL, NEURON, NVIDIA
+from infra.lib.accelerators import ACCELERATOR_LABEL, KINDS, NEURON, NVIDIA
 from infra.config import GpuOperator, PlatformConfig
 from infra.lib.monitoring import ScrapeTarget
+from policies.rules.efa import EFA_LABEL
 
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
 GPU_OPERATOR_REPOSITORY = "https://helm.ngc.nvidia.com/nvidia"
 NEURON_REPOSITORY = "oci://public.ecr.aws/neuron"
+EKS_CHARTS_REPOSITORY = "https://aws.github.io/eks-charts"
 METRICS_SERVER_REPOSITORY = "https://kubernetes-sigs.github.io/metrics-server/"
 DRA_DRIVER_REPOSITORY = "oci://registry.k8s.io/dra-driver-nvidia/charts"
 DRA_DRIVER_NAMESPACE = "nvidia-dra-driver-gpu"
@@ -81,6 +83,17 @@ def neuron_values(system_toleration: dict[str, str]) -> dict[str, Any]:
         },
         "scheduler": {"enabled": False},
         "npd": {"enabled": False},
+    }
+
+
+def efa_device_plugin_values(efa_taints: list[dict]) -> dict[str, Any]:
+    """On the EFA pools' nodes only (the label Karpenter puts on them), tolerating exactly their taints. The chart's
+    container is privileged as upstream ships it: it opens /dev/infiniband and registers with the kubelet through its
+    device-plugin socket, on the host network."""
+    return {
+        "nodeSelector": {EFA_LABEL: "true"},
+        "tolerations": [_toleration_exists(t["key"]) for t in efa_taints],
+        "resources": helm.resources("10m", "32Mi"),
     }
 
 
@@ -170,6 +183,18 @@ class Accelerators(pulumi.ComponentResource):
             values=neuron_values(toleration),
             opts=k8s_child,
         )
+        efa_kinds = [KINDS[p] for p, pool in args.config.node_pools.enabled().items() if getattr(pool, "efa", False)]
+        if efa_kinds:
+            helm.release(
+                f"{name}-efa-device-plugin",
+                name="aws-efa-k8s-device-plugin",
+                chart="aws-efa-k8s-device-plugin",
+                repository=EKS_CHARTS_REPOSITORY,
+                version=ac.efa_device_plugin.version,
+                namespace="kube-system",
+                values=efa_device_plugin_values([k.taint for k in efa_kinds if k.taint]),
+                opts=k8s_child,
+            )
         helm.release(
             f"{name}-metrics-server",
             name="metrics-server",

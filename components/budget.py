@@ -7,7 +7,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.config import PlatformConfig
-from policies.rules.cost import HOURS_PER_MONTH, MAX_HOURLY_TAG, NODE_LOG_RATE_TAG, PRICE_REGION_TAG, SPOT_FRACTION_TAG
+from policies.rules.cost import HOURS_PER_MONTH, MAX_HOURLY_TAG, NODE_LOG_RATE_TAG, PRICE_REGION_TAG, PRICE_TABLE_TAG, SPOT_FRACTION_TAG
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Budget(pulumi.ComponentResource):
                     SPOT_FRACTION_TAG: f"{budget.spot_price_fraction:g}",
                     NODE_LOG_RATE_TAG: str(cfg.logging.node_log_rate_kib_per_second),
                     PRICE_REGION_TAG: cfg.region,
+                    **({PRICE_TABLE_TAG: budget.price_table_region} if budget.price_table_region else {}),
                 },
             ),
             opts=pulumi.ResourceOptions(parent=self),

@@ -14,6 +14,8 @@ from infra.lib import helm
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, AcceleratorKind, pool_labels
 from infra.lib.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
 from infra.lib.monitoring import ScrapeTarget
+from policies.rules.cost import RESERVED_ANNOTATION
+from policies.rules.efa import EFA_LABEL
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -178,6 +180,23 @@ def controller_policy(
     )
 
 
+def node_labels(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, str]:
+    """The labels of a pool's nodes; an EFA pool's also carry the label the EFA device plugin runs on."""
+    return {**pool_labels(name, kind), **({EFA_LABEL: "true"} if getattr(pool, "efa", False) else {})}
+
+
+def reserved_instances(pool: NodePoolBase) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in getattr(pool, "capacity_reservations", []):
+        counts[r.instance_type] = counts.get(r.instance_type, 0) + r.instance_count
+    return dict(sorted(counts.items()))
+
+
+def node_pool_annotations(pool: NodePoolBase) -> dict[str, str]:
+    counts = reserved_instances(pool)
+    return {RESERVED_ANNOTATION: ",".join(f"{t}={n}" for t, n in counts.items())} if counts else {}
+
+
 def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:
     requirements = [
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
@@ -199,7 +218,7 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
     return {
         "weight": pool.weight,
         "template": {
-            "metadata": {"labels": pool_labels(name, kind)},
+            "metadata": {"labels": node_labels(name, pool, kind)},
             "spec": {
                 "nodeClassRef": {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": name},
                 "requirements": requirements,
@@ -214,15 +233,16 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
 
 
 def node_class_spec(
-    pool: NodePoolBase, cluster_name: str, node_role_name: str, security_group_id: str, tags: dict[str, str]
+    pool: NodePoolBase, cluster_name: str, node_role_name: str, security_group_id: str, tags: dict[str, str], efa_security_group_id: str | None = None
 ) -> dict[str, Any]:
     # Bottlerocket boots from its own OS volume; the configurable one is the data volume.
     device = "/dev/xvdb" if pool.ami_alias.startswith("bottlerocket@") else "/dev/xvda"
-    return {
+    reservations = getattr(pool, "capacity_reservations", [])
+    spec: dict[str, Any] = {
         "role": node_role_name,
         "amiSelectorTerms": [{"alias": pool.ami_alias}],
         "subnetSelectorTerms": [{"tags": {"karpenter.sh/discovery": cluster_name}}],
-        "securityGroupSelectorTerms": [{"id": security_group_id}],
+        "securityGroupSelectorTerms": [{"id": security_group_id}, *([{"id": efa_security_group_id}] if efa_security_group_id else [])],
         "metadataOptions": {"httpEndpoint": "enabled", "httpProtocolIPv6": "disabled", "httpPutResponseHopLimit": 1, "httpTokens": "required"},
         "blockDeviceMappings": [
             {
@@ -233,6 +253,9 @@ def node_class_spec(
         ],
         "tags": {k: v for k, v in tags.items() if k != "Name"},
     }
+    if reservations:
+        spec["capacityReservationSelectorTerms"] = [r.selector_term() for r in reservations]
+    return spec
 
 
 @dataclass(frozen=True)
@@ -240,6 +263,7 @@ class KarpenterArgs:
     config: PlatformConfig
     cluster_name: pulumi.Output[str]
     cluster_security_group_id: pulumi.Output[str]
+    vpc_id: pulumi.Output[str]
     provider: k8s.Provider
     system_node_selector: dict[str, str]
     system_toleration: dict[str, str]
@@ -366,6 +390,7 @@ class Karpenter(pulumi.ComponentResource):
                 aws.iam.ServiceLinkedRole(f"{name}-spot", aws.iam.ServiceLinkedRoleArgs(aws_service_name="spot.amazonaws.com"), opts=child)
             )
 
+        reserving = any(getattr(p, "capacity_reservations", []) for p in cfg.node_pools.enabled().values())
         crds = helm.release(
             f"{name}-crd",
             name="karpenter-crd",
@@ -385,7 +410,12 @@ class Karpenter(pulumi.ComponentResource):
             namespace=NAMESPACE,
             skip_crds=True,
             values={
-                "settings": {"clusterName": args.cluster_name, "interruptionQueue": queue.name},
+                "settings": {
+                    "clusterName": args.cluster_name,
+                    "interruptionQueue": queue.name,
+                    # Beta and on by default at the pin; stated so a chart default that turns it off cannot strand the reservations.
+                    **({"featureGates": {"reservedCapacity": True}} if reserving else {}),
+                },
                 "serviceAccount": {"name": SERVICE_ACCOUNT},
                 "replicas": kc.replicas,
                 "podDisruptionBudget": {"name": "karpenter", "maxUnavailable": 1},
@@ -395,6 +425,10 @@ class Karpenter(pulumi.ComponentResource):
                 "controller": {"resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}},
             },
             opts=pulumi.ResourceOptions.merge(k8s_child, pulumi.ResourceOptions(depends_on=[crds, *prerequisites])),
+        )
+
+        efa_group, efa_rules = (
+            self._efa_security_group(name, cfg, args.vpc_id) if any(getattr(p, "efa", False) for p in cfg.node_pools.enabled().values()) else (None, [])
         )
 
         # Pools depend on the controller release: destroy deletes them (and their nodes) while it still runs.
@@ -409,16 +443,20 @@ class Karpenter(pulumi.ComponentResource):
                 api_version="karpenter.k8s.aws/v1",
                 kind="EC2NodeClass",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}),
-                spec=pulumi.Output.all(node_role.name, args.cluster_security_group_id).apply(
-                    lambda v, pool=pool, tags=tags: node_class_spec(pool, cluster_name, v[0], v[1], tags)
-                ),
-                opts=after_controller,
+                spec=pulumi.Output.all(
+                    node_role.name, args.cluster_security_group_id, efa_group.id if efa_group and getattr(pool, "efa", False) else None
+                ).apply(lambda v, pool=pool, tags=tags: node_class_spec(pool, cluster_name, v[0], v[1], tags, v[2])),
+                # An EFA pool's first node must find its group's rules in place.
+                opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, *efa_rules]))
+                if getattr(pool, "efa", False) else after_controller,
             )
             node_pool = k8s.apiextensions.CustomResource(
                 f"{name}-{pool_name}-pool",
                 api_version="karpenter.sh/v1",
                 kind="NodePool",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}, annotations=node_pool_annotations(pool) or None
+                ),
                 spec=node_pool_spec(pool_name, pool, kind),
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
             )
@@ -445,3 +483,37 @@ class Karpenter(pulumi.ComponentResource):
             )
         ]
         self.register_outputs({"nodeRoleArn": self.node_role_arn, "nodePools": sorted(self.node_pools)})
+
+    def _efa_security_group(self, name: str, cfg: PlatformConfig, vpc_id: pulumi.Output[str]) -> tuple[aws.ec2.SecurityGroup, list[pulumi.Resource]]:
+        """EFA traffic (the SRD protocol, not IP) must be allowed to and from the group itself on every protocol; the
+        EFA pools' nodes carry it beside the cluster security group. Created without rules, which the provider
+        then keeps empty: only the self-referencing pair below."""
+        cluster_name = cfg.cluster_name
+        group = aws.ec2.SecurityGroup(
+            f"{name}-efa",
+            aws.ec2.SecurityGroupArgs(
+                vpc_id=vpc_id,
+                name=f"{cluster_name}-efa",
+                description=f"EFA between the EFA node pools of {cluster_name}: all traffic to and from itself",
+                tags=cfg.tags_for(f"{cluster_name}-efa"),
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        rule_opts = pulumi.ResourceOptions(parent=group)
+        ingress = aws.vpc.SecurityGroupIngressRule(
+            f"{name}-efa-in",
+            aws.vpc.SecurityGroupIngressRuleArgs(
+                security_group_id=group.id, referenced_security_group_id=group.id, ip_protocol="-1",
+                description="EFA: all traffic from itself", tags=cfg.tags_for(f"{cluster_name}-efa-in"),
+            ),
+            opts=rule_opts,
+        )
+        egress = aws.vpc.SecurityGroupEgressRule(
+            f"{name}-efa-out",
+            aws.vpc.SecurityGroupEgressRuleArgs(
+                security_group_id=group.id, referenced_security_group_id=group.id, ip_protocol="-1",
+                description="EFA: all traffic to itself", tags=cfg.tags_for(f"{cluster_name}-efa-out"),
+            ),
+            opts=rule_opts,
+        )
+        return group, [ingress, egress]

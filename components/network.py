@@ -1,4 +1,4 @@
-"""Multi-AZ VPC: public and private subnets, NAT, S3 gateway endpoint, flow logs, closed default SG."""
+"""Multi-AZ VPC: public and private subnets, NAT, S3 gateway and CloudWatch Logs interface endpoints, flow logs, closed default SG."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -132,6 +132,37 @@ class Network(pulumi.ComponentResource):
                 vpc_endpoint_type="Gateway",
                 route_table_ids=[rt.id for rt in private_route_tables],
                 tags=cfg.tags_for(f"{name}-s3"),
+            ),
+            opts=child,
+        )
+
+        # Node and platform logs reach CloudWatch Logs through an interface endpoint in every private subnet: its
+        # private DNS name answers for logs.<region>.amazonaws.com, so the bytes stop crossing (and paying for) the NAT.
+        logs_endpoint_sg = aws.ec2.SecurityGroup(
+            f"{name}-logs-endpoint",
+            aws.ec2.SecurityGroupArgs(
+                description="HTTPS to the CloudWatch Logs interface endpoint from inside the VPC",
+                vpc_id=vpc.id,
+                ingress=[
+                    aws.ec2.SecurityGroupIngressArgs(
+                        description="HTTPS from the VPC (log shippers)", protocol="tcp", from_port=443, to_port=443, cidr_blocks=[net.cidr]
+                    )
+                ],
+                egress=[],
+                tags=cfg.tags_for(f"{name}-logs-endpoint"),
+            ),
+            opts=child,
+        )
+        aws.ec2.VpcEndpoint(
+            f"{name}-logs",
+            aws.ec2.VpcEndpointArgs(
+                vpc_id=vpc.id,
+                service_name=f"com.amazonaws.{cfg.region}.logs",
+                vpc_endpoint_type="Interface",
+                subnet_ids=[s.id for s in private_subnets],
+                security_group_ids=[logs_endpoint_sg.id],
+                private_dns_enabled=True,
+                tags=cfg.tags_for(f"{name}-logs"),
             ),
             opts=child,
         )

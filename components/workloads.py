@@ -104,13 +104,10 @@ def env_vars(env: dict[str, str]) -> list[core.EnvVarArgs]:
     return [core.EnvVarArgs(name=k, value=v) for k, v in sorted(env.items())]
 
 
-# Pulumi creates the object and moves on; the cluster (and its alerts) take it from there.
+# Pulumi creates the object and moves on; the cluster (and its alerts) take it from there. Everything of the model
+# lifecycle and serving carries it: a download, a compile or a first rollout on a new GPU node takes longer than a
+# deploy should, and its readiness depends on work outside the graph's order (docs/operators/first-deploy.md).
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
-
-
-def await_seconds(seconds: int) -> dict[str, str]:
-    """pulumi-kubernetes waits this long for the object to become ready (or complete) instead of its 10 minutes."""
-    return {"pulumi.com/timeoutSeconds": str(seconds)}
 
 
 def _probe(w: ServingWorkload, period: int, failures: int) -> core.ProbeArgs:
@@ -384,7 +381,7 @@ class Workloads(pulumi.ComponentResource):
 
     # -- the model lifecycle ------------------------------------------------------------------
     def _lifecycle_job(self, resource_name: str, job_name: str, team: TeamInfo, image: str, command: list[str], accelerator: str,
-                       resources: core.ResourceRequirementsArgs, neuron_target: Optional[str], seconds: int, awaited: bool,
+                       resources: core.ResourceRequirementsArgs, neuron_target: Optional[str], seconds: int,
                        *deps: pulumi.Resource) -> k8s.batch.v1.Job:
         labels = {"app.kubernetes.io/part-of": "ml-platform", "app.kubernetes.io/component": "model-lifecycle", "ml-platform.io/team": team.name}
         volume, mount = model_store_volume(read_only=False)
@@ -392,9 +389,8 @@ class Workloads(pulumi.ComponentResource):
         via = submission(self._args.config.scheduling.gang, team.name, priority=SERVING_PRIORITY)
         return k8s.batch.v1.Job(
             resource_name,
-            # Pulumi waits for the Job to complete (what comes after it needs its output), unless the serving
-            # workload leaves its rollout to the cluster: its pods then wait for the model themselves.
-            metadata=self._meta(job_name, team, {**labels, **via.labels}, await_seconds(seconds) if awaited else SKIP_AWAIT),
+            # Not awaited: the serving pods wait for the model themselves (`wait-for-model`), KubeJobFailed reports a failure.
+            metadata=self._meta(job_name, team, {**labels, **via.labels}, SKIP_AWAIT),
             spec=k8s.batch.v1.JobSpecArgs(
                 suspend=via.suspend,
                 backoff_limit=3,
@@ -432,7 +428,7 @@ class Workloads(pulumi.ComponentResource):
             ),
         )
 
-    def _bootstrap(self, team: TeamInfo, model: ModelRef, image: str, awaited: bool) -> k8s.batch.v1.Job:
+    def _bootstrap(self, team: TeamInfo, model: ModelRef, image: str) -> k8s.batch.v1.Job:
         """Downloads a public model at its pinned revision into the store (through the NAT), once per version."""
         key = (team.name, model.key)
         if key not in self._bootstraps:
@@ -447,11 +443,10 @@ class Workloads(pulumi.ComponentResource):
                 core.ResourceRequirementsArgs(requests={"cpu": "1", "memory": "4Gi"}, limits={"memory": "4Gi"}),
                 None,
                 timing.job_done("cpu", timing.MODEL_DOWNLOAD),
-                awaited,
             )
         return self._bootstraps[key]
 
-    def _compile(self, team: TeamInfo, model: ModelRef, target: str, image: str, awaited: bool, *deps: pulumi.Resource) -> k8s.batch.v1.Job:
+    def _compile(self, team: TeamInfo, model: ModelRef, target: str, image: str, *deps: pulumi.Resource) -> k8s.batch.v1.Job:
         """Compiles a model version for a Neuron target on that target's instances; a no-op when already compiled."""
         key = (team.name, model.key, target)
         if key not in self._compiles:
@@ -465,7 +460,6 @@ class Workloads(pulumi.ComponentResource):
                 container_resources(Resources(cpu="2", memory_gib=8), "neuron", 1),
                 target,
                 timing.job_done("neuron", timing.NEURON_COMPILE),
-                awaited,
                 *deps,
             )
         return self._compiles[key]
@@ -474,9 +468,9 @@ class Workloads(pulumi.ComponentResource):
         """The jobs that put the track's model (and its compiled artifact) into the store, if the stack runs any."""
         if not track.model:
             return []
-        jobs: list[pulumi.Resource] = [self._bootstrap(team, track.model, track.image, w.await_rollout)] if track.model.external else []
+        jobs: list[pulumi.Resource] = [self._bootstrap(team, track.model, track.image)] if track.model.external else []
         if w.neuron_target:
-            jobs = [self._compile(team, track.model, w.neuron_target, track.image, w.await_rollout, *jobs)]
+            jobs = [self._compile(team, track.model, w.neuron_target, track.image, *jobs)]
         return jobs
 
     # -- serving ------------------------------------------------------------------------------
@@ -494,9 +488,7 @@ class Workloads(pulumi.ComponentResource):
             track_labels = {**labels, "version": track.role, **({"ml-platform.io/model": track.model.key.replace("@", "-")} if track.model else {})}
             deployment = k8s.apps.v1.Deployment(
                 f"{rn}-{track.role}",
-                metadata=self._meta(
-                    name, team, track_labels, await_seconds(timing.pod_ready(w.accelerator, w.probe.startup_seconds)) if w.await_rollout else SKIP_AWAIT
-                ),
+                metadata=self._meta(name, team, track_labels, SKIP_AWAIT),
                 spec=k8s.apps.v1.DeploymentSpecArgs(
                     replicas=track.min_replicas,
                     selector=meta.LabelSelectorArgs(match_labels=selector),
@@ -549,10 +541,11 @@ class Workloads(pulumi.ComponentResource):
                 spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels=selector)),
                 opts=opts,
             )
-            # One Service per version: the route's weights split traffic between them.
+            # One Service per version: the route's weights split traffic between them. Its pods start late (a new
+            # node, the model): awaited, a replacement of the Service would wait for them and could time out.
             core.Service(
                 f"{rn}-{track.role}-svc",
-                metadata=self._meta(name, team, {**labels, "version": track.role}),
+                metadata=self._meta(name, team, {**labels, "version": track.role}, SKIP_AWAIT),
                 spec=core.ServiceSpecArgs(
                     type="ClusterIP",
                     selector=selector,

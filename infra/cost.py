@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from components.karpenter import node_pool_spec
+from components.karpenter import node_pool_annotations, node_pool_spec
 from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
 from infra.config.streaming import broker_zones
@@ -24,6 +24,8 @@ from policies.rules.cost import (
     NODE_LOG_RATE_TAG,
     NODE_POOL,
     PRICE_REGION_TAG,
+    PRICE_TABLE_TAG,
+    MissingTable,
     SPOT_FRACTION_TAG,
     Ceiling,
     PriceError,
@@ -42,6 +44,7 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         ("aws:ec2/launchTemplate:LaunchTemplate", {"blockDeviceMappings": [{"ebs": {"volumeSize": ng.disk_size_gib}}]}),
         *[("aws:ec2/natGateway:NatGateway", {})] * nat,
         *[("aws:ec2/eip:Eip", {})] * nat,
+        ("aws:ec2/vpcEndpoint:VpcEndpoint", {"vpcEndpointType": "Interface", "serviceName": f"com.amazonaws.{cfg.region}.logs", "subnetIds": [""] * zones}),
         ("kubernetes:core/v1:Service", {"spec": {"type": "LoadBalancer"}}),
         ("aws:cloudwatch/logGroup:LogGroup", {"name": f"/ml-platform/{cfg.cluster_name}/platform", "retentionInDays": cfg.logging.retention_days}),
         (BUDGET, {"tags": {
@@ -49,10 +52,11 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             SPOT_FRACTION_TAG: f"{cfg.budget.spot_price_fraction:g}",
             NODE_LOG_RATE_TAG: str(cfg.logging.node_log_rate_kib_per_second),
             PRICE_REGION_TAG: cfg.region,
+            **({PRICE_TABLE_TAG: cfg.budget.price_table_region} if cfg.budget.price_table_region else {}),
         }}),
     ]
     for name, pool in cfg.node_pools.enabled().items():
-        planned.append((NODE_POOL, {"metadata": {"name": name}, "spec": node_pool_spec(name, pool, KINDS[name])}))
+        planned.append((NODE_POOL, {"metadata": {"name": name, "annotations": node_pool_annotations(pool)}, "spec": node_pool_spec(name, pool, KINDS[name])}))
         planned.append((NODE_CLASS, {"metadata": {"name": name}, "spec": {"blockDeviceMappings": [{"ebs": {"volumeSize": f"{pool.root_volume_gib}Gi"}}]}}))
     search = cfg.logging.open_search
     if search.enabled:
@@ -95,13 +99,16 @@ def checked_ceiling(cfg: PlatformConfig, today: datetime.date) -> Ceiling:
     lacks, or the fixed costs alone exceed the budget."""
     try:
         result = ceiling(planned_resources(cfg), cfg.region, today)
+    except MissingTable as exc:
+        raise ConfigError(f"invalid configuration:\n  aws:region: {exc}") from None
     except PriceError as exc:
         raise ConfigError(f"invalid configuration:\n  ml-platform:nodePools: {exc}") from None
     if result.fixed > cfg.budget.max_hourly_usd:
         items = ", ".join(f"{i.name} ${i.hourly_usd:,.2f}" for i in result.items if i.kind == "fixed")
         raise ConfigError(
             f"invalid configuration:\n  ml-platform:budget.maxHourlyUsd: {cfg.budget.max_hourly_usd:g} is below the stack's "
-            f"fixed costs (${result.fixed:,.2f}/h: {items}); raise it, or shrink the fixed items"
+            f"fixed costs, which no pool limit scales away (${result.fixed:,.2f}/h: {items}); raise it, or shrink "
+            f"{result.dominant('fixed')[0]}, which weighs most"
         )
     return result
 

@@ -17,7 +17,22 @@ from infra.config import PlatformConfig
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from policies.rules.cost import Ceiling
 
-SCHEMA_VERSION = "2.3.0"
+# 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
+# when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
+SCHEMA_VERSION = "3.0.0"
+
+
+def _absent_not_null(value):
+    """The value with every null-valued key removed, at any depth."""
+    if isinstance(value, dict):
+        return {k: _absent_not_null(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_absent_not_null(v) for v in value]
+    return value
+
+
+def _export(name: str, value) -> None:
+    pulumi.export(name, pulumi.Output.from_input(value).apply(_absent_not_null))
 
 
 def export(
@@ -34,10 +49,10 @@ def export(
     workloads: Workloads,
     ceiling: Ceiling,
 ) -> None:
-    pulumi.export("schemaVersion", SCHEMA_VERSION)
-    pulumi.export("environment", cfg.environment)
-    pulumi.export("region", cfg.region)
-    pulumi.export(
+    _export("schemaVersion", SCHEMA_VERSION)
+    _export("environment", cfg.environment)
+    _export("region", cfg.region)
+    _export(
         "cluster",
         {
             "name": cluster.name,
@@ -49,8 +64,8 @@ def export(
             "defaultStorageClass": cluster.default_storage_class,
         },
     )
-    pulumi.export("kubeconfig", cluster.kubeconfig)
-    pulumi.export(
+    _export("kubeconfig", cluster.kubeconfig)
+    _export(
         "network",
         {
             "vpcId": network.vpc_id,
@@ -59,7 +74,7 @@ def export(
             "publicSubnetIds": network.public_subnet_ids,
         },
     )
-    pulumi.export(
+    _export(
         "nodePools",
         {
             name: {
@@ -74,7 +89,7 @@ def export(
             for name, pool in sorted(karpenter.node_pools.items())
         },
     )
-    pulumi.export(
+    _export(
         "storage",
         {
             "efsFileSystemId": storage.file_system_id,
@@ -85,7 +100,7 @@ def export(
             },
         },
     )
-    pulumi.export(
+    _export(
         "gateway",
         {
             "name": mesh.gateway_name,
@@ -101,7 +116,7 @@ def export(
             },
         },
     )
-    pulumi.export(
+    _export(
         "observability",
         {
             "grafanaUrl": observability.grafana_url,
@@ -110,7 +125,7 @@ def export(
             "grafanaAdminSecret": observability.admin_secret,
         },
     )
-    pulumi.export(
+    _export(
         "logging",
         {
             "platformLogGroup": logging.log_groups["platform"],
@@ -118,9 +133,9 @@ def export(
             "dashboardsUrl": logging.dashboards_url,
         },
     )
-    pulumi.export("cost", cost.output(cfg, ceiling))
-    pulumi.export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
-    pulumi.export(
+    _export("cost", cost.output(cfg, ceiling))
+    _export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
+    _export(
         "teams",
         {
             name: {
@@ -135,7 +150,7 @@ def export(
             for name, team in sorted(tenancy.teams.items())
         },
     )
-    pulumi.export(
+    _export(
         "workloads",
         {
             key: {"kind": w.kind, "team": w.team, "namespace": w.namespace, "service": w.service, "url": w.url, "models": w.models}

@@ -59,6 +59,7 @@ def build(cfg: PlatformConfig) -> None:
             config=cfg,
             cluster_name=cluster.name,
             cluster_security_group_id=cluster.security_group_id,
+            vpc_id=network.vpc_id,
             provider=cluster.provider,
             system_node_selector=cluster.system_node_selector,
             system_toleration=cluster.system_toleration,

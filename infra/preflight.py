@@ -46,6 +46,8 @@ Clients = Callable[[str], Any]
 # Values the shipped stack files use as examples: AWS's documentation account and the RFC 5737 ranges.
 EXAMPLE_ACCOUNT = "111122223333"
 DOCUMENTATION_RANGES = [ipaddress.IPv4Network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+# The capacity reservation id AWS's documentation uses, which the staging stack carries as its example.
+EXAMPLE_RESERVATIONS = {"cr-1234567890abcdef0"}
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def _error(exc: Exception) -> str:
 
 
 def _is_example(value: str) -> bool:
-    if EXAMPLE_ACCOUNT in value:
+    if EXAMPLE_ACCOUNT in value or value in EXAMPLE_RESERVATIONS:
         return True
     try:
         net = ipaddress.IPv4Network(value, strict=False)
@@ -104,8 +106,8 @@ def check_placeholders(bag: dict[str, str]) -> Check:
         return Check(
             "example values",
             FAIL,
-            f"the stack still holds example values (account {EXAMPLE_ACCOUNT} or a documentation IP range) at: {', '.join(keys)}",
-            "replace each with your account's role ARNs, ECR registry and your own CIDRs",
+            f"the stack still holds example values (account {EXAMPLE_ACCOUNT}, a documentation IP range or reservation id) at: {', '.join(keys)}",
+            "replace each with your account's role ARNs, ECR registry, capacity reservation ids and your own CIDRs",
         )
     return Check("example values", PASS, "no example account id or documentation IP range in the stack")
 
@@ -217,7 +219,8 @@ def vcpu_needs(cfg: PlatformConfig, clients: Clients) -> dict[tuple[str, str], l
     for name, pool in cfg.node_pools.enabled().items():
         groups = {quota_group(t) for t in pool.instance_types} if hasattr(pool, "instance_types") else {"standard"}
         for group in groups:
-            for capacity in pool.capacity_types:
+            # Instances in an On-Demand Capacity Reservation count against the On-Demand quota.
+            for capacity in sorted({"on-demand" if c == "reserved" else c for c in pool.capacity_types}):
                 needs.setdefault((group, capacity), []).append((f"nodePools.{name}", pool.limits.cpu))
     return needs
 
@@ -250,6 +253,77 @@ def check_vcpu_quotas(cfg: PlatformConfig, clients: Clients) -> list[Check]:
             )
         else:
             checks.append(Check(label, PASS, f"{code} allows {value:g} vCPUs, the stack may use {needed} ({origin})"))
+    return checks
+
+
+def _describe_reservation(ec2: Any, reservation: Any) -> list[dict]:
+    if reservation.id:
+        try:
+            return ec2.describe_capacity_reservations(CapacityReservationIds=[reservation.id])["CapacityReservations"]
+        except ClientError as exc:
+            if exc.response["Error"].get("Code") in ("InvalidCapacityReservationId.NotFound", "InvalidCapacityReservationId.Malformed"):
+                return []
+            raise
+    filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in sorted((reservation.tags or {}).items())]
+    if reservation.owner_id:
+        filters.append({"Name": "owner-id", "Values": [reservation.owner_id]})
+    return ec2.describe_capacity_reservations(Filters=filters)["CapacityReservations"]
+
+
+def check_reservations(cfg: PlatformConfig, zones: list[str], clients: Clients) -> list[Check]:
+    """Each pool's capacity reservations exist, are active (a Capacity Block not yet begun warns), and hold the
+    instance type, zone and count the stack declares, in one of the stack's zones."""
+    checks = []
+    for name, pool in cfg.node_pools.enabled().items():
+        for i, r in enumerate(getattr(pool, "capacity_reservations", [])):
+            key = f"nodePools.{name}.capacityReservations[{i}]"
+            label = f"capacity reservation: {key}"
+            what = r.id or f"tags {r.tags}"
+            found = _describe_reservation(clients("ec2"), r)
+            if not found:
+                checks.append(Check(label, FAIL, f"no capacity reservation {what} in {cfg.region}", f"buy or share it in {cfg.region}, or correct {key}"))
+                continue
+            wrong = []
+            for res in found:
+                rid = res["CapacityReservationId"]
+                if res["InstanceType"] not in pool.instance_types or res["InstanceType"] != r.instance_type:
+                    wrong.append(f"{rid} holds {res['InstanceType']}, the stack declares {r.instance_type} (pool types {list(pool.instance_types)})")
+                if res["AvailabilityZone"] != r.availability_zone or res["AvailabilityZone"] not in zones:
+                    wrong.append(f"{rid} is in {res['AvailabilityZone']}, the stack declares {r.availability_zone} and runs in {', '.join(zones)}")
+                if res.get("ReservationType", "default") != r.type:
+                    wrong.append(f"{rid} is of type {res.get('ReservationType', 'default')}, the stack declares {r.type}")
+            total = sum(res["TotalInstanceCount"] for res in found)
+            if total < r.instance_count:
+                wrong.append(f"{what} holds {total} instances, the stack declares {r.instance_count}")
+            states = {res["CapacityReservationId"]: res["State"] for res in found}
+            inactive = {rid: st for rid, st in states.items() if st not in ("active", "scheduled")}
+            if inactive:
+                wrong.append("not active: " + ", ".join(f"{rid} is {st}" for rid, st in sorted(inactive.items())))
+            if wrong:
+                checks.append(Check(label, FAIL, "; ".join(wrong), f"make {key} match the reservation the account holds"))
+            elif "scheduled" in states.values():
+                starts = ", ".join(f"{res['CapacityReservationId']} at {res.get('StartDate')}" for res in found if res["State"] == "scheduled")
+                checks.append(Check(label, WARN, f"{what} has not begun ({starts}): the pool falls back until then", ""))
+            else:
+                checks.append(Check(label, PASS, f"{what}: {total} x {r.instance_type} in {r.availability_zone}, active"))
+    return checks
+
+
+def check_efa(cfg: PlatformConfig, clients: Clients) -> list[Check]:
+    """EC2's own word on each EFA pool's instance types (the config checks them against the device plugin's list)."""
+    checks = []
+    for name, pool in cfg.node_pools.enabled().items():
+        if not getattr(pool, "efa", False):
+            continue
+        described = clients("ec2").describe_instance_types(InstanceTypes=list(pool.instance_types))["InstanceTypes"]
+        info = {t["InstanceType"]: t.get("NetworkInfo", {}) for t in described}
+        lacking = sorted(t for t in pool.instance_types if not info.get(t, {}).get("EfaSupported"))
+        label = f"EFA: nodePools.{name}"
+        if lacking:
+            checks.append(Check(label, FAIL, f"EC2 reports no EFA on {', '.join(lacking)} in {cfg.region}", f"remove them from nodePools.{name}.instanceTypes, or set efa: false"))
+        else:
+            interfaces = ", ".join(f"{t} {info[t].get('EfaInfo', {}).get('MaximumEfaInterfaces', '?')}" for t in pool.instance_types)
+            checks.append(Check(label, PASS, f"EFA on every type (most EFA interfaces: {interfaces})"))
     return checks
 
 
@@ -414,6 +488,8 @@ def run_checks(cfg: PlatformConfig, clients: Clients) -> list[Check]:
         checks.append(zones_check)
         checks += check_instance_offerings(cfg, zones, clients)
         checks += check_vcpu_quotas(cfg, clients)
+        checks += check_reservations(cfg, zones, clients)
+        checks += check_efa(cfg, clients)
     except (ClientError, BotoCoreError) as exc:
         checks.append(Check("EC2", FAIL, f"EC2 calls failed: {_error(exc)}", "grant ec2:Describe* to the identity running the preflight"))
     checks += [

@@ -24,13 +24,13 @@ import shutil
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from infra.offline import critical_path
+from infra.offline import critical_path, helm_render
 from infra.config import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,8 @@ class SynthResult:
     transforms: dict[str, int]  # URN -> number of resource transforms registered with it
     cost: dict
     critical_path: dict
+    # Objects the Helm releases of vendored charts render to (infra/offline/helm_render.py), judged by the policy pack.
+    rendered: list[dict] = field(default_factory=list)
 
     @property
     def mandatory_violations(self) -> list[dict]:
@@ -309,10 +311,12 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
     (out / "helm").mkdir()
     # One resource per line: diffs show which resources changed, and the C encoder keeps large stacks fast.
     lines = ",\n".join(f"    {json.dumps(r, sort_keys=True)}" for r in result.resources)
+    rendered = ",\n".join(f"    {json.dumps(r, sort_keys=True)}" for r in result.rendered)
     (out / "resources.json").write_text(
         "{\n"
         f'  "outputs": {json.dumps(result.outputs, indent=2, sort_keys=True)},\n'
         f'  "project": {json.dumps(PROJECT)},\n'
+        f'  "chartRendered": [\n{rendered}\n  ],\n'
         f'  "resources": [\n{lines}\n  ],\n'
         f'  "stack": {json.dumps(result.stack)}\n'
         "}\n"
@@ -321,6 +325,12 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         (out / "manifests" / fname).write_text(_dump_yaml(body))
     for fname, body in sorted(result.helm.items()):
         (out / "helm" / fname).write_text(_dump_yaml(body))
+    for r in result.rendered:
+        release, template = r["chartRendered"]["release"], r["chartRendered"]["template"]
+        path = out / "rendered" / release / template.split("/", 1)[1]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as f:
+            f.write("---\n" + _dump_yaml(r["inputs"]))
     (out / "policy.json").write_text(json.dumps(result.policy, indent=2, sort_keys=True) + "\n")
     (out / "graph.mmd").write_text(result.graph)
     (out / "cost.json").write_text(json.dumps(result.cost, indent=2, sort_keys=True) + "\n")
@@ -345,7 +355,13 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
     records = _resource_records(registrations)
     cost = _cost(records)
     protected = sorted(urn for urn, r in registrations.items() if r.protect)
-    policy = check(records, stack, protected=set(protected))
+    try:
+        rendered = helm_render.rendered_records(stack, records, helm_render.render_releases(records, stack))
+    except (helm_render.ChartNotVendored, helm_render.RenderError) as exc:
+        raise SynthConfigError(str(exc)) from exc
+    policy = helm_render.apply_exceptions(check(records + rendered, stack, protected=set(protected)), rendered)
+    # The pack judges the program's resources and the objects its charts render: counted apart, as the artefacts hold them.
+    policy["summary"].update(resources=len(records), chartRendered=len(rendered))
     return SynthResult(
         stack=stack,
         resources=records,
@@ -359,6 +375,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
         transforms={urn: r.transforms for urn, r in sorted(registrations.items()) if r.transforms},
         cost=cost,
         critical_path=critical_path.report(records),
+        rendered=rendered,
     )
 
 
@@ -375,9 +392,14 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
     owner = component_of(result.resources)
     by_urn = {r["urn"]: r for r in result.resources}
     per_component = Counter(by_urn[o]["name"] if o else "(stack)" for u, o in owner.items() if by_urn[u]["custom"])
-    lines = [f"synthesized stack '{result.stack}' in {seconds:.1f}s: {sum(per_component.values())} resources"]
+    # The same count as resources.json and policy.json: cloud and Kubernetes objects plus the components holding them.
+    custom = sum(r["custom"] for r in result.resources)
+    lines = [
+        f"synthesized stack '{result.stack}' in {seconds:.1f}s: {len(result.resources)} resources "
+        f"({custom} cloud and Kubernetes objects, {len(result.resources) - custom} components); objects per component:"
+    ]
     lines += [f"  {name:<16} {n:>4}" for name, n in sorted(per_component.items())]
-    lines.append(f"  manifests: {len(result.manifests)}, helm releases: {len(result.helm)}")
+    lines.append(f"  manifests: {len(result.manifests)}, helm releases: {len(result.helm)}, chart-rendered objects: {len(result.rendered)}")
     if result.placeholders:
         lines.append(f"  note: secrets the offline synth cannot read (encrypted, or left for the operator to set) got fake placeholder values: {', '.join(result.placeholders)}")
     c = result.cost
@@ -389,6 +411,11 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
     up, down = result.critical_path["up"], result.critical_path["destroy"]
     lines.append(f"deploy time: up {up['minutes']} min from an empty account, destroy {down['minutes']} min (typical durations)")
     lines.append("  longest chain: " + " -> ".join(f"{step['name']} {step['seconds']}s" for step in up["chain"]))
+    for r in result.critical_path["ranges"]:
+        low, high = r["rangeMinutes"]
+        lines.append(f"  note: {r['type']} counted {r['typicalMinutes']} min, reported {low}-{high}+ min: up likely up to {up['likelyUpToMinutes']} min")
+    for o in result.critical_path["overTimeout"]:
+        lines.append(f"  warning: {o['name']} ({o['type']}) typically takes {o['seconds']}s, beyond the engine's {o['limitSeconds']}s limit")
     if result.critical_path["unknownTypes"]:
         lines.append(f"  note: no typical duration for {', '.join(result.critical_path['unknownTypes'])}: counted {result.critical_path['defaultSeconds']}s each")
     s = result.policy["summary"]
@@ -408,16 +435,20 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    from infra.offline.policy_check import MissingPolicyLevels, levels_file
+
     parser = argparse.ArgumentParser(prog="python -m infra.synth", description=__doc__.splitlines()[0])
     parser.add_argument("--stack", required=True, help="stack name; reads stacks/Pulumi.<stack>.yaml")
-    parser.add_argument("--out", type=Path, help="output folder (default build/<stack>)")
+    parser.add_argument("--out", type=Path, help="output folder (default build/<stack>, or build/<config file stem> with --config)")
     parser.add_argument("--config", type=Path, help="a stack config file to use instead of stacks/Pulumi.<stack>.yaml")
     args = parser.parse_args(argv)
-    out = args.out or ROOT / "build" / args.stack
+    # A config file of its own synthesizes beside the stack's artefacts, not over them.
+    out = args.out or ROOT / "build" / (args.config.stem if args.config else args.stack)
     started = time.perf_counter()
     try:
+        levels_file(args.stack)  # before the program runs: its levels decide the exit status
         result = synthesize(args.stack, args.config)
-    except SynthConfigError as exc:
+    except (SynthConfigError, MissingPolicyLevels) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     write_artifacts(result, out)

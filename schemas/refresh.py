@@ -2,6 +2,7 @@
 
     .venv/bin/python schemas/refresh.py            # fetch all, report what changed
     .venv/bin/python schemas/refresh.py --dry-run  # list what would be fetched
+    .venv/bin/python schemas/refresh.py --charts jobset [--git MIRROR]  # vendor whole chart directories only
 
 Run after bumping a pin; the tests then show what the new version changed (a values key gone, a CRD field
 renamed, a reference policy action added). Files are written exactly as upstream publishes them.
@@ -10,7 +11,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import shutil
+import subprocess
 import sys
+import tarfile
 import urllib.request
 from pathlib import Path
 
@@ -19,6 +24,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from infra.offline.helm_render import chart_digest  # noqa: E402
 from infra.config.pins import PINS  # noqa: E402
 
 
@@ -44,6 +50,56 @@ def planned() -> list[dict]:
     return files
 
 
+def planned_charts() -> list[dict]:
+    """Every vendored chart directory for the current pins (SOURCES.yaml `chart-sources`)."""
+    charts = []
+    for entry in yaml.safe_load((HERE / "SOURCES.yaml").read_text()):
+        version = PINS[entry["pin"]] if "pin" in entry else entry["version"]
+        ref = entry["ref"].format(version=version)
+        for dest, path in (entry.get("chart-sources") or {}).items():
+            charts.append({"dir": dest.format(version=version), "project": entry["project"], "ref": ref,
+                           "version": version, "path": path, "licence": entry["licence"]})
+    return charts
+
+
+def chart_lock_entry(item: dict) -> dict:
+    path = HERE / item["dir"]
+    return {
+        "project": item["project"],
+        "ref": item["ref"],
+        "version": item["version"],
+        "path": item["path"],
+        "licence": item["licence"],
+        "files": sum(1 for p in path.rglob("*") if p.is_file()),
+        "tree-sha256": chart_digest(path),
+    }
+
+
+def vendor_chart(item: dict, git: str | None) -> None:
+    """Copy the chart directory at the ref byte for byte: from a local git mirror, or the ref's tarball."""
+    dest = HERE / item["dir"]
+    if git:
+        data = subprocess.run(["git", f"--git-dir={git}", "archive", item["ref"], item["path"]],
+                              check=True, capture_output=True).stdout
+        prefix = ""
+    else:
+        url = f"https://codeload.github.com/{item['project']}/tar.gz/{item['ref']}"
+        with urllib.request.urlopen(url, timeout=120) as response:
+            data = response.read()
+        prefix = None  # the tarball's top folder is <name>-<ref>/
+    shutil.rmtree(dest, ignore_errors=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            name = member.name
+            if prefix is None:
+                name = name.split("/", 1)[1] if "/" in name else ""
+            if not member.isfile() or not name.startswith(item["path"].rstrip("/") + "/"):
+                continue
+            target = dest / name[len(item["path"].rstrip("/")) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
+
+
 def lock_entry(item: dict) -> dict:
     return {
         "project": item["project"],
@@ -53,16 +109,34 @@ def lock_entry(item: dict) -> dict:
     }
 
 
-def write_lock(items: list[dict]) -> None:
-    header = "# Written by schemas/refresh.py: each vendored file, the upstream ref and version it was fetched at, its sha256.\n"
-    LOCK.write_text(header + yaml.safe_dump({item["file"]: lock_entry(item) for item in items}, sort_keys=True))
+def write_lock(items: list[dict], charts: list[dict]) -> None:
+    header = ("# Written by schemas/refresh.py: each vendored file, the upstream ref and version it was fetched at, its sha256;\n"
+              "# each vendored chart directory, its path upstream, licence, file count and tree digest.\n")
+    lock = {item["file"]: lock_entry(item) for item in items}
+    lock.update({chart["dir"]: chart_lock_entry(chart) for chart in charts})
+    LOCK.write_text(header + yaml.safe_dump(lock, sort_keys=True))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--charts", nargs="+", metavar="CHART", help="vendor these charts' directories only")
+    parser.add_argument("--git", help="a local git mirror of the chart's project to copy from (git archive)")
     args = parser.parse_args(argv)
-    items = planned()
+    items, charts = planned(), planned_charts()
+    if args.charts:
+        for chart in charts:
+            if chart["dir"].split("/")[1] in args.charts:
+                print(f"{chart['dir']} <- {chart['project']}@{chart['ref']}:{chart['path']}")
+                if not args.dry_run:
+                    vendor_chart(chart, args.git)
+        if not args.dry_run:
+            write_lock(items, charts)
+        return 0
+    for chart in charts:
+        print(f"{chart['dir']} <- {chart['project']}@{chart['ref']}:{chart['path']}")
+        if not args.dry_run:
+            vendor_chart(chart, None)
     for item in items:
         dest = HERE / item["file"]
         print(f"{item['file']} <- {item['url']}")
@@ -75,9 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         dest.write_bytes(data)
         print(f"  {'updated' if changed else 'unchanged'} ({len(data)} bytes)")
     if not args.dry_run:
-        write_lock(items)
+        write_lock(items, charts)
     wanted = {HERE / item["file"] for item in items}
-    for stale in sorted(p for p in HERE.rglob("*") if p.is_file() and p.parent != HERE and p not in wanted):
+    dirs = [HERE / chart["dir"] for chart in charts]
+    for stale in sorted(p for p in HERE.rglob("*") if p.is_file() and p.parent != HERE and p not in wanted
+                        and not any(d in p.parents for d in dirs)):
         print(f"not vendored for the current pins any more (delete it): {stale.relative_to(HERE)}")
     return 0
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 import yaml
+from infra.config.pins import PINS
 
 from components.observability import Observability
 from infra.config import AutoscalingConfig, ConfigError
-from infra.config.pins import PINS
 from infra.lib.metrics import CUSTOM_METRICS
 from infra.offline.policy_check import check
 from infra.synth import synthesize

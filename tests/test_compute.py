@@ -9,6 +9,7 @@ import yaml
 from infra.config.pins import PINS
 from policies.rules.scheduling import matching_pools, tolerates
 from tests.conftest import ROOT, synth_of
+from tests.test_config import parse_stack, stack_raw
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -38,7 +39,9 @@ def test_karpenter_chain_and_its_edges(stack):
     for prerequisite in (identity, access, stack.one("aws:sqs/queuePolicy:QueuePolicy")):
         assert stack.depends_on(controller, prerequisite), prerequisite["name"]
     settings = controller["inputs"]["values"]["settings"]
-    assert settings == {"clusterName": stack.result.outputs["cluster"]["name"], "interruptionQueue": queue["outputs"]["name"]}
+    reserving = any(m["spec"].get("capacityReservationSelectorTerms") for m in stack.result.manifests.values() if m["kind"] == "EC2NodeClass")
+    gates = {"featureGates": {"reservedCapacity": True}} if reserving else {}
+    assert settings == {"clusterName": stack.result.outputs["cluster"]["name"], "interruptionQueue": queue["outputs"]["name"], **gates}
     assert queue["inputs"]["sqsManagedSseEnabled"] is True
     assert identity["inputs"]["namespace"] == "kube-system" and identity["inputs"]["serviceAccount"] == "karpenter"
     assert identity["inputs"]["roleArn"] == stack.one("aws:iam/role:Role", "karpenter-controller")["outputs"]["arn"]
@@ -147,7 +150,8 @@ def test_accelerator_pools_carry_taints_limits_and_pinned_amis(stack, pool, tain
     assert spec["template"]["spec"]["taints"] == [{"key": taint_key, "value": "true", "effect": "NoSchedule"}]
     assert int(spec["limits"][resource]) > 0 and "cpu" in spec["limits"] and "memory" in spec["limits"]
     assert spec["disruption"]["consolidationPolicy"] == "WhenEmpty"
-    assert spec["template"]["metadata"]["labels"] == {"ml-platform.io/pool": pool, "ml-platform.io/accelerator": pool}
+    efa = {"ml-platform.io/efa": "true"} if getattr(getattr(parse_stack(stack_raw(stack.result.stack)).node_pools, pool), "efa", False) else {}
+    assert spec["template"]["metadata"]["labels"] == {"ml-platform.io/pool": pool, "ml-platform.io/accelerator": pool, **efa}
     node_class = stack.result.manifests[f"ec2nodeclass--cluster--{pool}.yaml"]["spec"]
     alias = node_class["amiSelectorTerms"][0]["alias"]
     assert alias.startswith("al2023@v") and not alias.endswith("latest")
@@ -155,7 +159,8 @@ def test_accelerator_pools_carry_taints_limits_and_pinned_amis(stack, pool, tain
     assert node_class["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert node_class["blockDeviceMappings"][0]["ebs"]["encrypted"] is True
     assert node_class["subnetSelectorTerms"] == [{"tags": {"karpenter.sh/discovery": stack.result.outputs["cluster"]["name"]}}]
-    assert node_class["securityGroupSelectorTerms"] == [{"id": stack.result.outputs["cluster"]["securityGroupId"]}]
+    assert node_class["securityGroupSelectorTerms"][0] == {"id": stack.result.outputs["cluster"]["securityGroupId"]}
+    assert len(node_class["securityGroupSelectorTerms"]) == (2 if efa else 1)
 
 
 def test_cpu_pool_has_no_taint_and_the_highest_weight(stack):
@@ -209,7 +214,7 @@ def deployment_targeting(pool_output: dict | None, resource_request: dict) -> di
     spec = {"containers": [{"name": "model", "image": "example/model:1.0", "resources": {"requests": resource_request, "limits": resource_request}}]}
     if pool_output:
         spec["nodeSelector"] = pool_output["nodeSelector"]
-        if pool_output["toleration"]:
+        if "toleration" in pool_output:
             spec["tolerations"] = [pool_output["toleration"]]
     return spec
 

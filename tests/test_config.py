@@ -99,3 +99,39 @@ def test_an_unknown_key_never_echoes_its_value():
     message = error_of(lambda r: r.update(alertWebhookUrl="https://hooks.example.com/services/T000/B000/s3cr3t"))
     assert "ml-platform:alertWebhookUrl: unknown key" in message
     assert "s3cr3t" not in message
+
+
+def test_every_semantic_mistake_is_reported_in_one_report():
+    """Cross-capability checks (quota, model stores, rollout, alerting) report all their problems together."""
+    raw = stack_raw("staging")
+    for mistake in (
+        lambda: raw["teams"][0]["quota"].update(nvidiaGpus=1),
+        lambda: raw["storage"].update(modelStores={}),
+        lambda: raw["alertingSecrets"].pop(next(iter(raw["alertingSecrets"]))),
+        lambda: raw["network"].update(cidr="172.20.0.0/16"),
+    ):
+        mistake()
+    lines = error_of_raw(raw).splitlines()[1:]
+    keys = [line.strip().split(" ")[0].removeprefix("ml-platform:") for line in lines]
+    assert "cluster.serviceIpv4Cidr" in keys
+    assert "teams[0].quota.nvidiaGpus" in keys
+    assert any(k.startswith("workloads[") for k in keys), "the model-store problems name their workloads"
+    assert "alertingSecrets" in keys
+    assert all(line.startswith("  ml-platform:") for line in lines)
+
+
+def test_accelerator_quota_is_summed_over_the_team():
+    """Two workloads that each fit the team's GPU quota alone, but not side by side, are refused."""
+    raw = stack_raw("staging")
+    quota = raw["teams"][0]["quota"]["nvidiaGpus"]
+    parse_stack(raw)  # the shipped stack fits
+    raw["workloads"][2]["workers"] = quota - 1  # alone it fits; with the serving and fine-tuning pods it does not
+    message = error_of_raw(raw)
+    assert f"ml-platform:teams[0].quota.nvidiaGpus {quota} is below what team 'nlp' needs at most" in message
+    assert f"workloads[2] (sentiment-ddp) {quota - 1} pods x 1 = " in message
+
+
+def error_of_raw(raw: dict) -> str:
+    with pytest.raises(ConfigError) as exc:
+        parse_stack(raw)
+    return str(exc.value)

@@ -71,6 +71,7 @@ def test_the_bound_is_never_below_a_real_fill_and_at_most_a_node_per_type_above(
 def test_spot_only_pools_are_priced_at_on_demand_unless_the_budget_says_otherwise():
     raw = stack_raw("staging")
     raw["nodePools"]["nvidia"]["capacityTypes"] = ["spot"]
+    raw["nodePools"]["nvidia"].pop("capacityReservations", None)
     at_on_demand = cost.checked_ceiling(parse_stack(raw), TODAY)
     raw["budget"]["spotPriceFraction"] = 0.4
     discounted = cost.checked_ceiling(parse_stack(raw), TODAY)
@@ -86,6 +87,78 @@ def test_a_stack_over_budget_fails_the_mandatory_rule_naming_the_largest_pool(pr
     [violation] = [v for v in check(records, "prod", rules=[rule.cost_within_budget])["violations"]]
     assert violation["enforcement"] == "mandatory"
     assert "exceeds budget.maxHourlyUsd $100.00/h" in violation["message"] and "node pool 'cpu' contributes the most" in violation["message"]
+    # prod's CPU pool is bound by its CPU limit: that is the setting to lower.
+    assert "nodePools.cpu.limits.cpu drives the most" in violation["message"]
+
+
+def test_the_over_budget_message_names_the_log_rate_when_logs_dominate():
+    raw = stack_raw("prod")
+    raw["logging"]["nodeLogRateKibPerSecond"] = 2048
+    result = cost.checked_ceiling(parse_stack(raw), TODAY)
+    assert result.dominant()[0] == "logging.nodeLogRateKibPerSecond"
+    assert "logging.nodeLogRateKibPerSecond drives the most" in rule.over_budget_message(result, 100)
+
+
+def test_pool_limits_raised_50x_leave_the_fixed_cost_unchanged():
+    raw = stack_raw("prod")
+    base = cost.checked_ceiling(parse_stack(raw), TODAY)
+    for pool in raw["nodePools"].values():
+        pool["limits"] = {k: v * 50 for k, v in pool["limits"].items()}
+    raised = cost.checked_ceiling(parse_stack(raw), TODAY)
+    assert raised.fixed == base.fixed
+    assert {i.name for i in raised.items if i.kind == "fixed"} == {i.name for i in base.items if i.kind == "fixed"}
+    assert raised.total > 40 * (base.total - base.fixed)
+
+
+def _pool(types, limits):
+    spec = {
+        "template": {"spec": {"requirements": [{"key": "node.kubernetes.io/instance-type", "operator": "In", "values": sorted(types)}]}},
+        "limits": {"cpu": str(limits[0]), "memory": f"{limits[1]}Gi"},
+    }
+    table = rule.PriceTable("test-1", "2026-01-01", types, rule.price_table("us-east-1").services)
+    return spec, table
+
+
+def test_brute_force_the_ceiling_is_never_below_any_feasible_fill_of_a_small_pool():
+    """Every integer fill Karpenter could make (memory counted net of VM overhead, each node with its root volume and
+    logs) costs at most the pool's ceiling."""
+    rng = random.Random(21)
+    for _ in range(25):
+        types = {
+            f"t{i}.large": {"vcpu": rng.choice([1, 2, 4]), "memoryGib": rng.choice([2.0, 4.0, 8.0, 16.0]), "usd": round(rng.uniform(0.01, 0.5), 3)}
+            for i in range(3)
+        }
+        limits = (rng.choice([4, 8, 12]), rng.choice([8, 16, 30]))
+        spec, table = _pool(types, limits)
+        per_node = rule.node_costs(rng.choice([20, 100, 500]), rng.choice([0.01, 0.1, 1.0]), table, rng.choice([1, 30, 365]), rng.random() < 0.5)
+        item = rule.pool_item("cpu", spec, per_node, table, 1.0)
+        names = sorted(types)
+        best = 0.0
+        for counts in itertools.product(range(limits[0] + 1), repeat=len(names)):
+            cpu = sum(c * types[t]["vcpu"] for c, t in zip(counts, names))
+            memory = sum(c * types[t]["memoryGib"] * (1 - rule.VM_MEMORY_OVERHEAD) for c, t in zip(counts, names))
+            if cpu <= limits[0] and memory <= limits[1]:
+                best = max(best, sum(c * (types[t]["usd"] + per_node.total()) for c, t in zip(counts, names)))
+        assert best <= item.hourly_usd + 1e-9, (types, limits)
+        assert item.hourly_usd == pytest.approx(sum(item.drivers.values()))
+
+
+def test_memory_counts_net_of_karpenters_vm_overhead():
+    spec, table = _pool({"r.large": {"vcpu": 1, "memoryGib": 8.0, "usd": 0.1}}, (1000, 74))
+    item = rule.pool_item("cpu", spec, rule.NodeCosts(), table, 1.0)
+    # 74 GiB of limit holds 10 nodes of 8 * 0.925 GiB, where nominal memory would admit 9.25.
+    assert item.nodes == pytest.approx(10) and item.hourly_usd == pytest.approx(1.0)
+    assert "nodePools.cpu.limits.memoryGib" in item.drivers
+
+
+def test_log_storage_is_priced_compressed_and_logs_scale_with_the_pool():
+    table = rule.price_table("us-east-1")
+    svc = table.services
+    costs = rule.node_costs(0, 1.0, table, 30, logs_via_endpoint=True)
+    stored = svc["cloudwatchLogsStorageCompression"] * 24 * 30 * svc["cloudwatchLogsStoredGibMonth"] / rule.HOURS_PER_MONTH
+    assert svc["cloudwatchLogsStorageCompression"] == 0.15
+    assert costs.logs == pytest.approx(svc["cloudwatchLogsIngestedGib"] + stored + svc["vpcInterfaceEndpointGib"])
+    assert rule.node_costs(0, 1.0, table, 30, logs_via_endpoint=False).logs - costs.logs == pytest.approx(svc["natGatewayGib"] - svc["vpcInterfaceEndpointGib"])
 
 
 def test_the_shipped_stacks_pass_the_budget_rule(stack):
@@ -94,10 +167,18 @@ def test_the_shipped_stacks_pass_the_budget_rule(stack):
 
 def test_a_budget_below_the_fixed_costs_is_a_config_error():
     raw = stack_raw("prod")
-    raw["budget"]["maxHourlyUsd"] = 5
+    raw["budget"]["maxHourlyUsd"] = 2
     with pytest.raises(ConfigError) as exc:
         cost.checked_ceiling(parse_stack(raw), TODAY)
-    assert "ml-platform:budget.maxHourlyUsd: 5 is below the stack's fixed costs" in str(exc.value) and "opensearch-domain" in str(exc.value)
+    assert "ml-platform:budget.maxHourlyUsd: 2 is below the stack's fixed costs" in str(exc.value) and "opensearch-domain" in str(exc.value)
+    assert "shrink cluster.systemNodeGroup.maxSize, which weighs most" in str(exc.value)
+
+
+def test_the_rule_names_the_fixed_setting_that_weighs_most(prod):
+    records = copy.deepcopy(prod.resources)
+    next(r for r in records if r["type"] == rule.BUDGET)["outputs"]["tags"][rule.MAX_HOURLY_TAG] = "1"
+    [violation] = check(records, "prod", rules=[rule.cost_within_budget])["violations"]
+    assert "the fixed costs alone" in violation["message"] and "cluster.systemNodeGroup.maxSize weighs most" in violation["message"]
 
 
 def test_an_instance_type_the_price_table_lacks_is_a_config_error_naming_it():
@@ -118,9 +199,28 @@ def test_the_synth_exits_2_before_anything_on_a_budget_below_fixed_costs(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_a_region_without_a_table_is_priced_with_another_and_says_so(dev):
-    assert parse_stack(stack_raw("dev")).region == "us-west-2"
-    assert dev.result.cost["assumptions"][0].startswith("no price table for us-west-2: priced with us-east-1's")
+def test_a_region_without_a_table_is_priced_with_the_stand_in_the_stack_names_and_says_so(dev):
+    cfg = parse_stack(stack_raw("dev"))
+    assert cfg.region == "us-west-2" and cfg.budget.price_table_region == "us-east-1"
+    assert dev.result.cost["assumptions"][0].startswith("no price table for us-west-2: priced with us-east-1's as budget.priceTableRegion asks")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_each_stack_is_priced_from_its_own_region_or_the_stand_in_it_names(stack):
+    cfg = parse_stack(stack_raw(stack))
+    expected = cfg.region if (rule.PRICES / f"{cfg.region}.json").exists() else cfg.budget.price_table_region
+    assert synth_of(stack).result.cost["region"] == expected
+
+
+def test_the_synth_exits_2_naming_a_region_with_no_table_and_the_refresh_command(tmp_path, capsys):
+    from infra import synth
+
+    text = (ROOT / "stacks" / "Pulumi.dev.yaml").read_text().replace("    priceTableRegion: us-east-1\n", "")
+    (tmp_path / "Pulumi.dev.yaml").write_text(text)
+    assert synth.main(["--stack", "dev", "--config", str(tmp_path / "Pulumi.dev.yaml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "aws:region: no price table for us-west-2" in err and "policies/prices/refresh.py --region us-west-2" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_summary_prints_the_ceiling_and_writes_cost_json(tmp_path):
@@ -130,7 +230,7 @@ def test_the_summary_prints_the_ceiling_and_writes_cost_json(tmp_path):
     synth.write_artifacts(result, tmp_path)
     assert json.loads((tmp_path / "cost.json").read_text()) == result.cost
     summary = synth._summary(result, tmp_path, 1.0)
-    assert f"cost ceiling: ${result.cost['totalHourlyUsd']:,.2f}/h worst case (budget $450.00/h" in summary
+    assert f"cost ceiling: ${result.cost['totalHourlyUsd']:,.2f}/h worst case (budget $500.00/h" in summary
 
 
 # The price table and the script that refreshes it.
@@ -162,3 +262,21 @@ def test_refresh_reads_the_hourly_on_demand_price_of_a_price_list_product():
     }
     reserved_only = {"product": {"attributes": {"instanceType": "g5.2xlarge"}}, "terms": {"Reserved": {}}}
     assert refresh.instance_prices([json.dumps(product), json.dumps(reserved_only)]) == {"g5.xlarge": 1.006}
+
+
+def test_the_cost_doc_states_the_figures_the_synth_computes():
+    from infra.offline import cost_doc
+
+    text = cost_doc.COST_DOC.read_text()
+    current = cost_doc.render(text, {s: synth_of(s).result.cost for s in cost_doc.STACKS})
+    assert text == current, "docs/operators/cost.md is stale: .venv/bin/python -m infra.offline.cost_doc"
+
+
+def test_refresh_of_a_new_region_needs_its_own_service_prices(tmp_path, capsys):
+    assert refresh.main(["--region", "eu-west-3"]) == 2
+    assert "eu-west-3 has no price table yet: pass --services" in capsys.readouterr().err
+    partial = tmp_path / "services.json"
+    partial.write_text(json.dumps({"eksClusterHour": 0.1}))
+    with pytest.raises(ValueError, match="service prices for eu-west-3 lack .*cloudwatchLogsStorageCompression"):
+        refresh.checked_services("eu-west-3", partial, tmp_path / "absent.json")
+    assert refresh.checked_services("us-east-1", None, ROOT / "policies" / "prices" / "us-east-1.json")["natGatewayGib"] > 0

@@ -99,4 +99,4 @@ def test_dra_refuses_what_it_cannot_serve(mutate, expected):
 
 def test_the_contract_tells_app_teams_to_claim_instead_of_request(dra):
     pool = dra.outputs["nodePools"]["nvidia"]
-    assert pool["extendedResource"] is None and pool["deviceClass"] == GPU_DEVICE_CLASS
+    assert "extendedResource" not in pool and pool["deviceClass"] == GPU_DEVICE_CLASS

@@ -73,7 +73,7 @@ def layer(name: str) -> str:
     if name in ("infra", "components"):  # the packages' own __init__, which import nothing
         return "bottom"
     matches = [p for p in LAYERS if name == p or name.startswith(p + ".")]
-    assert matches, f"{name} is in no layer: add it to LAYERS in tests/test_layers.py (see docs/contributors.md)"
+    assert matches, f"{name} is in no layer: add it to LAYERS in tests/test_layers.py (see docs/contributors/guide.md)"
     return LAYERS[max(matches, key=len)]
 
 

@@ -57,19 +57,16 @@ def test_training_writes_the_store_serving_reads():
     assert claim(training) == {"claimName": "model-store", "readOnly": False} and claim(serving) == {"claimName": "model-store", "readOnly": True}
 
 
-def test_awaits_are_sized_to_node_launch_image_pull_and_startup():
+def test_the_model_lifecycle_and_serving_are_not_awaited():
+    """A download, a compile, a training run or a first rollout on a new node outlasts a deploy: Pulumi creates them and
+    moves on; the Jobs' deadlines are sized to node launch, image pull and the work."""
     m = synth_of("dev").result.manifests
-    deployment = m["deployment--nlp--sentiment.yaml"]["metadata"]["annotations"]
-    assert deployment == {"pulumi.com/timeoutSeconds": str(timing.pod_ready("neuron", 600))}
-    assert int(deployment["pulumi.com/timeoutSeconds"]) > 600 + timing.NODE_LAUNCH["neuron"]
-    assert m["job--nlp--compile-sentiment-base-1-inf2.yaml"]["metadata"]["annotations"] == {
-        "pulumi.com/timeoutSeconds": str(timing.job_done("neuron", timing.NEURON_COMPILE))
-    }
-    assert m["job--nlp--bootstrap-sentiment-base-1.yaml"]["metadata"]["annotations"] == {
-        "pulumi.com/timeoutSeconds": str(timing.job_done("cpu", timing.MODEL_DOWNLOAD))
-    }
-    # Training runs for hours; Pulumi submits it and reports progress elsewhere.
-    assert m["job--nlp--sentiment-finetune-1.yaml"]["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    skip = {"pulumi.com/skipAwait": "true"}
+    for name in ("deployment--nlp--sentiment.yaml", "service--nlp--sentiment.yaml", "job--nlp--compile-sentiment-base-1-inf2.yaml",
+                 "job--nlp--bootstrap-sentiment-base-1.yaml", "job--nlp--sentiment-finetune-1.yaml"):
+        assert m[name]["metadata"]["annotations"] == skip, name
+    assert m["job--nlp--compile-sentiment-base-1-inf2.yaml"]["spec"]["activeDeadlineSeconds"] == timing.job_done("neuron", timing.NEURON_COMPILE)
+    assert m["job--nlp--bootstrap-sentiment-base-1.yaml"]["spec"]["activeDeadlineSeconds"] == timing.job_done("cpu", timing.MODEL_DOWNLOAD)
 
 
 def test_lifecycle_jobs_are_restricted_and_keep_their_node():
@@ -95,9 +92,8 @@ def promotion_stack(tmp_path, serving_update: dict, name: str) -> dict:
 
 
 BEFORE = {"model": {"name": "sentiment-base", "version": "1", "external": HUB}}
-# The fine-tuned version, published by the dev stack's training run, goes out as a canary; no await covers a
-# training run, so the rollout is left to the cluster.
-CANARY = {"model": {"name": "sentiment", "version": "ft-1"}, "canary": {"weight": 20, "stable": {"model": BEFORE["model"]}}, "awaitRollout": False}
+# The fine-tuned version, published by the dev stack's training run, goes out as a canary; the cluster rolls it out.
+CANARY = {"model": {"name": "sentiment", "version": "ft-1"}, "canary": {"weight": 20, "stable": {"model": BEFORE["model"]}}}
 PROMOTED = {**CANARY, "canary": {"weight": 20, "promote": True, "stable": {"model": BEFORE["model"]}}}
 
 
@@ -128,7 +124,7 @@ def test_promotion_by_config(tmp_path):
     assert deployments(promoted) == {"sentiment": "/models/sentiment/ft-1"}
     assert weights(promoted) == [("sentiment", 100)]
     assert "job--nlp--compile-sentiment-base-1-inf2.yaml" not in promoted.manifests, "the old version is gone"
-    assert promoted.outputs["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment@ft-1", "canary": None, "canaryWeight": 0}
+    assert promoted.outputs["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment@ft-1", "canaryWeight": 0}
 
 
 # -- bad input ---------------------------------------------------------------------------------
@@ -143,8 +139,6 @@ def error_of(mutate) -> str:
 @pytest.mark.parametrize(
     "mutate, expected",
     [
-        (lambda r: r["workloads"][0].update(model={"name": "sentiment", "version": "ft-1"}),
-         "ml-platform:workloads[0].model sentiment@ft-1 comes from workloads[1] (sentiment-finetune), a training run that takes hours: no await covers it; set awaitRollout: false"),
         (lambda r: r["workloads"][0].update(model={"name": "sentiment", "version": "ft-2"}),
          "ml-platform:workloads[0].model sentiment@ft-2 is produced by no training workload of team 'nlp' and is not external (hubId and revision); models of the team: ['sentiment@ft-1']"),
         (lambda r: r["workloads"][1].update(output={"name": "sentiment-base", "version": "1"}),

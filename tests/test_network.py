@@ -48,11 +48,25 @@ def test_default_security_group_is_closed(stack):
 
 
 def test_s3_gateway_endpoint_serves_every_private_route_table(stack):
-    endpoint = stack.one("aws:ec2/vpcEndpoint:VpcEndpoint")
+    [endpoint] = [e for e in stack.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e["inputs"]["vpcEndpointType"] == "Gateway"]
     private_tables = {r["outputs"]["id"] for r in stack.of_type(RT) if "private" in r["name"]}
     assert endpoint["inputs"]["vpcEndpointType"] == "Gateway"
     assert endpoint["inputs"]["serviceName"] == f"com.amazonaws.{stack.result.outputs['region']}.s3"
     assert set(endpoint["inputs"]["routeTableIds"]) == private_tables
+
+
+def test_node_logs_reach_cloudwatch_through_an_interface_endpoint_in_every_private_subnet(stack):
+    [endpoint] = [e for e in stack.of_type("aws:ec2/vpcEndpoint:VpcEndpoint") if e["inputs"]["vpcEndpointType"] == "Interface"]
+    assert endpoint["inputs"]["serviceName"] == f"com.amazonaws.{stack.result.outputs['region']}.logs"
+    # Private DNS makes the shippers' default logs.<region>.amazonaws.com resolve to the endpoint, not the NAT.
+    assert endpoint["inputs"]["privateDnsEnabled"] is True
+    private = {s["outputs"]["id"] for s in stack.of_type("aws:ec2/subnet:Subnet") if s["inputs"]["tags"].get("tier") == "private"}
+    assert set(endpoint["inputs"]["subnetIds"]) == private
+    [sg] = [g for g in stack.of_type("aws:ec2/securityGroup:SecurityGroup") if g["outputs"]["id"] in endpoint["inputs"]["securityGroupIds"]]
+    assert [(r["fromPort"], r["toPort"], r["cidrBlocks"]) for r in sg["inputs"]["ingress"]] == [(443, 443, [stack.one("aws:ec2/vpc:Vpc")["inputs"]["cidrBlock"]])]
+    cost = stack.result.cost
+    assert cost["fixed"]["vpc-interface-endpoints"]["hourlyUsd"] == pytest.approx(len(private) * 0.01)
+    assert any("sent through the CloudWatch Logs interface endpoint" in a for a in cost["assumptions"])
 
 
 def test_flow_logs_where_config_asks(stack):

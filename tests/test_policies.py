@@ -144,10 +144,18 @@ CASES = {
         lambda r: r["inputs"]["metadata"]["labels"].update({"pod-security.kubernetes.io/enforce": "baseline"}), "tenancy-nlp",
     ),
     "team-namespace-guardrails": ("staging", "kubernetes:core/v1:ResourceQuota", set_in(["inputs", "metadata", "namespace"], "elsewhere")),
+    "await-prerequisites-in-graph": ("dev", "kubernetes:core/v1:PersistentVolumeClaim", set_in(["dependencies"], []), "nlp-sentiment-finetune-data"),
+    "system-node-group-capacity": (
+        "staging", "aws:eks/nodeGroup:NodeGroup", lambda r: r["inputs"].update(instanceTypes=["m7i.large"], scalingConfig={"minSize": 2, "desiredSize": 2, "maxSize": 4})
+    ),
     "eks-deletion-protection": ("prod", EKS, set_in(["inputs", "deletionProtection"], False)),
     "msk-authenticated-encrypted": ("staging", "aws:msk/serverlessCluster:ServerlessCluster", set_in(["inputs", "clientAuthentication", "sasl", "iam", "enabled"], False)),
     "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
     "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),
+    "efa-instance-types": (
+        "staging", "kubernetes:karpenter.sh/v1:NodePool",
+        lambda r: r["inputs"]["spec"]["template"]["spec"]["requirements"][-1]["values"].append("inf2.xlarge"), "karpenter-neuron-pool",
+    ),
     "node-pool-bounded": ("prod", "kubernetes:karpenter.sh/v1:NodePool", lambda r: r["inputs"]["spec"]["limits"].pop("memory"), "karpenter-cpu-pool"),
     "version-supported": ("prod", EKS, set_in(["inputs", "version"], "1.29")),
     "version-in-standard-support": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "version"], "v26.3.3"), "accelerators-gpu-operator"),

@@ -131,3 +131,53 @@ def test_program_imports_when_launched_like_the_language_host(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     registered = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "eks:index:Cluster" in registered and "aws:ec2/vpc:Vpc" in registered
+
+
+def test_a_stack_without_policy_levels_exits_2_naming_the_file_to_create(tmp_path, capsys):
+    config = tmp_path / "Pulumi.qa.yaml"
+    config.write_text((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
+    proc = synth_main(capsys, "--stack", "qa", "--config", str(config), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "stack 'qa' has no policy levels: create policies/config/qa.json" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_file_without_out_writes_beside_the_stack_artifacts(tmp_path, capsys, monkeypatch):
+    """--config alone writes to build/<config file stem>/, leaving build/<stack>/ as the stack file made it."""
+    from infra import synth
+    from tests.conftest import synth_of
+
+    dev = synth_of("dev").result
+    monkeypatch.setattr(synth, "ROOT", tmp_path)
+    monkeypatch.setattr(synth, "synthesize", lambda stack, config_file: dev if config_file and config_file.name == "experiment.yaml" else None)
+    proc = synth_main(capsys, "--stack", "dev", "--config", str(tmp_path / "experiment.yaml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "build" / "experiment" / "resources.json").exists()
+    assert not (tmp_path / "build" / "dev").exists()
+    assert f"artifacts: {tmp_path / 'build' / 'experiment'}/" in proc.stdout
+
+
+def test_summary_counts_match_the_artifacts(tmp_path):
+    """The resources and violations the summary states are those in resources.json and policy.json."""
+    import re
+
+    from infra.synth import _summary, write_artifacts
+    from tests.conftest import synth_of
+
+    result = synth_of("dev").result
+    write_artifacts(result, tmp_path)
+    summary = _summary(result, tmp_path, 1.0)
+    resources = json.loads((tmp_path / "resources.json").read_text())["resources"]
+    policy = json.loads((tmp_path / "policy.json").read_text())
+    total, custom, components = map(int, re.search(r": (\d+) resources \((\d+) cloud and Kubernetes objects, (\d+) components\)", summary).groups())
+    assert total == len(resources) == policy["summary"]["resources"]
+    assert custom == sum(r["custom"] for r in resources) == sum(int(n) for n in re.findall(r"^  \S+ +(\d+)$", summary, re.M))
+    assert components == sum(not r["custom"] for r in resources)
+    mandatory, advisory = map(int, re.search(r"policy: (\d+) mandatory, (\d+) advisory", summary).groups())
+    levels = [v["enforcement"] for v in policy["violations"]]
+    assert (mandatory, advisory) == (levels.count("mandatory"), levels.count("advisory"))
+    assert advisory > 0, "dev has advisory findings: the count is checked against something"
+    manifests, releases, rendered = map(int, re.search(r"manifests: (\d+), helm releases: (\d+), chart-rendered objects: (\d+)", summary).groups())
+    assert rendered == len(json.loads((tmp_path / "resources.json").read_text())["chartRendered"]) == policy["summary"]["chartRendered"] > 0
+    assert manifests == len(list((tmp_path / "manifests").iterdir()))
+    assert releases == len(list((tmp_path / "helm").iterdir()))

@@ -193,7 +193,7 @@ def test_workload_and_team_outputs():
     }
     assert outputs["teams"]["nlp"]["serviceAccounts"] == ["nlp-workloads", "sentiment", "sentiment-ddp", "sentiment-finetune"]
     prod = synth_of("prod").result.outputs
-    assert prod["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment-base@1", "canary": None, "canaryWeight": 0}
+    assert prod["workloads"]["nlp/sentiment"]["models"] == {"stable": "sentiment-base@1", "canaryWeight": 0}
 
 
 def config_error(mutate) -> str:
@@ -212,11 +212,11 @@ def config_error(mutate) -> str:
         (lambda r: r["workloads"][0].update(image="registry/sentiment"), "expected an image pinned by tag or digest"),
         (lambda r: r["workloads"][0]["canary"].update(weight=0), "ml-platform:workloads[0].canary.weight: 0 is not allowed"),
         (lambda r: r["workloads"][0].update(acceleratorCount=0), "acceleratorCount must be 0 for cpu and at least 1 for nvidia or neuron"),
-        (lambda r: r["workloads"][0]["autoscaling"].update(maxReplicas=9), "ml-platform:workloads[0] needs up to 10 nvidia accelerators (10 pods x 1) but team 'nlp' has a quota of 8"),
+        (lambda r: r["workloads"][0]["autoscaling"].update(maxReplicas=9), "ml-platform:teams[0].quota.nvidiaGpus 8 is below what team 'nlp' needs at most: workloads[0] (sentiment) 10 pods x 1 + workloads[1] (sentiment-finetune) 1 pods x 1 + workloads[2] (sentiment-ddp) 2 pods x 1 = 13 nvidia accelerators"),
         (lambda r: r["nodePools"]["nvidia"].update(enabled=False), "ml-platform:workloads[0].accelerator 'nvidia' has no enabled node pool"),
         # A 50% canary of 6 replicas may run 3 more pods: 9 GPUs against a quota of 8.
         (lambda r: (r["workloads"][0]["autoscaling"].update(maxReplicas=6), r["workloads"][0]["canary"].update(weight=50)),
-         "ml-platform:workloads[0] needs up to 9 nvidia accelerators (9 pods x 1) but team 'nlp' has a quota of 8"),
+         "needs at most: workloads[0] (sentiment) 9 pods x 1 + workloads[1] (sentiment-finetune) 1 pods x 1 + workloads[2] (sentiment-ddp) 2 pods x 1 = 12"),
         (lambda r: r["nodePools"]["cpu"].update(enabled=False), "ml-platform:nodePools.cpu.enabled must stay true"),
         (lambda r: r["workloads"][1].update(kind="inference"), "ml-platform:workloads[1].kind: \"inference\" is not allowed: expected one of serving, training"),
         (lambda r: r["workloads"][1]["data"].update(storageClass="efs-fast"), "volume storageClass 'efs-fast' is not one of ['efs-shared']"),

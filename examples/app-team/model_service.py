@@ -6,8 +6,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-SUPPORTED_MAJOR = 2
-# gateway.attach.apiVersion of contract 2.x: a resource's type must be known before the outputs resolve.
+SUPPORTED_MAJOR = 3
+# gateway.attach.apiVersion of contract 3.x: a resource's type must be known before the outputs resolve.
 ROUTE_API_VERSION = "gateway.networking.k8s.io/v1"
 
 
@@ -58,7 +58,7 @@ class ModelService(pulumi.ComponentResource):
                         priority_class_name=priority,
                         automount_service_account_token=False,
                         node_selector=gpu.apply(lambda pool: pool["nodeSelector"]),
-                        tolerations=gpu.apply(lambda pool: [pool["toleration"]]),
+                        tolerations=gpu.apply(lambda pool: [pool["toleration"]] if "toleration" in pool else []),
                         security_context=k8s.core.v1.PodSecurityContextArgs(
                             run_as_non_root=True, run_as_user=10001, seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault")
                         ),
@@ -154,6 +154,7 @@ def model_endpoints(workloads: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def describe(endpoints: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for key, e in endpoints.items():
-        canary = f", canary {e['canary']} at {e['canaryWeight']}%" if e["canary"] else ""
+        # Optional keys of the contract are absent, never null: read them with .get(). Numbers arrive as floats.
+        canary = f", canary {e['canary']} at {e['canaryWeight']:g}%" if e.get("canary") else ""
         lines.append(f"{key}: {e['url']} serves {e['stable']}{canary}")
     return lines

@@ -1,6 +1,7 @@
 """The app team's program under the mock engine, reading the outputs of a synthesized platform stack."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import runpy
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pulumi
 import pytest
+from google.protobuf import struct_pb2
+from pulumi.runtime import rpc
 
-from infra.synth import synthesize
+from tests.conftest import STACKS, synth_of
 from tests.schemas import validate
 
 HERE = Path(__file__).resolve().parent
@@ -58,14 +61,47 @@ def run_app_team(platform_outputs: dict) -> PlatformMocks:
     return mocks
 
 
-@pytest.fixture(scope="module")
-def synthesized():
-    return synthesize("staging")
+def nulls(value, path: str = "") -> list[str]:
+    """Where a value carries a null, at any depth."""
+    if value is None:
+        return [path or "/"]
+    if isinstance(value, dict):
+        return [n for k, v in value.items() for n in nulls(v, f"{path}/{k}")]
+    if isinstance(value, list):
+        return [n for i, v in enumerate(value) for n in nulls(v, f"{path}/{i}")]
+    return []
+
+
+def as_stack_reference_returns(outputs: dict) -> dict:
+    """The outputs after the SDK's own round trip: serialized to the engine's protobuf Struct, then deserialized."""
+    loop = asyncio.new_event_loop()  # not the current loop, which the mock engine's runs own
+    try:
+        struct = loop.run_until_complete(rpc.serialize_properties(outputs, {}))
+    finally:
+        loop.close()
+    return rpc.deserialize_properties(struct_pb2.Struct.FromString(struct.SerializeToString()))
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def synthesized(request):
+    return synth_of(request.param)
 
 
 @pytest.fixture(scope="module")
 def platform(synthesized):
-    return {**synthesized.outputs, "kubeconfig": json.dumps({"apiVersion": "v1", "kind": "Config"})}
+    return as_stack_reference_returns({**synthesized.result.outputs, "kubeconfig": json.dumps({"apiVersion": "v1", "kind": "Config"})})
+
+
+def test_no_stack_output_carries_a_null(synthesized):
+    assert nulls(synthesized.result.outputs) == []
+
+
+def test_the_round_trip_is_lossless_for_the_contract(synthesized, platform):
+    assert platform == {**synthesized.result.outputs, "kubeconfig": platform["kubeconfig"]}
+
+
+def test_the_round_trip_drops_nulls_so_the_guard_is_needed():
+    assert as_stack_reference_returns({"models": {"stable": "m@1", "canary": None}}) == {"models": {"stable": "m@1"}}
 
 
 def manifests(mocks: PlatformMocks) -> dict[str, dict]:
@@ -99,13 +135,16 @@ def test_it_shows_the_platforms_endpoints_with_their_model_versions(platform):
 
     endpoints = model_endpoints(platform["workloads"])
     assert list(endpoints) == ["nlp/sentiment"]
-    assert describe(endpoints) == [
-        f"nlp/sentiment: {platform['gateway']['url']}/sentiment serves sentiment-base@1, canary sentiment-base@1 at 10%"
-    ]
+    # Only staging runs a canary; on dev and prod the key is absent.
+    canary = ", canary sentiment-base@1 at 10%" if platform["environment"] == "staging" else ""
+    assert describe(endpoints) == [f"nlp/sentiment: {platform['gateway']['url']}/sentiment serves sentiment-base@1{canary}"]
 
 
-# Rules about the platform's own graph (its one provider, its CRD releases, its namespaces, its budget) do not apply to another program.
-PLATFORM_GRAPH_RULES = {"kubernetes-single-provider", "custom-resource-after-its-crd", "team-namespace-guardrails", "cost-within-budget"}
+# Rules about the platform's own graph (its one provider, its CRD releases, its namespaces, its budget, the order of its
+# awaits: the pools exist before an app team deploys) do not apply to another program.
+PLATFORM_GRAPH_RULES = {
+    "kubernetes-single-provider", "custom-resource-after-its-crd", "team-namespace-guardrails", "cost-within-budget", "await-prerequisites-in-graph",
+}
 
 
 def test_everything_it_renders_validates_and_passes_the_platform_rules(platform, synthesized):
@@ -113,7 +152,7 @@ def test_everything_it_renders_validates_and_passes_the_platform_rules(platform,
 
     created = run_app_team(platform).created
     # The platform's pools decide whether the GPU service can be scheduled at all.
-    records = [r for r in synthesized.resources if r["type"] == "kubernetes:karpenter.sh/v1:NodePool"]
+    records = [r for r in synthesized.result.resources if r["type"] == "kubernetes:karpenter.sh/v1:NodePool"]
     for typ, name, inputs in created:
         if typ.startswith("kubernetes:") and "kind" in inputs:
             validate(inputs)
@@ -123,5 +162,5 @@ def test_everything_it_renders_validates_and_passes_the_platform_rules(platform,
 
 
 def test_refuses_an_incompatible_platform_contract(platform):
-    with pytest.raises(Exception, match="schemaVersion 2.x, the platform publishes 3.0.0"):
-        run_app_team({**platform, "schemaVersion": "3.0.0"})
+    with pytest.raises(Exception, match="schemaVersion 3.x, the platform publishes 4.0.0"):
+        run_app_team({**platform, "schemaVersion": "4.0.0"})

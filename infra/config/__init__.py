@@ -8,7 +8,7 @@ One module per capability, mirroring components/; this package re-exports their 
 from infra.config.base import AddonVersion, Cidr, ConfigError, CpuQuantity, DnsLabel, Duration, HelmChart, IamRoleArn, ImageRef, LOG_RETENTION_DAYS, Model, PROJECT, Quantity, RetentionDays, Tags  # noqa: F401
 from infra.config.network import FlowLogs, NetworkConfig, plan_subnets  # noqa: F401
 from infra.config.cluster import AddonVersions, ClusterAccess, ClusterConfig, EndpointAccess, NODE_AMI_TYPES, SUPPORTED_KUBERNETES_VERSIONS, SystemNodeGroup  # noqa: F401
-from infra.config.karpenter import ACCELERATOR_DISRUPTION, AcceleratorPool, AmiAlias, CapacityType, CpuPool, Disruption, DisruptionBudget, InstanceType, KarpenterConfig, NeuronPool, NodePoolBase, NodePools, NvidiaPool, PoolLimits  # noqa: F401
+from infra.config.karpenter import ACCELERATOR_DISRUPTION, AcceleratorPool, AmiAlias, CapacityReservation, CapacityType, CpuPool, Disruption, DisruptionBudget, InstanceType, KarpenterConfig, NeuronPool, NodePoolBase, NodePools, NvidiaPool, PoolLimits  # noqa: F401
 from infra.config.accelerators import AcceleratorsConfig, GpuOperator, GpuSharing, NvidiaDra  # noqa: F401
 from infra.config.storage import EfsStorageClass, ModelStore, StorageConfig  # noqa: F401
 from infra.config.mesh import GatewayConfig, MeshConfig  # noqa: F401

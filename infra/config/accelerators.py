@@ -40,6 +40,8 @@ class GpuOperator(Model):
 class AcceleratorsConfig(Model):
     gpu_operator: GpuOperator = GpuOperator()
     neuron: HelmChart = HelmChart(version=PINS["neuron-helm-chart"])
+    # Installed when a pool turns efa on.
+    efa_device_plugin: HelmChart = HelmChart(version=PINS["aws-efa-k8s-device-plugin"])
     neuron_monitor_image: Annotated[str, Field(pattern=r"^[a-z0-9./-]+:[0-9][A-Za-z0-9._-]*$")] = "public.ecr.aws/neuron/neuron-monitor:1.1.0"
     metrics_server: HelmChart = HelmChart(version=PINS["metrics-server"])
     metrics_server_replicas: Annotated[int, Field(ge=1, le=5)] = 2

@@ -4,9 +4,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from infra.config.base import AddonVersion, Cidr, IamRoleArn, Model, RetentionDays
+from policies.rules.capacity import INSTANCE_TYPES
 
 SUPPORTED_KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35")
 
@@ -55,6 +56,18 @@ class SystemNodeGroup(Model):
     desired_size: Annotated[int, Field(ge=1, le=50)] = 2
     max_size: Annotated[int, Field(ge=1, le=50)] = 4
     disk_size_gib: Annotated[int, Field(ge=20, le=1000)] = 50
+
+    @field_validator("instance_types")
+    @classmethod
+    def _known_types(cls, types: list[str]) -> list[str]:
+        unknown = [t for t in types if t not in INSTANCE_TYPES]
+        if unknown:
+            # The placement check needs each type's allocatable capacity (policies/rules/capacity.py).
+            raise ValueError(
+                f"{', '.join(unknown)} not in the capacity table; use one of {', '.join(sorted(INSTANCE_TYPES))} "
+                "or add the type with its source to policies/rules/capacity.py"
+            )
+        return types
 
     @model_validator(mode="after")
     def _sizes(self) -> "SystemNodeGroup":

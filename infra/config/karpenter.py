@@ -1,20 +1,24 @@
 """Karpenter settings and its node pools (cpu, nvidia, neuron): limits, capacity types, disruption."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, model_validator
 
 from infra.lib.accelerators import AcceleratorKind, NEURON, NVIDIA, family_of
 from infra.config.base import Duration, Model
 from infra.config.pins import PINS
+from policies.rules.efa import EFA_INSTANCE_TYPES, without_efa
 
-CapacityType = Literal["spot", "on-demand"]
+# In a pool's capacityTypes, "reserved" means its capacity reservations (Karpenter's ReservedCapacity gate).
+CapacityType = Literal["reserved", "on-demand", "spot"]
 
 # Karpenter AMI aliases pinned to a release; `@latest` would roll every node on each new AMI.
 AmiAlias = Annotated[str, Field(pattern=r"^(al2023@v\d{8}|bottlerocket@v\d+\.\d+\.\d+)$")]
 
 InstanceType = Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[0-9a-z]+$")]
+# EC2 capacity reservation ids: "cr-" and 17 hexadecimal digits (Karpenter's CRD accepts any ^cr-[0-9a-z]+$).
+ReservationId = Annotated[str, Field(pattern=r"^cr-[0-9a-f]{17}$")]
 
 
 class KarpenterConfig(Model):
@@ -52,6 +56,41 @@ class PoolLimits(Model):
     accelerators: Optional[Annotated[int, Field(ge=1)]] = None
 
 
+class CapacityReservation(Model):
+    """An On-Demand Capacity Reservation or a Capacity Block a pool launches into, selected by id or by tags.
+
+    The instance type, zone and count are what was bought: the preflight holds the account's reservation to them,
+    and the cost ceiling counts them as prepaid."""
+
+    id: Optional[ReservationId] = None
+    tags: Optional[Annotated[dict[str, Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=20)]] = None
+    # The account that shares the reservation (AWS RAM), with tag selection only.
+    owner_id: Optional[Annotated[str, Field(pattern=r"^[0-9]{12}$")]] = None
+    type: Literal["default", "capacity-block"] = "default"
+    instance_type: InstanceType
+    availability_zone: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9][a-z]$")]
+    instance_count: Annotated[int, Field(ge=1, le=1000)]
+
+    @model_validator(mode="after")
+    def _id_or_tags(self) -> "CapacityReservation":
+        if (self.id is None) == (self.tags is None):
+            raise ValueError("id and tags: set exactly one of them (an id names one reservation, tags select any that carry them)")
+        if self.id and self.owner_id:
+            raise ValueError("ownerId selects with tags only: an id already names one reservation")
+        return self
+
+    def selector_term(self) -> dict[str, Any]:
+        """The EC2NodeClass capacityReservationSelectorTerms entry."""
+        if self.id:
+            return {"id": self.id}
+        return {"tags": dict(self.tags or {}), **({"ownerID": self.owner_id} if self.owner_id else {})}
+
+
+# The fallback orders one Karpenter NodePool follows: reserved offerings always first; between on-demand and spot,
+# Karpenter picks spot whenever the pool allows it, so a pool cannot mean "on-demand before spot".
+FALLBACK_ORDERS = (["reserved"], ["reserved", "on-demand"], ["reserved", "spot"])
+
+
 class NodePoolBase(Model):
     enabled: bool = True
     capacity_types: Annotated[list[CapacityType], Field(min_length=1)] = ["on-demand"]
@@ -64,8 +103,21 @@ class NodePoolBase(Model):
     limits: PoolLimits
     disruption: Disruption
 
+    @model_validator(mode="after")
+    def _reserved_first(self) -> "NodePoolBase":
+        types = list(self.capacity_types)
+        if len(set(types)) != len(types):
+            raise ValueError(f"capacityTypes {types} repeats a type")
+        if "reserved" in types and types not in FALLBACK_ORDERS:
+            raise ValueError(
+                f"capacityTypes {types} is the fallback order and must be one of {list(FALLBACK_ORDERS)}: Karpenter launches into "
+                "reservations first, and prefers spot over on-demand whenever a pool allows both"
+            )
+        return self
+
 
 class CpuPool(NodePoolBase):
+    capacity_types: Annotated[list[Literal["on-demand", "spot"]], Field(min_length=1)] = ["on-demand"]
     instance_categories: Annotated[list[Literal["c", "m", "r"]], Field(min_length=1)] = ["c", "m", "r"]
     min_generation: Annotated[int, Field(ge=1, le=9)] = 6
     weight: Annotated[int, Field(ge=1, le=100)] = 50
@@ -87,11 +139,37 @@ ACCELERATOR_DISRUPTION = Disruption(
 class AcceleratorPool(NodePoolBase):
     instance_types: Annotated[list[InstanceType], Field(min_length=1)]
     disruption: Disruption = ACCELERATOR_DISRUPTION
+    capacity_reservations: Annotated[list[CapacityReservation], Field(max_length=30)] = []
+    # Elastic Fabric Adapter for collective traffic between nodes (multi-node training): every type must carry it.
+    efa: bool = False
 
     @model_validator(mode="after")
     def _limits_cover_accelerators(self) -> "AcceleratorPool":
         if self.limits.accelerators is None:
             raise ValueError("limits.accelerators is required, so a runaway job cannot buy unbounded accelerators")
+        return self
+
+    @model_validator(mode="after")
+    def _reservations_match(self) -> "AcceleratorPool":
+        reserved = "reserved" in self.capacity_types
+        if reserved and not self.capacity_reservations:
+            raise ValueError("capacityTypes lists reserved but capacityReservations is empty: name the reservations by id or tags")
+        if self.capacity_reservations and not reserved:
+            raise ValueError("capacityReservations are set but capacityTypes does not list reserved: put reserved first in capacityTypes")
+        for i, r in enumerate(self.capacity_reservations):
+            if r.instance_type not in self.instance_types:
+                raise ValueError(
+                    f"capacityReservations[{i}].instanceType {r.instance_type} is not one of the pool's instanceTypes "
+                    f"{list(self.instance_types)}: Karpenter would never launch into it"
+                )
+        if self.efa and (lacking := without_efa(self.instance_types)):
+            raise ValueError(
+                f"efa is on but instanceTypes {lacking} have no EFA; types with EFA in this family: "
+                f"{sorted(t for t in EFA_INSTANCE_TYPES if family_of(t) in {family_of(x) for x in lacking}) or 'none'}"
+            )
+        ids = [r.id for r in self.capacity_reservations if r.id]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"capacityReservations name a reservation twice: {sorted({i for i in ids if ids.count(i) > 1})}")
         return self
 
 

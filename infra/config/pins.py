@@ -7,6 +7,8 @@ PINS: dict[str, str] = {
     "karpenter": "1.14.1",
     "gpu-operator": "v26.7.0",
     "neuron-helm-chart": "1.9.0",
+    # eks-charts versions this chart in its Chart.yaml only (no tag): schemas/SOURCES.yaml names the commit.
+    "aws-efa-k8s-device-plugin": "v0.5.30",
     "metrics-server": "3.13.1",
     # Mesh and traffic
     "istio": "1.30.3",

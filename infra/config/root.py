@@ -54,29 +54,54 @@ class PlatformConfig(Model):
     workloads: list[Workload] = []
 
     @model_validator(mode="after")
-    def _dra_fits(self) -> "PlatformConfig":
+    def _cross_capability(self, info: ValidationInfo) -> "PlatformConfig":
+        """Runs every check that spans capabilities and reports all their problems together, one per line."""
+        checks = (
+            self._dra_fits(),
+            self._search_domain_fits_the_network(),
+            self._cidrs_disjoint(),
+            self._workloads_fit_the_platform(),
+            self._quota_per_team(),
+            self._models(),
+            self._vertical_autoscaling(),
+            self._alerting(info),
+        )
+        problems = [p for check in checks for p in check]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _dra_fits(self) -> Iterable[str]:
         if not self.accelerators.gpu_operator.dra.enabled:
-            return self
+            return
         if tuple(int(p) for p in self.cluster.kubernetes_version.split(".")) < (1, 34):
-            raise ValueError(f"accelerators.gpuOperator.dra needs Kubernetes 1.34 or newer (resource.k8s.io/v1); cluster.kubernetesVersion is {self.cluster.kubernetes_version}")
+            yield f"accelerators.gpuOperator.dra needs Kubernetes 1.34 or newer (resource.k8s.io/v1); cluster.kubernetesVersion is {self.cluster.kubernetes_version}"
         for i, w in enumerate(self.workloads):
             # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
             if w.accelerator == "nvidia" and w.accelerator_count > 1:
-                raise ValueError(f"workloads[{i}].acceleratorCount {w.accelerator_count} with DRA: claim one GPU per pod (Karpenter does not size nodes for DRA claims yet)")
-        return self
+                yield f"workloads[{i}].acceleratorCount {w.accelerator_count} with DRA: claim one GPU per pod (Karpenter does not size nodes for DRA claims yet)"
 
-    @model_validator(mode="after")
-    def _search_domain_fits_the_network(self) -> "PlatformConfig":
+    def _search_domain_fits_the_network(self) -> Iterable[str]:
         search = self.logging.open_search
         if not search.enabled:
-            return self
+            return
         zones = len(self.network.availability_zones) if self.network.availability_zones else self.network.az_count
         if search.zone_count > zones:
-            raise ValueError(f"logging.openSearch.zoneCount {search.zone_count} exceeds the stack's {zones} availability zones")
+            yield f"logging.openSearch.zoneCount {search.zone_count} exceeds the stack's {zones} availability zones"
         if self.environment == "prod" and search.zone_count == 1:
-            raise ValueError("logging.openSearch.zoneCount 1 in prod: a zone outage would take the log search with it; use 2 or 3")
+            yield "logging.openSearch.zoneCount 1 in prod: a zone outage would take the log search with it; use 2 or 3"
         if len(self.search_domain_name) > 28:
-            raise ValueError(f"logging.openSearch: the domain name {self.search_domain_name!r} is over OpenSearch's 28 characters; shorten the cluster name")
+            yield f"logging.openSearch: the domain name {self.search_domain_name!r} is over OpenSearch's 28 characters; shorten the cluster name"
+
+    @model_validator(mode="after")
+    def _reservations_in_the_stacks_zones(self) -> "PlatformConfig":
+        for name, pool in self.node_pools.enabled().items():
+            for i, r in enumerate(getattr(pool, "capacity_reservations", [])):
+                key = f"nodePools.{name}.capacityReservations[{i}].availabilityZone {r.availability_zone}"
+                if r.availability_zone[:-1] != self.region:
+                    raise ValueError(f"{key} is not in the stack's region {self.region}: a reservation serves only its own zone")
+                if self.network.availability_zones and r.availability_zone not in self.network.availability_zones:
+                    raise ValueError(f"{key} is not one of network.availabilityZones {list(self.network.availability_zones)}")
         return self
 
     @model_validator(mode="after")
@@ -97,60 +122,68 @@ class PlatformConfig(Model):
     def search_domain_name(self) -> str:
         return f"{self.cluster_name}-logs"
 
-    @model_validator(mode="after")
-    def _cidrs_disjoint(self) -> "PlatformConfig":
+    def _cidrs_disjoint(self) -> Iterable[str]:
         vpc = ipaddress.IPv4Network(self.network.cidr)
         svc = ipaddress.IPv4Network(self.cluster.service_ipv4_cidr)
         if vpc.overlaps(svc):
-            raise ValueError(
-                f"cluster.serviceIpv4Cidr {svc} overlaps network.cidr {vpc}; pick a service range outside the VPC"
-            )
-        return self
+            yield f"cluster.serviceIpv4Cidr {svc} overlaps network.cidr {vpc}; pick a service range outside the VPC"
 
-    @model_validator(mode="after")
-    def _workloads_fit_the_platform(self) -> "PlatformConfig":
-        teams = {t.name: t for t in self.teams}
+    def _workloads_fit_the_platform(self) -> Iterable[str]:
+        teams = {t.name for t in self.teams}
         if len(teams) != len(self.teams):
-            raise ValueError("teams has duplicate names")
+            yield "teams has duplicate names"
         names, paths = set(), set()
         for i, w in enumerate(self.workloads):
             where = f"workloads[{i}]"
             if w.team not in teams:
-                raise ValueError(f"{where}.team {w.team!r} is not one of the teams: {sorted(teams)}")
+                yield f"{where}.team {w.team!r} is not one of the teams: {sorted(teams)}"
             if (w.team, w.name) in names:
-                raise ValueError(f"{where}.name {w.name!r} is used twice in team {w.team!r}")
+                yield f"{where}.name {w.name!r} is used twice in team {w.team!r}"
             names.add((w.team, w.name))
             if w.accelerator not in self.node_pools.enabled():
-                raise ValueError(f"{where}.accelerator {w.accelerator!r} has no enabled node pool")
+                yield f"{where}.accelerator {w.accelerator!r} has no enabled node pool"
             volumes = [v for v in (getattr(w, "data", None), getattr(w, "checkpoints", None)) if v]
             for v in volumes:
                 if v.storage_class not in self.storage.classes:
-                    raise ValueError(f"{where} volume storageClass {v.storage_class!r} is not one of {sorted(self.storage.classes)}")
+                    yield f"{where} volume storageClass {v.storage_class!r} is not one of {sorted(self.storage.classes)}"
             if isinstance(w, ServingWorkload):
                 if w.path in paths:
-                    raise ValueError(f"{where}.path {w.path!r} is already routed to another workload")
+                    yield f"{where}.path {w.path!r} is already routed to another workload"
                 paths.add(w.path)
-            self._fits_quota(where, w, teams[w.team])
-        return self
 
-    @model_validator(mode="after")
-    def _models(self) -> "PlatformConfig":
+    def _quota_per_team(self) -> Iterable[str]:
+        """A team's quota caps all its pods together: its workloads at their most pods must fit it side by side."""
+        quota_keys = {"nvidia": ("nvidiaGpus", "nvidia_gpus"), "neuron": ("neuronCores", "neuron_cores")}
+        for t, team in enumerate(self.teams):
+            for accelerator, (key, field) in quota_keys.items():
+                users = [(i, w) for i, w in enumerate(self.workloads) if w.team == team.name and w.accelerator == accelerator]
+                need = sum(w.max_pods * w.accelerator_count for _, w in users)
+                quota = getattr(team.quota, field)
+                if users and need > quota:
+                    parts = " + ".join(f"workloads[{i}] ({w.name}) {w.max_pods} pods x {w.accelerator_count}" for i, w in users)
+                    yield (
+                        f"teams[{t}].quota.{key} {quota} is below what team {team.name!r} needs at most: {parts} = {need} "
+                        f"{accelerator} accelerators; raise the quota or lower the workloads' pods"
+                    )
+
+    def _models(self) -> Iterable[str]:
         """Every served model has a producer in its team (a training run or a pinned public model), each version
         names one content only, and Neuron targets have a compiler path."""
         teams = {t.name for t in self.teams}
         for team in self.storage.model_stores:
             if team not in teams:
-                raise ValueError(f"storage.modelStores.{team}: {team!r} is not one of the teams: {sorted(teams)}")
+                yield f"storage.modelStores.{team}: {team!r} is not one of the teams: {sorted(teams)}"
         produced: dict[tuple[str, str], str] = {}  # (team, model@version) -> what produces it
         for i, w in enumerate(self.workloads):
             outputs = [w.output] if isinstance(w, TrainingWorkload) and w.output else []
             externals = [m for m in (w.models() if isinstance(w, ServingWorkload) else []) if m.external]
             for ref, source in [(o, f"workloads[{i}] ({w.name})") for o in outputs] + [(m, f"{m.external.hub_id}@{m.external.revision}") for m in externals]:
                 if w.team not in self.storage.model_stores:
-                    raise ValueError(f"workloads[{i}] uses model {ref.key} but team {w.team!r} has no model store; add storage.modelStores.{w.team}")
+                    yield f"workloads[{i}] uses model {ref.key} but team {w.team!r} has no model store; add storage.modelStores.{w.team}"
+                    continue
                 previous = produced.setdefault((w.team, ref.key), source)
                 if previous != source:
-                    raise ValueError(
+                    yield (
                         f"workloads[{i}] model {ref.key} of team {w.team!r} already comes from {previous}, not {source}: "
                         "a version names one content forever, publish under a new version"
                     )
@@ -159,30 +192,23 @@ class PlatformConfig(Model):
                 continue
             for ref in w.models():
                 if w.team not in self.storage.model_stores:
-                    raise ValueError(f"workloads[{i}].model {ref.key}: team {w.team!r} has no model store; add storage.modelStores.{w.team}")
-                if (w.team, ref.key) not in produced:
+                    yield f"workloads[{i}].model {ref.key}: team {w.team!r} has no model store; add storage.modelStores.{w.team}"
+                elif (w.team, ref.key) not in produced:
                     known = sorted(k for t, k in produced if t == w.team)
-                    raise ValueError(
+                    yield (
                         f"workloads[{i}].model {ref.key} is produced by no training workload of team {w.team!r} and is not "
                         f"external (hubId and revision); models of the team: {known}"
-                    )
-                if not ref.external and w.await_rollout:
-                    raise ValueError(
-                        f"workloads[{i}].model {ref.key} comes from {produced[(w.team, ref.key)]}, a training run that takes hours: "
-                        "no await covers it; set awaitRollout: false (the pods wait for the model, the alerts watch the rollout)"
                     )
             if w.neuron_target:
                 pool = self.node_pools.neuron
                 offered = sorted({family_of(t) for t in pool.instance_types}) if pool else []
                 if w.neuron_target not in offered:
-                    raise ValueError(
+                    yield (
                         f"workloads[{i}].neuronTarget {w.neuron_target!r} has no compile path (nor nodes to run on): the neuron pool offers {offered}; "
                         f"add {w.neuron_target} instance types to nodePools.neuron.instanceTypes"
                     )
-        return self
 
-    @model_validator(mode="after")
-    def _vertical_autoscaling(self) -> "PlatformConfig":
+    def _vertical_autoscaling(self) -> Iterable[str]:
         """A VPA that changes requests needs the components that do it, and never shares CPU with an HPA."""
         vpa = self.autoscaling.vertical_pod_autoscaler
         for i, w in enumerate(self.workloads):
@@ -191,7 +217,7 @@ class PlatformConfig(Model):
                 continue
             key = f"workloads[{i}].autoscaling.vpaUpdateMode {mode!r}"
             if not w.autoscaling.custom_metric:
-                raise ValueError(
+                yield (
                     f"{key} with the workload's CPU-based autoscaler: CPU utilisation is relative to requests, so the VPA "
                     "changing them moves the HPA, whose new replicas move the VPA; scale on customMetric, or keep vpaUpdateMode Off"
                 )
@@ -202,48 +228,36 @@ class PlatformConfig(Model):
             }
             for name, (on, why) in needs.items():
                 if not on:
-                    raise ValueError(f"{key} needs autoscaling.verticalPodAutoscaler.{name}: true ({why})")
+                    yield f"{key} needs autoscaling.verticalPodAutoscaler.{name}: true ({why})"
             version = tuple(int(p) for p in self.cluster.kubernetes_version.split("."))
             if mode == "InPlaceOrRecreate" and version < (1, 33):
-                raise ValueError(f"{key} needs in-place pod resize, on by default from Kubernetes 1.33; the cluster runs {self.cluster.kubernetes_version}")
-        return self
+                yield f"{key} needs in-place pod resize, on by default from Kubernetes 1.33; the cluster runs {self.cluster.kubernetes_version}"
 
-    @staticmethod
-    def _fits_quota(where: str, w: "ServingWorkload | TrainingWorkload", team: TeamConfig) -> None:
-        replicas = w.max_pods
-        quota = {"nvidia": team.quota.nvidia_gpus, "neuron": team.quota.neuron_cores}.get(w.accelerator)
-        if quota is not None and replicas * w.accelerator_count > quota:
-            raise ValueError(
-                f"{where} needs up to {replicas * w.accelerator_count} {w.accelerator} accelerators "
-                f"({replicas} pods x {w.accelerator_count}) but team {team.name!r} has a quota of {quota}"
-            )
-
-    @model_validator(mode="after")
-    def _alerting(self, info: ValidationInfo) -> "PlatformConfig":
+    def _alerting(self, info: ValidationInfo) -> Iterable[str]:
         receivers = {r.name: r for r in self.alerting.receivers}
         if len(receivers) != len(self.alerting.receivers):
-            raise ValueError("alerting.receivers has duplicate names")
+            yield "alerting.receivers has duplicate names"
         for key, name in self.alerting.receiver_references(self.teams).items():
             if name not in receivers:
-                raise ValueError(f"{key} {name!r} is not one of the receivers: {sorted(receivers)}")
+                yield f"{key} {name!r} is not one of the receivers: {sorted(receivers)}"
         if self.alerting_secrets and f"{PROJECT}:alertingSecrets" not in (info.context or {}).get("secret_keys", ()):
-            raise ValueError(
+            yield (
                 "alertingSecrets holds routing keys and webhook URLs but is not a secret in the stack file; "
                 "set each with pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <value>"
             )
         unknown = sorted(set(self.alerting_secrets) - set(receivers))
         if unknown:
-            raise ValueError(f"alertingSecrets has entries for unknown receivers {unknown}; receivers: {sorted(receivers)}")
+            yield f"alertingSecrets has entries for unknown receivers {unknown}; receivers: {sorted(receivers)}"
         missing = sorted(set(receivers) - set(self.alerting_secrets))
         if missing:
-            raise ValueError(
+            yield (
                 f"alertingSecrets has no credential for receivers {missing}; set each with "
                 "pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or https URL>"
             )
         for name, receiver in receivers.items():
-            if receiver.kind != "pagerduty" and not self.alerting_secrets[name].get_secret_value().startswith("https://"):
-                raise ValueError(f"alertingSecrets.{name} must be an https:// URL for a {receiver.kind} receiver (value not shown)")
-        return self
+            secret = self.alerting_secrets.get(name)
+            if secret and receiver.kind != "pagerduty" and not secret.get_secret_value().startswith("https://"):
+                yield f"alertingSecrets.{name} must be an https:// URL for a {receiver.kind} receiver (value not shown)"
 
     @property
     def cluster_name(self) -> str:
@@ -288,8 +302,8 @@ def _format_error(err: dict[str, Any]) -> str:
     if loc and loc[0] in SECRET_KEYS:
         return f"{path}: {msg} (value not shown: it is a secret)"
     if isinstance(shown, dict):
-        # A model-level check: its message starts with the key it is about.
-        return f"{path}{'.' if loc else ''}{msg}"
+        # A model-level check: each line of its message starts with the key it is about.
+        return "\n  ".join(f"{path}{'.' if loc else ''}{line}" for line in msg.splitlines())
     return f"{path}: {json.dumps(shown, default=str)} is not allowed: {msg}"
 
 

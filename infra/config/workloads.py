@@ -169,10 +169,6 @@ class ServingWorkload(WorkloadBase):
     # The Neuron instance family it runs on, which decides the compiler (inf1: torch-neuron, others: torch-neuronx).
     neuron_target: Optional[NeuronTarget] = None
     canary: Optional[Canary] = None
-    # True: `pulumi up` waits for the first rollout (model download, compile, start), sized in infra/lib/timing.py.
-    # False: it returns once the objects exist; the cluster finishes the rollout, and kube-prometheus-stack's
-    # KubeDeploymentReplicasMismatch and KubeJobFailed alerts report one that does not (a deploy stays short).
-    await_rollout: bool = True
 
     def tracks(self) -> list[Track]:
         a = self.autoscaling

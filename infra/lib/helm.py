@@ -8,8 +8,12 @@ import pulumi_kubernetes as k8s
 
 
 def resources(cpu: str, memory: str) -> dict[str, Any]:
-    """A container's resources as chart values: requests, and a memory limit equal to the request."""
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+    """A container's resources as chart values: requests, a memory limit equal to the request, no CPU limit.
+
+    Helm merges these over the chart's default `resources`, so a chart's default CPU limit would survive;
+    the null deletes it (Helm drops a key whose user value is null).
+    """
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": None, "memory": memory}}
 
 
 def release(

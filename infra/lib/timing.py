@@ -1,6 +1,6 @@
 """How long things take on a real account, in seconds: what Pulumi's awaits are sized to.
 
-Typical figures with a margin, not guarantees; the README's table lists them per step.
+Typical figures with a margin, not guarantees; docs/reference/await-timeouts.md is generated from them.
 """
 from __future__ import annotations
 

@@ -5,6 +5,16 @@ of the component's children), and runs everything else in parallel; a destroy ru
 So the deploy takes as long as its longest chain of typical create durations. The figures are typical
 durations on a real account, each with its source or reasoning; a type missing here counts DEFAULT seconds
 and is named in the report.
+
+What pulumi-kubernetes waits for on create (provider/pkg/await/ at commit 94977969, July 2026, the newest in the
+mirror read, after tag v4.32.0; the pin is 4.34.2): awaiters.go - a PersistentVolume until Available or Bound and a
+PersistentVolumeClaim until Bound (Pending is enough when its class binds WaitForFirstConsumer), each with a hard
+5-minute limit, a ResourceQuota until its status echoes its hard limits (hard 1 minute), RBAC, ConfigMaps,
+StorageClasses not at all; service.go - a Service until its Endpoints target pods and settle for 10 s (headless and
+ExternalName: not), a LoadBalancer one also until it has an address, 10 minutes by default; deployment.go,
+statefulset.go, daemonset.go (kstatus: a DaemonSet with no desired pods is current at once), job.go - their pods,
+10 minutes by default; provider/pkg/provider/helm_release.go - a release waits for its resources and hooks with a
+300 s default timeout, and an atomic one is uninstalled when that expires. `pulumi.com/skipAwait` skips all of it.
 """
 from __future__ import annotations
 
@@ -34,6 +44,9 @@ CREATE: dict[str, int] = {
     "aws:ec2/routeTable:RouteTable": 5,
     "aws:ec2/routeTableAssociation:RouteTableAssociation": 2,
     "aws:ec2/securityGroup:SecurityGroup": 5,
+    # One AuthorizeSecurityGroupIngress/Egress call each.
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 2,
+    "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule": 2,
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 3,
     "aws:ec2/vpcEndpoint:VpcEndpoint": 10,
     "aws:ec2/flowLog:FlowLog": 5,
@@ -50,10 +63,11 @@ CREATE: dict[str, int] = {
     "aws:opensearch/domainPolicy:DomainPolicy": 60,
     # MSK: a provisioned cluster takes 10 to 30 minutes by region (Snowflake's MSK quickstart, see
     # Snowflake-Labs/sfquickstarts#662; reports of close to 60 in hashicorp/terraform-provider-aws#17726): the
-    # upper end. Serverless has no published figure; it counts the same until a deploy measures it. Topics
-    # are one Kafka admin call each.
+    # upper end. Serverless has no published figure and no brokers to launch: it counts the "up to 15 minutes"
+    # the Akka MSK guide gives a typical cluster (akka/akka-guide#445) until a deploy measures it. Topics are
+    # one MSK API call each.
     "aws:msk/cluster:Cluster": 1800,
-    "aws:msk/serverlessCluster:ServerlessCluster": 1800,
+    "aws:msk/serverlessCluster:ServerlessCluster": 900,
     "aws:msk/topic:Topic": 10,
     "aws:appautoscaling/target:Target": 3,
     "aws:appautoscaling/policy:Policy": 3,
@@ -75,8 +89,22 @@ CREATE: dict[str, int] = {
     "aws:budgets/budget:Budget": 3,
     "random:index/randomPassword:RandomPassword": 1,
     "pulumi:providers:kubernetes": 1,
-    # A Service of type LoadBalancer: the Load Balancer Controller provisions the NLB, about three minutes.
-    "kubernetes:core/v1:Service": 180,
+}
+SERVICE = "kubernetes:core/v1:Service"
+PVC, PV = "kubernetes:core/v1:PersistentVolumeClaim", "kubernetes:core/v1:PersistentVolume"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+# A Service of type LoadBalancer waits for its address: the Load Balancer Controller provisions the NLB, about
+# three minutes. Any other Service: its endpoints settle 10 s after they target pods (service.go).
+SERVICE_LOAD_BALANCER, SERVICE_SETTLE = 180, 10
+# A claim bound to a static volume, or provisioned at once (an EFS access point), binds in seconds.
+PVC_BIND = 10
+# The engine's hard limits that no annotation changes (awaiters.go).
+HARD_LIMITS = {PVC: 300, PV: 300, "kubernetes:core/v1:ResourceQuota": 60}
+# Durations that vary widely on a real account: (low, high) minutes; the report names the ones on the up chain.
+RANGES = {
+    # OpenSearch Service: reported creation times of a VPC domain with dedicated managers and fine-grained access
+    # control are 15 to 25 minutes, often longer; the table counts 18.
+    "aws:opensearch/domain:Domain": (15, 25),
 }
 # Helm releases by chart: what their pods wait for. Charts not listed install on running nodes in a minute.
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -103,8 +131,16 @@ DELETE: dict[str, int] = {
 DEFAULT_DELETE = 5
 
 
-def create_seconds(record: dict[str, Any]) -> Optional[int]:
-    """Typical create time, or None when the type is not in the table."""
+POOL_LABELS = ("ml-platform.io/accelerator", "karpenter.sh/nodepool")
+
+
+def _only_on_pool_nodes(record: dict[str, Any]) -> bool:
+    selector = (((record["inputs"].get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    return any(k in selector for k in POOL_LABELS)
+
+
+def create_seconds(record: dict[str, Any], binding: Optional[dict[str, str]] = None) -> Optional[int]:
+    """Typical create time, or None when the type is not in the table. `binding`: storage class -> volumeBindingMode."""
     kind = record["type"]
     if kind == HELM_RELEASE:
         return CHART_CREATE.get(str(record["inputs"].get("chart", "")).rsplit("/", 1)[-1], CHART_DEFAULT)
@@ -114,6 +150,17 @@ def create_seconds(record: dict[str, Any]) -> Optional[int]:
     if "pulumi.com/timeoutSeconds" in annotations:
         # Sized with a margin for the worst case; typically it takes the await without the margin.
         return max(2, int(annotations["pulumi.com/timeoutSeconds"]) - timing.MARGIN)
+    if kind == SERVICE:
+        spec = record["inputs"].get("spec") or {}
+        if spec.get("type") == "LoadBalancer":
+            return SERVICE_LOAD_BALANCER
+        return 2 if spec.get("clusterIP") == "None" or spec.get("type") == "ExternalName" else SERVICE_SETTLE
+    if kind == PVC:
+        cls = (record["inputs"].get("spec") or {}).get("storageClassName")
+        return 2 if (binding or {}).get(cls) == "WaitForFirstConsumer" else PVC_BIND
+    if kind == "kubernetes:apps/v1:DaemonSet" and _only_on_pool_nodes(record):
+        # Its nodes come from Karpenter later: no desired pods on a first up, so it is current at once (kstatus).
+        return 2
     if kind.startswith("kubernetes:") and kind not in CREATE:
         # Pods on nodes that run already become ready in about a minute; other objects are stored at once.
         return 60 if kind in WORKLOAD_KINDS else 2
@@ -185,11 +232,36 @@ def _longest(records: list[dict], waits: dict[str, set[str]], seconds: dict[str,
     return Chain(finish[end] if end else 0, list(reversed(chain)))
 
 
+HELM_TIMEOUT = 300  # helm_release.go: defaultTimeoutSeconds, per wait and per hook
+KUBERNETES_TIMEOUT = 600  # deployment.go, statefulset.go, daemonset.go, job.go, service.go: 10 minutes
+
+
+def limit_seconds(record: dict[str, Any]) -> Optional[int]:
+    """How long the engine waits for the resource before it fails the update; None when it does not wait."""
+    kind, inputs = record["type"], record["inputs"]
+    if kind == HELM_RELEASE:
+        return int(inputs.get("timeout") or HELM_TIMEOUT)
+    if not kind.startswith("kubernetes:"):
+        return None
+    annotations = ((inputs.get("metadata") or {}).get("annotations")) or {}
+    if annotations.get("pulumi.com/skipAwait") == "true":
+        return None
+    if kind in HARD_LIMITS:
+        return HARD_LIMITS[kind]
+    if kind in WORKLOAD_KINDS or kind == SERVICE:
+        return int(annotations.get("pulumi.com/timeoutSeconds", KUBERNETES_TIMEOUT))
+    return None
+
+
 def report(records: list[dict]) -> dict[str, Any]:
     waits = _waits_for(records)
     custom = [r for r in records if r["custom"]]
-    unknown = sorted({r["type"] for r in custom if create_seconds(r) is None})
-    create = {r["urn"]: create_seconds(r) or DEFAULT for r in custom}
+    binding = {
+        str((r["inputs"].get("metadata") or {}).get("name")): str(r["inputs"].get("volumeBindingMode") or "Immediate")
+        for r in records if r["type"] == STORAGE_CLASS
+    }
+    unknown = sorted({r["type"] for r in custom if create_seconds(r, binding) is None})
+    create = {r["urn"]: create_seconds(r, binding) or DEFAULT for r in custom}
     up = _longest(records, waits, create)
     # Destroy: a resource goes once everything that waited for it is gone.
     reverse: dict[str, set[str]] = {r["urn"]: set() for r in custom}
@@ -201,8 +273,20 @@ def report(records: list[dict]) -> dict[str, Any]:
     def as_json(path: Chain) -> dict[str, Any]:
         return {"seconds": path.seconds, "minutes": round(path.seconds / 60, 1), "chain": [{"type": t, "name": n, "seconds": s} for t, n, s in path.chain]}
 
+    by_urn = {r["urn"]: r for r in custom}
+    over = [
+        {"urn": urn, "type": by_urn[urn]["type"], "name": by_urn[urn]["name"], "seconds": seconds, "limitSeconds": limit}
+        for urn, seconds in sorted(create.items())
+        if (limit := limit_seconds(by_urn[urn])) is not None and seconds > limit
+    ]
+    on_chain = sorted({t for t, _, _ in up.chain if t in RANGES})
+    ranges = [{"type": t, "typicalMinutes": round(CREATE[t] / 60, 1), "rangeMinutes": list(RANGES[t]), "note": "often longer"} for t in on_chain]
+    longest = up.seconds + sum(RANGES[t][1] * 60 - CREATE[t] for t in on_chain)
     return {
-        "up": as_json(up),
+        "up": {**as_json(up), "likelyUpToMinutes": round(longest / 60, 1)},
+        "ranges": ranges,
+        # Awaits whose typical duration exceeds the engine's limit: the update would fail.
+        "overTimeout": over,
         "destroy": as_json(down),
         "unknownTypes": unknown,
         "defaultSeconds": DEFAULT,

@@ -76,6 +76,26 @@ def _plain_resource_references(struct: struct_pb2.Struct) -> struct_pb2.Struct:
     return result
 
 
+def _keep_nulls(value: struct_pb2.Value, plain: Any) -> Any:
+    """`plain` (deserialized, which drops null map entries) with the nulls the program sent put back.
+
+    The engine passes a null in a Helm release's values to Helm, which deletes the chart's default for
+    that key; the record must show it as the engine gets it.
+    """
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value" and isinstance(plain, dict) and rpc._special_sig_key not in value.struct_value.fields:
+        out = dict(plain)
+        for key, field in value.struct_value.fields.items():
+            if field.WhichOneof("kind") == "null_value":
+                out[key] = None
+            elif key in out:
+                out[key] = _keep_nulls(field, out[key])
+        return out
+    if kind == "list_value" and isinstance(plain, list) and len(plain) == len(value.list_value.values):
+        return [_keep_nulls(v, p) for v, p in zip(value.list_value.values, plain)]
+    return plain
+
+
 class PlatformMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str):
         self.region = region
@@ -401,6 +421,8 @@ class RecordingMonitor(MockMonitor):
         # A component's inputs may reference resources; the record keeps their URN and id, as the engine shows them.
         struct = request.object if request.custom else _plain_resource_references(request.object)
         inputs = rpc.deserialize_properties(struct)
+        if request.type == "kubernetes:helm.sh/v3:Release" and "values" in inputs:
+            inputs["values"] = _keep_nulls(struct.fields["values"], inputs["values"])
         resource_id, state = self.mocks.state_for(
             MockResourceArgs(
                 typ=request.type,

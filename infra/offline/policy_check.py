@@ -26,9 +26,24 @@ from policies.rules.base import Rule
 POLICY_CONFIG_DIR = Path(__file__).resolve().parents[2] / "policies" / "config"
 
 
+class MissingPolicyLevels(Exception):
+    """A stack without its policy levels: the rules' defaults would differ from what `pulumi up` is told."""
+
+
+def levels_file(stack: str) -> Path:
+    """The stack's policy levels file, which must exist (the deploy passes it to `--policy-pack-config`)."""
+    path = POLICY_CONFIG_DIR / f"{stack}.json"
+    if not path.exists():
+        raise MissingPolicyLevels(
+            f"stack {stack!r} has no policy levels: create {path.relative_to(POLICY_CONFIG_DIR.parents[1])} "
+            "(each rule's enforcementLevel: mandatory, advisory or disabled; start from a copy of policies/config/prod.json), "
+            "the file pulumi up gets as --policy-pack-config"
+        )
+    return path
+
+
 def _entries(stack: str, config_file: Optional[Path] = None) -> dict:
-    path = config_file or POLICY_CONFIG_DIR / f"{stack}.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads((config_file or levels_file(stack)).read_text())
 
 
 def enforcement_levels(stack: str, config_file: Optional[Path] = None) -> dict[str, EnforcementLevel]:

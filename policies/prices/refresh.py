@@ -4,9 +4,10 @@
 
 Needs pricing:GetProducts and ec2:DescribeInstanceTypes. On-demand, Linux, shared tenancy, no pre-installed
 software; each instance type with its vCPUs, memory, architecture and accelerator counts (what the cost model
-fills pool limits with). Service prices (EKS, NAT, NLB, EBS, CloudWatch Logs, OpenSearch) keep the values of
-the existing table unless --services names a JSON file with new ones: the Price List spreads them over
-products whose attributes differ per service, so they are reviewed by hand.
+fills pool limits with). Service prices (EKS, NAT, NLB, VPC endpoints, EBS, CloudWatch Logs, OpenSearch) keep
+the values of the region's existing table unless --services names a JSON file with new ones (required for a
+region with no table yet, and holding every key us-east-1.json has): the Price List spreads them over products
+whose attributes differ per service, so they are reviewed by hand.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import argparse
 import datetime
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -90,6 +92,18 @@ def table(region: str, prices: dict[str, float], specs: dict[str, dict[str, Any]
     return text + ',\n  "instances": {\n' + rows + "\n  }\n}\n"
 
 
+def checked_services(region: str, services_file: Optional[Path], existing: Path) -> dict[str, Any]:
+    """The region's service prices: the given file, else the region's current table; never another region's
+    (they differ by region), and with every key the cost model reads."""
+    if services_file is None and not existing.exists():
+        raise ValueError(f"{region} has no price table yet: pass --services with its reviewed service prices")
+    services = json.loads(services_file.read_text()) if services_file else json.loads(existing.read_text())["services"]
+    missing = sorted(set(json.loads((HERE / "us-east-1.json").read_text())["services"]) - set(services))
+    if missing:
+        raise ValueError(f"service prices for {region} lack {', '.join(missing)}")
+    return services
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     import boto3
 
@@ -98,6 +112,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--profile")
     parser.add_argument("--services", type=Path, help="a JSON file of service prices for the region")
     args = parser.parse_args(argv)
+    existing = HERE / f"{args.region}.json"
+    try:
+        services = checked_services(args.region, args.services, existing)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     session = boto3.Session(profile_name=args.profile)
     pricing = session.client("pricing", region_name=PRICING_REGION)
     filters = [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": args.region}]
@@ -105,9 +125,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     products = [p for page in pricing.get_paginator("get_products").paginate(ServiceCode="AmazonEC2", Filters=filters) for p in page["PriceList"]]
     ec2 = session.client("ec2", region_name=args.region)
     specs = {d["InstanceType"]: instance_spec(d) for page in ec2.get_paginator("describe_instance_types").paginate() for d in page["InstanceTypes"]}
-    existing = HERE / f"{args.region}.json"
-    fallback = existing if existing.exists() else HERE / "us-east-1.json"
-    services = json.loads(args.services.read_text()) if args.services else json.loads(fallback.read_text())["services"]
     existing.write_text(table(args.region, instance_prices(products), specs, services, datetime.date.today()))
     print(f"wrote {existing}")
     return 0

@@ -23,6 +23,8 @@ TAGGABLE_TYPES = frozenset(
         "aws:ec2/routeTable:RouteTable",
         "aws:ec2/vpcEndpoint:VpcEndpoint",
         "aws:ec2/securityGroup:SecurityGroup",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
         "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
         "aws:ec2/flowLog:FlowLog",
         "aws:ec2/launchTemplate:LaunchTemplate",

@@ -1,8 +1,10 @@
 """The most a stack can cost per hour, from its resources and a dated price table; the budget rule.
 
 Node pools count at their limits: the ceiling of a pool is the most Karpenter could spend filling its CPU,
-memory and accelerator limits with the instance types it allows (a linear-programming bound, so never below
-any real fill). Fixed items are what exists whatever the load. Usage-priced items (traffic, EFS bytes, API
+memory and accelerator limits with the instance types it allows, each node priced with what it brings along
+(root volume, container-log ingestion, storage and transfer), so the fill maximises the whole bill (a
+linear-programming bound, so never below any real fill). Memory counts net of Karpenter's VM overhead, as its
+limits do. Fixed items are what exists whatever the pools' limits. Usage-priced items (traffic, EFS bytes, API
 calls) are estimated only where the platform fixes the rate, and the report lists every assumption.
 """
 from __future__ import annotations
@@ -27,9 +29,18 @@ MAX_HOURLY_TAG = "ml-platform.io/max-hourly-usd"
 SPOT_FRACTION_TAG = "ml-platform.io/spot-price-fraction"
 NODE_LOG_RATE_TAG = "ml-platform.io/node-log-kib-per-second"
 PRICE_REGION_TAG = "ml-platform.io/region"
+# Set only when the stack chose to be priced with another region's table (budget.priceTableRegion).
+PRICE_TABLE_TAG = "ml-platform.io/price-table-region"
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
 NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 ACCELERATOR_FIELDS = {"nvidia.com/gpu": "nvidiaGpus", "aws.amazon.com/neuron": "neuronDevices"}
+LIMIT_SETTINGS = {"cpu": "cpu", "memory": "memoryGib", **{k: "accelerators" for k in ACCELERATOR_FIELDS}}
+# On a NodePool: the instances its capacity reservations hold, "g6e.xlarge=2,p5.48xlarge=1" (components/karpenter.py).
+RESERVED_ANNOTATION = "ml-platform.io/reserved-instances"
+# Karpenter subtracts this share of nominal memory from every instance type's capacity (vm-memory-overhead-percent,
+# default 0.075 in pkg/operator/options/options.go of karpenter-provider-aws v1.14.1), and a pool's memory limit
+# counts that capacity: net of it, more nodes fit under the same limit.
+VM_MEMORY_OVERHEAD = 0.075
 
 
 # Amazon MSK in us-east-1 (https://aws.amazon.com/msk/pricing/, as public pricing code quoted the page in 2025-2026):
@@ -51,6 +62,10 @@ class PriceError(ValueError):
     """A pool allows an instance type the price table does not list."""
 
 
+class MissingTable(PriceError):
+    """The stack's region has no price table and the stack named no stand-in."""
+
+
 @dataclass(frozen=True)
 class PriceTable:
     region: str
@@ -62,11 +77,16 @@ class PriceTable:
 
 
 @lru_cache(maxsize=None)
-def price_table(region: str) -> PriceTable:
-    path = PRICES / f"{region}.json"
-    substitute = None
+def price_table(region: str, stand_in: Optional[str] = None) -> PriceTable:
+    """The region's own table; another region's only when the stack named it (budget.priceTableRegion)."""
+    path, substitute = PRICES / f"{region}.json", None
+    if not path.exists() and stand_in and (PRICES / f"{stand_in}.json").exists():
+        path, substitute = PRICES / f"{stand_in}.json", region
     if not path.exists():
-        substitute, path = region, PRICES / "us-east-1.json"
+        raise MissingTable(
+            f"no price table for {region} in policies/prices: run policies/prices/refresh.py --region {region} "
+            f"(with AWS credentials), or set budget.priceTableRegion to a region that has one"
+        )
     doc = json.loads(path.read_text())
     return PriceTable(doc["region"], doc["date"], doc["instances"], doc["services"], substitute)
 
@@ -79,6 +99,8 @@ class Item:
     kind: str  # "pool" or "fixed"
     mix: dict[str, float] = field(default_factory=dict)
     nodes: float = 0.0
+    # The item's dollars by what drives them: the stack setting (dotted key) -> $/h.
+    drivers: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,6 +122,15 @@ class Ceiling:
         pools = [i for i in self.items if i.kind == "pool"]
         return max(pools, key=lambda i: i.hourly_usd) if pools else None
 
+    def dominant(self, kind: Optional[str] = None) -> tuple[str, float]:
+        """The setting that drives the most dollars (of items of this kind), with its $/h."""
+        totals: dict[str, float] = {}
+        for i in self.items:
+            if kind is None or i.kind == kind:
+                for setting, usd in (i.drivers or {i.name: i.hourly_usd}).items():
+                    totals[setting] = totals.get(setting, 0.0) + usd
+        return max(totals.items(), key=lambda kv: kv[1]) if totals else ("", 0.0)
+
     def as_json(self, max_hourly_usd: Optional[float]) -> dict[str, Any]:
         return {
             "currency": "USD",
@@ -109,11 +140,18 @@ class Ceiling:
             "fixedHourlyUsd": round(self.fixed, 2),
             "budgetHourlyUsd": max_hourly_usd,
             "pools": {
-                i.name: {"hourlyUsd": round(i.hourly_usd, 2), "nodes": round(i.nodes, 1), "fill": {t: round(n, 2) for t, n in i.mix.items()}, "detail": i.detail}
+                i.name: {
+                    "hourlyUsd": round(i.hourly_usd, 2),
+                    "nodes": round(i.nodes, 1),
+                    "fill": {t: round(n, 2) for t, n in i.mix.items()},
+                    "drivers": {k: round(v, 2) for k, v in i.drivers.items()},
+                    "detail": i.detail,
+                }
                 for i in self.items
                 if i.kind == "pool"
             },
             "fixed": {i.name: {"hourlyUsd": round(i.hourly_usd, 4), "detail": i.detail} for i in self.items if i.kind == "fixed"},
+            "dominant": dict(zip(("setting", "hourlyUsd"), (lambda d: (d[0], round(d[1], 2)))(self.dominant()))),
             "assumptions": self.assumptions,
         }
 
@@ -188,7 +226,29 @@ def max_fill(types: dict[str, tuple[float, list[float]]], limits: list[float]) -
     return best, best_mix
 
 
-def pool_item(name: str, spec: dict, root_gib: float, table: PriceTable, spot_fraction: float) -> Item:
+@dataclass(frozen=True)
+class NodeCosts:
+    """What every node brings along besides its instance price, $ per node-hour, by the setting that drives it."""
+
+    root_volume: float = 0.0
+    logs: float = 0.0
+
+    def total(self) -> float:
+        return self.root_volume + self.logs
+
+
+def node_costs(root_gib: float, log_gib_per_hour: float, table: PriceTable, retention_days: float, logs_via_endpoint: bool) -> NodeCosts:
+    """Root volume, and container logs: ingestion, storage at steady state (compressed) and transfer to CloudWatch."""
+    svc = table.services
+    transfer = svc["vpcInterfaceEndpointGib"] if logs_via_endpoint else svc["natGatewayGib"]
+    stored = svc["cloudwatchLogsStorageCompression"] * 24 * retention_days * svc["cloudwatchLogsStoredGibMonth"] / HOURS_PER_MONTH
+    return NodeCosts(
+        root_volume=root_gib * svc["ebsGp3GibMonth"] / HOURS_PER_MONTH,
+        logs=log_gib_per_hour * (svc["cloudwatchLogsIngestedGib"] + stored + transfer),
+    )
+
+
+def pool_item(name: str, spec: dict, per_node: NodeCosts, table: PriceTable, spot_fraction: float) -> Item:
     template = spec["template"]["spec"]
     requirements = template.get("requirements") or []
     capacity = _requirement(requirements, "karpenter.sh/capacity-type")
@@ -199,15 +259,62 @@ def pool_item(name: str, spec: dict, root_gib: float, table: PriceTable, spot_fr
     resources += [(k, ACCELERATOR_FIELDS[k], quantity(v)) for k, v in sorted(limits.items()) if k in ACCELERATOR_FIELDS]
     if not resources:
         return Item(name, math.inf, "no limits: Karpenter may buy without bound", "pool")
-    node_disk = root_gib * table.services["ebsGp3GibMonth"] / HOURS_PER_MONTH
     types = {}
     for t in allowed_types(name, requirements, table):
         s = table.instances[t]
-        types[t] = (s["usd"] * factor + node_disk, [float(s.get(f, 0)) for _, f, _ in resources])
+        use = [float(s.get(f, 0)) * (1 - VM_MEMORY_OVERHEAD if key == "memory" else 1) for key, f, _ in resources]
+        types[t] = (s["usd"] * factor + per_node.total(), use)
     value, mix = max_fill(types, [limit for _, _, limit in resources])
+    nodes = sum(mix.values())
+    # Instance dollars go to the limit the fill exhausts first in relative terms (the one to lower).
+    used = [sum(n * types[t][1][r] for t, n in mix.items()) / limit for r, (_, _, limit) in enumerate(resources)]
+    binding = resources[max(range(len(resources)), key=lambda r: used[r])][0]
+    prefix = f"nodePools.{name}"
+    drivers = {
+        f"{prefix}.limits.{LIMIT_SETTINGS[binding]}": value - nodes * per_node.total(),
+        "logging.nodeLogRateKibPerSecond": nodes * per_node.logs,
+        f"{prefix}.rootVolumeGib": nodes * per_node.root_volume,
+    }
     limited = ", ".join(f"{key} {limit:g}" for key, _, limit in resources)
-    detail = f"{len(types)} instance types at limits {limited}" + (f", spot at {spot_fraction:g} of on-demand" if spot_only and factor != 1 else "")
-    return Item(name, value, detail, "pool", mix, sum(mix.values()))
+    detail = (
+        f"{len(types)} instance types at limits {limited} (memory net of {VM_MEMORY_OVERHEAD:g} VM overhead), "
+        f"each node ${per_node.total():.4f}/h of root volume and container logs"
+        + (f", spot at {spot_fraction:g} of on-demand" if spot_only and factor != 1 else "")
+    )
+    return Item(name, value, detail, "pool", mix, nodes, {k: v for k, v in drivers.items() if v > 1e-9})
+
+
+def reserved_line(pool: dict, per_node: NodeCosts, table: PriceTable) -> tuple[Optional[Item], dict]:
+    """The prepaid line of a pool's capacity reservations, and the pool's spec left to price beside it.
+
+    A reservation is paid for every hour whether or not a node runs in it (priced here at the on-demand rate, with
+    each node's root volume and logs), and its nodes count against the NodePool's limits (memory as Karpenter counts
+    it, net of VM overhead): the pool is priced on what its limits leave after them, so no instance is priced twice."""
+    name, spec = pool["metadata"]["name"], pool["spec"]
+    raw = ((pool["metadata"].get("annotations") or {}).get(RESERVED_ANNOTATION)) or ""
+    counts = {t: int(n) for t, n in (entry.split("=") for entry in raw.split(",") if entry)}
+    if not counts:
+        return None, spec
+    missing = sorted(t for t in counts if t not in table.instances)
+    if missing:
+        raise PriceError(f"node pool {name!r} reserves {', '.join(missing)}, which the {table.region} price table (dated {table.date}) does not list")
+    hourly = sum(n * (table.instances[t]["usd"] + per_node.total()) for t, n in counts.items())
+    limits = dict(spec.get("limits") or {})
+    for key, field_name in (("cpu", "vcpu"), ("memory", "memoryGib"), *ACCELERATOR_FIELDS.items()):
+        if key not in limits:
+            continue
+        share = 1 - VM_MEMORY_OVERHEAD if key == "memory" else 1
+        left = quantity(limits[key]) - sum(n * float(table.instances[t].get(field_name, 0)) * share for t, n in counts.items())
+        if left < -1e-9:
+            raise PriceError(
+                f"node pool {name!r}: capacityReservations hold more {key} than its limits allow ({limits[key]}), so part of the "
+                f"prepaid capacity could never run; raise nodePools.{name}.limits or reserve less"
+            )
+        limits[key] = f"{max(left, 0):g}Gi" if key == "memory" else f"{max(left, 0):g}"
+    held = ", ".join(f"{n} x {t}" for t, n in counts.items())
+    item = Item(f"reserved-{name}", hourly, f"prepaid capacity reservations of pool {name!r}: {held}", "fixed",
+                nodes=float(sum(counts.values())), drivers={f"nodePools.{name}.capacityReservations": hourly})
+    return item, {**spec, "limits": limits}
 
 
 def _tags(props: dict) -> dict:
@@ -217,40 +324,59 @@ def _tags(props: dict) -> dict:
 def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.date) -> Ceiling:
     """Worst-case hourly cost of a stack from (type, properties) of its resources."""
     resources = list(resources)
-    table = price_table(region)
-    svc = table.services
     by_type: dict[str, list[dict]] = {}
     for t, props in resources:
         by_type.setdefault(t, []).append(props)
     budget = (by_type.get(BUDGET) or [{}])[0]
+    table = price_table(region, _tags(budget).get(PRICE_TABLE_TAG))
+    svc = table.services
     spot_fraction = float(_tags(budget).get(SPOT_FRACTION_TAG, 1.0))
     assumptions = [
         f"on-demand Linux prices of {table.region} dated {table.date} (policies/prices/{table.region}.json)",
-        "node pools at their limits, filled by the most expensive mix of allowed instance types (a bound at most one node per type above any real fill)",
+        "node pools at their limits, filled by the most expensive mix of allowed instance types with each node's root volume and logs (a bound at most one node per type above any real fill)",
+        f"memory net of Karpenter's {VM_MEMORY_OVERHEAD:g} VM overhead (vmMemoryOverheadPercent at its default)",
         "spot capacity priced at on-demand" if spot_fraction == 1 else f"spot-only pools priced at {spot_fraction:g} of on-demand",
-        "not included: data transfer and NAT data processing, EFS storage and throughput, S3 and ECR storage, API requests, KMS keys ($1 a month each)",
+        "not included: data transfer and NAT data processing other than the container logs, EFS storage and throughput, S3 and ECR storage, API requests, KMS keys ($1 a month each)",
     ]
     if table.substitute_for:
-        assumptions.insert(0, f"no price table for {table.substitute_for}: priced with {table.region}'s (run policies/prices/refresh.py --region {table.substitute_for})")
+        assumptions.insert(0, f"no price table for {table.substitute_for}: priced with {table.region}'s as budget.priceTableRegion asks (run policies/prices/refresh.py --region {table.substitute_for})")
     items: list[Item] = []
 
+    log_rate = float(_tags(budget).get(NODE_LOG_RATE_TAG, 0))
+    log_gib_per_hour = log_rate * 3600 / 1024**2
+    retention = max((g.get("retentionInDays") or 0 for g in by_type.get("aws:cloudwatch/logGroup:LogGroup", []) if "/ml-platform/" in str(g.get("name"))), default=0)
+    endpoints = by_type.get("aws:ec2/vpcEndpoint:VpcEndpoint", [])
+    logs_via_endpoint = any(e.get("vpcEndpointType") == "Interface" and str(e.get("serviceName", "")).endswith(".logs") for e in endpoints)
+    if log_rate:
+        assumptions.append(
+            f"every node logs {log_rate:g} KiB/s (logging.nodeLogRateKibPerSecond), kept {retention} days, stored at "
+            f"{svc['cloudwatchLogsStorageCompression']:g} of the ingested size (the compression factor of the AWS Pricing Calculator), "
+            + ("sent through the CloudWatch Logs interface endpoint" if logs_via_endpoint else "sent through the NAT gateways")
+        )
     root_gib = {
         (c.get("metadata") or {}).get("name"): max((quantity(m["ebs"]["volumeSize"]) for m in (c.get("spec") or {}).get("blockDeviceMappings") or [] if m.get("ebs")), default=0.0)
         for c in by_type.get(NODE_CLASS, [])
     }
     for pool in sorted(by_type.get(NODE_POOL, []), key=lambda p: p["metadata"]["name"]):
         name = pool["metadata"]["name"]
-        items.append(pool_item(name, pool["spec"], root_gib.get(pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], 0.0), table, spot_fraction))
+        per_node = node_costs(root_gib.get(pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], 0.0), log_gib_per_hour, table, retention, logs_via_endpoint)
+        reserved, spec = reserved_line(pool, per_node, table)
+        if reserved:
+            items.append(reserved)
+        if any(quantity(v) <= 0 for v in (spec.get("limits") or {}).values()):
+            items.append(Item(name, 0.0, "its reservations take all of a limit: the pool can buy nothing beside them", "pool"))
+        else:
+            items.append(pool_item(name, spec, per_node, table, spot_fraction))
 
-    def fixed(name: str, hourly: float, detail: str) -> None:
+    def fixed(name: str, hourly: float, detail: str, setting: str) -> None:
         if hourly:
-            items.append(Item(name, hourly, detail, "fixed"))
+            items.append(Item(name, hourly, detail, "fixed", drivers={setting: hourly}))
 
     for cluster in by_type.get("aws:eks/cluster:Cluster", []):
         status, _ = kubernetes_status(str(cluster.get("version")), today)
         extended = status == EXTENDED
         fixed("eks-control-plane", svc["eksClusterExtendedSupportHour" if extended else "eksClusterHour"],
-              f"Kubernetes {cluster.get('version')}, {'extended' if extended else 'standard'} support")
+              f"Kubernetes {cluster.get('version')}, {'extended' if extended else 'standard'} support", "cluster.kubernetesVersion")
     templates = {lt.get("name") or lt.get("namePrefix"): lt for lt in by_type.get("aws:ec2/launchTemplate:LaunchTemplate", [])}
     for group in by_type.get("aws:eks/nodeGroup:NodeGroup", []):
         size = group["scalingConfig"]["maxSize"]
@@ -258,17 +384,17 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         if priciest not in table.instances:
             raise PriceError(f"the system node group allows {priciest}, which the {table.region} price table does not list")
         disk = max((m["ebs"]["volumeSize"] for lt in templates.values() for m in lt.get("blockDeviceMappings") or [] if m.get("ebs")), default=20)
-        per_node = table.instances[priciest]["usd"] + float(disk) * svc["ebsGp3GibMonth"] / HOURS_PER_MONTH
-        fixed("system-node-group", size * per_node, f"{size} x {priciest} (maxSize) with {disk} GiB gp3")
+        per_node = node_costs(float(disk), log_gib_per_hour, table, retention, logs_via_endpoint)
+        fixed("system-node-group", size * (table.instances[priciest]["usd"] + per_node.total()), f"{size} x {priciest} (maxSize) with {disk} GiB gp3 and their container logs", "cluster.systemNodeGroup.maxSize")
     nat = len(by_type.get("aws:ec2/natGateway:NatGateway", []))
-    fixed("nat-gateways", nat * svc["natGatewayHour"], f"{nat} NAT gateway(s), hourly charge")
+    fixed("nat-gateways", nat * svc["natGatewayHour"], f"{nat} NAT gateway(s), hourly charge", "network.natGateways")
     eips = len(by_type.get("aws:ec2/eip:Eip", []))
-    fixed("public-ipv4", eips * svc["publicIpv4Hour"], f"{eips} Elastic IP(s)")
+    fixed("public-ipv4", eips * svc["publicIpv4Hour"], f"{eips} Elastic IP(s)", "network.natGateways")
     interface_endpoints = [e for e in by_type.get("aws:ec2/vpcEndpoint:VpcEndpoint", []) if e.get("vpcEndpointType") == "Interface"]
     endpoint_azs = sum(len(e.get("subnetIds") or []) for e in interface_endpoints)
-    fixed("vpc-interface-endpoints", endpoint_azs * svc["vpcInterfaceEndpointAzHour"], f"{len(interface_endpoints)} endpoint(s) over {endpoint_azs} AZ attachments")
+    fixed("vpc-interface-endpoints", endpoint_azs * svc["vpcInterfaceEndpointAzHour"], f"{len(interface_endpoints)} endpoint(s) over {endpoint_azs} AZ attachments, hourly charge", "network.azCount")
     balancers = [s for s in by_type.get("kubernetes:core/v1:Service", []) if (s.get("spec") or {}).get("type") == "LoadBalancer"]
-    fixed("network-load-balancers", len(balancers) * (svc["nlbHour"] + svc["nlbLcuHour"]), f"{len(balancers)} NLB(s) with one NLCU each")
+    fixed("network-load-balancers", len(balancers) * (svc["nlbHour"] + svc["nlbLcuHour"]), f"{len(balancers)} NLB(s) with one NLCU each", "network-load-balancers")
     for domain in by_type.get("aws:opensearch/domain:Domain", []):
         cc, ebs = domain["clusterConfig"], domain.get("ebsOptions") or {}
         search_prices = svc["openSearchInstanceHour"]
@@ -277,17 +403,8 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
                 raise PriceError(f"the OpenSearch domain uses {kind}, which the {table.region} price table does not list")
         data = cc["instanceCount"] * (search_prices[cc["instanceType"]] + ebs.get("volumeSize", 0) * svc["openSearchGp3GibMonth"] / HOURS_PER_MONTH)
         managers = cc.get("dedicatedMasterCount", 0) * search_prices[cc["dedicatedMasterType"]] if cc.get("dedicatedMasterEnabled") else 0.0
-        fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""))
+        fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""), "logging.openSearch")
     msk_item(by_type, fixed, assumptions)
-    log_rate = float(_tags(budget).get(NODE_LOG_RATE_TAG, 0))
-    if log_rate:
-        nodes = sum(i.nodes for i in items if i.kind == "pool") + sum(g["scalingConfig"]["maxSize"] for g in by_type.get("aws:eks/nodeGroup:NodeGroup", []))
-        gib_per_hour = nodes * log_rate * 3600 / 1024**2
-        retention = max((g.get("retentionInDays") or 0 for g in by_type.get("aws:cloudwatch/logGroup:LogGroup", []) if "/ml-platform/" in str(g.get("name"))), default=0)
-        stored = gib_per_hour * 24 * retention
-        hourly = gib_per_hour * svc["cloudwatchLogsIngestedGib"] + stored * svc["cloudwatchLogsStoredGibMonth"] / HOURS_PER_MONTH
-        fixed("container-logs", hourly, f"{nodes:.0f} nodes at {log_rate:g} KiB/s ingested, {retention} days kept ({stored:,.0f} GiB at steady state)")
-        assumptions.append(f"every node logs {log_rate:g} KiB/s (logging.nodeLogRateKibPerSecond)")
     return Ceiling(table.region, table.date, items, assumptions)
 
 
@@ -302,10 +419,10 @@ def msk_item(by_type: dict[str, list[dict]], fixed, assumptions: list[str]) -> N
         volume = float(dig(info, "storageInfo", "ebsStorageInfo", "volumeSize", default=0))
         grown = max([volume, *(float(t.get("maxCapacity") or 0) for t in by_type.get(STORAGE_TARGET, []) if t.get("serviceNamespace") == "kafka")])
         hourly = brokers * (MSK_PRICES["brokerHour"][kind] + grown * MSK_PRICES["storageGbMonth"] / HOURS_PER_MONTH)
-        fixed("msk-cluster", hourly, f"{brokers} x {kind} with {grown:g} GB each (storage autoscaling maximum)")
+        fixed("msk-cluster", hourly, f"{brokers} x {kind} with {grown:g} GB each (storage autoscaling maximum)", "streaming.provisioned")
     for _ in by_type.get(MSK_SERVERLESS, []):
         hourly = MSK_PRICES["serverlessClusterHour"] + partitions * MSK_PRICES["serverlessPartitionHour"]
-        fixed("msk-serverless", hourly, f"one cluster with {partitions} partition(s)")
+        fixed("msk-serverless", hourly, f"one cluster with {partitions} partition(s)", "streaming.teams")
     if by_type.get(MSK_CLUSTER) or by_type.get(MSK_SERVERLESS):
         assumptions.append("MSK at us-east-1 list prices; not included: MSK Serverless data in/out and storage, MSK data transfer")
 
@@ -342,10 +459,17 @@ def cost_within_budget(resources, settings):
         yield str(exc), at
         return
     if result.fixed > budget:
-        yield f"the fixed costs alone (${result.fixed:,.2f}/h) exceed budget.maxHourlyUsd ${budget:,.2f}/h", at
+        setting, usd = result.dominant("fixed")
+        yield f"the fixed costs alone (${result.fixed:,.2f}/h) exceed budget.maxHourlyUsd ${budget:,.2f}/h; {setting} weighs most (${usd:,.2f}/h)", at
     elif result.total > budget:
-        top = result.top_pool()
-        yield (
-            f"worst-case cost ${result.total:,.2f}/h exceeds budget.maxHourlyUsd ${budget:,.2f}/h; node pool "
-            f"{top.name!r} contributes the most (${top.hourly_usd:,.2f}/h: {top.detail})"
-        ), at
+        yield over_budget_message(result, budget), at
+
+
+def over_budget_message(result: Ceiling, budget: float) -> str:
+    """Names the pool that weighs most and the setting whose dollars dominate the whole ceiling."""
+    top = result.top_pool()
+    setting, usd = result.dominant()
+    return (
+        f"worst-case cost ${result.total:,.2f}/h exceeds budget.maxHourlyUsd ${budget:,.2f}/h; {setting} drives the most "
+        f"(${usd:,.2f}/h); node pool {top.name!r} contributes the most (${top.hourly_usd:,.2f}/h: {top.detail})"
+    )

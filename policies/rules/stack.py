@@ -36,7 +36,7 @@ CRD_CHARTS = {
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
     "storage.k8s.io", "scheduling.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
-    "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io", "helm.sh", "resource.k8s.io",
+    "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io", "helm.sh", "resource.k8s.io", "apiregistration.k8s.io",
 }
 
 

@@ -48,7 +48,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         ),
         train_dataset=dataset["train"],
         eval_dataset=dataset.get("validation"),
-        tokenizer=tokenizer,
+        processing_class=tokenizer,  # transformers 5 removed the tokenizer argument
     )
     resume = latest_checkpoint(checkpoint_dir)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -1,0 +1,239 @@
+"""Render a vendored chart offline with Helm's own engine, as the release would apply it.
+
+The engine is Helm's Go SDK through helm-python-sdk (see docs/contributors/helm-render.md): no
+binary, no network, no cluster; `lookup` returns nothing, as in `helm template`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHART_SOURCES = ROOT / "schemas" / "chart-sources"
+REFRESH = ".venv/bin/python schemas/refresh.py --charts"
+
+
+class ChartNotVendored(Exception):
+    """A pinned chart version with no vendored source: the synth exits 2 with this message."""
+
+
+class RenderError(Exception):
+    """Helm failed to render a release: names the release and carries Helm's message (template and line)."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    release: str
+    chart: str
+    version: str
+    # Template path -> the objects rendered from it, in Helm's order.
+    objects: dict[str, list[dict[str, Any]]]
+
+
+def chart_dir(chart: str, version: str) -> pathlib.Path:
+    path = CHART_SOURCES / chart / version
+    if not (path / "Chart.yaml").is_file():
+        raise ChartNotVendored(
+            f"chart {chart} {version} is pinned but not vendored (no {path}); "
+            f"run `{REFRESH} {chart}` to vendor it"
+        )
+    return path
+
+
+def chart_digest(path: pathlib.Path) -> str:
+    """sha256 over the chart's files (path and bytes), so a changed file invalidates cached renders."""
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f.relative_to(path).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _values_hash(values: dict[str, Any], kube_version: str, api_versions: tuple[str, ...], namespace: str) -> str:
+    key = json.dumps([values, kube_version, sorted(api_versions), namespace], sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def _split(manifests: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for template, text in sorted(manifests.items()):
+        # NOTES.txt and helpers render to text that Helm never applies.
+        if not template.endswith((".yaml", ".yml", ".json")):
+            continue
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d]
+        if docs:
+            out[template] = docs
+    return out
+
+
+def render(
+    release: str,
+    chart: str,
+    version: str,
+    values: dict[str, Any],
+    *,
+    namespace: str,
+    kube_version: str,
+    api_versions: tuple[str, ...] = (),
+    cache_dir: Optional[pathlib.Path] = None,
+) -> Rendered:
+    """The release's objects, rendered by Helm with `values` over the chart's defaults.
+
+    A `None` in `values` is a JSON null to Helm, which deletes the chart's default for that key.
+    Cached in `cache_dir` by (chart digest, values hash).
+    """
+    path = chart_dir(chart, version)
+    cache_file = None
+    if cache_dir is not None:
+        key = f"{chart_digest(path)[:16]}-{_values_hash(values, kube_version, api_versions, namespace)[:32]}"
+        cache_file = cache_dir / chart / f"{key}.json"
+        if cache_file.is_file():
+            return Rendered(release, chart, version, json.loads(cache_file.read_text()))
+
+    import helm_python
+    from helm_python import _native
+
+    opts = {
+        "name": release,
+        "namespace": namespace,
+        "is_install": True,
+        "kube_version": f"v{kube_version}.0" if kube_version.count(".") == 1 else kube_version,
+        "api_versions": list(api_versions),
+    }
+    try:
+        with helm_python.Chart.load(str(path)) as loaded:
+            # The wrapper's render() does not expose kube_version/api_versions; the native call takes them.
+            manifests = json.loads(
+                _native.call_string("helm_render", loaded._raw(), json.dumps(values), json.dumps(opts))
+            )
+    except helm_python.HelmError as e:  # type: ignore[attr-defined]
+        raise RenderError(f"release {release} (chart {chart} {version}) failed to render: {e}") from e
+    objects = _split(manifests)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(objects, sort_keys=True))
+    return Rendered(release, chart, version, objects)
+
+
+def containers(rendered: Rendered) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(template, object, container) for every container and init container of every pod template."""
+    found = []
+    for template, docs in rendered.objects.items():
+        for obj in docs:
+            spec = obj.get("spec") or {}
+            pod = (spec.get("template") or {}).get("spec") or (
+                ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+            ).get("spec")
+            if not pod:
+                continue
+            for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+                found.append((template, obj, c))
+    return found
+
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+CACHE = ROOT / "build" / ".render-cache"
+
+
+def vendored_charts() -> set[str]:
+    """Charts whose whole directory SOURCES.yaml vendors: these releases must render."""
+    return {
+        dest.split("/")[1]
+        for entry in yaml.safe_load((ROOT / "schemas" / "SOURCES.yaml").read_text())
+        for dest in (entry.get("chart-sources") or {})
+    }
+
+
+def api_versions() -> tuple[str, ...]:
+    """The custom resource kinds the platform installs (the vendored CRDs), as Helm's `.Capabilities.APIVersions`."""
+    paths = sorted((ROOT / "schemas" / "crds").rglob("*.yaml"))
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:32]
+    cached = CACHE / "api-versions" / f"{digest}.json"
+    if cached.is_file():
+        return tuple(json.loads(cached.read_text()))
+    found = set()
+    for path in paths:
+        # BaseLoader: some CRDs hold the YAML `=` value tag, which the safe loader rejects; names are strings anyway.
+        for doc in yaml.load_all(path.read_text(), Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader)):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                spec = doc["spec"]
+                for v in spec.get("versions") or []:
+                    found |= {f"{spec['group']}/{v['name']}", f"{spec['group']}/{v['name']}/{spec['names']['kind']}"}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(sorted(found)))
+    return tuple(sorted(found))
+
+
+def _record(stack: str, release: dict, template: str, obj: dict) -> dict:
+    api, kind = obj.get("apiVersion", ""), obj.get("kind", "")
+    # Helm applies namespaced objects without a namespace into the release's.
+    obj = {**obj, "metadata": {"namespace": release["inputs"].get("namespace"), **(obj.get("metadata") or {})}}
+    typ = f"kubernetes:{api if '/' in api else 'core/' + api}:{kind}"
+    name = (obj.get("metadata") or {}).get("name", "")
+    return {
+        "type": typ,
+        "name": f"{release['inputs']['name']}/{name}",
+        "urn": f"urn:pulumi:{stack}::ml-platform::{release['type']}${typ}::{release['inputs']['name']}/{name}",
+        "parent": release["urn"],
+        "provider": release.get("provider"),
+        # Helm applies them as part of the release: they wait for what the release waits for.
+        "dependencies": list(release.get("dependencies") or []),
+        "property_dependencies": {},
+        "custom": True,
+        "inputs": obj,
+        "outputs": {},
+        "chartRendered": {"release": release["inputs"]["name"], "template": template},
+    }
+
+
+def render_releases(records: list[dict], stack: str, cache_dir: Optional[pathlib.Path] = CACHE) -> dict[str, Rendered]:
+    """Every release of a vendored chart, rendered; raises ChartNotVendored / RenderError."""
+    cluster = next((r for r in records if r["type"] == "aws:eks/cluster:Cluster"), None)
+    kube_version = str((cluster or {}).get("inputs", {}).get("version") or "1.35")
+    wanted, apis = vendored_charts(), api_versions()
+    out = {}
+    for r in records:
+        if r["type"] != HELM_RELEASE:
+            continue
+        i = r["inputs"]
+        chart = str(i["chart"]).rsplit("/", 1)[-1]
+        if chart not in wanted:
+            continue
+        out[i["name"]] = render(i["name"], chart, i["version"], i.get("values") or {}, namespace=str(i.get("namespace")),
+                                kube_version=kube_version, api_versions=apis, cache_dir=cache_dir)
+    return out
+
+
+def rendered_records(stack: str, records: list[dict], rendered: dict[str, Rendered]) -> list[dict]:
+    by_name = {r["inputs"]["name"]: r for r in records if r["type"] == HELM_RELEASE}
+    return [
+        _record(stack, by_name[name], template, obj)
+        for name, result in sorted(rendered.items())
+        for template, docs in result.objects.items()
+        for obj in docs
+    ]
+
+
+EXCEPTIONS = ROOT / "policies" / "chart-exceptions.yaml"
+
+
+def apply_exceptions(policy: dict, rendered: list[dict]) -> dict:
+    """The policy result less the findings on chart-rendered objects that chart-exceptions.yaml accepts."""
+    entries = yaml.safe_load(EXCEPTIONS.read_text()) or []
+    accepted = {(e["release"], e["object"], e["rule"]): e for e in entries}
+    by_urn = {r["urn"]: r for r in rendered}
+    kept, excepted = [], []
+    for v in policy["violations"]:
+        r = by_urn.get(v["urn"])
+        key = r and (r["chartRendered"]["release"], r["inputs"]["metadata"].get("name"), v["policy"])
+        if key in accepted:
+            excepted.append({**v, "reason": accepted[key]["reason"], "upstream": accepted[key]["upstream"]})
+        else:
+            kept.append(v)
+    summary = {**policy["summary"], "mandatory": sum(v["enforcement"] == "mandatory" for v in kept),
+               "advisory": sum(v["enforcement"] == "advisory" for v in kept), "excepted": len(excepted)}
+    return {**policy, "violations": kept, "excepted": excepted, "summary": summary}

@@ -1,0 +1,86 @@
+"""Helm releases rendered with the vendored charts by Helm's own engine, and judged like the program's objects."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from infra.lib import helm
+from infra.offline import helm_render
+from infra.config.pins import PINS
+from tests.conftest import STACKS, synth_of
+
+JOBSET = ("jobset", "jobset", PINS["jobset"])
+
+
+def controller(values: dict) -> dict:
+    rendered = helm_render.render(*JOBSET, values, namespace="jobset-system", kube_version="1.35",
+                                  cache_dir=helm_render.CACHE)
+    [(_, _, container)] = [c for c in helm_render.containers(rendered) if c[2]["name"] == "controller"]
+    return container
+
+
+def test_a_null_through_the_values_removes_the_charts_default():
+    without = {"controller": {"resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}}}
+    # Helm merges the program's limits into the chart's: the chart's 2-CPU default survives a map without it.
+    assert controller(without)["resources"]["limits"] == {"cpu": 2, "memory": "256Mi"}
+    assert controller({"controller": {"resources": helm.resources("250m", "256Mi")}})["resources"]["limits"] == {"memory": "256Mi"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_program_sends_the_null_and_the_rendered_controller_has_no_cpu_limit(stack):
+    release = synth_of(stack).release("jobset")
+    assert release["inputs"]["values"]["controller"]["resources"]["limits"] == {"cpu": None, "memory": "256Mi"}
+    [deployment] = [r for r in synth_of(stack).result.rendered
+                    if r["type"] == "kubernetes:apps/v1:Deployment" and r["chartRendered"]["release"] == "jobset"]
+    [c] = deployment["inputs"]["spec"]["template"]["spec"]["containers"]
+    assert "cpu" not in c["resources"]["limits"] and c["resources"]["limits"]["memory"] == c["resources"]["requests"]["memory"]
+    assert c["image"] == f"registry.k8s.io/jobset/jobset:v{PINS['jobset']}"
+
+
+def test_rendered_objects_are_judged_and_excepted_only_by_the_reviewed_file():
+    policy = synth_of("prod").result.policy
+    rendered = {r["urn"] for r in synth_of("prod").result.rendered}
+    assert not [v for v in policy["violations"] if v["urn"] in rendered]
+    entries = yaml.safe_load(helm_render.EXCEPTIONS.read_text())
+    used = {(v["policy"], v["urn"].rsplit("::", 1)[1]) for s in STACKS for v in synth_of(s).result.policy["excepted"]}
+    for e in entries:
+        assert e["reason"] and e["upstream"], e
+        assert (e["rule"], f"{e['release']}/{e['object']}") in used, f"exception nothing needs any more: {e}"
+
+
+def test_a_pinned_chart_that_is_not_vendored_names_the_chart_and_the_refresh_command():
+    with pytest.raises(helm_render.ChartNotVendored, match=r"chart jobset 9\.9\.9 .* schemas/refresh\.py --charts jobset"):
+        helm_render.render("jobset", "jobset", "9.9.9", {}, namespace="x", kube_version="1.35")
+
+
+def test_a_chart_that_fails_to_render_names_the_release_template_and_helms_message(tmp_path, monkeypatch):
+    chart = tmp_path / "broken" / "1.0.0"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: broken\nversion: 1.0.0\n")
+    (chart / "templates" / "cm.yaml").write_text('kind: ConfigMap\ndata: {x: {{ required "x is required" .Values.x }}}\n')
+    monkeypatch.setattr(helm_render, "CHART_SOURCES", tmp_path)
+    with pytest.raises(helm_render.RenderError, match=r"release demo .*broken/templates/cm\.yaml.*x is required"):
+        helm_render.render("demo", "broken", "1.0.0", {}, namespace="x", kube_version="1.35")
+
+
+def test_every_release_of_a_vendored_chart_must_render(monkeypatch, tmp_path):
+    # A chart-sources entry whose directory is missing stops the render (the synth exits 2 on it), naming the chart.
+    records = synth_of("dev").resources
+    monkeypatch.setattr(helm_render, "CHART_SOURCES", tmp_path)
+    with pytest.raises(helm_render.ChartNotVendored, match=r"chart (jobset|kueue) .*schemas/refresh\.py --charts"):
+        helm_render.render_releases(records, "dev", cache_dir=None)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_no_container_the_program_or_a_chart_declares_has_a_cpu_limit(stack):
+    # The pack's memory rule covers limits = requests; a CPU limit throttles under CFS even on an idle node.
+    from policies.rules.workloads import containers, pod_spec
+
+    synth = synth_of(stack)
+    limited = [
+        (r["name"], c.get("name"))
+        for r in synth.resources + synth.result.rendered
+        for c in containers(pod_spec(r["type"], r["inputs"]) or {})
+        if ((c.get("resources") or {}).get("limits") or {}).get("cpu") is not None
+    ]
+    assert limited == []
