@@ -84,3 +84,25 @@ def test_no_container_the_program_or_a_chart_declares_has_a_cpu_limit(stack):
         if ((c.get("resources") or {}).get("limits") or {}).get("cpu") is not None
     ]
     assert limited == []
+
+
+def _rendered(stack: str, release: str, kind: str, name: str) -> dict:
+    [obj] = [r["inputs"] for r in synth_of(stack).result.rendered
+             if r["chartRendered"]["release"] == release and r["type"] == kind and r["inputs"]["metadata"]["name"] == name]
+    return obj
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_injected_sidecars_and_the_gateway_have_no_cpu_limit_and_pinned_images(stack):
+    # The injector renders each sidecar from the values istiod's chart writes into this ConfigMap. Istio's charts
+    # merge their defaults in a template, so the null reaches it as a null; the injection template drops nulls
+    # (`omitNil`), which takes the chart's 2-CPU default limit off every sidecar.
+    injector = _rendered(stack, "istiod", "kubernetes:core/v1:ConfigMap", "istio-sidecar-injector")
+    proxy = yaml.safe_load(injector["data"]["values"])["global"]["proxy"]["resources"]
+    assert proxy["limits"] == {"cpu": None, "memory": proxy["requests"]["memory"]}
+    assert "toYaml (omitNil .Values.global.proxy.resources)" in injector["data"]["config"]
+    gateway = _rendered(stack, "istio-ingressgateway", "kubernetes:apps/v1:Deployment", "istio-ingressgateway")
+    [c] = gateway["spec"]["template"]["spec"]["containers"]
+    assert "cpu" not in c["resources"]["limits"] and c["resources"]["limits"]["memory"] == c["resources"]["requests"]["memory"]
+    istiod = _rendered(stack, "istiod", "kubernetes:apps/v1:Deployment", "istiod")
+    assert istiod["spec"]["template"]["spec"]["containers"][0]["image"] == f"docker.io/istio/pilot:{PINS['istio']}"
