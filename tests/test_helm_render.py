@@ -67,7 +67,7 @@ def test_every_release_of_a_vendored_chart_must_render(monkeypatch, tmp_path):
     # A chart-sources entry whose directory is missing stops the render (the synth exits 2 on it), naming the chart.
     records = synth_of("dev").resources
     monkeypatch.setattr(helm_render, "CHART_SOURCES", tmp_path)
-    with pytest.raises(helm_render.ChartNotVendored, match=r"chart (jobset|kueue) .*schemas/refresh\.py --charts"):
+    with pytest.raises(helm_render.ChartNotVendored, match=r"chart [\w-]+ \S+ is pinned but not vendored .*schemas/refresh\.py --charts"):
         helm_render.render_releases(records, "dev", cache_dir=None)
 
 
@@ -106,3 +106,22 @@ def test_injected_sidecars_and_the_gateway_have_no_cpu_limit_and_pinned_images(s
     assert "cpu" not in c["resources"]["limits"] and c["resources"]["limits"]["memory"] == c["resources"]["requests"]["memory"]
     istiod = _rendered(stack, "istiod", "kubernetes:apps/v1:Deployment", "istiod")
     assert istiod["spec"]["template"]["spec"]["containers"][0]["image"] == f"docker.io/istio/pilot:{PINS['istio']}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_gpu_operator_has_no_cpu_limit_and_nfd_memory_limits_equal_requests(stack):
+    rendered = [r for r in synth_of(stack).result.rendered if r["chartRendered"]["release"] == "gpu-operator"]
+    operator = _rendered(stack, "gpu-operator", "kubernetes:apps/v1:Deployment", "gpu-operator")
+    [c] = operator["spec"]["template"]["spec"]["containers"]
+    assert "cpu" not in c["resources"]["limits"] and c["resources"]["limits"]["memory"] == c["resources"]["requests"]["memory"]
+    assert c["image"] == f"nvcr.io/nvidia/gpu-operator:{PINS['gpu-operator']}"
+    # The node-feature-discovery subchart comes from the chart's charts/ and renders with it.
+    from policies.rules.workloads import containers, pod_spec
+
+    nfd = {(r["inputs"]["metadata"]["name"], c["name"]): c["resources"] for r in rendered
+           if r["chartRendered"]["template"].startswith("gpu-operator/charts/node-feature-discovery/")
+           for c in containers(pod_spec(r["type"], r["inputs"]) or {})}
+    assert {name for name, _ in nfd} >= {"gpu-operator-node-feature-discovery-master",
+                                         "gpu-operator-node-feature-discovery-worker", "gpu-operator-node-feature-discovery-gc"}
+    for key, res in nfd.items():
+        assert res["limits"] == {"memory": res["requests"]["memory"]}, key
