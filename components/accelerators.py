@@ -104,7 +104,7 @@ def metrics_server_values(replicas: int, system_selector: dict[str, str], system
         "nodeSelector": system_selector,
         "tolerations": [system_toleration],
         "podDisruptionBudget": {"enabled": replicas > 1, "maxUnavailable": 1},
-        "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "200Mi"}},
+        "resources": _no_cpu_limit("100m", "200Mi"),
     }
 
 
