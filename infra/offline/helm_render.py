@@ -6,8 +6,10 @@ binary, no network, no cluster; `lookup` returns nothing, as in `helm template`.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import pathlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -195,17 +197,16 @@ def render_releases(records: list[dict], stack: str, cache_dir: Optional[pathlib
     cluster = next((r for r in records if r["type"] == "aws:eks/cluster:Cluster"), None)
     kube_version = str((cluster or {}).get("inputs", {}).get("version") or "1.35")
     wanted, apis = vendored_charts(), api_versions()
-    out = {}
-    for r in records:
-        if r["type"] != HELM_RELEASE:
-            continue
-        i = r["inputs"]
-        chart = str(i["chart"]).rsplit("/", 1)[-1]
-        if chart not in wanted:
-            continue
-        out[i["name"]] = render(i["name"], chart, i["version"], i.get("values") or {}, namespace=str(i.get("namespace")),
-                                kube_version=kube_version, api_versions=apis, cache_dir=cache_dir)
-    return out
+    releases = [r["inputs"] for r in records
+                if r["type"] == HELM_RELEASE and str(r["inputs"]["chart"]).rsplit("/", 1)[-1] in wanted]
+
+    def one(i: dict) -> Rendered:
+        return render(i["name"], str(i["chart"]).rsplit("/", 1)[-1], i["version"], i.get("values") or {},
+                      namespace=str(i.get("namespace")), kube_version=kube_version, api_versions=apis, cache_dir=cache_dir)
+
+    # The native render runs outside the GIL (ctypes), so cold renders use every core; a cache hit costs little.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return {i["name"]: result for i, result in zip(releases, pool.map(one, releases))}
 
 
 def rendered_records(stack: str, records: list[dict], rendered: dict[str, Rendered]) -> list[dict]:
