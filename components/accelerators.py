@@ -42,6 +42,10 @@ def time_slicing_config(replicas: int) -> str:
     )
 
 
+def _no_cpu_limit(cpu: str, memory: str) -> dict[str, Any]:
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
+
+
 def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], system_toleration: dict[str, str]) -> dict[str, Any]:
     gpu_toleration = _toleration_exists(NVIDIA.taint_key)
     values: dict[str, Any] = {
@@ -55,16 +59,26 @@ def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], syste
         "migManager": {"enabled": gpu.sharing.strategy == "mig"},
         "daemonsets": {"tolerations": [gpu_toleration]},
         "nfd": {"enabled": True},
+        # The subchart's memory limits are 4-8x its requests; the requests are raised to a working set with headroom
+        # (the master's grows with the node count) and the limits set equal. The prune hook Job reuses the master's.
+        # Its defaults have no CPU limit and its values schema rejects a null one, so no null here.
         "node-feature-discovery": {
-            "worker": {"tolerations": [gpu_toleration, _toleration_exists(NEURON.taint_key)]},
-            "master": {"nodeSelector": system_selector, "tolerations": [system_toleration]},
-            "gc": {"nodeSelector": system_selector, "tolerations": [system_toleration]},
+            "worker": {"tolerations": [gpu_toleration, _toleration_exists(NEURON.taint_key)],
+                       "resources": _no_cpu_limit("5m", "128Mi")},
+            "master": {"nodeSelector": system_selector, "tolerations": [system_toleration],
+                       "resources": _no_cpu_limit("100m", "512Mi")},
+            "gc": {"nodeSelector": system_selector, "tolerations": [system_toleration],
+                   "resources": _no_cpu_limit("10m", "128Mi")},
         },
         "operator": {
+            # The operator and validator images default to the chart's appVersion, which only the published chart
+            # sets to the release; pinned here so the images match the pinned chart whatever its packaging.
+            "version": gpu.version,
             "nodeSelector": system_selector,
             "tolerations": [system_toleration],
-            "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+            "resources": helm.resources("200m", "256Mi"),
         },
+        "validator": {"version": gpu.version},
     }
     if gpu.sharing.strategy == "timeSlicing":
         values["devicePlugin"]["config"] = {"name": TIME_SLICING_CONFIG, "default": "any"}
@@ -103,7 +117,7 @@ def metrics_server_values(replicas: int, system_selector: dict[str, str], system
         "nodeSelector": system_selector,
         "tolerations": [system_toleration],
         "podDisruptionBudget": {"enabled": replicas > 1, "maxUnavailable": 1},
-        "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "200Mi"}},
+        "resources": _no_cpu_limit("100m", "200Mi"),
     }
 
 
