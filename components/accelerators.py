@@ -42,10 +42,6 @@ def time_slicing_config(replicas: int) -> str:
     )
 
 
-def _no_cpu_limit(cpu: str, memory: str) -> dict[str, Any]:
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}
-
-
 def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], system_toleration: dict[str, str]) -> dict[str, Any]:
     gpu_toleration = _toleration_exists(NVIDIA.taint_key)
     values: dict[str, Any] = {
@@ -64,11 +60,11 @@ def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], syste
         # Its defaults have no CPU limit and its values schema rejects a null one, so no null here.
         "node-feature-discovery": {
             "worker": {"tolerations": [gpu_toleration, _toleration_exists(NEURON.taint_key)],
-                       "resources": _no_cpu_limit("5m", "128Mi")},
+                       "resources": helm.resources("5m", "128Mi", chart_limits_cpu=False)},
             "master": {"nodeSelector": system_selector, "tolerations": [system_toleration],
-                       "resources": _no_cpu_limit("100m", "512Mi")},
+                       "resources": helm.resources("100m", "512Mi", chart_limits_cpu=False)},
             "gc": {"nodeSelector": system_selector, "tolerations": [system_toleration],
-                   "resources": _no_cpu_limit("10m", "128Mi")},
+                   "resources": helm.resources("10m", "128Mi", chart_limits_cpu=False)},
         },
         "operator": {
             # The operator and validator images default to the chart's appVersion, which only the published chart
@@ -107,7 +103,7 @@ def efa_device_plugin_values(efa_taints: list[dict]) -> dict[str, Any]:
     return {
         "nodeSelector": {EFA_LABEL: "true"},
         "tolerations": [_toleration_exists(t["key"]) for t in efa_taints],
-        "resources": helm.resources("10m", "32Mi"),
+        "resources": helm.resources("10m", "32Mi", chart_limits_cpu=False),
     }
 
 
@@ -117,7 +113,7 @@ def metrics_server_values(replicas: int, system_selector: dict[str, str], system
         "nodeSelector": system_selector,
         "tolerations": [system_toleration],
         "podDisruptionBudget": {"enabled": replicas > 1, "maxUnavailable": 1},
-        "resources": _no_cpu_limit("100m", "200Mi"),
+        "resources": helm.resources("100m", "200Mi", chart_limits_cpu=False),
     }
 
 
