@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from infra import helm_render  # noqa: E402
+from infra.offline import helm_render  # noqa: E402
 from infra.synth import _resource_records, _run_program, read_stack_file, ROOT  # noqa: E402
 
 

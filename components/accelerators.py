@@ -55,16 +55,26 @@ def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], syste
         "migManager": {"enabled": gpu.sharing.strategy == "mig"},
         "daemonsets": {"tolerations": [gpu_toleration]},
         "nfd": {"enabled": True},
+        # The subchart's memory limits are 4-8x its requests; the requests are raised to a working set with headroom
+        # (the master's grows with the node count) and the limits set equal. The prune hook Job reuses the master's.
+        # Its defaults have no CPU limit and its values schema rejects a null one, so no null here.
         "node-feature-discovery": {
-            "worker": {"tolerations": [gpu_toleration, _toleration_exists(NEURON.taint_key)]},
-            "master": {"nodeSelector": system_selector, "tolerations": [system_toleration]},
-            "gc": {"nodeSelector": system_selector, "tolerations": [system_toleration]},
+            "worker": {"tolerations": [gpu_toleration, _toleration_exists(NEURON.taint_key)],
+                       "resources": helm.resources("5m", "128Mi", chart_limits_cpu=False)},
+            "master": {"nodeSelector": system_selector, "tolerations": [system_toleration],
+                       "resources": helm.resources("100m", "512Mi", chart_limits_cpu=False)},
+            "gc": {"nodeSelector": system_selector, "tolerations": [system_toleration],
+                   "resources": helm.resources("10m", "128Mi", chart_limits_cpu=False)},
         },
         "operator": {
+            # The operator and validator images default to the chart's appVersion, which only the published chart
+            # sets to the release; pinned here so the images match the pinned chart whatever its packaging.
+            "version": gpu.version,
             "nodeSelector": system_selector,
             "tolerations": [system_toleration],
-            "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+            "resources": helm.resources("200m", "256Mi"),
         },
+        "validator": {"version": gpu.version},
     }
     if gpu.sharing.strategy == "timeSlicing":
         values["devicePlugin"]["config"] = {"name": TIME_SLICING_CONFIG, "default": "any"}
@@ -93,7 +103,7 @@ def efa_device_plugin_values(efa_taints: list[dict]) -> dict[str, Any]:
     return {
         "nodeSelector": {EFA_LABEL: "true"},
         "tolerations": [_toleration_exists(t["key"]) for t in efa_taints],
-        "resources": helm.resources("10m", "32Mi"),
+        "resources": helm.resources("10m", "32Mi", chart_limits_cpu=False),
     }
 
 
@@ -103,7 +113,7 @@ def metrics_server_values(replicas: int, system_selector: dict[str, str], system
         "nodeSelector": system_selector,
         "tolerations": [system_toleration],
         "podDisruptionBudget": {"enabled": replicas > 1, "maxUnavailable": 1},
-        "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"memory": "200Mi"}},
+        "resources": helm.resources("100m", "200Mi", chart_limits_cpu=False),
     }
 
 

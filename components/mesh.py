@@ -15,6 +15,7 @@ from infra.lib.monitoring import ScrapeTarget
 from infra.lib.upstream import crd_documents
 
 ISTIO_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
+ISTIO_HUB = "docker.io/istio"
 EKS_CHARTS_REPOSITORY = "https://aws.github.io/eks-charts"
 GATEWAY_NAME = "ml-gateway"
 GATEWAY_SERVICE = "istio-ingressgateway"  # the gateway chart's Service, named after its release
@@ -271,6 +272,10 @@ class Mesh(pulumi.ComponentResource):
                 namespace=namespace, values=values, opts=opts, timeout=timeout,
             )
 
+        # The published charts default to these (the release build writes them); the chart sources at the tag
+        # point at a testing registry's `latest`, so the program pins them.
+        istio_images = {"hub": ISTIO_HUB, "tag": mc.istio_version}
+
         # The Gateway API standard channel at the release Istio is built against; istiod starts with it present.
         self.gateway_api_crds = [
             k8s.apiextensions.v1.CustomResourceDefinition(
@@ -294,7 +299,7 @@ class Mesh(pulumi.ComponentResource):
             "istio-cni",
             "cni",
             ISTIO_NAMESPACE,
-            {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
+            {"resources": helm.resources("100m", "128Mi"), "global": istio_images},
             k8s_opts(base),
         )
         self.istiod = istio(
@@ -306,7 +311,7 @@ class Mesh(pulumi.ComponentResource):
                 "replicaCount": mc.istiod_replicas,
                 "autoscaleMin": mc.istiod_replicas,
                 "autoscaleMax": max(mc.istiod_replicas, 5),
-                "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}, "limits": {"memory": "2Gi"}},
+                "resources": helm.resources("500m", "2Gi"),
                 "nodeSelector": selector,
                 "tolerations": [toleration],
                 "topologySpreadConstraints": [
@@ -318,7 +323,9 @@ class Mesh(pulumi.ComponentResource):
                 "global": {
                     # A PDB over a single replica would block every node drain.
                     "defaultPodDisruptionBudget": {"enabled": mc.istiod_replicas > 1},
-                    "proxy": {"resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "128Mi"}}},
+                    # Every injected sidecar, the inference pods' included: no CPU limit on the request path.
+                    "proxy": {"resources": helm.resources("100m", "128Mi")},
+                    **istio_images,
                 },
             },
             # The CNI agent matters to injected pods (the gateway's), not to istiod: the two install side by side.
@@ -337,7 +344,7 @@ class Mesh(pulumi.ComponentResource):
                 "service": {"type": "ClusterIP"},
                 "autoscaling": {"enabled": True, "minReplicas": mc.gateway.min_replicas, "maxReplicas": mc.gateway.max_replicas},
                 "podDisruptionBudget": {"maxUnavailable": 1},
-                "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+                "resources": helm.resources("500m", "512Mi"),
                 "topologySpreadConstraints": [
                     {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
                      "labelSelector": {"matchLabels": GATEWAY_SELECTOR}}

@@ -330,7 +330,7 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         path = out / "rendered" / release / template.split("/", 1)[1]
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as f:
-            f.write("---\n" + _dump_yaml(r["inputs"]))
+            f.write("---\n" + helm_render.cached_yaml(r["inputs"], _dump_yaml))
     (out / "policy.json").write_text(json.dumps(result.policy, indent=2, sort_keys=True) + "\n")
     (out / "graph.mmd").write_text(result.graph)
     (out / "cost.json").write_text(json.dumps(result.cost, indent=2, sort_keys=True) + "\n")

@@ -67,7 +67,7 @@ def test_every_release_of_a_vendored_chart_must_render(monkeypatch, tmp_path):
     # A chart-sources entry whose directory is missing stops the render (the synth exits 2 on it), naming the chart.
     records = synth_of("dev").resources
     monkeypatch.setattr(helm_render, "CHART_SOURCES", tmp_path)
-    with pytest.raises(helm_render.ChartNotVendored, match=r"chart (jobset|kueue) .*schemas/refresh\.py --charts"):
+    with pytest.raises(helm_render.ChartNotVendored, match=r"chart [\w-]+ \S+ is pinned but not vendored .*schemas/refresh\.py --charts"):
         helm_render.render_releases(records, "dev", cache_dir=None)
 
 
@@ -81,6 +81,48 @@ def test_no_container_the_program_or_a_chart_declares_has_a_cpu_limit(stack):
         (r["name"], c.get("name"))
         for r in synth.resources + synth.result.rendered
         for c in containers(pod_spec(r["type"], r["inputs"]) or {})
-        if ((c.get("resources") or {}).get("limits") or {}).get("cpu") is not None
+        # A null the chart does not delete would reach the object as a null quantity: absent is the only pass.
+        if "cpu" in ((c.get("resources") or {}).get("limits") or {})
     ]
     assert limited == []
+
+
+def _rendered(stack: str, release: str, kind: str, name: str) -> dict:
+    [obj] = [r["inputs"] for r in synth_of(stack).result.rendered
+             if r["chartRendered"]["release"] == release and r["type"] == kind and r["inputs"]["metadata"]["name"] == name]
+    return obj
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_injected_sidecars_and_the_gateway_have_no_cpu_limit_and_pinned_images(stack):
+    # The injector renders each sidecar from the values istiod's chart writes into this ConfigMap. Istio's charts
+    # merge their defaults in a template, so the null reaches it as a null; the injection template drops nulls
+    # (`omitNil`), which takes the chart's 2-CPU default limit off every sidecar.
+    injector = _rendered(stack, "istiod", "kubernetes:core/v1:ConfigMap", "istio-sidecar-injector")
+    proxy = yaml.safe_load(injector["data"]["values"])["global"]["proxy"]["resources"]
+    assert proxy["limits"] == {"cpu": None, "memory": proxy["requests"]["memory"]}
+    assert "toYaml (omitNil .Values.global.proxy.resources)" in injector["data"]["config"]
+    gateway = _rendered(stack, "istio-ingressgateway", "kubernetes:apps/v1:Deployment", "istio-ingressgateway")
+    [c] = gateway["spec"]["template"]["spec"]["containers"]
+    assert "cpu" not in c["resources"]["limits"] and c["resources"]["limits"]["memory"] == c["resources"]["requests"]["memory"]
+    istiod = _rendered(stack, "istiod", "kubernetes:apps/v1:Deployment", "istiod")
+    assert istiod["spec"]["template"]["spec"]["containers"][0]["image"] == f"docker.io/istio/pilot:{PINS['istio']}"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_gpu_operator_has_no_cpu_limit_and_nfd_memory_limits_equal_requests(stack):
+    rendered = [r for r in synth_of(stack).result.rendered if r["chartRendered"]["release"] == "gpu-operator"]
+    operator = _rendered(stack, "gpu-operator", "kubernetes:apps/v1:Deployment", "gpu-operator")
+    [c] = operator["spec"]["template"]["spec"]["containers"]
+    assert "cpu" not in c["resources"]["limits"] and c["resources"]["limits"]["memory"] == c["resources"]["requests"]["memory"]
+    assert c["image"] == f"nvcr.io/nvidia/gpu-operator:{PINS['gpu-operator']}"
+    # The node-feature-discovery subchart comes from the chart's charts/ and renders with it.
+    from policies.rules.workloads import containers, pod_spec
+
+    nfd = {(r["inputs"]["metadata"]["name"], c["name"]): c["resources"] for r in rendered
+           if r["chartRendered"]["template"].startswith("gpu-operator/charts/node-feature-discovery/")
+           for c in containers(pod_spec(r["type"], r["inputs"]) or {})}
+    assert {name for name, _ in nfd} >= {"gpu-operator-node-feature-discovery-master",
+                                         "gpu-operator-node-feature-discovery-worker", "gpu-operator-node-feature-discovery-gc"}
+    for key, res in nfd.items():
+        assert res["limits"] == {"memory": res["requests"]["memory"]}, key

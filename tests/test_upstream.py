@@ -99,6 +99,9 @@ def unknown_keys(values: Any, defaults: Any, path: tuple = ()) -> Iterator[str]:
 # (chart, key path) -> the commented line, which must stand in the vendored file.
 COMMENTED_OUT = {
     ("kube-prometheus-stack", "grafana.persistence.storageClassName"): ("grafana", "  # storageClassName: default"),
+    # Documented next to "If version is not specified, then default is to use chart.AppVersion".
+    ("gpu-operator", "operator.version"): (None, '  #version: ""'),
+    ("gpu-operator", "validator.version"): (None, '  #version: ""'),
 }
 
 

@@ -7,13 +7,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 
-def resources(cpu: str, memory: str) -> dict[str, Any]:
+def resources(cpu: str, memory: str, chart_limits_cpu: bool = True) -> dict[str, Any]:
     """A container's resources as chart values: requests, a memory limit equal to the request, no CPU limit.
 
     Helm merges these over the chart's default `resources`, so a chart's default CPU limit would survive;
-    the null deletes it (Helm drops a key whose user value is null).
+    the null deletes it (Helm drops a key whose user value is null). A chart with no default CPU limit
+    (`chart_limits_cpu=False`) would render the null literally, so it gets none.
     """
-    return {"requests": {"cpu": cpu, "memory": memory}, "limits": {"cpu": None, "memory": memory}}
+    limits = {"cpu": None, "memory": memory} if chart_limits_cpu else {"memory": memory}
+    return {"requests": {"cpu": cpu, "memory": memory}, "limits": limits}
 
 
 def release(

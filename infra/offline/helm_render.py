@@ -6,10 +6,13 @@ binary, no network, no cluster; `lookup` returns nothing, as in `helm template`.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 import json
 import pathlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -114,8 +117,7 @@ def render(
         raise RenderError(f"release {release} (chart {chart} {version}) failed to render: {e}") from e
     objects = _split(manifests)
     if cache_file is not None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(json.dumps(objects, sort_keys=True))
+        _write_atomic(cache_file, json.dumps(objects, sort_keys=True))
     return Rendered(release, chart, version, objects)
 
 
@@ -163,8 +165,7 @@ def api_versions() -> tuple[str, ...]:
                 spec = doc["spec"]
                 for v in spec.get("versions") or []:
                     found |= {f"{spec['group']}/{v['name']}", f"{spec['group']}/{v['name']}/{spec['names']['kind']}"}
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(json.dumps(sorted(found)))
+    _write_atomic(cached, json.dumps(sorted(found)))
     return tuple(sorted(found))
 
 
@@ -195,17 +196,36 @@ def render_releases(records: list[dict], stack: str, cache_dir: Optional[pathlib
     cluster = next((r for r in records if r["type"] == "aws:eks/cluster:Cluster"), None)
     kube_version = str((cluster or {}).get("inputs", {}).get("version") or "1.35")
     wanted, apis = vendored_charts(), api_versions()
-    out = {}
-    for r in records:
-        if r["type"] != HELM_RELEASE:
-            continue
-        i = r["inputs"]
-        chart = str(i["chart"]).rsplit("/", 1)[-1]
-        if chart not in wanted:
-            continue
-        out[i["name"]] = render(i["name"], chart, i["version"], i.get("values") or {}, namespace=str(i.get("namespace")),
-                                kube_version=kube_version, api_versions=apis, cache_dir=cache_dir)
+    releases = [r["inputs"] for r in records
+                if r["type"] == HELM_RELEASE and str(r["inputs"]["chart"]).rsplit("/", 1)[-1] in wanted]
+
+    def one(i: dict) -> Rendered:
+        return render(i["name"], str(i["chart"]).rsplit("/", 1)[-1], i["version"], i.get("values") or {},
+                      namespace=str(i.get("namespace")), kube_version=kube_version, api_versions=apis, cache_dir=cache_dir)
+
+    # The native render runs outside the GIL (ctypes), so cold renders use every core; a cache hit costs little.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return {i["name"]: result for i, result in zip(releases, pool.map(one, releases))}
+
+
+def cached_yaml(obj: dict[str, Any], dump: Callable[[Any], str]) -> str:
+    """`dump(obj)`, kept in the render cache by the object's hash: the charts' CRDs take most of a warm synth's
+    artefact writing otherwise."""
+    text = json.dumps(obj, sort_keys=True)
+    cached = CACHE / "yaml" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.yaml"
+    if cached.is_file():
+        return cached.read_text()
+    out = dump(obj)
+    _write_atomic(cached, out)
     return out
+
+
+def _write_atomic(path: pathlib.Path, text: str) -> None:
+    # Synths of several stacks (the test workers) share the cache: a reader never sees a half-written file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def rendered_records(stack: str, records: list[dict], rendered: dict[str, Rendered]) -> list[dict]:

@@ -32,6 +32,7 @@ CRD_CHARTS = {
     "kueue.x-k8s.io": "kueue",
     "jobset.x-k8s.io": "jobset",
     "scheduling.volcano.sh": "volcano",
+    "nvidia.com": "gpu-operator",
 }
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
@@ -86,5 +87,7 @@ def custom_resource_after_its_crd(resources, settings):
         if chart is None:
             yield f"nothing in the stack installs the CRDs of API group {group!r}", r.urn
             continue
-        if not any(d.resource_type == "kubernetes:helm.sh/v3:Release" and _chart_name(d) == chart for d in ancestors):
+        # A chart's own custom resources: Helm applies its crds/ before its templates.
+        owners = [*ancestors, *([r.parent] if getattr(r, "parent", None) else [])]
+        if not any(d.resource_type == "kubernetes:helm.sh/v3:Release" and _chart_name(d) == chart for d in owners):
             yield f"does not depend on the {chart!r} release that installs the {group} CRDs", r.urn
