@@ -12,8 +12,13 @@ from typing import Any
 from components.karpenter import node_pool_annotations, node_pool_spec
 from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
+from infra.config.streaming import broker_zones
 from policies.rules.cost import (
     BUDGET,
+    MSK_CLUSTER,
+    MSK_SERVERLESS,
+    MSK_TOPIC,
+    STORAGE_TARGET,
     MAX_HOURLY_TAG,
     NODE_CLASS,
     NODE_LOG_RATE_TAG,
@@ -65,7 +70,28 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             },
             "ebsOptions": {"volumeSize": search.volume_gib},
         }))
+    planned.extend(streaming_resources(cfg))
     return planned
+
+
+def streaming_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The MSK resources the cost model prices, as components/streaming.py builds them."""
+    spec = cfg.streaming
+    if not spec.enabled:
+        return []
+    topics = [(MSK_TOPIC, {"partitionCount": t.partitions}) for team in spec.teams.values() for t in team.topics]
+    if spec.mode == "serverless":
+        return [(MSK_SERVERLESS, {}), *topics]
+    prov = spec.provisioned
+    zones = broker_zones(cfg.region, len(cfg.network.availability_zones) if cfg.network.availability_zones else cfg.network.az_count)
+    return [
+        (MSK_CLUSTER, {
+            "numberOfBrokerNodes": zones * prov.brokers_per_zone,
+            "brokerNodeGroupInfo": {"instanceType": prov.instance_type, "storageInfo": {"ebsStorageInfo": {"volumeSize": prov.volume_gib}}},
+        }),
+        (STORAGE_TARGET, {"serviceNamespace": "kafka", "maxCapacity": prov.max_volume_gib}),
+        *topics,
+    ]
 
 
 def checked_ceiling(cfg: PlatformConfig, today: datetime.date) -> Ceiling:

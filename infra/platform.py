@@ -17,6 +17,7 @@ from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
 from components.storage import Storage, StorageArgs
+from components.streaming import Streaming, StreamingArgs
 from components.tenancy import Tenancy, TenancyArgs
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
@@ -184,6 +185,22 @@ def build(cfg: PlatformConfig) -> None:
             team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
         ),
     )
+
+    if cfg.streaming.enabled:
+        # Needs the subnets and the node security group's id only: its creation runs beside the cluster's.
+        Streaming(
+            "streaming",
+            StreamingArgs(
+                config=cfg,
+                vpc_id=network.vpc_id,
+                private_subnet_ids=network.private_subnet_ids,
+                node_security_group_id=cluster.security_group_id,
+                logs_key_arn=encryption.logs_key_arn,
+                cluster_name=cluster.name,
+                provider=cluster.provider,
+                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            ),
+        )
 
     workloads = Workloads(
         "workloads",

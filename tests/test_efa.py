@@ -50,7 +50,7 @@ def test_staging_efa_pool_gets_a_self_referencing_group_before_its_nodes():
     group = s.one("aws:ec2/securityGroup:SecurityGroup", "karpenter-efa")
     assert group["inputs"]["vpcId"] == s.one("aws:ec2/vpc:Vpc")["outputs"]["id"]
     assert not group["inputs"].get("ingress") and not group["inputs"].get("egress")
-    rules = [s.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"), s.one("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")]
+    rules = [s.one("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", "karpenter-efa-in"), s.one("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")]
     for rule in rules:
         assert rule["inputs"]["ipProtocol"] == "-1"
         assert rule["inputs"]["securityGroupId"] == rule["inputs"]["referencedSecurityGroupId"] == group["outputs"]["id"]

@@ -22,6 +22,7 @@ from infra.config.network import NetworkConfig
 from infra.config.observability import ObservabilityConfig
 from infra.config.scheduling import SchedulingConfig
 from infra.config.storage import StorageConfig
+from infra.config.streaming import StreamingConfig
 from infra.config.tenancy import TeamConfig
 from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_KINDS, Workload
 
@@ -45,6 +46,7 @@ class PlatformConfig(Model):
     alerting: AlertingConfig = AlertingConfig()
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
+    streaming: StreamingConfig = StreamingConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -100,6 +102,20 @@ class PlatformConfig(Model):
                     raise ValueError(f"{key} is not in the stack's region {self.region}: a reservation serves only its own zone")
                 if self.network.availability_zones and r.availability_zone not in self.network.availability_zones:
                     raise ValueError(f"{key} is not one of network.availabilityZones {list(self.network.availability_zones)}")
+        return self
+
+    @model_validator(mode="after")
+    def _streaming(self) -> "PlatformConfig":
+        streaming = self.streaming
+        if streaming.teams and not streaming.enabled:
+            raise ValueError("streaming.teams lists topics but streaming.enabled is false; enable it or drop the teams")
+        teams = {t.name for t in self.teams}
+        for team, spec in streaming.teams.items():
+            if team not in teams:
+                raise ValueError(f"streaming.teams.{team}: {team!r} is not one of the teams: {sorted(teams)}")
+            for i, topic in enumerate(spec.topics):
+                if len(f"{team}.{topic.name}") > 249:
+                    raise ValueError(f"streaming.teams.{team}.topics[{i}].name: {team}.{topic.name} is over Kafka's 249 characters")
         return self
 
     @property

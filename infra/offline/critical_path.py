@@ -61,6 +61,17 @@ CREATE: dict[str, int] = {
     # access policy applies in about a minute.
     "aws:opensearch/domain:Domain": 1080,
     "aws:opensearch/domainPolicy:DomainPolicy": 60,
+    # MSK: a provisioned cluster takes 10 to 30 minutes by region (Snowflake's MSK quickstart, see
+    # Snowflake-Labs/sfquickstarts#662; reports of close to 60 in hashicorp/terraform-provider-aws#17726): the
+    # upper end. Serverless has no published figure and no brokers to launch: it counts the "up to 15 minutes"
+    # the Akka MSK guide gives a typical cluster (akka/akka-guide#445) until a deploy measures it. Topics are
+    # one MSK API call each.
+    "aws:msk/cluster:Cluster": 1800,
+    "aws:msk/serverlessCluster:ServerlessCluster": 900,
+    "aws:msk/topic:Topic": 10,
+    "aws:appautoscaling/target:Target": 3,
+    "aws:appautoscaling/policy:Policy": 3,
+    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 3,
     # IAM is eventually consistent; the provider waits a few seconds for a new role to propagate.
     "aws:iam/role:Role": 5,
     "aws:iam/policy:Policy": 3,

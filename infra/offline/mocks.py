@@ -127,6 +127,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "kubernetes:core/v1:Service": self._k8s_service,
             "aws:efs/fileSystem:FileSystem": self._efs,
             "aws:opensearch/domain:Domain": self._search_domain,
+            "aws:msk/cluster:Cluster": self._msk_cluster,
+            "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
         }
         # Children a packaged (remote) component creates inside its own provider: recorded as the engine would
@@ -283,6 +285,13 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "endpoint": endpoint,
             "dashboardEndpoint": f"{endpoint}/_dashboards",
         }
+
+    def _msk_cluster(self, args, h, inputs):
+        # MSK names a cluster by name and UUID; topic and group ARNs reuse both.
+        name, uuid = inputs["clusterName"], f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[:12]}-1"
+        arn = self.arn("kafka", f"cluster/{name}/{uuid}")
+        brokers = ",".join(f"b-{i}.{name}.{h[:6]}.c1.kafka.{self.region}.amazonaws.com:9098" for i in (1, 2, 3))
+        return arn, {"arn": arn, "clusterUuid": uuid, "bootstrapBrokersSaslIam": brokers}
 
     def _random_password(self, args, h, inputs):
         length = int(inputs.get("length", 32))

@@ -8,6 +8,8 @@ from .base import ADVISORY, MANDATORY, dig, resource_rule
 
 EKS_COMPONENT = "eks:index:Cluster"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
+MSK_CLUSTER = "aws:msk/cluster:Cluster"
+MSK_SERVERLESS = "aws:msk/serverlessCluster:ServerlessCluster"
 CONTROL_PLANE_LOG_TYPES = {"api", "audit", "authenticator", "controllerManager", "scheduler"}
 REQUIRED_TAGS = ("environment", "project", "owner", "cost-center")
 # Resources of these types accept tags; every one the platform creates must carry the required set.
@@ -39,6 +41,10 @@ TAGGABLE_TYPES = frozenset(
         "aws:efs/fileSystem:FileSystem",
         "aws:efs/accessPoint:AccessPoint",
         "aws:opensearch/domain:Domain",
+        MSK_CLUSTER,
+        MSK_SERVERLESS,
+        "aws:appautoscaling/target:Target",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
         "aws:budgets/budget:Budget",
         "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
         EKS_CLUSTER,
@@ -261,3 +267,30 @@ def efs_encrypted_with_cmk(props, args):
 def stateful_storage_protected(props, args):
     if not args.opts.protect:
         yield "file system is not protected; a destroy would delete every dataset and checkpoint on it"
+
+
+@resource_rule(
+    "msk-authenticated-encrypted",
+    "Every MSK cluster authenticates clients with IAM and speaks TLS only: no unauthenticated access, no plaintext listener.",
+    "Keep streaming on the platform's settings: SASL/IAM on, unauthenticated off, clientBroker TLS, in-cluster encryption on.",
+    MANDATORY,
+    [MSK_CLUSTER, MSK_SERVERLESS],
+)
+def msk_authenticated_encrypted(props, args):
+    auth = props.get("clientAuthentication") or {}
+    sasl = auth.get("sasl") or {}
+    if args.resource_type == MSK_SERVERLESS:
+        if not (sasl.get("iam") or {}).get("enabled"):
+            yield "the MSK Serverless cluster does not enable IAM access control"
+        return
+    # The provider turns unauthenticated access on when no authentication is given at all.
+    if auth.get("unauthenticated", not auth):
+        yield "the MSK cluster allows unauthenticated clients"
+    if not sasl.get("iam"):
+        yield "the MSK cluster does not enable IAM access control (clientAuthentication.sasl.iam)"
+    transit = dig(props, "encryptionInfo", "encryptionInTransit") or {}
+    # MSK's default for clientBroker is TLS; only an explicit PLAINTEXT or TLS_PLAINTEXT opens a plaintext listener.
+    if transit.get("clientBroker", "TLS") != "TLS":
+        yield f"the MSK cluster accepts plaintext clients (clientBroker {transit.get('clientBroker')})"
+    if transit.get("inCluster") is False:
+        yield "the MSK brokers replicate in plaintext (encryptionInTransit.inCluster false)"

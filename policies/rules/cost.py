@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .base import MANDATORY, quantity, stack_rule
+from .base import MANDATORY, dig, quantity, stack_rule
 from .versions import EXTENDED, kubernetes_status
 
 PRICES = Path(__file__).resolve().parent.parent / "prices"
@@ -41,6 +41,21 @@ RESERVED_ANNOTATION = "ml-platform.io/reserved-instances"
 # default 0.075 in pkg/operator/options/options.go of karpenter-provider-aws v1.14.1), and a pool's memory limit
 # counts that capacity: net of it, more nodes fit under the same limit.
 VM_MEMORY_OVERHEAD = 0.075
+
+
+# Amazon MSK in us-east-1 (https://aws.amazon.com/msk/pricing/, as public pricing code quoted the page in 2025-2026):
+# standard brokers per hour, broker storage per GB-month, Serverless per cluster-hour and partition-hour. Kept here,
+# not in the region tables, until refresh.py reads the AmazonMSK offer file; other regions are priced alike.
+MSK_PRICES = {
+    "brokerHour": {"kafka.m7g.large": 0.204, "kafka.m7g.xlarge": 0.408, "kafka.m7g.2xlarge": 0.816, "kafka.m5.large": 0.21, "kafka.m5.xlarge": 0.42},
+    "storageGbMonth": 0.10,
+    "serverlessClusterHour": 0.75,
+    "serverlessPartitionHour": 0.0015,
+}
+MSK_CLUSTER = "aws:msk/cluster:Cluster"
+MSK_SERVERLESS = "aws:msk/serverlessCluster:ServerlessCluster"
+MSK_TOPIC = "aws:msk/topic:Topic"
+STORAGE_TARGET = "aws:appautoscaling/target:Target"
 
 
 class PriceError(ValueError):
@@ -389,7 +404,27 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         data = cc["instanceCount"] * (search_prices[cc["instanceType"]] + ebs.get("volumeSize", 0) * svc["openSearchGp3GibMonth"] / HOURS_PER_MONTH)
         managers = cc.get("dedicatedMasterCount", 0) * search_prices[cc["dedicatedMasterType"]] if cc.get("dedicatedMasterEnabled") else 0.0
         fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""), "logging.openSearch")
+    msk_item(by_type, fixed, assumptions)
     return Ceiling(table.region, table.date, items, assumptions)
+
+
+def msk_item(by_type: dict[str, list[dict]], fixed, assumptions: list[str]) -> None:
+    """MSK: brokers with their storage grown to the autoscaling maximum, or Serverless' cluster and partitions."""
+    partitions = sum(int(t.get("partitionCount") or 0) for t in by_type.get(MSK_TOPIC, []))
+    for cluster in by_type.get(MSK_CLUSTER, []):
+        info = cluster["brokerNodeGroupInfo"]
+        kind, brokers = info["instanceType"], int(cluster["numberOfBrokerNodes"])
+        if kind not in MSK_PRICES["brokerHour"]:
+            raise PriceError(f"the MSK cluster uses {kind}, which the MSK price list (policies/rules/cost.py) does not hold")
+        volume = float(dig(info, "storageInfo", "ebsStorageInfo", "volumeSize", default=0))
+        grown = max([volume, *(float(t.get("maxCapacity") or 0) for t in by_type.get(STORAGE_TARGET, []) if t.get("serviceNamespace") == "kafka")])
+        hourly = brokers * (MSK_PRICES["brokerHour"][kind] + grown * MSK_PRICES["storageGbMonth"] / HOURS_PER_MONTH)
+        fixed("msk-cluster", hourly, f"{brokers} x {kind} with {grown:g} GB each (storage autoscaling maximum)", "streaming.provisioned")
+    for _ in by_type.get(MSK_SERVERLESS, []):
+        hourly = MSK_PRICES["serverlessClusterHour"] + partitions * MSK_PRICES["serverlessPartitionHour"]
+        fixed("msk-serverless", hourly, f"one cluster with {partitions} partition(s)", "streaming.teams")
+    if by_type.get(MSK_CLUSTER) or by_type.get(MSK_SERVERLESS):
+        assumptions.append("MSK at us-east-1 list prices; not included: MSK Serverless data in/out and storage, MSK data transfer")
 
 
 def budget_settings(resources: Iterable[tuple[str, dict]]) -> Optional[tuple[float, str]]:
