@@ -11,7 +11,7 @@ import yaml
 from infra.lib import helm
 from infra.lib.accelerators import ACCELERATOR_LABEL, KINDS, NEURON, NVIDIA
 from infra.config import GpuOperator, PlatformConfig
-from infra.lib.monitoring import ScrapeTarget
+from infra.lib.monitoring import GPU_NODE_LABEL, ScrapeTarget
 from policies.rules.efa import EFA_LABEL
 
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
@@ -50,7 +50,9 @@ def gpu_operator_values(gpu: GpuOperator, system_selector: dict[str, str], syste
         # With DRA the NVIDIA DRA driver publishes the GPUs; the device plugin would hand them out a second time.
         "devicePlugin": {"enabled": not gpu.dra.enabled},
         "gfd": {"enabled": True},
-        "dcgmExporter": {"enabled": True},
+        # The program's own ServiceMonitor scrapes the exporter (Accelerators.scrape_targets), created after the
+        # monitoring CRDs; the operator's would scrape the same endpoints a second time.
+        "dcgmExporter": {"enabled": True, "serviceMonitor": {"enabled": False}},
         "mig": {"strategy": gpu.sharing.mig_strategy if gpu.sharing.strategy == "mig" else "none"},
         "migManager": {"enabled": gpu.sharing.strategy == "mig"},
         "daemonsets": {"tolerations": [gpu_toleration]},
@@ -222,7 +224,15 @@ class Accelerators(pulumi.ComponentResource):
                 "ServiceMonitor",
                 GPU_OPERATOR_NAMESPACE,
                 {"matchLabels": {"app": "nvidia-dcgm-exporter"}},
-                {"port": "gpu-metrics", "interval": "30s"},
+                {
+                    "port": "gpu-metrics",
+                    "interval": "30s",
+                    # The exporter's namespace/pod/container labels name the workload using the GPU; Prometheus keeps
+                    # them as exported_namespace/exported_pod/exported_container beside the exporter pod's own.
+                    "honorLabels": False,
+                    # The node, from the target: the exporter's own host label changed case between releases.
+                    "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": GPU_NODE_LABEL, "action": "replace"}],
+                },
                 self.gpu_operator,
             ),
             ScrapeTarget(

@@ -1,12 +1,15 @@
 """Centralized logs: Fluent Bit on every node ships container logs to CloudWatch Logs (a KMS-encrypted group per
 team namespace and one for the platform) and, when enabled, to an OpenSearch Service domain inside the VPC.
 
-Fluent Bit buffers on the node's disk and retries without limit, so a sink outage as long as
-`logging.outageToleranceMinutes` loses nothing; an alert fires while records are retried or dropped.
+Fluent Bit buffers on the node's disk and retries each chunk for at least `logging.outageToleranceMinutes`, so a
+sink outage that long loses nothing, while a chunk a sink keeps refusing is given up on instead of retried forever;
+an alert fires while records are retried or dropped. In OpenSearch, each app's parsed JSON sits under one key of
+daily indices that a template maps and a retention policy deletes (infra/lib/opensearch_security.py sets both up).
 """
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -30,6 +33,10 @@ STATE_DIR = "/var/fluent-bit/state"
 BUFFER_DIR = f"{STATE_DIR}/buffer"
 INDEX_PREFIX = "ml-platform"
 HTTPS_PORT = 443
+# Fluent Bit waits at least SCHEDULER_BASE + 1 seconds before each retry of a chunk, and at most SCHEDULER_CAP + 1
+# (its scheduler's capped exponential backoff with full jitter).
+SCHEDULER_BASE = 10
+SCHEDULER_CAP = 60
 # The role-mapping Job's interpreter: the script needs only the standard library.
 PYTHON_IMAGE = "public.ecr.aws/docker/library/python:3.13.9-slim"
 
@@ -39,6 +46,11 @@ def log_group_names(cluster_name: str, team_namespaces: Sequence[str]) -> dict[s
     groups = {"platform": f"/ml-platform/{cluster_name}/platform"}
     groups.update({ns: f"/ml-platform/{cluster_name}/teams/{ns}" for ns in team_namespaces})
     return groups
+
+
+def retry_limit(lc: LoggingConfig) -> int:
+    """Retries of one chunk that, at the shortest wait, still span the outage tolerance."""
+    return math.ceil(lc.outage_tolerance_minutes * 60 / (SCHEDULER_BASE + 1))
 
 
 def _section(kind: str, entries: dict[str, Any]) -> str:
@@ -63,6 +75,8 @@ def fluent_bit_config(lc: LoggingConfig, region: str, groups: dict[str, str], se
         "storage.checksum": "Off",
         "storage.backlog.mem_limit": "16M",
         "storage.metrics": "On",
+        "scheduler.base": str(SCHEDULER_BASE),
+        "scheduler.cap": str(SCHEDULER_CAP),
     })
     inputs = "\n".join([
         _section("INPUT", {
@@ -90,6 +104,8 @@ def fluent_bit_config(lc: LoggingConfig, region: str, groups: dict[str, str], se
             "Name": "kubernetes",
             "Match": "kube.*",
             "Merge_Log": "On",
+            # The app's JSON under one key: apps' fields never collide with each other's or the record's own.
+            "Merge_Log_Key": opensearch_security.APP_KEY,
             "Keep_Log": "Off",
             "K8S-Logging.Parser": "On",
             "K8S-Logging.Exclude": "On",
@@ -105,8 +121,9 @@ def fluent_bit_config(lc: LoggingConfig, region: str, groups: dict[str, str], se
             "Emitter_Storage.type": "filesystem",
             "Emitter_Mem_Buf_Limit": "16M",
         }))
-    # Retry without limit until the disk buffer is full: an outage shorter than the tolerance loses nothing.
-    reliable = {"Retry_Limit": "False", "storage.total_limit_size": f"{lc.buffer_mib}M"}
+    # Retried for at least the outage tolerance (the disk buffer holds that long), then given up on: a chunk a sink
+    # refuses for good (OpenSearch retries a whole bulk chunk for one rejected record) does not retry forever.
+    reliable = {"Retry_Limit": str(retry_limit(lc)), "storage.total_limit_size": f"{lc.buffer_mib}M"}
     cloudwatch = {
         "Name": "cloudwatch_logs",
         "region": region,
@@ -478,8 +495,11 @@ class Logging(pulumi.ComponentResource):
             "WRITER_ROLE_ARN": writer.arn,
             "ADMIN_ROLE_ARNS": master.arn.apply(lambda arn: ",".join([arn, search.admin_role_arn])),
             "INDEX_PREFIX": INDEX_PREFIX,
+            "RETENTION_DAYS": str(search.retention_days),
+            # One copy of each shard elsewhere, when the domain has another data node to hold it.
+            "REPLICAS": str(min(1, search.instance_count - 1)),
         }
-        # A pull and a few PUTs, retried while the new domain settles; the margin covers a slow registry.
+        # A pull and a few calls, each retried while the new domain settles; the margin covers a slow registry.
         deadline = timing.IMAGE_PULL["cpu"] + opensearch_security.RETRY_SECONDS + timing.MARGIN
         return k8s.batch.v1.Job(
             f"{name}-search-security",

@@ -22,6 +22,9 @@ GATEWAY_SERVICE = "istio-ingressgateway"  # the gateway chart's Service, named a
 GATEWAY_SELECTOR = {"istio": "ingressgateway"}
 GATEWAY_ROLE_TAG = {"ml-platform.io/role": "gateway-lb"}
 LBC_SERVICE_ACCOUNT = "aws-load-balancer-controller"
+# The sidecar agent's status port: with metrics merging the injector points each pod's prometheus.io/port here, and
+# the agent serves Envoy's stats (its 15090), its own and the app's in one response.
+MERGED_METRICS_PORT = 15020
 
 
 def load_balancer_controller_policy(cluster_name: str) -> str:
@@ -191,6 +194,18 @@ def gateway_spec(hosts: list[str]) -> dict:
         "addresses": [{"type": "Hostname", "value": f"{GATEWAY_SERVICE}.{GATEWAY_NAMESPACE}.svc.cluster.local"}],
         "listeners": listeners,
     }
+
+
+def merged_metrics_relabelings() -> list[dict[str, object]]:
+    """One target per meshed pod: the sidecar's declared port (15090) is discovered, and the address moved to the
+    merged port the injector wrote into prometheus.io/port. Pods that opted out of merging are not read here."""
+    address = ["__meta_kubernetes_pod_annotation_prometheus_io_port", "__meta_kubernetes_pod_ip"]
+    return [
+        {"action": "keep", "sourceLabels": ["__meta_kubernetes_pod_container_name"], "regex": "istio-proxy"},
+        {"action": "keep", "sourceLabels": ["__meta_kubernetes_pod_annotation_prometheus_io_port"], "regex": str(MERGED_METRICS_PORT)},
+        {"action": "replace", "sourceLabels": address, "regex": r"(\d+);(([A-Fa-f0-9]{1,4}::?){1,7}[A-Fa-f0-9]{1,4})", "replacement": "[$2]:$1", "targetLabel": "__address__"},
+        {"action": "replace", "sourceLabels": address, "regex": r"(\d+);((([0-9]+?)(\.|$)){4})", "replacement": "$2:$1", "targetLabel": "__address__"},
+    ]
 
 
 @dataclass(frozen=True)
@@ -426,12 +441,14 @@ class Mesh(pulumi.ComponentResource):
                 {"port": "http-monitoring", "interval": "30s"},
                 self.istiod,
             ),
+            # Every meshed pod once, at its merged endpoint: Envoy's stats, the agent's and the app's (as Istio's
+            # prometheus-operator sample does). Scraping Envoy's 15090 as well would count every request twice.
             ScrapeTarget(
                 "envoy-sidecars",
                 "PodMonitor",
                 ISTIO_NAMESPACE,
                 {"matchExpressions": [{"key": "security.istio.io/tlsMode", "operator": "Exists"}]},
-                {"path": "/stats/prometheus", "port": "http-envoy-prom", "interval": "30s"},
+                {"path": "/stats/prometheus", "interval": "30s", "relabelings": merged_metrics_relabelings()},
                 self.istiod,
                 any_namespace=True,
             ),

@@ -12,7 +12,7 @@ import pulumi_random as random
 from infra.config import ObservabilityConfig, PlatformConfig
 from infra.lib import alertmanager, helm, timing
 from infra.lib.conventions import MONITORING_NAMESPACE
-from infra.lib.monitoring import ScrapeTarget, alert_rule
+from infra.lib.monitoring import GPU_NODE_LABEL, GPU_WORKLOAD_NAMESPACE_LABEL, GPU_WORKLOAD_POD_LABEL, ScrapeTarget, alert_rule
 
 RELEASE = "kube-prometheus-stack"
 REPOSITORY = "https://prometheus-community.github.io/helm-charts"
@@ -87,15 +87,19 @@ def dashboard(uid: str, title: str, panels: list[tuple[str, str, str, str]]) -> 
 
 
 def dashboards() -> dict[str, dict[str, Any]]:
+    node, ns, pod = GPU_NODE_LABEL, GPU_WORKLOAD_NAMESPACE_LABEL, GPU_WORKLOAD_POD_LABEL
+    # The exporter repeats a shared GPU's series once per pod using it (time slicing): one series per GPU (or MIG
+    # instance) first, then the node's figure.
+    per_gpu = lambda metric: f"max by ({node}, gpu, GPU_I_ID) ({metric})"  # noqa: E731
     return {
         "gpu": dashboard(
             "ml-gpu",
             "ML platform / GPUs",
             [
-                ("GPU utilisation by node", "avg by (Hostname) (DCGM_FI_DEV_GPU_UTIL)", "percent", "{{Hostname}}"),
-                ("GPU utilisation by pod", "avg by (namespace, pod) (DCGM_FI_DEV_GPU_UTIL{pod!=\"\"})", "percent", "{{namespace}}/{{pod}}"),
-                ("GPU memory used by node", "sum by (Hostname) (DCGM_FI_DEV_FB_USED) * 1024 * 1024", "bytes", "{{Hostname}}"),
-                ("GPU memory used by pod", "sum by (namespace, pod) (DCGM_FI_DEV_FB_USED{pod!=\"\"}) * 1024 * 1024", "bytes", "{{namespace}}/{{pod}}"),
+                ("GPU utilisation by node", f"avg by ({node}) ({per_gpu('DCGM_FI_DEV_GPU_UTIL')})", "percent", f"{{{{{node}}}}}"),
+                ("GPU utilisation by pod", f'avg by ({ns}, {pod}) (DCGM_FI_DEV_GPU_UTIL{{{pod}!=""}})', "percent", f"{{{{{ns}}}}}/{{{{{pod}}}}}"),
+                ("GPU memory used by node", f"sum by ({node}) ({per_gpu('DCGM_FI_DEV_FB_USED')}) * 1024 * 1024", "bytes", f"{{{{{node}}}}}"),
+                ("GPU memory used by pod", f'sum by ({ns}, {pod}) (DCGM_FI_DEV_FB_USED{{{pod}!=""}}) * 1024 * 1024', "bytes", f"{{{{{ns}}}}}/{{{{{pod}}}}}"),
             ],
         ),
         "neuron": dashboard(
@@ -172,6 +176,7 @@ def per_workload(expr: str, namespace_label: str, workload_label: str) -> str:
 
 def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
     """PrometheusRule spec of the alerts that matter for an ML platform."""
+    node, ns, pod = GPU_NODE_LABEL, GPU_WORKLOAD_NAMESPACE_LABEL, GPU_WORKLOAD_POD_LABEL
     dest = "destination_workload_namespace, destination_workload"
     by_destination = lambda expr: per_workload(expr, "destination_workload_namespace", "destination_workload")  # noqa: E731
     return {
@@ -181,17 +186,20 @@ def alert_rules(obs: ObservabilityConfig) -> dict[str, Any]:
                 "rules": [
                     alert_rule(
                         "GpuIdleOnPaidNode",
-                        f"avg by (Hostname, gpu) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[{obs.gpu_idle_minutes}m])) < 5",
+                        f"avg by ({node}, gpu) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[{obs.gpu_idle_minutes}m])) < 5",
                         f"{obs.gpu_idle_minutes}m",
                         "warning",
-                        f"GPU {{{{ $labels.gpu }}}} on {{{{ $labels.Hostname }}}} under 5% busy for {obs.gpu_idle_minutes} minutes while billed",
+                        f"GPU {{{{ $labels.gpu }}}} on {{{{ $labels.{node} }}}} under 5% busy for {obs.gpu_idle_minutes} minutes while billed",
                     ),
                     alert_rule(
                         "GpuMemoryNearFull",
-                        "max by (Hostname, gpu, namespace, pod) (DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)) > 0.95",
+                        # The workload's namespace and pod become the alert's, so a team's route receives it.
+                        'label_replace(label_replace(max by ({node}, gpu, {ns}, {pod}) '
+                        '(DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)), '
+                        '"namespace", "$1", "{ns}", "(.+)"), "pod", "$1", "{pod}", "(.+)") > 0.95'.format(node=node, ns=ns, pod=pod),
                         "10m",
                         "warning",
-                        "GPU memory over 95% on {{ $labels.Hostname }} ({{ $labels.namespace }}/{{ $labels.pod }})",
+                        f"GPU memory over 95% on {{{{ $labels.{node} }}}} ({{{{ $labels.namespace }}}}/{{{{ $labels.pod }}}})",
                     ),
                     alert_rule(
                         "NeuronCoreIdleOnPaidNode",

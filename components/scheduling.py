@@ -4,7 +4,8 @@ With Kueue, every training run is created suspended with its team's LocalQueue l
 against the team's ClusterQueue, when all its pods fit, and evicts and requeues it when its pods are not all
 running within `scheduling.waitForPodsReadyMinutes`. CPU and memory are counted once per team, on a flavor that
 pins no pool, and each accelerator on its pool's flavor: the ClusterQueue's quota is the namespace's
-ResourceQuota, resource for resource, so neither path gives a team more than the other.
+ResourceQuota less what runs there outside Kueue (serving pods and their sidecars at their peak, the team's
+`quota.outsideQueue`), so what Kueue admits always fits the quota.
 """
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra.config import PlatformConfig, SchedulingConfig, TeamConfig
-from infra.lib import helm
+from infra.lib import headroom, helm
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, pool_labels
 from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.gang import LOCAL_QUEUE
-from infra.lib.quota import nominal_quota, quantity, with_borrowing
+from infra.lib.quota import nominal_quota, with_borrowing
 
 KUEUE_NAMESPACE = "kueue-system"
 JOBSET_NAMESPACE = "jobset-system"
@@ -46,14 +47,25 @@ def flavor_specs(cfg: PlatformConfig) -> dict[str, dict[str, Any]]:
     return flavors
 
 
+def borrowable(cfg: PlatformConfig, team: TeamConfig) -> dict[str, int]:
+    """What the team may borrow, in infra/lib/headroom.py's units: what its ResourceQuota grows by (components/tenancy.py),
+    less any of it serving may hold beyond the team's own quota."""
+    percent, unit = cfg.scheduling.borrowing_limit_percent, {"cpu": 1000, "memory": 1024}
+    own, outside = headroom.queue_quota(cfg, team), headroom.outside_queue(cfg, team)
+    grown = {r: with_borrowing(n, percent) * unit.get(r, 1) for r, n in nominal_quota(team).items()}
+    return {r: max(0, grown[r] - outside[r] - own[r]) for r in grown}
+
+
 def cluster_queue_spec(team: TeamConfig, cfg: PlatformConfig) -> dict[str, Any]:
+    """The queue's own quota is the namespace's less what runs outside Kueue (infra/lib/headroom.py); what the team may
+    borrow is what its ResourceQuota grows by. Admitted runs and everything else then fit the ResourceQuota together."""
     percent = cfg.scheduling.borrowing_limit_percent
-    nominal = nominal_quota(team)
+    nominal, borrowing = headroom.queue_quota(cfg, team), borrowable(cfg, team)
 
     def quota(resource: str) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": resource, "nominalQuota": quantity(resource, nominal[resource])}
+        entry: dict[str, Any] = {"name": resource, "nominalQuota": headroom.quantity(resource, nominal[resource])}
         if percent:
-            entry["borrowingLimit"] = quantity(resource, with_borrowing(nominal[resource], percent) - nominal[resource])
+            entry["borrowingLimit"] = headroom.quantity(resource, borrowing[resource])
         return entry
 
     groups = [{"coveredResources": ["cpu", "memory"], "flavors": [{"name": DEFAULT_FLAVOR, "resources": [quota("cpu"), quota("memory")]}]}]
@@ -130,13 +142,14 @@ def jobset_values(sc: SchedulingConfig, selector: dict[str, str], toleration: di
 
 
 def volcano_queue_spec(team: TeamConfig, cfg: PlatformConfig) -> dict[str, Any]:
-    """The team's quota as the queue's share (deserved) and, with what it may borrow, its ceiling (capability)."""
-    percent, nominal = cfg.scheduling.borrowing_limit_percent, nominal_quota(team)
+    """The team's quota less what runs outside the queue as its share (deserved) and, with what it may borrow, its
+    ceiling (capability)."""
+    own, borrowing = headroom.queue_quota(cfg, team), borrowable(cfg, team)
     return {
         "weight": 1,
         "reclaimable": True,
-        "deserved": {r: quantity(r, n) for r, n in nominal.items()},
-        "capability": {r: quantity(r, with_borrowing(n, percent)) for r, n in nominal.items()},
+        "deserved": {r: headroom.quantity(r, n) for r, n in own.items()},
+        "capability": {r: headroom.quantity(r, n + borrowing[r]) for r, n in own.items()},
     }
 
 

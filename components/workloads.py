@@ -16,8 +16,6 @@ from infra.lib.gang import pod_group_spec, submission
 from infra.lib.interfaces import TeamInfo
 
 RUN_AS = 10001
-# The sidecar merges the app's metrics with its own here, outside mutual TLS: every workload port stays STRICT.
-MERGED_METRICS_PORT = 15020
 INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
 # Batch pods serve no traffic; a sidecar would keep a finished Job running and sit in the path of its downloads
 # and of gloo/NCCL traffic between workers.
@@ -302,7 +300,6 @@ class WorkloadsArgs:
     # What each kind of object needs first (and outlives it on destroy).
     istiod: pulumi.Resource  # sidecar injector
     gateway_api_crds: list[pulumi.Resource]
-    monitoring_crds: pulumi.Resource
     metrics_adapter: pulumi.Resource  # serves custom.metrics.k8s.io
     vertical_pod_autoscaler: Optional[pulumi.Resource]  # its CRD and controllers; None when the VPA is off
     storage_classes: list[pulumi.Resource]
@@ -498,6 +495,8 @@ class Workloads(pulumi.ComponentResource):
                     template=core.PodTemplateSpecArgs(
                         metadata=meta.ObjectMetaArgs(
                             labels=track_labels,
+                            # Where the app's metrics are: the injector hands this to the sidecar agent, which merges
+                            # them into its endpoint (outside mutual TLS, so every workload port stays STRICT).
                             annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(w.metrics_port), "prometheus.io/path": "/metrics"},
                         ),
                         spec=serving_pod_spec(w, track, w.name, claim_template),
@@ -549,10 +548,7 @@ class Workloads(pulumi.ComponentResource):
                 spec=core.ServiceSpecArgs(
                     type="ClusterIP",
                     selector=selector,
-                    ports=[
-                        core.ServicePortArgs(name="http", port=80, target_port="http", protocol="TCP"),
-                        core.ServicePortArgs(name="http-monitoring", port=MERGED_METRICS_PORT, target_port=MERGED_METRICS_PORT, protocol="TCP"),
-                    ],
+                    ports=[core.ServicePortArgs(name="http", port=80, target_port="http", protocol="TCP")],
                 ),
                 opts=opts,
             )
@@ -563,18 +559,6 @@ class Workloads(pulumi.ComponentResource):
             metadata=self._meta(w.name, team, labels),
             spec=route_spec(w, args.gateway_parent_ref, args.gateway_hosts),
             opts=self._opts(team, *args.gateway_api_crds),
-        )
-        k8s.apiextensions.CustomResource(
-            f"{rn}-metrics",
-            api_version="monitoring.coreos.com/v1",
-            kind="ServiceMonitor",
-            metadata=self._meta(w.name, team, labels),
-            spec={
-                "selector": {"matchLabels": {"app.kubernetes.io/name": w.name}},
-                "namespaceSelector": {"matchNames": [team.namespace]},
-                "endpoints": [{"port": "http-monitoring", "path": "/stats/prometheus", "interval": "30s"}],
-            },
-            opts=self._opts(team, args.monitoring_crds),
         )
         url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
         tracks = {t.role: t for t in w.tracks()}

@@ -213,7 +213,6 @@ def build(cfg: PlatformConfig) -> None:
             gateway_url=mesh.gateway_url,
             istiod=mesh.istiod,
             gateway_api_crds=mesh.gateway_api_crds,
-            monitoring_crds=observability.release,
             metrics_adapter=autoscaling.metrics_adapter,
             vertical_pod_autoscaler=autoscaling.vertical_pod_autoscaler,
             storage_classes=storage.class_resources,

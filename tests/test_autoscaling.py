@@ -142,14 +142,6 @@ def test_gpu_utilisation_is_read_from_the_labels_prometheus_keeps_for_the_pod(st
     assert f'{prefix}pod!=""' in rule["seriesQuery"]
 
 
-def test_requests_per_second_counts_each_request_once(stack):
-    """Two monitors scrape the same sidecar's istio_requests_total: the rule keeps one job's rate instead of their sum."""
-    monitors = {**manifests(stack, "PodMonitor"), **manifests(stack, "ServiceMonitor")}
-    assert "monitoring/envoy-sidecars" in monitors
-    assert any(e["port"] == "http-monitoring" for m in monitors.values() for e in m["spec"].get("endpoints", []))
-    assert CUSTOM_METRICS["requests_per_second"].rule["metricsQuery"].startswith("max by (<<.GroupBy>>) (sum by (<<.GroupBy>>, job) (rate(")
-
-
 def test_an_autoscaler_on_a_custom_metric_waits_for_the_adapter(scaled, staging):
     hpas = {h["inputs"]["metadata"]["name"]: h for h in scaled.of_type(HPA)}
     for name in ("classifier", "embedder"):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -74,7 +73,7 @@ def test_alert_rules_expressions_and_labels():
         "GpuIdleOnPaidNode", "GpuMemoryNearFull", "NeuronCoreIdleOnPaidNode", "ModelLatencyP95High",
         "ModelErrorRateHigh", "HpaPinnedAtMaximum", "PodUnschedulable", "KarpenterNodeLaunchFailing",
     }
-    assert rules["GpuIdleOnPaidNode"]["expr"] == "avg by (Hostname, gpu) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[90m])) < 5"
+    assert rules["GpuIdleOnPaidNode"]["expr"] == "avg by (node, gpu) (avg_over_time(DCGM_FI_DEV_GPU_UTIL[90m])) < 5"
     assert rules["GpuIdleOnPaidNode"]["for"] == "90m"
     assert rules["GpuMemoryNearFull"]["expr"].endswith("> 0.95")
     assert "histogram_quantile(0.95," in rules["ModelLatencyP95High"]["expr"] and rules["ModelLatencyP95High"]["expr"].endswith("> 300")

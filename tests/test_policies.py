@@ -160,7 +160,7 @@ CASES = {
     "version-supported": ("prod", EKS, set_in(["inputs", "version"], "1.29")),
     "version-in-standard-support": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "version"], "v26.3.3"), "accelerators-gpu-operator"),
     "cost-within-budget": ("prod", "aws:budgets/budget:Budget", lambda r: r["inputs"]["tags"].update({"ml-platform.io/max-hourly-usd": "100"})),
-    "training-queued": ("dev", JOB, lambda r: r["inputs"]["metadata"]["labels"].pop("kueue.x-k8s.io/queue-name"), "nlp-sentiment-finetune-job"),
+    "training-queued": ("dev", JOB, lambda r: r["inputs"]["metadata"]["labels"].update({"kueue.x-k8s.io/queue-name": "training"}), "nlp-sentiment-finetune-job"),
     "queue-within-team-quota": (
         "staging", "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue",
         lambda r: r["inputs"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0].update(nominalQuota="1000"),

@@ -2,14 +2,19 @@
 as the option."""
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
 from components.scheduling import COHORT, DEFAULT_FLAVOR
-from infra.lib import timing
+from infra.config import ConfigError
+from infra.config.pins import PINS
+from infra.lib import headroom, timing
 from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.gang import LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, VOLCANO_GROUP_ANNOTATION
 from infra.synth import synthesize
+from policies.rules.base import quantity as k8s_quantity
 from tests.conftest import ROOT, STACKS, synth_of
 from tests.test_config import error_of, parse_stack, stack_raw
 
@@ -58,30 +63,36 @@ def test_each_accelerator_flavor_is_its_pool_labels_and_taint(stack):
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_a_team_gets_no_more_through_kueue_than_through_its_resource_quota(stack):
-    """Kueue admits at most nominal quota plus borrowing limit; the namespace's ResourceQuota is exactly that."""
+def test_a_team_gets_no_more_through_kueue_than_its_resource_quota_leaves(stack):
+    """Kueue admits at most nominal quota plus borrowing limit: the namespace's ResourceQuota less what runs outside
+    the queue, exactly (none of it where serving alone may fill it)."""
     s = synth_of(stack)
+    cfg = parse_stack(stack_raw(stack))
     quotas = {r["inputs"]["metadata"]["namespace"]: r["inputs"]["spec"]["hard"] for r in s.of_type("kubernetes:core/v1:ResourceQuota")}
     queues = custom(s, "ClusterQueue")
-    assert {q["inputs"]["metadata"]["name"] for q in queues} == {t.name for t in parse_stack(stack_raw(stack)).teams}
+    assert {q["inputs"]["metadata"]["name"] for q in queues} == {t.name for t in cfg.teams}
     for queue in queues:
         spec, team = queue["inputs"]["spec"], queue["inputs"]["metadata"]["name"]
         assert spec["cohortName"] == COHORT
         assert spec["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": team}}
+        outside = headroom.outside_queue(cfg, next(t for t in cfg.teams if t.name == team))
+        unit = {"cpu": 1000, "memory": 1024}
         admitted = {}
         for group in spec["resourceGroups"]:
             for flavor in group["flavors"]:
                 for r in flavor["resources"]:
-                    admitted[r["name"]] = admitted.get(r["name"], 0) + quantity(r["nominalQuota"]) + quantity(r.get("borrowingLimit", "0"))
-        assert admitted == {resource: quantity(quotas[team][f"requests.{resource}"]) for resource in admitted}
+                    admitted[r["name"]] = admitted.get(r["name"], 0) + k8s_quantity(r["nominalQuota"]) + k8s_quantity(r.get("borrowingLimit", "0"))
+        assert admitted == pytest.approx({res: max(0, k8s_quantity(quotas[team][f"requests.{res}"]) - outside[res] / unit.get(res, 1)) for res in admitted})
         assert {"cpu", "memory"} <= set(admitted) <= {"cpu", "memory", "nvidia.com/gpu", "aws.amazon.com/neuron"}
 
 
 def test_staging_lets_teams_borrow_a_quarter_and_their_quota_grows_to_match(staging):
     [queue] = custom(staging, "ClusterQueue")
     cpu = queue["inputs"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]
-    team = parse_stack(stack_raw("staging")).teams[0]
-    assert (cpu["nominalQuota"], cpu["borrowingLimit"]) == (str(team.quota.cpu), str(team.quota.cpu // 4))
+    cfg = parse_stack(stack_raw("staging"))
+    team = cfg.teams[0]
+    own = team.quota.cpu * 1000 - headroom.outside_queue(cfg, team)["cpu"]
+    assert (cpu["nominalQuota"], cpu["borrowingLimit"]) == (headroom.quantity("cpu", own), str(team.quota.cpu // 4))
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -172,7 +183,9 @@ def test_a_distributed_run_must_fit_the_team_quota_in_accelerators():
     ddp["workers"] = 9
     with pytest.raises(Exception) as exc:
         parse_stack(raw)
-    assert "workloads[2] (sentiment-ddp) 9 pods x 1 = 15 nvidia accelerators" in str(exc.value)
+    # Both checks speak, in one report: the team's quota summed over its workloads, and the queue's share of it.
+    assert "workloads[2] (sentiment-ddp) 9 pods x 1 = 14 nvidia accelerators" in str(exc.value)
+    assert "workloads[2] needs 9 nvidia.com/gpu at once but team 'nlp''s queue has 2" in str(exc.value)
 
 
 # Volcano, the option: synthesized once with gang: volcano.
@@ -206,9 +219,11 @@ def test_volcano_replaces_kueue_with_a_queue_per_team_at_the_team_quota(volcano)
     releases = {r["inputs"]["name"] for r in volcano.resources if r["type"] == "kubernetes:helm.sh/v3:Release"}
     assert {"volcano", "jobset"} <= releases and "kueue" not in releases
     [queue] = [r for r in volcano.resources if r["type"] == "kubernetes:scheduling.volcano.sh/v1beta1:Queue"]
-    team = parse_stack(stack_raw("staging")).teams[0]
-    assert queue["inputs"]["spec"]["deserved"]["nvidia.com/gpu"] == str(team.quota.nvidia_gpus)
-    assert queue["inputs"]["spec"]["capability"]["cpu"] == str(team.quota.cpu + team.quota.cpu // 4)
+    cfg = parse_stack(stack_raw("staging"))
+    team, outside = cfg.teams[0], headroom.outside_queue(cfg, cfg.teams[0])
+    # As Kueue's: the quota less what runs outside the queue, and what the team may borrow on top.
+    assert queue["inputs"]["spec"]["deserved"]["nvidia.com/gpu"] == str(team.quota.nvidia_gpus - outside["nvidia.com/gpu"])
+    assert queue["inputs"]["spec"]["capability"]["cpu"] == headroom.quantity("cpu", (team.quota.cpu + team.quota.cpu // 4) * 1000 - outside["cpu"])
 
 
 def test_volcano_gangs_a_distributed_run_with_a_pod_group_of_all_its_workers(volcano):
@@ -239,11 +254,14 @@ def test_a_team_job_without_its_queue_fails_training_queued(staging):
     records = copy.deepcopy(staging.resources)
     assert _violations(records, "training-queued") == []
     job = next(r for r in records if r["type"] == "kubernetes:batch/v1:Job" and r["outputs"]["metadata"]["namespace"] == "nlp")
+    # No label: Kueue gives it the namespace's `default` LocalQueue, which is the team's.
     del job["outputs"]["metadata"]["labels"][QUEUE_LABEL]
+    assert _violations(records, "training-queued") == []
+    job["outputs"]["metadata"]["labels"][QUEUE_LABEL] = "training"
     jobset = next(r for r in records if r["type"] == "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
     jobset["outputs"]["spec"]["suspend"] = False
     assert sorted(_violations(records, "training-queued")) == [
-        "Job in team namespace 'nlp' does not name its LocalQueue 'training'",
+        "Job in team namespace 'nlp' does not name its LocalQueue 'default'",
         "JobSet in team namespace 'nlp' is not created suspended: it would start before Kueue admits it",
     ]
 
@@ -257,4 +275,85 @@ def test_a_cluster_queue_above_the_namespace_quota_fails_queue_within_team_quota
     gpu = next(g for g in queue["outputs"]["spec"]["resourceGroups"] if g["coveredResources"] == ["nvidia.com/gpu"])
     gpu["flavors"][0]["resources"][0]["borrowingLimit"] = "8"
     [message] = _violations(records, "queue-within-team-quota")
-    assert message == "ClusterQueue 'nlp' admits nvidia.com/gpu 16 but namespace 'nlp' allows 10"
+    assert message == "ClusterQueue 'nlp' admits nvidia.com/gpu 10 beside 6 of pods outside the queue but namespace 'nlp' allows 10"
+
+
+def test_a_team_job_without_the_queue_label_reaches_the_team_queue():
+    """Kueue 0.19 labels a Job that names no queue with its DefaultLocalQueueName, only when a LocalQueue of that name
+    exists in the namespace and the namespace is managed: the team's LocalQueue must have exactly that name."""
+    upstream = ROOT / "schemas/upstream/kueue" / PINS["kueue"] / "pkg/controller"
+    [default] = re.findall(r'DefaultLocalQueueName\s+kueue\.LocalQueueName\s*=\s*"([^"]+)"', (upstream / "constants/constants.go").read_text())
+    defaults = (upstream / "jobframework/defaults.go").read_text()
+    applies = defaults.split("func defaultLocalQueueApplies(", 1)[1].split("\n}\n", 1)[0]
+    assert "defaultQueueExist(jobObj.GetNamespace())" in applies and 'QueueNameForObject(jobObj) != ""' in applies
+    assert "jobLabels[constants.QueueLabel] = string(constants.DefaultLocalQueueName)" in defaults
+    assert LOCAL_QUEUE == default
+    for stack in STACKS:
+        s = synth_of(stack)
+        config = yaml.safe_load(s.release("kueue")["inputs"]["values"]["managerConfig"]["controllerManagerConfigYaml"])
+        assert config["manageJobsWithoutQueueName"] is True
+        managed = set(config["managedJobsNamespaceSelector"]["matchExpressions"][0]["values"])
+        queues = {q["inputs"]["metadata"]["namespace"]: q["inputs"]["metadata"]["name"] for q in custom(s, "LocalQueue")}
+        assert queues == {team: default for team in managed}, stack
+
+
+def pod_requests(spec: dict, sidecar: dict) -> dict[str, float]:
+    """What the ResourceQuota charges a pod: the larger of its containers' sum and any init container, with the
+    sidecar the injector adds."""
+    def of(container: dict) -> dict[str, float]:
+        r = container.get("resources", {}).get("requests", {})
+        return {k: k8s_quantity(v) for k, v in r.items()}
+    total: dict[str, float] = {}
+    for c in [*spec["containers"], sidecar]:
+        for k, v in of(c).items():
+            total[k] = total.get(k, 0) + v
+    for c in spec.get("initContainers") or []:
+        for k, v in of(c).items():
+            total[k] = max(total.get(k, 0), v)
+    return total
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_what_kueue_admits_and_what_runs_outside_it_fit_the_namespace_quota_together(stack):
+    """Serving pods at their maximum (HPA), one rollout pod per Deployment, each with its sidecar (Istio's values),
+    plus the most the team's ClusterQueue admits, never exceed the team's ResourceQuota."""
+    s = synth_of(stack)
+    m = s.result.manifests
+    proxy = s.release("istiod")["inputs"]["values"]["global"]["proxy"]["resources"]
+    assert (k8s_quantity(proxy["requests"]["cpu"]) * 1000, k8s_quantity(proxy["requests"]["memory"]) * 1024) == (headroom.SIDECAR_CPU_MILLI, headroom.SIDECAR_MEMORY_MIB)
+    sidecar = {"resources": proxy}
+    for team in parse_stack(stack_raw(stack)).teams:
+        ns = team.name
+        hard = m[f"resourcequota--{ns}--team-quota.yaml"]["spec"]["hard"]
+        hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"] for h in m.values() if h["kind"] == "HorizontalPodAutoscaler" and h["metadata"]["namespace"] == ns}
+        outside: dict[str, float] = {}
+        for d in (d for d in m.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == ns):
+            pods = hpas.get(d["metadata"]["name"], d["spec"].get("replicas", 1)) + d["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+            for k, v in pod_requests(d["spec"]["template"]["spec"], sidecar).items():
+                outside[k] = outside.get(k, 0) + pods * v
+        [queue] = [q for q in m.values() if q["kind"] == "ClusterQueue" and q["metadata"]["name"] == ns]
+        for group in queue["spec"]["resourceGroups"]:
+            for flavor in group["flavors"]:
+                for r in flavor["resources"]:
+                    admitted = k8s_quantity(r["nominalQuota"]) + k8s_quantity(r.get("borrowingLimit", 0))
+                    # Where serving alone may fill the quota, Kueue admits none of it.
+                    room = max(0.0, k8s_quantity(hard[f"requests.{r['name']}"]) - outside.get(r["name"], 0))
+                    assert admitted <= room + 1e-9, (stack, ns, r["name"])
+        assert outside.get("cpu", 0) > 0 or stack == "dev" or not hpas
+
+
+def test_a_training_run_larger_than_what_serving_leaves_is_refused():
+    """staging's serving takes up to 6 of the team's 8 GPUs at its peak; its two-worker run needs the other 2."""
+    raw = stack_raw("staging")
+    raw["workloads"][0]["autoscaling"]["maxReplicas"] = 4
+    with pytest.raises(ConfigError) as exc:
+        parse_stack(raw)
+    assert "workloads[2] needs 2 nvidia.com/gpu at once but team 'nlp''s queue has 1 of it (teams[0].quota.nvidiaGpus less" in str(exc.value)
+
+
+def test_the_team_reserves_room_for_its_own_pods_outside_the_queue():
+    raw = stack_raw("staging")
+    raw["teams"][0]["quota"]["outsideQueue"] = {"cpu": 4, "memoryGib": 8}
+    cfg, base = parse_stack(raw), parse_stack(stack_raw("staging"))
+    before, after = headroom.queue_quota(base, base.teams[0]), headroom.queue_quota(cfg, cfg.teams[0])
+    assert (before["cpu"] - after["cpu"], before["memory"] - after["memory"]) == (4000, 8192)

@@ -227,11 +227,11 @@ def test_bad_workload_config_names_the_key(mutate, expected):
 
 
 def test_metrics_reach_prometheus_without_weakening_mtls():
+    """The app's metrics port is named to the sidecar agent, which serves them merged outside mutual TLS
+    (tests/test_metric_semantics.py follows the scrape); no Service port or monitor of the workload's own."""
     m = synth_of("staging").result.manifests
-    monitor = m["servicemonitor--nlp--sentiment.yaml"]["spec"]
-    assert monitor["endpoints"] == [{"port": "http-monitoring", "path": "/stats/prometheus", "interval": "30s"}]
-    ports = {p["name"]: p for p in m["service--nlp--sentiment.yaml"]["spec"]["ports"]}
-    assert ports["http-monitoring"]["targetPort"] == 15020 and ports["http"]["targetPort"] == "http"
+    assert "servicemonitor--nlp--sentiment.yaml" not in m
+    assert [p["name"] for p in m["service--nlp--sentiment.yaml"]["spec"]["ports"]] == ["http"]
     annotations = m["deployment--nlp--sentiment.yaml"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9100", "prometheus.io/path": "/metrics"}
     peer = [x for x in m.values() if x["kind"] == "PeerAuthentication"]

@@ -21,6 +21,8 @@ class OpenSearchConfig(Model):
     # Three dedicated cluster managers keep the domain available through a zone outage; None runs without.
     dedicated_manager_type: Optional[Annotated[str, Field(pattern=r"^[a-z0-9]+\.[a-z0-9]+\.search$")]] = "m6g.large.search"
     volume_gib: Annotated[int, Field(ge=10, le=16000)] = 100
+    # Days a daily log index is kept: its retention (ISM) policy deletes it then, so the domain does not fill.
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 14
     # Gets full access inside OpenSearch (all_access, security_manager); required when enabled.
     admin_role_arn: Optional[IamRoleArn] = None
     # VPC domains need AWSServiceRoleForAmazonOpenSearchService; an account has it once, creating it twice fails.

@@ -30,6 +30,11 @@ from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_K
 SECRET_KEYS = ("alertingSecrets",)
 
 
+def _amount(resource: str, amount: int) -> str:
+    """infra/lib/headroom.py's units (millicores, MiB) as a person reads them."""
+    return {"cpu": f"{amount / 1000:g} cores", "memory": f"{amount / 1024:g} GiB"}.get(resource, str(amount))
+
+
 class PlatformConfig(Model):
     environment: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{1,15}$")]
     region: str
@@ -65,6 +70,7 @@ class PlatformConfig(Model):
             self._models(),
             self._vertical_autoscaling(),
             self._alerting(info),
+            self._queue_headroom(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -232,6 +238,25 @@ class PlatformConfig(Model):
             version = tuple(int(p) for p in self.cluster.kubernetes_version.split("."))
             if mode == "InPlaceOrRecreate" and version < (1, 33):
                 yield f"{key} needs in-place pod resize, on by default from Kubernetes 1.33; the cluster runs {self.cluster.kubernetes_version}"
+
+    def _queue_headroom(self) -> Iterable[str]:
+        """Kueue admits training from what serving and `quota.outsideQueue` leave of each team's quota: each training
+        run must fit in that share (borrowing is only ever what other teams leave idle), or it would never be admitted."""
+        from infra.lib.headroom import queue_quota, training_run
+
+        keys = {"cpu": "cpu", "memory": "memoryGib", "nvidia.com/gpu": "nvidiaGpus", "aws.amazon.com/neuron": "neuronCores"}
+        for i, team in enumerate(self.teams):
+            own = queue_quota(self, team)
+            for j, w in enumerate(self.workloads):
+                if w.team != team.name or w.kind != "training":
+                    continue
+                for resource, amount in training_run(w).items():
+                    if amount > own[resource]:
+                        yield (
+                            f"workloads[{j}] needs {_amount(resource, amount)} {resource} at once but team {team.name!r}'s queue has "
+                            f"{_amount(resource, own[resource])} of it (teams[{i}].quota.{keys[resource]} less what its serving "
+                            "workloads and quota.outsideQueue hold): Kueue would never admit it; raise the quota or lower the serving maxReplicas"
+                        )
 
     def _alerting(self, info: ValidationInfo) -> Iterable[str]:
         receivers = {r.name: r for r in self.alerting.receivers}

@@ -7,6 +7,16 @@ from pydantic import Field
 
 from infra.config.base import CpuQuantity, DnsLabel, IamRoleArn, Model
 
+class OutsideQueue(Model):
+    """What the team runs in its namespace outside Kueue besides the platform's serving workloads (which are counted
+    from their own settings): pods of its own Deployments, notebooks, sidecars of its own Jobs. Kueue leaves it free."""
+
+    cpu: Annotated[int, Field(ge=0)] = 0
+    memory_gib: Annotated[int, Field(ge=0)] = 0
+    nvidia_gpus: Annotated[int, Field(ge=0)] = 0
+    neuron_cores: Annotated[int, Field(ge=0)] = 0
+
+
 class TeamQuota(Model):
     cpu: Annotated[int, Field(ge=1)] = 32
     memory_gib: Annotated[int, Field(ge=1)] = 128
@@ -14,6 +24,8 @@ class TeamQuota(Model):
     neuron_cores: Annotated[int, Field(ge=0)] = 0
     pvcs: Annotated[int, Field(ge=0)] = 20
     storage_gib: Annotated[int, Field(ge=0)] = 1000
+    # Room the team's ClusterQueue leaves in this quota for pods Kueue does not admit (infra/lib/headroom.py).
+    outside_queue: OutsideQueue = OutsideQueue()
 
 
 class ContainerDefaults(Model):

@@ -10,7 +10,9 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 VOLCANO_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
 VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
-LOCAL_QUEUE = "training"
+# Kueue gives a Job of a managed namespace without the queue label the LocalQueue named `default`, when one exists
+# (its jobframework defaulting): the team's queue has that name, so no team Job is suspended for want of a label.
+LOCAL_QUEUE = "default"
 
 
 @dataclass(frozen=True)

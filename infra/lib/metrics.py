@@ -25,17 +25,13 @@ class ServedMetric:
 # scale on requests_per_second, and the Neuron dashboard shows the utilisation per node and core.
 CUSTOM_METRICS: dict[str, ServedMetric] = {
     # Requests each pod's sidecar received (reporter=destination). Istio's metrics carry no namespace/pod labels, so
-    # these are the scrape target's: the serving pod. Two scrape paths read the same sidecar (the envoy-sidecars
-    # PodMonitor and the workload's merged-metrics ServiceMonitor): one job's rate is taken, not their sum.
+    # these are the scrape target's: the serving pod, read once (the envoy-sidecars PodMonitor, at the merged port).
     "requests_per_second": ServedMetric(
         rule={
             "seriesQuery": 'istio_requests_total{reporter="destination",namespace!="",pod!=""}',
             "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
             "name": {"matches": "^istio_requests_total$", "as": "requests_per_second"},
-            "metricsQuery": (
-                "max by (<<.GroupBy>>) (sum by (<<.GroupBy>>, job) "
-                f'(rate(<<.Series>>{{<<.LabelMatchers>>,reporter="destination"}}[{RATE_WINDOW}])))'
-            ),
+            "metricsQuery": f'sum by (<<.GroupBy>>) (rate(<<.Series>>{{<<.LabelMatchers>>,reporter="destination"}}[{RATE_WINDOW}]))',
         },
         accelerators=("cpu", "nvidia", "neuron"),
     ),

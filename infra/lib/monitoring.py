@@ -7,6 +7,14 @@ from typing import Any
 import pulumi
 
 
+# dcgm-exporter's series as Prometheus stores them (its ServiceMonitor does not honour the exporter's labels): the
+# node comes from the target (relabelled from the pod's node), and the workload using the GPU from the exporter's own
+# namespace/pod labels, which collide with the target's and are kept under the exported_ prefix.
+GPU_NODE_LABEL = "node"
+GPU_WORKLOAD_NAMESPACE_LABEL = "exported_namespace"
+GPU_WORKLOAD_POD_LABEL = "exported_pod"
+
+
 @dataclass(frozen=True)
 class ScrapeTarget:
     """A workload a component installs and Prometheus scrapes, with the resource that creates it."""

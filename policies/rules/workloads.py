@@ -331,6 +331,8 @@ def accelerator_workload_schedulable(resources, settings):
 
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# The LocalQueue Kueue's webhook gives a Job that names none (its DefaultLocalQueueName).
+KUEUE_DEFAULT_LOCAL_QUEUE = "default"
 KUEUE_GROUP = "kubernetes:kueue.x-k8s.io/"
 BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
 
@@ -357,7 +359,8 @@ def training_queued(resources, settings):
         ns = namespace_of(r.props)
         if ns not in local_queues:
             continue
-        if labels.get(KUEUE_QUEUE_LABEL) != local_queues[ns]:
+        queue = labels.get(KUEUE_QUEUE_LABEL, KUEUE_DEFAULT_LOCAL_QUEUE)
+        if queue != local_queues[ns]:
             yield f"{r.resource_type.split(':')[-1]} in team namespace {ns!r} does not name its LocalQueue {local_queues[ns]!r}", r.urn
         elif spec.get("suspend") is not True:
             yield f"{r.resource_type.split(':')[-1]} in team namespace {ns!r} is not created suspended: it would start before Kueue admits it", r.urn
@@ -367,11 +370,13 @@ def training_queued(resources, settings):
     "queue-within-team-quota",
     "No team's ClusterQueue admits more of a resource (nominal quota plus borrowing limit) than its namespace's "
     "ResourceQuota allows: Kueue would admit runs whose pods the quota then refuses, and they would never start.",
-    "Keep scheduling.borrowingLimitPercent and the team quota as the program sets them; the tenancy component sizes the ResourceQuota to match.",
+    "Keep scheduling.borrowingLimitPercent and the team quota as the program sets them: the tenancy component sizes the ResourceQuota "
+    "to match, and the queue leaves room for the serving pods (at their maximum replicas, with sidecars) Kueue does not admit.",
     MANDATORY,
 )
 def queue_within_team_quota(resources, settings):
     hard = {namespace_of(r.props): dig(r.props, "spec", "hard") or {} for r in resources if r.resource_type == "kubernetes:core/v1:ResourceQuota"}
+    outside = unqueued_peak(resources)
     for r in resources:
         if not (r.resource_type.startswith(KUEUE_GROUP) and r.resource_type.endswith(":ClusterQueue")):
             continue
@@ -387,6 +392,38 @@ def queue_within_team_quota(resources, settings):
             yield f"ClusterQueue {dig(r.props, 'metadata', 'name')!r} admits namespace {ns!r}, which has no ResourceQuota", r.urn
             continue
         for resource, amount in sorted(admitted.items()):
-            limit = quota.get(f"requests.{resource}")
-            if limit is None or amount > quantity(limit):
-                yield f"ClusterQueue {dig(r.props, 'metadata', 'name')!r} admits {resource} {amount:g} but namespace {ns!r} allows {limit}", r.urn
+            limit, beside = quota.get(f"requests.{resource}"), outside.get(ns, {}).get(resource, 0.0)
+            if limit is None or amount > max(0.0, quantity(limit) - beside) + 1e-9:
+                running = f" beside {beside:g} of pods outside the queue" if beside else ""
+                yield f"ClusterQueue {dig(r.props, 'metadata', 'name')!r} admits {resource} {amount:g}{running} but namespace {ns!r} allows {limit}", r.urn
+
+
+def unqueued_peak(resources) -> dict[str, dict[str, float]]:
+    """By namespace: what its Deployments' pods request at their peak (the autoscaler's maximum and one rollout pod),
+    each pod as the ResourceQuota charges it, with the Istio sidecar the injector adds where it injects."""
+    hpa_max = {(namespace_of(r.props), dig(r.props, "spec", "scaleTargetRef", "name")): dig(r.props, "spec", "maxReplicas") or 1
+               for r in resources if r.resource_type == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"}
+    injecting = {dig(r.props, "metadata", "name") for r in resources if r.resource_type == "kubernetes:core/v1:Namespace"
+                 and (dig(r.props, "metadata", "labels") or {}).get("istio-injection") == "enabled"}
+    istiod = [r for r in resources if r.resource_type == "kubernetes:helm.sh/v3:Release" and r.props.get("name") == "istiod"]
+    sidecar = dig(istiod[0].props, "values", "global", "proxy", "resources", "requests", default={}) if istiod else {}
+    peak: dict[str, dict[str, float]] = {}
+    for r in resources:
+        if r.resource_type != "kubernetes:apps/v1:Deployment":
+            continue
+        ns, spec = namespace_of(r.props), pod_spec(r.resource_type, r.props) or {}
+        pods = hpa_max.get((ns, dig(r.props, "metadata", "name")), dig(r.props, "spec", "replicas", default=1))
+        surge = dig(r.props, "spec", "strategy", "rollingUpdate", "maxSurge", default=1)
+        pods += surge if isinstance(surge, int) else 1
+        injected = ns in injecting and (dig(r.props, "spec", "template", "metadata", "annotations") or {}).get("sidecar.istio.io/inject") != "false"
+        pod: dict[str, float] = {}
+        for c in [*(spec.get("containers") or []), *([{"resources": {"requests": sidecar}}] if injected else [])]:
+            for name, value in (dig(c, "resources", "requests") or {}).items():
+                pod[name] = pod.get(name, 0.0) + quantity(value)
+        for c in spec.get("initContainers") or []:
+            for name, value in (dig(c, "resources", "requests") or {}).items():
+                pod[name] = max(pod.get(name, 0.0), quantity(value))
+        total = peak.setdefault(ns, {})
+        for name, value in pod.items():
+            total[name] = total.get(name, 0.0) + pods * value
+    return peak

@@ -1,0 +1,91 @@
+"""What a team namespace runs outside Kueue, at its peak: the room its ClusterQueue leaves in the ResourceQuota.
+
+The namespace's ResourceQuota counts every pod; Kueue admits only Jobs and JobSets against the team's ClusterQueue.
+Serving pods (with their Istio sidecars, and one extra pod per version while it rolls out) and whatever the team
+declares in `quota.outsideQueue` are not Kueue's to admit: the queue's quota is the namespace's minus these, so a run
+Kueue admits is never refused by the quota (and evicted and requeued over and over by waitForPodsReady).
+Units: CPU in millicores, memory in MiB, accelerators in devices (or NeuronCores).
+"""
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from infra.lib.accelerators import KINDS, NEURON, NVIDIA
+
+if TYPE_CHECKING:  # infra.config validates against this module
+    from infra.config import PlatformConfig, ServingWorkload, TeamConfig
+
+# Istio's sidecar in every serving pod (components/mesh.py sets it in istiod's values; a test holds them equal).
+SIDECAR_CPU_MILLI = 100
+SIDECAR_MEMORY_MIB = 128
+# The init container that waits for a served model (components/workloads.py, its SMALL resources).
+MODEL_WAIT_CPU_MILLI = 100
+MODEL_WAIT_MEMORY_MIB = 256
+# A Deployment rolls out one pod over its replicas (maxSurge: 1).
+ROLLOUT_SURGE = 1
+RESOURCES = ("cpu", "memory", NVIDIA.resource, NEURON.resource)
+
+
+def millicores(cpu: str) -> int:
+    return int(cpu[:-1]) if cpu.endswith("m") else math.ceil(float(cpu) * 1000)
+
+
+def serving_pod(w: "ServingWorkload", waits_for_model: bool) -> dict[str, int]:
+    """One serving pod as the ResourceQuota counts it: the larger of its containers' sum and its init container,
+    plus the sidecar (the injector adds it after Kueue or anyone else saw the template)."""
+    cpu, memory = millicores(w.resources.cpu), math.ceil(w.resources.memory_gib * 1024)
+    if waits_for_model:
+        cpu, memory = max(cpu, MODEL_WAIT_CPU_MILLI), max(memory, MODEL_WAIT_MEMORY_MIB)
+    pod = {"cpu": cpu + SIDECAR_CPU_MILLI, "memory": memory + SIDECAR_MEMORY_MIB, NVIDIA.resource: 0, NEURON.resource: 0}
+    resource = KINDS[w.accelerator].resource
+    if resource:
+        pod[resource] = w.accelerator_count
+    return pod
+
+
+def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
+    """The team's peak outside Kueue: its serving workloads at their maximum replicas plus a rollout's extra pod per
+    version, and the team's own `quota.outsideQueue`."""
+    extra = team.quota.outside_queue
+    total = {"cpu": extra.cpu * 1000, "memory": extra.memory_gib * 1024, NVIDIA.resource: extra.nvidia_gpus, NEURON.resource: extra.neuron_cores}
+    for w in cfg.workloads:
+        if w.team != team.name or w.kind != "serving":
+            continue
+        for track in w.tracks():
+            pod = serving_pod(w, track.model is not None)
+            for resource in RESOURCES:
+                total[resource] += (track.max_replicas + ROLLOUT_SURGE) * pod[resource]
+    return total
+
+
+def training_run(w) -> dict[str, int]:
+    """What one training run asks Kueue for at once: every worker's pod."""
+    cpu, memory = millicores(w.resources.cpu), math.ceil(w.resources.memory_gib * 1024)
+    run = {"cpu": w.max_pods * cpu, "memory": w.max_pods * memory, NVIDIA.resource: 0, NEURON.resource: 0}
+    resource = KINDS[w.accelerator].resource
+    if resource:
+        run[resource] = w.max_pods * w.accelerator_count
+    return run
+
+
+def quota_units(team: "TeamConfig") -> dict[str, int]:
+    """The team's quota in the same units."""
+    q = team.quota
+    return {"cpu": q.cpu * 1000, "memory": q.memory_gib * 1024, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
+
+
+def queue_quota(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
+    """What Kueue may admit for the team of its own quota: the quota less what runs outside the queue (nothing, where
+    serving alone may take it all)."""
+    quota, outside = quota_units(team), outside_queue(cfg, team)
+    return {r: max(0, quota[r] - outside[r]) for r in RESOURCES}
+
+
+def quantity(resource: str, amount: int) -> str:
+    """A Kubernetes quantity of these units, whole cores and GiB where they are whole."""
+    if resource == "cpu":
+        return str(amount // 1000) if amount % 1000 == 0 else f"{amount}m"
+    if resource == "memory":
+        return f"{amount // 1024}Gi" if amount % 1024 == 0 else f"{amount}Mi"
+    return str(amount)
