@@ -11,7 +11,6 @@ from infra.lib import timing
 from infra.config import ConfigError
 from infra.synth import synthesize
 from policies.rules.scheduling import matching_pools
-from policies.rules.workloads import pod_spec
 from tests.conftest import ROOT, synth_of
 from tests.test_config import parse_stack, stack_raw
 

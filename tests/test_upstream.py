@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import sys
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest

@@ -1,11 +1,15 @@
 """Alert routing settings: receivers, routes per severity, the dead man's switch."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional
 
 from pydantic import Field, model_validator
 
 from infra.config.base import DnsLabel, Model
+
+if TYPE_CHECKING:  # for the annotation only
+    from infra.config.tenancy import TeamConfig
+
 
 class AlertReceiver(Model):
     """Where alerts go. Its credential (PagerDuty Events API v2 routing key, or an https webhook URL for slack and
@@ -41,7 +45,7 @@ class AlertingConfig(Model):
     routes: AlertRoutes = AlertRoutes()
     watchdog: Watchdog = Watchdog()
 
-    def receiver_references(self, teams: list["TeamConfig"]) -> dict[str, str]:
+    def receiver_references(self, teams: list[TeamConfig]) -> dict[str, str]:
         """Key path -> receiver name, for every place that names a receiver."""
         refs = {f"alerting.routes.{k}": v for k, v in (("critical", self.routes.critical), ("warning", self.routes.warning)) if v}
         if self.watchdog.receiver:

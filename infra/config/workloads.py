@@ -30,9 +30,7 @@ class Probe(Model):
 
 
 def custom_metrics() -> dict:
-    """The per-pod metrics the platform's Prometheus adapter serves, by name (imported on use: components import this module)."""
-    from infra.lib.metrics import CUSTOM_METRICS
-
+    """The per-pod metrics the platform's Prometheus adapter serves, by name."""
     return CUSTOM_METRICS
 
 

@@ -71,7 +71,6 @@ CREATE: dict[str, int] = {
     "aws:msk/topic:Topic": 10,
     "aws:appautoscaling/target:Target": 3,
     "aws:appautoscaling/policy:Policy": 3,
-    "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule": 3,
     # IAM is eventually consistent; the provider waits a few seconds for a new role to propagate.
     "aws:iam/role:Role": 5,
     "aws:iam/policy:Policy": 3,
