@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import ModelRef, PlatformConfig, Resources, ServingWorkload, Track, TrainingWorkload, VolumeConfig
-from infra.lib import timing
+from infra.lib import headroom, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.gang import pod_group_spec, submission
@@ -454,7 +454,7 @@ class Workloads(pulumi.ComponentResource):
                 image,
                 modelstore_command("compile", model, "--target", target),
                 "neuron",
-                container_resources(Resources(cpu="2", memory_gib=8), "neuron", 1),
+                container_resources(Resources(cpu=headroom.COMPILE_CPU, memory_gib=headroom.COMPILE_MEMORY_GIB), "neuron", headroom.COMPILE_NEURON_CORES),
                 target,
                 timing.job_done("neuron", timing.NEURON_COMPILE),
                 *deps,

@@ -83,6 +83,8 @@ def promotion_stack(tmp_path, serving_update: dict, name: str) -> dict:
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
     serving = doc["config"]["ml-platform:workloads"][0]
     serving.update(copy.deepcopy(serving_update))
+    # Two tracks at their peak hold 5 NeuronCores: room for the compile Jobs beside them.
+    doc["config"]["ml-platform:teams"][0]["quota"]["neuronCores"] = 6
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     result = synthesize("dev", path)

@@ -185,7 +185,7 @@ def test_a_distributed_run_must_fit_the_team_quota_in_accelerators():
         parse_stack(raw)
     # Both checks speak, in one report: the team's quota summed over its workloads, and the queue's share of it.
     assert "workloads[2] (sentiment-ddp) 9 pods x 1 = 14 nvidia accelerators" in str(exc.value)
-    assert "workloads[2] needs 9 nvidia.com/gpu at once but team 'nlp''s queue has 2" in str(exc.value)
+    assert "workloads[2] needs 9 nvidia.com/gpu at once but the queue of team 'nlp' has 2" in str(exc.value)
 
 
 # Volcano, the option: synthesized once with gang: volcano.
@@ -348,7 +348,7 @@ def test_a_training_run_larger_than_what_serving_leaves_is_refused():
     raw["workloads"][0]["autoscaling"]["maxReplicas"] = 4
     with pytest.raises(ConfigError) as exc:
         parse_stack(raw)
-    assert "workloads[2] needs 2 nvidia.com/gpu at once but team 'nlp''s queue has 1 of it (teams[0].quota.nvidiaGpus less" in str(exc.value)
+    assert "workloads[2] needs 2 nvidia.com/gpu at once but the queue of team 'nlp' has 1 of it (teams[0].quota.nvidiaGpus less" in str(exc.value)
 
 
 def test_the_team_reserves_room_for_its_own_pods_outside_the_queue():
@@ -357,3 +357,13 @@ def test_the_team_reserves_room_for_its_own_pods_outside_the_queue():
     cfg, base = parse_stack(raw), parse_stack(stack_raw("staging"))
     before, after = headroom.queue_quota(base, base.teams[0]), headroom.queue_quota(cfg, cfg.teams[0])
     assert (before["cpu"] - after["cpu"], before["memory"] - after["memory"]) == (4000, 8192)
+
+
+def test_a_neuron_compile_job_needs_room_in_the_queue_too():
+    """dev serves on 1 NeuronCore per pod: at 3 pods and a rollout pod it holds all 4, and Kueue (which admits the
+    compile Job the serving pods wait for) would have none."""
+    raw = stack_raw("dev")
+    raw["workloads"][0]["autoscaling"]["maxReplicas"] = 3
+    with pytest.raises(ConfigError) as exc:
+        parse_stack(raw)
+    assert "workloads[0]'s Neuron compile Job needs 1 aws.amazon.com/neuron at once but the queue of team 'nlp' has 0" in str(exc.value)

@@ -242,18 +242,20 @@ class PlatformConfig(Model):
     def _queue_headroom(self) -> Iterable[str]:
         """Kueue admits training from what serving and `quota.outsideQueue` leave of each team's quota: each training
         run must fit in that share (borrowing is only ever what other teams leave idle), or it would never be admitted."""
-        from infra.lib.headroom import queue_quota, training_run
+        from infra.lib.headroom import compile_run, queue_quota, training_run
 
         keys = {"cpu": "cpu", "memory": "memoryGib", "nvidia.com/gpu": "nvidiaGpus", "aws.amazon.com/neuron": "neuronCores"}
         for i, team in enumerate(self.teams):
             own = queue_quota(self, team)
             for j, w in enumerate(self.workloads):
-                if w.team != team.name or w.kind != "training":
+                if w.team != team.name or (w.kind == "serving" and not w.neuron_target):
                     continue
-                for resource, amount in training_run(w).items():
+                # A serving workload's own queued run is the Job that compiles its model for Neuron.
+                run, what = (training_run(w), f"workloads[{j}]") if w.kind == "training" else (compile_run(), f"workloads[{j}]'s Neuron compile Job")
+                for resource, amount in run.items():
                     if amount > own[resource]:
                         yield (
-                            f"workloads[{j}] needs {_amount(resource, amount)} {resource} at once but team {team.name!r}'s queue has "
+                            f"{what} needs {_amount(resource, amount)} {resource} at once but the queue of team {team.name!r} has "
                             f"{_amount(resource, own[resource])} of it (teams[{i}].quota.{keys[resource]} less what its serving "
                             "workloads and quota.outsideQueue hold): Kueue would never admit it; raise the quota or lower the serving maxReplicas"
                         )

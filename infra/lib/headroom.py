@@ -22,6 +22,10 @@ SIDECAR_MEMORY_MIB = 128
 # The init container that waits for a served model (components/workloads.py, its SMALL resources).
 MODEL_WAIT_CPU_MILLI = 100
 MODEL_WAIT_MEMORY_MIB = 256
+# The Job that compiles a served model for Neuron (components/workloads.py): Kueue admits it like a training run.
+COMPILE_CPU = "2"
+COMPILE_MEMORY_GIB = 8
+COMPILE_NEURON_CORES = 1
 # A Deployment rolls out one pod over its replicas (maxSurge: 1).
 ROLLOUT_SURGE = 1
 RESOURCES = ("cpu", "memory", NVIDIA.resource, NEURON.resource)
@@ -67,6 +71,11 @@ def training_run(w) -> dict[str, int]:
     if resource:
         run[resource] = w.max_pods * w.accelerator_count
     return run
+
+
+def compile_run() -> dict[str, int]:
+    """What one Neuron compile Job asks Kueue for."""
+    return {"cpu": millicores(COMPILE_CPU), "memory": COMPILE_MEMORY_GIB * 1024, NVIDIA.resource: 0, NEURON.resource: COMPILE_NEURON_CORES}
 
 
 def quota_units(team: "TeamConfig") -> dict[str, int]:
