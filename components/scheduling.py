@@ -21,7 +21,6 @@ from infra.lib import headroom, helm
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, pool_labels
 from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.gang import LOCAL_QUEUE
-from infra.lib.quota import nominal_quota, with_borrowing
 
 KUEUE_NAMESPACE = "kueue-system"
 JOBSET_NAMESPACE = "jobset-system"
@@ -50,9 +49,8 @@ def flavor_specs(cfg: PlatformConfig) -> dict[str, dict[str, Any]]:
 def borrowable(cfg: PlatformConfig, team: TeamConfig) -> dict[str, int]:
     """What the team may borrow, in infra/lib/headroom.py's units: what its ResourceQuota grows by (components/tenancy.py),
     less any of it serving may hold beyond the team's own quota."""
-    percent, unit = cfg.scheduling.borrowing_limit_percent, {"cpu": 1000, "memory": 1024}
     own, outside = headroom.queue_quota(cfg, team), headroom.outside_queue(cfg, team)
-    grown = {r: with_borrowing(n, percent) * unit.get(r, 1) for r, n in nominal_quota(team).items()}
+    grown = headroom.namespace_quota(team, cfg.scheduling.borrowing_limit_percent)
     return {r: max(0, grown[r] - outside[r] - own[r]) for r in grown}
 
 

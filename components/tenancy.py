@@ -12,7 +12,7 @@ from infra.config import PlatformConfig, TeamConfig
 from infra.lib.accelerators import GPU_DEVICE_CLASS, NVIDIA
 from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.interfaces import TeamInfo
-from infra.lib.quota import nominal_quota, quantity, with_borrowing
+from infra.lib import headroom
 
 # What a team may manage in its own namespace; nothing cluster-wide.
 TEAM_RULES = [
@@ -40,7 +40,7 @@ def team_group(team: str) -> str:
 def quota_hard(team: TeamConfig, borrowing_percent: int, gpu_device_class: Optional[str] = None) -> dict[str, str]:
     """The namespace's ceiling: exactly what Kueue may admit for the team (components/scheduling.py). With DRA, GPUs
     are claimed from `gpu_device_class`, which the quota counts as devices of that class."""
-    grown = {r: quantity(r, with_borrowing(n, borrowing_percent)) for r, n in nominal_quota(team).items()}
+    grown = {r: headroom.quantity(r, n) for r, n in headroom.namespace_quota(team, borrowing_percent).items()}
     claimed = {f"{gpu_device_class}.deviceclass.resource.k8s.io/devices": grown[NVIDIA.resource]} if gpu_device_class else {}
     q = team.quota
     return {

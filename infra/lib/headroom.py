@@ -78,16 +78,22 @@ def compile_run() -> dict[str, int]:
     return {"cpu": millicores(COMPILE_CPU), "memory": COMPILE_MEMORY_GIB * 1024, NVIDIA.resource: 0, NEURON.resource: COMPILE_NEURON_CORES}
 
 
-def quota_units(team: "TeamConfig") -> dict[str, int]:
-    """The team's quota in the same units."""
-    q = team.quota
-    return {"cpu": q.cpu * 1000, "memory": q.memory_gib * 1024, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
+def with_borrowing(nominal: int, percent: int) -> int:
+    """A team's quota plus what it may borrow from the cohort's idle quota (scheduling.borrowingLimitPercent)."""
+    return nominal + math.ceil(nominal * percent / 100)
+
+
+def namespace_quota(team: "TeamConfig", borrowing_percent: int) -> dict[str, int]:
+    """The team's ResourceQuota in these units: its quota grown by what it may borrow, in whole cores, GiB and devices."""
+    q, unit = team.quota, {"cpu": 1000, "memory": 1024}
+    whole = {"cpu": q.cpu, "memory": q.memory_gib, NVIDIA.resource: q.nvidia_gpus, NEURON.resource: q.neuron_cores}
+    return {r: with_borrowing(n, borrowing_percent) * unit.get(r, 1) for r, n in whole.items()}
 
 
 def queue_quota(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
     """What Kueue may admit for the team of its own quota: the quota less what runs outside the queue (nothing, where
     serving alone may take it all)."""
-    quota, outside = quota_units(team), outside_queue(cfg, team)
+    quota, outside = namespace_quota(team, 0), outside_queue(cfg, team)
     return {r: max(0, quota[r] - outside[r]) for r in RESOURCES}
 
 
