@@ -56,8 +56,9 @@ def chart_digest(path: pathlib.Path) -> str:
     return digest.hexdigest()
 
 
-def _values_hash(values: dict[str, Any], kube_version: str, api_versions: tuple[str, ...], namespace: str) -> str:
-    key = json.dumps([values, kube_version, sorted(api_versions), namespace], sort_keys=True, default=str)
+def _inputs_hash(release: str, values: dict[str, Any], kube_version: str, api_versions: tuple[str, ...], namespace: str) -> str:
+    # Everything the render reads besides the chart: the release's name shapes the objects' names.
+    key = json.dumps([release, values, kube_version, sorted(api_versions), namespace], sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -87,12 +88,12 @@ def render(
     """The release's objects, rendered by Helm with `values` over the chart's defaults.
 
     A `None` in `values` is a JSON null to Helm, which deletes the chart's default for that key.
-    Cached in `cache_dir` by (chart digest, values hash).
+    Cached in `cache_dir` by (chart digest, hash of the release name, values, versions and namespace).
     """
     path = chart_dir(chart, version)
     cache_file = None
     if cache_dir is not None:
-        key = f"{chart_digest(path)[:16]}-{_values_hash(values, kube_version, api_versions, namespace)[:32]}"
+        key = f"{chart_digest(path)[:16]}-{_inputs_hash(release, values, kube_version, api_versions, namespace)[:32]}"
         cache_file = cache_dir / chart / f"{key}.json"
         if cache_file.is_file():
             return Rendered(release, chart, version, json.loads(cache_file.read_text()))
