@@ -339,8 +339,9 @@ BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:J
 
 @stack_rule(
     "training-queued",
-    "Where Kueue admits a team's runs, every Job, CronJob and JobSet of a team namespace names its team's LocalQueue "
-    "and is created suspended: Kueue holds any other until it is admitted, which never happens without a queue.",
+    "Where Kueue admits a team's runs, every Job, CronJob and JobSet of a team namespace reaches its team's LocalQueue "
+    "(by the queue label, or unlabelled through Kueue's default LocalQueue, which each team's is) and is created "
+    "suspended: Kueue holds any other until it is admitted, which never happens without a queue.",
     "Create training through ml-platform:workloads (the workloads component labels it), or set the "
     "kueue.x-k8s.io/queue-name label to the namespace's LocalQueue and spec.suspend: true.",
     MANDATORY,
