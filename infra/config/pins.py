@@ -24,4 +24,8 @@ PINS: dict[str, str] = {
     "volcano": "1.15.1",
     "vertical-pod-autoscaler": "0.11.0",
     "dra-driver-nvidia-gpu": "0.4.0",
+    # Serving
+    "kserve": "v0.20.0",
+    # KServe's webhook certificate and its CA injection (KServe's chart renders a cert-manager Certificate).
+    "cert-manager": "v1.21.1",
 }
