@@ -333,8 +333,14 @@ class Workloads(pulumi.ComponentResource):
         self._bootstraps: dict[tuple[str, str], k8s.batch.v1.Job] = {}
         self._compiles: dict[tuple[str, str, str], k8s.batch.v1.Job] = {}
         self.workloads = {}
+        # With serving.mode kserve, the serving workloads' InferenceServices are components/serving.py's; their
+        # models' lifecycle jobs stay here, by workload and track (what each InferenceService starts after).
+        self.model_jobs: dict[str, dict[str, list[pulumi.Resource]]] = {}
         for w in args.config.workloads:
             team = args.teams[w.team]
+            if isinstance(w, ServingWorkload) and args.config.serving.kserve:
+                self.model_jobs[f"{w.team}/{w.name}"] = {t.role: self._model_ready(w, team, t) for t in w.tracks()}
+                continue
             info = self._serving(w, team) if isinstance(w, ServingWorkload) else self._training(w, team)
             self.workloads[f"{w.team}/{w.name}"] = info
         self.register_outputs({"workloads": sorted(self.workloads)})

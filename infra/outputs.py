@@ -1,6 +1,8 @@
 """The stack outputs: a versioned contract that app teams read through StackReference."""
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 
 from components.cluster import Cluster
@@ -9,17 +11,19 @@ from components.logging import Logging
 from components.mesh import Mesh
 from components.network import Network
 from components.observability import Observability
+from components.serving import ServedModel, Serving
 from components.storage import Storage
 from components.tenancy import Tenancy
-from components.workloads import Workloads
+from components.workloads import WorkloadInfo, Workloads, deployment_name
 from infra import cost
-from infra.config import PlatformConfig
+from infra.config import PlatformConfig, ServingWorkload
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-SCHEMA_VERSION = "3.0.0"
+# 3.1: `serving`, the serving path and the endpoint of each served model version.
+SCHEMA_VERSION = "3.1.0"
 
 
 def _absent_not_null(value):
@@ -47,8 +51,10 @@ def export(
     logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
+    serving: Optional[Serving],
     ceiling: Ceiling,
 ) -> None:
+    served = serving.served if serving else {}
     _export("schemaVersion", SCHEMA_VERSION)
     _export("environment", cfg.environment)
     _export("region", cfg.region)
@@ -142,7 +148,8 @@ def export(
                 "namespace": team.namespace,
                 "iamRoleArn": team.iam_role_arn,
                 "serviceAccounts": sorted(
-                    [team.service_account] + [w.service_account for w in workloads.workloads.values() if w.team == name]
+                    [team.service_account]
+                    + [w.service_account for w in [*workloads.workloads.values(), *served.values()] if w.team == name]
                 ),
                 "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
                 "logGroup": logging.log_groups[team.namespace],
@@ -153,7 +160,44 @@ def export(
     _export(
         "workloads",
         {
-            key: {"kind": w.kind, "team": w.team, "namespace": w.namespace, "service": w.service, "url": w.url, "models": w.models}
-            for key, w in sorted(workloads.workloads.items())
+            **{
+                key: {"kind": w.kind, "team": w.team, "namespace": w.namespace, "service": w.service, "url": w.url, "models": w.models}
+                for key, w in workloads.workloads.items()
+            },
+            **{key: _served_workload(m) for key, m in served.items()},
         },
     )
+    _export(
+        "serving",
+        {
+            "engine": cfg.serving.mode,
+            "models": {
+                **{key: {"url": m.url, "namespace": m.namespace, "versions": m.versions} for key, m in served.items()},
+                **{key: _deployed_model(w, workloads.workloads[key]) for key, w in _serving_workloads(cfg).items() if key in workloads.workloads},
+            },
+        },
+    )
+
+
+def _serving_workloads(cfg: PlatformConfig) -> dict[str, ServingWorkload]:
+    return {f"{w.team}/{w.name}": w for w in cfg.workloads if isinstance(w, ServingWorkload)}
+
+
+def _deployed_model(w: ServingWorkload, info: WorkloadInfo) -> dict:
+    """A workload on the hand-built path: a Service per version, named as its Deployment."""
+    versions = {}
+    for t in w.tracks():
+        service = deployment_name(w, t)
+        versions[t.role] = {"service": service, "endpoint": f"http://{service}.{info.namespace}.svc.cluster.local",
+                            "model": t.model.key if t.model else None, "weight": t.weight}
+    return {"url": info.url, "namespace": info.namespace, "versions": versions}
+
+
+def _served_workload(m: ServedModel) -> dict:
+    """A workload served by KServe, in the shape of the hand-built path's entry."""
+    stable, canary = m.versions["stable"], m.versions.get("canary")
+    models = None
+    if stable["model"] or (canary and canary["model"]):
+        models = {"stable": stable["model"], "canary": canary["model"] if canary else None, "canaryWeight": canary["weight"] if canary else 0}
+    return {"kind": "serving", "team": m.team, "namespace": m.namespace, "service": stable["service"],
+            "url": m.url, "models": models}

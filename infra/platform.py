@@ -16,6 +16,7 @@ from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
+from components.serving import Serving, ServingArgs
 from components.storage import Storage, StorageArgs
 from components.streaming import Streaming, StreamingArgs
 from components.tenancy import Tenancy, TenancyArgs
@@ -225,6 +226,28 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    serving = None
+    if cfg.serving.kserve:
+        serving = Serving(
+            "serving",
+            ServingArgs(
+                config=cfg,
+                provider=cluster.provider,
+                teams=tenancy.teams,
+                gateway_parent_ref=mesh.gateway_parent_ref,
+                gateway_hosts=mesh.gateway_hosts,
+                gateway_url=mesh.gateway_url,
+                gateway_api_crds=mesh.gateway_api_crds,
+                istiod=mesh.istiod,
+                metrics_adapter=autoscaling.metrics_adapter,
+                vertical_pod_autoscaler=autoscaling.vertical_pod_autoscaler,
+                model_stores=model_stores.claims,
+                node_pools=karpenter.node_pool_resources,
+                priority_classes=tenancy.priority_classes,
+                model_jobs=workloads.model_jobs,
+            ),
+        )
+
     # The cost guard: the ceiling the policy pack holds this graph to, and alerts on real spend.
     Budget("budget", BudgetArgs(config=cfg))
 
@@ -239,5 +262,6 @@ def build(cfg: PlatformConfig) -> None:
         logging=logging,
         tenancy=tenancy,
         workloads=workloads,
+        serving=serving,
         ceiling=ceiling,
     )

@@ -21,6 +21,7 @@ from tests.test_config import parse_stack, stack_raw
 
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 VPA = "kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler"
+ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 SYSTEM = {"nodeSelector": {"ml-platform.io/pool": "system"}, "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}]}
 # Serving workloads the way prod is meant to scale them: a model on requests per second (its VPA applying
 # recommendations), and a GPU model on GPU utilisation.
@@ -252,23 +253,26 @@ def manifests_by_kind_cluster(synth: Synth, kind: str) -> dict[str, dict]:
 
 def test_every_serving_deployment_has_a_valid_vpa_after_its_chart(scaled):
     for synth in every_synth(scaled):
-        vpas = {r["inputs"]["metadata"]["name"]: r for r in synth.of_type(VPA)}
-        deployments = [d for d in manifests(synth, "Deployment").values() if d["spec"]["template"]["spec"].get("priorityClassName") == "ml-serving"]
-        assert len(vpas) == len(deployments)
-        for d in deployments:
-            vpa = vpas[d["metadata"]["name"]]
+        vpas = {r["inputs"]["spec"]["targetRef"]["name"]: r for r in synth.of_type(VPA)}
+        deployments = [d["metadata"]["name"] for d in manifests(synth, "Deployment").values() if d["spec"]["template"]["spec"].get("priorityClassName") == "ml-serving"]
+        # On the KServe path, the Deployment KServe creates for each InferenceService's predictor.
+        deployments += [f"{r['inputs']['metadata']['name']}-predictor" for r in synth.of_type(ISVC)]
+        assert sorted(vpas) == sorted(deployments)
+        for name in deployments:
+            vpa = vpas[name]
             manifest = {"apiVersion": "autoscaling.k8s.io/v1", "kind": "VerticalPodAutoscaler", **{k: vpa["inputs"][k] for k in ("metadata", "spec")}}
             schemas.validate(manifest)
-            assert manifest["spec"]["targetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": d["metadata"]["name"]}
+            assert manifest["spec"]["targetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
             assert synth.depends_on(vpa, synth.release("vertical-pod-autoscaler"))
     modes = {n: v["inputs"]["spec"]["updatePolicy"]["updateMode"] for n, v in {r["inputs"]["metadata"]["name"]: r for r in scaled.of_type(VPA)}.items()}
     assert modes == {"classifier": "Recreate", "embedder": "Off"}
     assert {r["inputs"]["spec"]["updatePolicy"]["updateMode"] for s in STACKS for r in synth_of(s).of_type(VPA)} == {"Off"}
 
 
-def test_vpa_resizes_the_model_container_only(staging):
-    policies = staging.of_type(VPA)[0]["inputs"]["spec"]["resourcePolicy"]["containerPolicies"]
-    assert policies == [{"containerName": "model", "controlledResources": ["cpu", "memory"]}, {"containerName": "*", "mode": "Off"}]
+def test_vpa_resizes_the_model_container_only(prod, staging):
+    for synth, container in ((prod, "model"), (staging, "kserve-container")):
+        policies = synth.of_type(VPA)[0]["inputs"]["spec"]["resourcePolicy"]["containerPolicies"]
+        assert policies == [{"containerName": container, "controlledResources": ["cpu", "memory"]}, {"containerName": "*", "mode": "Off"}]
 
 
 def test_the_vpa_panel_reads_the_metric_kube_state_metrics_exports(stack):

@@ -15,7 +15,9 @@ DRA_ON = "  ml-platform:accelerators:\n    gpuOperator:\n      dra: {enabled: tr
 
 @pytest.fixture(scope="module")
 def dra(tmp_path_factory):
-    text = (ROOT / "stacks" / "Pulumi.staging.yaml").read_text().replace("  ml-platform:scheduling:\n", DRA_ON + "  ml-platform:scheduling:\n", 1)
+    # GPU claims are rendered on the hand-built serving path only (serving.mode kserve refuses DRA).
+    serving = "  ml-platform:serving:\n    mode: deployment\n"
+    text = (ROOT / "stacks" / "Pulumi.staging.yaml").read_text().replace("  ml-platform:scheduling:\n", DRA_ON + serving + "  ml-platform:scheduling:\n", 1)
     path = tmp_path_factory.mktemp("dra") / "Pulumi.staging.yaml"
     path.write_text(text)
     result = synthesize("staging", path)

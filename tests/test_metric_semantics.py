@@ -320,7 +320,8 @@ def test_no_series_is_scraped_by_two_targets(stack):
 
 
 def test_every_serving_pod_reports_its_requests_and_its_own_metrics_once():
-    s = synth_of("staging")
+    # The hand-built path's pods (dev); KServe's predictor pods carry the same annotations and sidecar.
+    s = synth_of("dev")
     scraped = pods_and_scrapes(s.result.manifests, s.release("istiod")["inputs"]["values"])
     envoy = sidecar_ports()["http-envoy-prom"]
     serving = [d for d in s.result.manifests.values() if d["kind"] == "Deployment" and d["spec"]["template"]["spec"].get("priorityClassName") == "ml-serving"]
@@ -331,7 +332,7 @@ def test_every_serving_pod_reports_its_requests_and_its_own_metrics_once():
 
 def test_the_check_finds_a_sidecar_read_twice():
     """What the platform declared before: Envoy's port by the PodMonitor and the merged port by a ServiceMonitor."""
-    s = synth_of("staging")
+    s = synth_of("dev")
     manifests = dict(s.result.manifests)
     [serving] = [d for d in manifests.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == "nlp" and d["metadata"]["name"] == "sentiment"]
     ns, labels = "nlp", {"app.kubernetes.io/name": "sentiment"}

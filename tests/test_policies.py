@@ -64,6 +64,7 @@ def remove_in(path: list[str]):
 
 EKS = "eks:index:Cluster"
 DEPLOY, HPA, JOB = "kubernetes:apps/v1:Deployment", "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:batch/v1:Job"
+ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 
 
 def pod(record: dict) -> dict:
@@ -114,27 +115,27 @@ CASES = {
         "prod", "kubernetes:core/v1:Service", set_in(["inputs", "spec", "selector"], {"app": "sentiment"}), "mesh-gateway-nlb",
     ),
     **{
-        rule: ("staging", DEPLOY, mutate, "nlp-sentiment-stable")
+        rule: ("prod", DEPLOY, mutate, "nlp-sentiment-stable")
         for rule, mutate in {
             "container-resource-requests": lambda r: first_container(r)["resources"].pop("requests"),
             "memory-limit-equals-request": lambda r: first_container(r)["resources"]["limits"].update(memory="16Gi"),
-            "image-pinned": lambda r: first_container(r).update(image="111122223333.dkr.ecr.us-west-2.amazonaws.com/sentiment-service:latest"),
+            "image-pinned": lambda r: first_container(r).update(image="111122223333.dkr.ecr.us-east-1.amazonaws.com/sentiment-service:latest"),
             "no-host-access-outside-system": lambda r: pod(r).update(hostNetwork=True),
             "workload-non-root": lambda r: first_container(r)["securityContext"].update(allowPrivilegeEscalation=True),
             "serving-probes": lambda r: first_container(r).pop("livenessProbe"),
             "service-account-token-not-mounted": lambda r: pod(r).update(automountServiceAccountToken=True),
         }.items()
     },
-    "hpa-names-metrics": ("staging", HPA, remove_in(["inputs", "spec", "metrics"]), "nlp-sentiment-stable"),
+    "hpa-names-metrics": ("prod", HPA, remove_in(["inputs", "spec", "metrics"]), "nlp-sentiment-stable"),
     "hpa-custom-metric-served": (
-        "staging", HPA,
+        "prod", HPA,
         set_in(["inputs", "spec", "metrics"], [{"type": "Pods", "pods": {"metric": {"name": "queue_depth"}, "target": {"type": "AverageValue", "averageValue": "10"}}}]),
         "nlp-sentiment-stable",
     ),
     "vpa-not-fighting-hpa": (
-        "staging", "kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler", set_in(["inputs", "spec", "updatePolicy", "updateMode"], "Recreate"), "nlp-sentiment-stable",
+        "staging", "kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler", set_in(["inputs", "spec", "updatePolicy", "updateMode"], "Recreate"), "nlp-sentiment-stable-vpa",
     ),
-    "serving-highly-available": ("staging", HPA, set_in(["inputs", "spec", "minReplicas"], 1), "nlp-sentiment-stable"),
+    "serving-highly-available": ("prod", HPA, set_in(["inputs", "spec", "minReplicas"], 1), "nlp-sentiment-stable"),
     "no-emptydir-for-data": ("dev", JOB, lambda r: data_on_empty_dir(pod(r)), "nlp-sentiment-finetune-job"),
     "accelerator-toleration": ("dev", JOB, lambda r: pod(r).pop("tolerations"), "nlp-sentiment-finetune-job"),
     "job-deadline-and-ttl": ("dev", JOB, remove_in(["inputs", "spec", "activeDeadlineSeconds"]), "nlp-sentiment-finetune-job"),
@@ -166,8 +167,9 @@ CASES = {
         lambda r: r["inputs"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0].update(nominalQuota="1000"),
     ),
     "accelerator-workload-schedulable": (
-        "dev", DEPLOY, lambda r: pod(r).update(nodeSelector={"ml-platform.io/pool": "nvidia"}), "nlp-sentiment-stable",
+        "staging", ISVC, lambda r: r["inputs"]["spec"]["predictor"].update(nodeSelector={"ml-platform.io/pool": "neuron"}), "nlp-sentiment-stable-isvc",
     ),
+    "inference-service-in-team-namespace": ("staging", ISVC, set_in(["inputs", "metadata", "namespace"], "default"), "nlp-sentiment-stable-isvc"),
 }
 
 
@@ -259,7 +261,7 @@ def test_antipattern_ml_data_on_empty_dir():
 
 
 def test_antipattern_hpa_without_metrics():
-    records = broken("staging", HPA, remove_in(["inputs", "spec", "metrics"]), "nlp-sentiment-stable")
+    records = broken("staging", HPA, remove_in(["inputs", "spec", "metrics"]), "nlp-sentiment-stable-hpa")
     result = check(records, "staging")
     assert [v["policy"] for v in result["violations"] if v["enforcement"] == "mandatory"] == ["hpa-names-metrics"]
 

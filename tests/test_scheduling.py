@@ -327,9 +327,14 @@ def test_what_kueue_admits_and_what_runs_outside_it_fit_the_namespace_quota_toge
         hard = m[f"resourcequota--{ns}--team-quota.yaml"]["spec"]["hard"]
         hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"] for h in m.values() if h["kind"] == "HorizontalPodAutoscaler" and h["metadata"]["namespace"] == ns}
         outside: dict[str, float] = {}
-        for d in (d for d in m.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == ns):
-            pods = hpas.get(d["metadata"]["name"], d["spec"].get("replicas", 1)) + d["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
-            for k, v in pod_requests(d["spec"]["template"]["spec"], sidecar).items():
+        # Deployments, and on the KServe path the Deployment KServe creates for each predictor (<name>-predictor).
+        serving = [(d["metadata"]["name"], d["spec"].get("replicas", 1), d["spec"]["strategy"], d["spec"]["template"]["spec"])
+                   for d in m.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == ns]
+        serving += [(f"{i['metadata']['name']}-predictor", i["spec"]["predictor"]["minReplicas"], i["spec"]["predictor"]["deploymentStrategy"], i["spec"]["predictor"])
+                    for i in m.values() if i["kind"] == "InferenceService" and i["metadata"]["namespace"] == ns]
+        for name, replicas, strategy, spec in serving:
+            pods = hpas.get(name, replicas) + strategy["rollingUpdate"]["maxSurge"]
+            for k, v in pod_requests(spec, sidecar).items():
                 outside[k] = outside.get(k, 0) + pods * v
         [queue] = [q for q in m.values() if q["kind"] == "ClusterQueue" and q["metadata"]["name"] == ns]
         for group in queue["spec"]["resourceGroups"]:

@@ -101,6 +101,9 @@ COMMENTED_OUT = {
     # Documented next to "If version is not specified, then default is to use chart.AppVersion".
     ("gpu-operator", "operator.version"): (None, '  #version: ""'),
     ("gpu-operator", "validator.version"): (None, '  #version: ""'),
+    # Documented next to "If no value is set, the chart's appVersion is used" (v0.0.0 at the tag).
+    ("cert-manager", "image.tag"): (None, "  # tag: vX.Y.Z"),
+    **{("cert-manager", f"{part}.image.tag"): (None, "    # tag: vX.Y.Z") for part in ("webhook", "cainjector", "acmesolver", "startupapicheck")},
 }
 
 

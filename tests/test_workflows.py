@@ -670,9 +670,9 @@ def test_each_check_fails_on_a_broken_copy(copy_of_repo, case):
 
 
 def test_renovate_sees_a_new_pin_without_a_manager():
-    versions = (ROOT / "infra" / "config" / "pins.py").read_text().replace('PINS: dict[str, str] = {', 'PINS: dict[str, str] = {\n    "cert-manager": "v1.19.0",')
-    assert "no Renovate regex manager matches the pin 'cert-manager' in infra/config/pins.py" in renovate_problems(
-        ROOT, versions, {**PINS, "cert-manager": "v1.19.0"})
+    versions = (ROOT / "infra" / "config" / "pins.py").read_text().replace('PINS: dict[str, str] = {', 'PINS: dict[str, str] = {\n    "trust-manager": "v0.19.0",')
+    assert "no Renovate regex manager matches the pin 'trust-manager' in infra/config/pins.py" in renovate_problems(
+        ROOT, versions, {**PINS, "trust-manager": "v0.19.0"})
 
 
 def test_actionlint_fails_on_a_broken_copy(copy_of_repo):

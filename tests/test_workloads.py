@@ -12,7 +12,7 @@ from policies.rules.workloads import pod_spec
 from tests.conftest import STACKS, synth_of
 from tests.test_config import parse_stack, stack_raw
 
-POD_KINDS = ("Deployment", "Job", "CronJob")
+POD_KINDS = ("Deployment", "Job", "CronJob", "InferenceService")
 TAINTS = {
     "nvidia": {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"},
     "neuron": {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"},
@@ -50,30 +50,36 @@ def test_the_example_services_land_on_the_intended_hardware():
     assert dev["containers"][0]["resources"]["requests"]["aws.amazon.com/neuron"] == "1"
     neuron_pool = synth_of("dev").result.manifests["nodepool--cluster--neuron.yaml"]["spec"]
     assert "inf1.xlarge" in next(r["values"] for r in neuron_pool["template"]["spec"]["requirements"] if r["key"] == "node.kubernetes.io/instance-type")
-    staging = synth_of("staging").result.manifests["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]
+    staging = synth_of("staging").result.manifests["inferenceservice--nlp--sentiment.yaml"]["spec"]["predictor"]
     assert staging["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert staging["containers"][0]["ports"][0] == {"name": "http", "containerPort": 5000, "protocol": "TCP"}
 
 
 def test_canary_weights_split_the_route_between_version_services():
+    # Staging serves through KServe: the route splits between the versions' predictor Services.
     m = synth_of("staging").result.manifests
     rule = m["httproute--nlp--sentiment.yaml"]["spec"]["rules"][0]
-    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("sentiment", 90), ("sentiment-canary", 10)]
+    assert [(b["name"], b["weight"]) for b in rule["backendRefs"]] == [("sentiment-predictor", 90), ("sentiment-canary-predictor", 10)]
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/sentiment"}}]
     assert rule["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
-    assert m["service--nlp--sentiment.yaml"]["spec"]["selector"] == {"app": "sentiment", "version": "stable"}
-    assert m["service--nlp--sentiment-canary.yaml"]["spec"]["selector"] == {"app": "sentiment", "version": "canary"}
     assert m["horizontalpodautoscaler--nlp--sentiment-canary.yaml"]["spec"]["maxReplicas"] == 1  # ceil(4 x 10%)
-    canary = m["deployment--nlp--sentiment-canary.yaml"]
-    assert canary["spec"]["template"]["metadata"]["labels"]["version"] == "canary"
-    assert canary["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.1.0-cuda")
-    assert m["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.0.0-cuda")
+    canary = m["inferenceservice--nlp--sentiment-canary.yaml"]
+    assert canary["spec"]["predictor"]["labels"]["version"] == "canary"
+    assert canary["spec"]["predictor"]["containers"][0]["image"].endswith(":1.1.0-cuda")
+    assert m["inferenceservice--nlp--sentiment.yaml"]["spec"]["predictor"]["containers"][0]["image"].endswith(":1.0.0-cuda")
+    # The same workload on the hand-built path: a Service per version, selected by its version label.
+    from components.workloads import route_spec
+
+    [w] = [w for w in parse_stack(stack_raw("staging")).workloads if w.name == "sentiment"]
+    parent = {"name": "ml-gateway", "namespace": "istio-ingress"}
+    assert [(b["name"], b["weight"]) for b in route_spec(w, parent, ["*"])["rules"][0]["backendRefs"]] == [("sentiment", 90), ("sentiment-canary", 10)]
     dev_rule = synth_of("dev").result.manifests["httproute--nlp--sentiment.yaml"]["spec"]
     assert [(b["name"], b["weight"]) for b in dev_rule["rules"][0]["backendRefs"]] == [("sentiment", 100)]
     assert dev_rule["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "ml-gateway", "namespace": "istio-ingress"}]
 
 
-@pytest.mark.parametrize("stack_name", ["dev", "staging"])
+# The hand-built path (dev); staging's InferenceServices: tests/test_serving.py.
+@pytest.mark.parametrize("stack_name", ["dev"])
 def test_every_serving_deployment_has_hpa_metrics_a_pdb_and_probes(stack_name):
     m = synth_of(stack_name).result.manifests
     deployments = [d for d in m.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == "nlp"]
@@ -106,7 +112,7 @@ def test_team_pods_are_restricted_and_keep_data_off_empty_dir(stack_name):
 
 
 def test_serving_reads_its_model_version_from_the_team_store_read_only():
-    spec = synth_of("staging").result.manifests["deployment--nlp--sentiment.yaml"]["spec"]["template"]["spec"]
+    spec = synth_of("staging").result.manifests["inferenceservice--nlp--sentiment.yaml"]["spec"]["predictor"]
     assert {"name": "models", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True}} in spec["volumes"]
     container = spec["containers"][0]
     assert {"name": "models", "mountPath": "/models", "readOnly": True} in container["volumeMounts"]
@@ -188,7 +194,7 @@ def test_workload_and_team_outputs():
     outputs = synth_of("staging").result.outputs
     gateway = outputs["gateway"]["url"]
     assert outputs["workloads"]["nlp/sentiment"] == {
-        "kind": "serving", "team": "nlp", "namespace": "nlp", "service": "sentiment", "url": f"{gateway}/sentiment",
+        "kind": "serving", "team": "nlp", "namespace": "nlp", "service": "sentiment-predictor", "url": f"{gateway}/sentiment",
         "models": {"stable": "sentiment-base@1", "canary": "sentiment-base@1", "canaryWeight": 10},
     }
     assert outputs["teams"]["nlp"]["serviceAccounts"] == ["nlp-workloads", "sentiment", "sentiment-ddp", "sentiment-finetune"]
@@ -229,10 +235,13 @@ def test_bad_workload_config_names_the_key(mutate, expected):
 def test_metrics_reach_prometheus_without_weakening_mtls():
     """The app's metrics port is named to the sidecar agent, which serves them merged outside mutual TLS
     (tests/test_metric_semantics.py follows the scrape); no Service port or monitor of the workload's own."""
-    m = synth_of("staging").result.manifests
+    m = synth_of("dev").result.manifests
     assert "servicemonitor--nlp--sentiment.yaml" not in m
     assert [p["name"] for p in m["service--nlp--sentiment.yaml"]["spec"]["ports"]] == ["http"]
     annotations = m["deployment--nlp--sentiment.yaml"]["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {"prometheus.io/scrape": "true", "prometheus.io/port": "9100", "prometheus.io/path": "/metrics"}
+    # KServe's predictor pods carry the same annotations (staging).
+    predictor = synth_of("staging").result.manifests["inferenceservice--nlp--sentiment.yaml"]["spec"]["predictor"]
+    assert predictor["annotations"] == annotations
     peer = [x for x in m.values() if x["kind"] == "PeerAuthentication"]
     assert [p["spec"] for p in peer] == [{"mtls": {"mode": "STRICT"}}], "no port-level exceptions anywhere"

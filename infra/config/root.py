@@ -21,6 +21,7 @@ from infra.config.mesh import MeshConfig
 from infra.config.network import NetworkConfig
 from infra.config.observability import ObservabilityConfig
 from infra.config.scheduling import SchedulingConfig
+from infra.config.serving import ServingConfig
 from infra.config.storage import StorageConfig
 from infra.config.streaming import StreamingConfig
 from infra.config.tenancy import TeamConfig
@@ -52,6 +53,7 @@ class PlatformConfig(Model):
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    serving: ServingConfig = ServingConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -82,6 +84,8 @@ class PlatformConfig(Model):
             return
         if tuple(int(p) for p in self.cluster.kubernetes_version.split(".")) < (1, 34):
             yield f"accelerators.gpuOperator.dra needs Kubernetes 1.34 or newer (resource.k8s.io/v1); cluster.kubernetesVersion is {self.cluster.kubernetes_version}"
+        if self.serving.kserve and any(isinstance(w, ServingWorkload) and w.accelerator == "nvidia" for w in self.workloads):
+            yield "serving.mode kserve with accelerators.gpuOperator.dra: the platform renders no GPU claims into InferenceServices yet; use serving.mode deployment"
         for i, w in enumerate(self.workloads):
             # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
             if w.accelerator == "nvidia" and w.accelerator_count > 1:

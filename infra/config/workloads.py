@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from infra.config.base import CpuQuantity, DnsLabel, ImageRef, Model
+from infra.config.serving import RUNTIMES, ModelFormat, model_format_for
 from infra.lib.metrics import CUSTOM_METRICS
 
 Accelerator = Literal["cpu", "nvidia", "neuron"]
@@ -167,6 +168,12 @@ class ServingWorkload(WorkloadBase):
     # The Neuron instance family it runs on, which decides the compiler (inf1: torch-neuron, others: torch-neuronx).
     neuron_target: Optional[NeuronTarget] = None
     canary: Optional[Canary] = None
+    # What the model is, which picks its KServe runtime (infra/config/serving.py); by default what the accelerator runs.
+    model_format: Optional[ModelFormat] = None
+
+    @property
+    def format(self) -> str:
+        return self.model_format or model_format_for(self.accelerator)
 
     def tracks(self) -> list[Track]:
         a = self.autoscaling
@@ -199,6 +206,8 @@ class ServingWorkload(WorkloadBase):
                 f"autoscaling.customMetric {metric!r} is not measured on {self.accelerator} pods (only on "
                 f"{', '.join(custom_metrics()[metric].accelerators)}): the autoscaler would never scale; pick another metric"
             )
+        if self.accelerator not in RUNTIMES[self.format].accelerators:
+            raise ValueError(f"modelFormat {self.format!r} is not served on {self.accelerator} (only on {', '.join(RUNTIMES[self.format].accelerators)})")
         if self.canary and self.canary.stable.model and not self.model:
             raise ValueError("canary.stable.model is set but the workload serves no model")
         if self.canary and not self.canary.promoted:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 import json
 import pathlib
@@ -62,13 +63,18 @@ def _inputs_hash(release: str, values: dict[str, Any], kube_version: str, api_ve
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# Helm's own split of a template's output into documents (releaseutil.SplitManifests): a separator may be followed by
+# text on the same line (cert-manager's rbac.yaml renders `---# Permission to approve ...`), which YAML's reader rejects.
+MANIFEST_SEPARATOR = re.compile(r"(?:^|\s*\n)---\s*")
+
+
 def _split(manifests: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {}
     for template, text in sorted(manifests.items()):
         # NOTES.txt and helpers render to text that Helm never applies.
         if not template.endswith((".yaml", ".yml", ".json")):
             continue
-        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d]
+        docs = [d for part in MANIFEST_SEPARATOR.split(text) if isinstance(d := yaml.safe_load(part), dict) and d]
         if docs:
             out[template] = docs
     return out

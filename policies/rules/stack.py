@@ -33,6 +33,9 @@ CRD_CHARTS = {
     "jobset.x-k8s.io": "jobset",
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
+    "serving.kserve.io": "kserve-crd",
+    "cert-manager.io": "cert-manager",
+    "acme.cert-manager.io": "cert-manager",
 }
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",

@@ -14,6 +14,7 @@ ACCELERATOR_TAINTS = {
 }
 SERVING_PRIORITY = "ml-serving"
 TEAM_LABEL = "ml-platform.io/team"
+INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 POD_TEMPLATE_PATHS = {
     "kubernetes:core/v1:Pod": ("spec",),
     "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
@@ -21,6 +22,8 @@ POD_TEMPLATE_PATHS = {
     "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
     "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
     "kubernetes:batch/v1:CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    # A predictor is a pod spec with KServe's fields beside it (replicas, labels): the pod rules judge it as one.
+    INFERENCE_SERVICE: ("spec", "predictor"),
 }
 POD_TYPES = list(POD_TEMPLATE_PATHS)
 
@@ -316,6 +319,20 @@ def team_namespace_guardrails(resources, settings):
 
 
 @stack_rule(
+    "inference-service-in-team-namespace",
+    "InferenceServices run only in team namespaces, under the team's quota, network policy and restricted pod security.",
+    "Declare the model as a serving workload of a team in ml-platform:workloads; the serving component creates it in the team's namespace.",
+    MANDATORY,
+)
+def inference_service_in_team_namespace(resources, settings):
+    teams = {dig(r.props, "metadata", "name") for r in resources
+             if r.resource_type == "kubernetes:core/v1:Namespace" and TEAM_LABEL in (dig(r.props, "metadata", "labels") or {})}
+    for r in resources:
+        if r.resource_type == INFERENCE_SERVICE and namespace_of(r.props) not in teams:
+            yield f"InferenceService in namespace {namespace_of(r.props)!r}, which is not a team namespace", r.urn
+
+
+@stack_rule(
     "accelerator-workload-schedulable",
     "Every workload that requests an accelerator can be placed by some Karpenter NodePool of the stack; otherwise it stays Pending forever.",
     "Target the pool from the platform outputs (nodeSelector and toleration), and keep that pool enabled.",
@@ -400,7 +417,7 @@ def queue_within_team_quota(resources, settings):
 
 
 def unqueued_peak(resources) -> dict[str, dict[str, float]]:
-    """By namespace: what its Deployments' pods request at their peak (the autoscaler's maximum and one rollout pod),
+    """By namespace: what its Deployments' (and InferenceServices' predictors') pods request at their peak (the autoscaler's maximum and one rollout pod),
     each pod as the ResourceQuota charges it, with the Istio sidecar the injector adds where it injects."""
     hpa_max = {(namespace_of(r.props), dig(r.props, "spec", "scaleTargetRef", "name")): dig(r.props, "spec", "maxReplicas") or 1
                for r in resources if r.resource_type == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"}
@@ -410,13 +427,21 @@ def unqueued_peak(resources) -> dict[str, dict[str, float]]:
     sidecar = dig(istiod[0].props, "values", "global", "proxy", "resources", "requests", default={}) if istiod else {}
     peak: dict[str, dict[str, float]] = {}
     for r in resources:
-        if r.resource_type != "kubernetes:apps/v1:Deployment":
+        if r.resource_type == "kubernetes:apps/v1:Deployment":
+            name, replicas = dig(r.props, "metadata", "name"), dig(r.props, "spec", "replicas", default=1)
+            strategy, annotations = dig(r.props, "spec", "strategy"), dig(r.props, "spec", "template", "metadata", "annotations")
+        elif r.resource_type == INFERENCE_SERVICE:
+            # The Deployment KServe creates for the predictor in Standard mode: <name>-predictor.
+            predictor = dig(r.props, "spec", "predictor") or {}
+            name, replicas = f"{dig(r.props, 'metadata', 'name')}-predictor", predictor.get("minReplicas", 1)
+            strategy, annotations = predictor.get("deploymentStrategy"), predictor.get("annotations")
+        else:
             continue
         ns, spec = namespace_of(r.props), pod_spec(r.resource_type, r.props) or {}
-        pods = hpa_max.get((ns, dig(r.props, "metadata", "name")), dig(r.props, "spec", "replicas", default=1))
-        surge = dig(r.props, "spec", "strategy", "rollingUpdate", "maxSurge", default=1)
+        pods = hpa_max.get((ns, name), replicas)
+        surge = dig(strategy or {}, "rollingUpdate", "maxSurge", default=1)
         pods += surge if isinstance(surge, int) else 1
-        injected = ns in injecting and (dig(r.props, "spec", "template", "metadata", "annotations") or {}).get("sidecar.istio.io/inject") != "false"
+        injected = ns in injecting and (annotations or {}).get("sidecar.istio.io/inject") != "false"
         pod: dict[str, float] = {}
         for c in [*(spec.get("containers") or []), *([{"resources": {"requests": sidecar}}] if injected else [])]:
             for name, value in (dig(c, "resources", "requests") or {}).items():
