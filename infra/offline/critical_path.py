@@ -114,6 +114,10 @@ CHART_CREATE = {
     "gateway": timing.NODE_LAUNCH["cpu"] + 60,
     # A DaemonSet on the nodes that exist; it follows new nodes without holding the release.
     "fluent-bit": 60,
+    # Its controllers are the first pods that may need a cpu node; then its post-install API check.
+    "cert-manager": timing.NODE_LAUNCH["cpu"] + 60,
+    # After cert-manager (same pool): the controller's readiness probe starts 30 s after the container.
+    "kserve-resources": 90,
 }
 CHART_DEFAULT = 60
 WORKLOAD_KINDS = {f"kubernetes:{k}" for k in ("apps/v1:Deployment", "apps/v1:DaemonSet", "apps/v1:StatefulSet", "batch/v1:Job")}
