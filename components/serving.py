@@ -78,6 +78,8 @@ def kserve_values(sc: ServingConfig, gateway_parent_ref: dict[str, str]) -> dict
             },
             # KServe's defaulter gives a predictor container without a CPU limit this one; empty, it adds none.
             "inferenceservice": {"resources": {"limits": {"cpu": ""}}},
+            # An InferenceService that does not say otherwise gets no API token in its pods.
+            "security": {"autoMountServiceAccountToken": False},
         }
     }
 
@@ -162,7 +164,8 @@ def predictor_spec(w: ServingWorkload, track: Track) -> dict[str, Any]:
         "nodeSelector": selector,
         # Where the app's metrics are: the sidecar agent merges them into its endpoint (as on the Deployment path).
         "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(w.metrics_port), "prometheus.io/path": "/metrics"},
-        "labels": {"app": w.name, "version": track.role},
+        # KServe sets `app` on the pods itself (isvc.<name>-predictor, its Service's selector).
+        "labels": {"version": track.role},
         "containers": [
             {
                 "name": MODEL_CONTAINER,

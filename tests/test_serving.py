@@ -122,8 +122,9 @@ def test_kserve_is_configured_for_standard_mode_and_the_platform_gateway():
     assert ingress["enableGatewayApi"] is True and ingress["disableIngressCreation"] is True
     parent = synth_of("staging").of_type(ROUTE)[0]["inputs"]["spec"]["parentRefs"][0]
     assert ingress["kserveIngressGateway"] == f"{parent['namespace']}/{parent['name']}"
-    # The defaulter adds no CPU limit to a predictor container.
+    # The defaulter adds no CPU limit to a predictor container, and no API token to a pod that does not ask for one.
     assert json.loads(config["inferenceService"])["resource"]["cpuLimit"] == ""
+    assert json.loads(config["security"]) == {"autoMountServiceAccountToken": False}
     # cert-manager issues the webhook certificate the controller mounts.
     cert = rendered("staging", "kserve", "Certificate", "serving-cert")
     assert cert["spec"]["secretName"] == "kserve-webhook-server-cert"
