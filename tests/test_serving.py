@@ -197,6 +197,8 @@ RULES_BY_NAME = {r.name: r for r in RULES}
     ("image-pinned", lambda i: i["spec"]["predictor"]["initContainers"][0].update(image="sentiment-service")),
     ("inference-service-in-team-namespace", lambda i: i["metadata"].update(namespace="kserve")),
     ("accelerator-toleration", lambda i: i["spec"]["predictor"].pop("tolerations")),
+    ("serving-probes", lambda i: i["spec"]["predictor"]["containers"][0].pop("startupProbe")),
+    ("serving-highly-available", lambda i: i["metadata"].update(name="sentiment-unguarded")),
 ])
 def test_the_pack_judges_inference_services(rule, mutate):
     found = check(_broken_isvc(mutate), "staging", rules=[RULES_BY_NAME[rule]])["violations"]

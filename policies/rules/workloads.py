@@ -139,15 +139,15 @@ def _is_serving(props: dict) -> bool:
 
 @resource_rule(
     "serving-probes",
-    "Model-serving Deployments have startup, readiness and liveness probes, so traffic only reaches loaded models and hung ones restart.",
+    "Model-serving Deployments and InferenceService predictors have startup, readiness and liveness probes, so traffic only reaches loaded models and hung ones restart.",
     "Configure probe.path (HTTP) for the workload, or rely on the TCP probe of its port.",
     MANDATORY,
-    ["kubernetes:apps/v1:Deployment"],
+    ["kubernetes:apps/v1:Deployment", INFERENCE_SERVICE],
 )
 def serving_probes(props, args):
-    if not _is_serving(props):
+    if args.resource_type != INFERENCE_SERVICE and not _is_serving(props):
         return
-    for c in dig(props, "spec", "template", "spec", "containers", default=[]) or []:
+    for c in (pod_spec(args.resource_type, props) or {}).get("containers") or []:
         missing = [p for p in ("startupProbe", "readinessProbe", "livenessProbe") if p not in c]
         if missing:
             yield f"container {c.get('name')!r} has no {', '.join(missing)}"
@@ -269,7 +269,7 @@ def _selects(selector: dict, labels: dict) -> bool:
 
 @stack_rule(
     "serving-highly-available",
-    "Every stable model-serving Deployment runs at least two replicas and has a PodDisruptionBudget, so node rotation never takes a model offline.",
+    "Every stable model-serving Deployment (or InferenceService predictor) runs at least two replicas and has a PodDisruptionBudget, so node rotation never takes a model offline.",
     "Set autoscaling.minReplicas: 2 or more; the platform creates the PodDisruptionBudget.",
     ADVISORY,
 )
@@ -277,16 +277,23 @@ def serving_highly_available(resources, settings):
     by_type: dict[str, list] = {}
     for r in resources:
         by_type.setdefault(r.resource_type, []).append(r)
-    for d in by_type.get("kubernetes:apps/v1:Deployment", []):
-        if not _is_serving(d.props) or dig(d.props, "metadata", "labels", "version") == "canary":
+    for d in [*by_type.get("kubernetes:apps/v1:Deployment", []), *by_type.get(INFERENCE_SERVICE, [])]:
+        if dig(d.props, "metadata", "labels", "version") == "canary":
             continue
         ns, name = namespace_of(d.props), dig(d.props, "metadata", "name")
-        labels = dig(d.props, "spec", "template", "metadata", "labels") or {}
+        if d.resource_type == INFERENCE_SERVICE:
+            # KServe's predictor Deployment <name>-predictor, whose pods carry the InferenceService's name.
+            name, labels = f"{name}-predictor", {"serving.kserve.io/inferenceservice": name}
+        elif _is_serving(d.props):
+            labels = dig(d.props, "spec", "template", "metadata", "labels") or {}
+        else:
+            continue
         hpas = [
             h for h in by_type.get("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", [])
             if namespace_of(h.props) == ns and dig(h.props, "spec", "scaleTargetRef", "name") == name
         ]
-        floor = min([dig(h.props, "spec", "minReplicas", default=1) for h in hpas] or [dig(d.props, "spec", "replicas", default=1)])
+        floor = min([dig(h.props, "spec", "minReplicas", default=1) for h in hpas]
+                    or [dig(d.props, "spec", "replicas", default=dig(d.props, "spec", "predictor", "minReplicas", default=1))])
         if floor < 2:
             yield f"serving Deployment {ns}/{name} may run a single replica", d.urn
         pdbs = [
