@@ -66,6 +66,8 @@ def _inputs_hash(release: str, values: dict[str, Any], kube_version: str, api_ve
 # Helm's own split of a template's output into documents (releaseutil.SplitManifests): a separator may be followed by
 # text on the same line (cert-manager's rbac.yaml renders `---# Permission to approve ...`), which YAML's reader rejects.
 MANIFEST_SEPARATOR = re.compile(r"(?:^|\s*\n)---\s*")
+# libyaml's safe loader where PyYAML has it: the pure-Python one takes seconds over a chart's large CRDs (KServe's).
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _split(manifests: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
@@ -74,7 +76,7 @@ def _split(manifests: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
         # NOTES.txt and helpers render to text that Helm never applies.
         if not template.endswith((".yaml", ".yml", ".json")):
             continue
-        docs = [d for part in MANIFEST_SEPARATOR.split(text) if isinstance(d := yaml.safe_load(part), dict) and d]
+        docs = [d for part in MANIFEST_SEPARATOR.split(text) if isinstance(d := yaml.load(part, Loader=SAFE_LOADER), dict) and d]
         if docs:
             out[template] = docs
     return out
