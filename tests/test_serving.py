@@ -203,3 +203,28 @@ RULES_BY_NAME = {r.name: r for r in RULES}
 def test_the_pack_judges_inference_services(rule, mutate):
     found = check(_broken_isvc(mutate), "staging", rules=[RULES_BY_NAME[rule]])["violations"]
     assert [v["urn"].rsplit("::", 1)[-1] for v in found] == ["nlp-sentiment-stable-isvc"]
+
+
+def test_the_status_command_follows_kserve_predictors():
+    """`infra/status.py` reads the route's backends as Deployments: KServe names a predictor's Deployment as its Service."""
+    from infra.status import Snapshot, check_models, check_serving
+
+    staging = synth_of("staging")
+    outputs = copy.deepcopy(staging.result.outputs)
+    route = copy.deepcopy(staging.result.manifests["httproute--nlp--sentiment.yaml"])
+    route["status"] = {"parents": [{"parentRef": {"name": "ml-gateway"}, "conditions": [
+        {"type": "Accepted", "status": "True"}, {"type": "ResolvedRefs", "status": "True"}]}]}
+    isvc_labels = {i["metadata"]["name"]: i["metadata"]["labels"] for i in staging.result.manifests.values() if i["kind"] == "InferenceService"}
+
+    def predictor(isvc: str) -> dict:
+        # What KServe creates: the InferenceService's labels on a Deployment <isvc>-predictor.
+        return {"metadata": {"name": f"{isvc}-predictor", "namespace": "nlp", "labels": isvc_labels[isvc], "generation": 1},
+                "spec": {"replicas": 2}, "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2, "readyReplicas": 2}}
+
+    snap = Snapshot(nodepools=[], nodeclaims=[], deployments=[predictor("sentiment"), predictor("sentiment-canary")], daemonsets=[],
+                    lifecycle_jobs=[], httproutes=[route], clusterqueues=None, localqueues=None)
+    [serving] = check_serving(outputs, snap)
+    assert serving.ready, serving.detail
+    assert "sentiment-predictor 90%" in serving.detail and "canary 10%" in serving.detail
+    [model] = check_models(outputs, snap)
+    assert model.ready, model.detail
