@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import ModelRef, PlatformConfig, ServingConfig, ServingWorkload, Track
 from infra.lib import helm, timing
-from infra.lib.accelerators import KINDS, POOL_LABEL
+from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY
 from infra.lib.interfaces import TeamInfo
 
@@ -35,6 +35,8 @@ ISVC_POD_LABEL = "serving.kserve.io/inferenceservice"
 # Created and left to the cluster: a predictor is ready only once its node, image and model are (minutes, outside
 # the graph's order); `kubectl get isvc` and the serving alerts report it.
 SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+# The pod's claim on its GPUs when they come through DRA (accelerators.gpuOperator.dra).
+GPU_CLAIM = "gpu"
 
 
 def cert_manager_values(sc: ServingConfig) -> dict[str, Any]:
@@ -137,17 +139,25 @@ def _probe(w: ServingWorkload, period: int, failures: int) -> dict[str, Any]:
     return {**action, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 5}
 
 
-def container_resources(w: ServingWorkload) -> dict[str, Any]:
+def container_resources(w: ServingWorkload, claimed: bool) -> dict[str, Any]:
+    """`claimed`: the GPUs come through the pod's DRA claim instead of the device plugin's extended resource."""
     memory = f"{int(w.resources.memory_gib * 1024)}Mi"
     requests, limits = {"cpu": w.resources.cpu, "memory": memory}, {"memory": memory}
     resource = KINDS[w.accelerator].resource
+    if claimed:
+        return {"requests": requests, "limits": limits, "claims": [{"name": GPU_CLAIM}]}
     if resource:
         requests[resource] = limits[resource] = str(w.accelerator_count)
     return {"requests": requests, "limits": limits}
 
 
-def predictor_spec(w: ServingWorkload, track: Track) -> dict[str, Any]:
-    """A custom predictor: the team's image with the runtime of its model format (infra/config/serving.py RUNTIMES)."""
+def gpu_claim_template_spec(count: int) -> dict[str, Any]:
+    return {"spec": {"devices": {"requests": [{"name": GPU_CLAIM, "exactly": {"deviceClassName": GPU_DEVICE_CLASS, "count": count}}]}}}
+
+
+def predictor_spec(w: ServingWorkload, track: Track, claim_template: Optional[str] = None) -> dict[str, Any]:
+    """A custom predictor: the team's image with the runtime of its model format (infra/config/serving.py RUNTIMES);
+    with `claim_template`, its GPUs claimed through DRA from that ResourceClaimTemplate."""
     location = model_location(w, track)
     env = {**w.env, **location.env, **({"NEURON_TARGET": w.neuron_target} if w.neuron_target else {})}
     kind = KINDS[w.accelerator]
@@ -176,7 +186,7 @@ def predictor_spec(w: ServingWorkload, track: Track) -> dict[str, Any]:
                     {"name": "metrics", "containerPort": w.metrics_port, "protocol": "TCP"},
                 ],
                 "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
-                "resources": container_resources(w),
+                "resources": container_resources(w, claimed=bool(claim_template)),
                 "securityContext": restricted(),
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *location.mounts],
                 # Loading a model can take minutes; liveness only starts once the startup probe passed.
@@ -198,12 +208,14 @@ def predictor_spec(w: ServingWorkload, track: Track) -> dict[str, Any]:
     }
     if location.init_containers:
         spec["initContainers"] = location.init_containers
+    if claim_template:
+        spec["resourceClaims"] = [{"name": GPU_CLAIM, "resourceClaimTemplateName": claim_template}]
     if kind.toleration:
         spec["tolerations"] = [kind.toleration]
     return spec
 
 
-def inference_service(w: ServingWorkload, track: Track, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
+def inference_service(w: ServingWorkload, track: Track, namespace: str, labels: dict[str, str], claim_template: Optional[str] = None) -> dict[str, Any]:
     """metadata and spec of a version's InferenceService."""
     return {
         "metadata": {
@@ -219,7 +231,7 @@ def inference_service(w: ServingWorkload, track: Track, namespace: str, labels: 
                 "serving.kserve.io/model-format": w.format,
             },
         },
-        "spec": {"predictor": predictor_spec(w, track)},
+        "spec": {"predictor": predictor_spec(w, track, claim_template)},
     }
 
 
@@ -288,6 +300,7 @@ class ServingArgs:
     model_stores: dict[str, pulumi.Resource]  # by team: the store's claim
     node_pools: dict[str, pulumi.Resource]  # by pool name; the controllers run on the cpu pool
     priority_classes: dict[str, pulumi.Resource]
+    gpu_claims: Optional[pulumi.Resource]  # the NVIDIA DRA driver and its DeviceClass, when GPUs are claimed through DRA
     # By workload (team/name) and track: the lifecycle jobs that put its model into the store (components/workloads.py).
     model_jobs: dict[str, dict[str, list[pulumi.Resource]]]
 
@@ -377,10 +390,17 @@ class Serving(pulumi.ComponentResource):
         store = [args.model_stores[w.team]] if w.models() else []
         # Pods start once injection, their priority class and pool, the team's quota and network policy are there.
         pod_deps = [args.istiod, args.priority_classes[SERVING_PRIORITY], args.node_pools[w.accelerator], *team.guardrails, *store]
+        claim_template = None
+        if args.gpu_claims is not None and w.accelerator == "nvidia":
+            # Each predictor pod claims its GPUs from a template of the workload's own.
+            claim_template = f"{w.name}-gpu"
+            pod_deps.append(k8s.resource.v1.ResourceClaimTemplate(
+                f"{rn}-gpu-claim", metadata=meta(claim_template), spec=gpu_claim_template_spec(w.accelerator_count), opts=self._opts(team, args.gpu_claims),
+            ))
         versions: dict[str, dict[str, Any]] = {}
         for track in w.tracks():
             name = isvc_name(w, track)
-            isvc = inference_service(w, track, team.namespace, labels)
+            isvc = inference_service(w, track, team.namespace, labels, claim_template)
             k8s.apiextensions.CustomResource(
                 f"{rn}-{track.role}-isvc",
                 api_version="serving.kserve.io/v1beta1",

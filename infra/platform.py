@@ -244,6 +244,7 @@ def build(cfg: PlatformConfig) -> None:
                 model_stores=model_stores.claims,
                 node_pools=karpenter.node_pool_resources,
                 priority_classes=tenancy.priority_classes,
+                gpu_claims=accelerators.gpu_claims,
                 model_jobs=workloads.model_jobs,
             ),
         )

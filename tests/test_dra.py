@@ -15,9 +15,7 @@ DRA_ON = "  ml-platform:accelerators:\n    gpuOperator:\n      dra: {enabled: tr
 
 @pytest.fixture(scope="module")
 def dra(tmp_path_factory):
-    # GPU claims are rendered on the hand-built serving path only (serving.mode kserve refuses DRA).
-    serving = "  ml-platform:serving:\n    mode: deployment\n"
-    text = (ROOT / "stacks" / "Pulumi.staging.yaml").read_text().replace("  ml-platform:scheduling:\n", DRA_ON + serving + "  ml-platform:scheduling:\n", 1)
+    text = (ROOT / "stacks" / "Pulumi.staging.yaml").read_text().replace("  ml-platform:scheduling:\n", DRA_ON + "  ml-platform:scheduling:\n", 1)
     path = tmp_path_factory.mktemp("dra") / "Pulumi.staging.yaml"
     path.write_text(text)
     result = synthesize("staging", path)
@@ -32,6 +30,8 @@ def pod_spec(manifest: dict) -> dict | None:
         "CronJob": ("jobTemplate", "spec", "template"),
         "JobSet": ("replicatedJobs", 0, "template", "spec", "template"),
     }
+    if manifest["kind"] == "InferenceService":
+        return spec["predictor"]
     if manifest["kind"] not in paths:
         return None
     for step in paths[manifest["kind"]]:
@@ -68,9 +68,10 @@ def test_every_nvidia_pod_claims_its_gpu_instead_of_requesting_it(dra):
         assert template["exactly"] == {"deviceClassName": GPU_DEVICE_CLASS, "count": 1}
         container = spec["containers"][0]["resources"]
         assert "nvidia.com/gpu" not in container.get("requests", {}) and container["claims"] == [{"name": claim["name"]}]
-    assert sorted(pods) == ["CronJob", "Deployment", "Deployment", "JobSet"]  # the fine-tune, stable and canary, the distributed run
+    # The fine-tune, the stable and canary InferenceServices (staging serves through KServe), the distributed run.
+    assert sorted(pods) == ["CronJob", "InferenceService", "InferenceService", "JobSet"]
     for manifest in dra.manifests.values():
-        if manifest["kind"] == "ResourceClaimTemplate":
+        if manifest["kind"] in ("ResourceClaimTemplate", "InferenceService"):
             validate(manifest)
 
 

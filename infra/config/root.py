@@ -84,8 +84,6 @@ class PlatformConfig(Model):
             return
         if tuple(int(p) for p in self.cluster.kubernetes_version.split(".")) < (1, 34):
             yield f"accelerators.gpuOperator.dra needs Kubernetes 1.34 or newer (resource.k8s.io/v1); cluster.kubernetesVersion is {self.cluster.kubernetes_version}"
-        if self.serving.kserve and any(isinstance(w, ServingWorkload) and w.accelerator == "nvidia" for w in self.workloads):
-            yield "serving.mode kserve with accelerators.gpuOperator.dra: the platform renders no GPU claims into InferenceServices yet; use serving.mode deployment"
         for i, w in enumerate(self.workloads):
             # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
             if w.accelerator == "nvidia" and w.accelerator_count > 1:
