@@ -28,4 +28,6 @@ PINS: dict[str, str] = {
     "kserve": "v0.20.0",
     # KServe's webhook certificate and its CA injection (KServe's chart renders a cert-manager Certificate).
     "cert-manager": "v1.21.1",
+    # Secrets: Secrets Manager -> Kubernetes Secrets
+    "external-secrets": "2.9.0",
 }
