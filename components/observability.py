@@ -275,7 +275,16 @@ def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, st
     system = {"nodeSelector": selector, "tolerations": [toleration]}
     return {
         "crds": {"enabled": True},
-        "prometheusOperator": {**system, "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}},
+        "prometheusOperator": {
+            **system,
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+            # The pre-install hook Jobs that make and patch the webhook's certificate: a consolidated node mid-run
+            # fails the hook and so the atomic release.
+            "admissionWebhooks": {"patch": {
+                "resources": helm.resources("50m", "64Mi", chart_limits_cpu=False),
+                "podAnnotations": {"karpenter.sh/do-not-disrupt": "true"},
+            }},
+        },
         "prometheus": {
             "prometheusSpec": {
                 "replicas": obs.prometheus_replicas,
@@ -317,7 +326,16 @@ def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, st
         "grafana": {
             "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "persistence": {"enabled": True, "storageClassName": storage_class, "size": f"{obs.grafana_volume_gib}Gi"},
-            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}},
+            "sidecar": {
+                "dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"},
+                # The dashboards and datasources watchers (the chart has no default).
+                "resources": helm.resources("50m", "128Mi", chart_limits_cpu=False),
+            },
+            # The chart's root init container chowns the volume; the pod's fsGroup (472) already has the kubelet set
+            # the volume's group ownership.
+            "initChownData": {"enabled": False},
+            # `helm test` hooks: a Pulumi release never runs them.
+            "testFramework": {"enabled": False},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
         },
         "kube-state-metrics": {

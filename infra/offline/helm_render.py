@@ -187,7 +187,8 @@ def _record(stack: str, release: dict, template: str, obj: dict) -> dict:
         "property_dependencies": {},
         "custom": True,
         "inputs": obj,
-        "outputs": {},
+        # Stack rules read outputs; what Helm applies is what the object reports back (as the mocks echo inputs).
+        "outputs": obj,
         "chartRendered": {"release": release["inputs"]["name"], "template": template},
     }
 
