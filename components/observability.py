@@ -362,6 +362,8 @@ class ObservabilityArgs:
     config: PlatformConfig
     provider: k8s.Provider
     storage_class: str
+    # Helm waits for Grafana's claim on it: the release comes after the class.
+    storage_class_resource: pulumi.Resource
     system_node_selector: dict[str, str]
     system_toleration: dict[str, str]
     scrape_targets: list[ScrapeTarget]
@@ -409,7 +411,7 @@ class Observability(pulumi.ComponentResource):
             values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
             # Karpenter launches the nodes and EBS attaches the volumes first.
             timeout=timing.HELM_ON_NEW_NODES,
-            opts=k8s_opts(namespace, admin_secret, args.general_capacity),
+            opts=k8s_opts(namespace, admin_secret, args.general_capacity, args.storage_class_resource),
         )
 
         for target in args.scrape_targets:

@@ -115,8 +115,8 @@ def build(cfg: PlatformConfig) -> None:
             system_node_selector=cluster.system_node_selector,
             system_toleration=cluster.system_toleration,
             scrape_targets=[*karpenter.scrape_targets, *accelerators.scrape_targets, *mesh.scrape_targets],
-            # Grafana's volume claim is on the default StorageClass.
-            depends_on=[*cluster.critical_addons, cluster.default_storage_class_resource],
+            storage_class_resource=cluster.default_storage_class_resource,
+            depends_on=cluster.critical_addons,
             general_capacity=karpenter.node_pool_resources["cpu"],
         ),
     )

@@ -56,7 +56,8 @@ def planned_charts() -> list[dict]:
     charts = []
     for entry in yaml.safe_load((HERE / "SOURCES.yaml").read_text()):
         version = PINS[entry["pin"]] if "pin" in entry else entry["version"]
-        ref = entry["ref"].format(version=version)
+        # `chart-ref`: where the release pipeline committed the chart as it publishes it, when that is not the tag.
+        ref = entry.get("chart-ref", entry["ref"]).format(version=version)
         # A subchart goes into its parent's charts/ as the parent's published package ships it: `{parent_version}`.
         parent = PINS.get(entry.get("dependency-of", ""), "")
         for dest, path in (entry.get("chart-sources") or {}).items():
