@@ -29,6 +29,7 @@ def chart(tmp_path, monkeypatch):
     (root / "charts" / "sub" / "Chart.yaml").write_text("apiVersion: v2\nname: sub\nversion: 0.1.0\n")
     (root / "charts" / "sub" / "templates" / "b.yaml").write_text("size: {{ .Values.size }}\nzone: {{ .Values.global.zone }}\n")
     monkeypatch.setattr(helm_values, "CHART_SOURCES", tmp_path)
+    monkeypatch.setattr(helm_values, "CACHE", tmp_path / "cache")
     helm_values.references.cache_clear()
     yield
     helm_values.references.cache_clear()
