@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from infra.lib import helm
 from infra.lib.conventions import MONITORING_NAMESPACE, TEAM_LABEL
-from infra.lib.metrics import CUSTOM_METRICS
+from infra.lib.metrics import ADAPTER_METRICS
 
 from infra.config import PlatformConfig, PrometheusAdapterConfig, VerticalPodAutoscalerConfig
 
@@ -37,7 +37,7 @@ def adapter_values(adapter: PrometheusAdapterConfig, prometheus_url: str, select
         "rules": {
             # The defaults turn every namespaced series into a metric: thousands of names and a slow relist.
             "default": False,
-            "custom": [m.rule for _, m in sorted(CUSTOM_METRICS.items())],
+            "custom": [m.rule for _, m in sorted(ADAPTER_METRICS.items())],
             # No `resource` rules: metrics-server already serves metrics.k8s.io, and a second APIService for the same
             # group would replace it. No `external` rules: nothing scales on metrics outside the cluster.
         },

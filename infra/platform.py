@@ -187,9 +187,10 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    streaming = None
     if cfg.streaming.enabled:
         # Needs the subnets and the node security group's id only: its creation runs beside the cluster's.
-        Streaming(
+        streaming = Streaming(
             "streaming",
             StreamingArgs(
                 config=cfg,
@@ -200,6 +201,10 @@ def build(cfg: PlatformConfig) -> None:
                 cluster_name=cluster.name,
                 provider=cluster.provider,
                 team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                vpc_cidr=cfg.network.cidr,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                metrics_adapter=autoscaling.metrics_adapter,
+                monitoring_namespace=observability.namespace,
             ),
         )
 
@@ -241,4 +246,5 @@ def build(cfg: PlatformConfig) -> None:
         tenancy=tenancy,
         workloads=workloads,
         ceiling=ceiling,
+        streaming=streaming,
     )
