@@ -115,13 +115,17 @@ def data_prep_pod_spec(dp: DataPrep, service_account: str, env: list[core.EnvVar
                 security_context=core.SecurityContextArgs(
                     allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True, capabilities=core.CapabilitiesArgs(drop=["ALL"])
                 ),
-                volume_mounts=[core.VolumeMountArgs(name="data", mount_path="/data")],
+                volume_mounts=[core.VolumeMountArgs(name="data", mount_path="/data"), core.VolumeMountArgs(name="tmp", mount_path="/tmp")],
                 # /healthz fails once the poll loop has stalled for a minute.
                 readiness_probe=probe(10, 3),
                 liveness_probe=probe(20, 3),
             )
         ],
-        volumes=[core.VolumeArgs(name="data", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=dp.output_claim))],
+        volumes=[
+            core.VolumeArgs(name="data", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=dp.output_claim)),
+            # Scratch space under the read-only root filesystem (the platform's one emptyDir); no data goes there.
+            core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="1Gi")),
+        ],
     )
 
 

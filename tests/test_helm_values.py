@@ -31,8 +31,10 @@ def chart(tmp_path, monkeypatch):
     monkeypatch.setattr(helm_values, "CHART_SOURCES", tmp_path)
     monkeypatch.setattr(helm_values, "CACHE", tmp_path / "cache")
     helm_values.references.cache_clear()
+    helm_values._prefixes.cache_clear()
     yield
     helm_values.references.cache_clear()
+    helm_values._prefixes.cache_clear()
 
 
 def test_every_way_a_template_reads_a_value_counts(chart):

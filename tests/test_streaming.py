@@ -193,8 +193,8 @@ def test_staging_runs_the_data_prep_consumer_as_the_teams_kafka_client(staging):
     assert c["resources"]["limits"] == {"memory": c["resources"]["requests"]["memory"]}
     assert c["readinessProbe"]["httpGet"]["path"] == c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     # It writes where the fine-tuning job reads its data.
-    [volume] = pod["volumes"]
-    assert volume["persistentVolumeClaim"]["claimName"] == "sentiment-finetune-data"
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["sentiment-finetune-data"]
     # The sidecar agent merges /metrics on the port the annotation names.
     assert template["metadata"]["annotations"]["prometheus.io/port"] == str(c["ports"][0]["containerPort"])
     # It starts after its topic, its credentials and the CPU pool exist; the deploy does not wait for its pods.

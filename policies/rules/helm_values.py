@@ -20,7 +20,8 @@ import yaml
 from .base import ADVISORY, resource_rule
 
 CHART_SOURCES = Path(__file__).resolve().parents[2] / "schemas" / "chart-sources"
-# Scanning the monitoring chart's 400 files takes longer than the rest of the rule: kept by the files' stat.
+LOCK = Path(__file__).resolve().parents[2] / "schemas" / "VENDORED.yaml"
+# Scanning the monitoring chart's 400 files takes longer than the rest of the rule: kept by the vendoring lock.
 CACHE = Path(__file__).resolve().parents[2] / "build" / ".render-cache" / "helm-values"
 
 _PATH = r"\$?\.Values((?:\.[A-Za-z_]\w*)*)"
@@ -65,16 +66,19 @@ def _chart_references(chart: Path) -> set[Path_]:
     return found
 
 
+@lru_cache(maxsize=1)
+def _lock_stamp() -> str:
+    # schemas/VENDORED.yaml locks every vendored chart's tree digest (tests/test_upstream.py holds the files to it).
+    return hashlib.sha256(LOCK.read_bytes()).hexdigest()[:32]
+
+
 @lru_cache(maxsize=None)
 def references(chart: str, version: str) -> frozenset[Path_]:
     """Every value path the vendored chart reads, its subcharts' under their key; `global` is shared by all."""
     root = CHART_SOURCES / chart / version
     if not (root / "Chart.yaml").is_file():
         return frozenset()
-    stamp = hashlib.sha256(repr(sorted(
-        (str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()
-    )).encode()).hexdigest()[:32]
-    cached = CACHE / f"{chart}-{version}-{stamp}.json"
+    cached = CACHE / f"{chart}-{version}-{_lock_stamp()}.json"
     if cached.is_file():
         return frozenset(tuple(r) for r in json.loads(cached.read_text()))
 
@@ -109,10 +113,15 @@ def dead_values(chart: str, version: str, values: dict) -> list[str]:
     refs = references(chart, version)
     if not refs:
         return []
-    return [
-        ".".join(leaf) for leaf in _leaves(values)
-        if not any(leaf[: len(r)] == r or r[: len(leaf)] == leaf for r in refs)
-    ]
+    above = _prefixes(chart, version)
+    # Read: a reference at the key or above it, or one below it (the key is a prefix of a reference).
+    return [".".join(leaf) for leaf in _leaves(values)
+            if not any(leaf[:n] in refs for n in range(1, len(leaf) + 1)) and leaf not in above]
+
+
+@lru_cache(maxsize=None)
+def _prefixes(chart: str, version: str) -> frozenset[Path_]:
+    return frozenset(r[:n] for r in references(chart, version) for n in range(1, len(r)))
 
 
 @resource_rule(
