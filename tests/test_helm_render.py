@@ -181,3 +181,33 @@ def test_stack_rules_see_rendered_objects_and_a_rendered_claim_waits_for_its_sto
     once = system_pods([Res(release)], node_labels)
     assert once
     assert system_pods([Res(release), *[Res(r, Res(release)) for r in rendered]], node_labels) == once
+
+
+# The chart's own CRDs for the kinds schemas/crds does not vendor (its crds subchart installs them).
+CHART_CRDS = [f"kube-prometheus-stack/{PINS['kube-prometheus-stack']}/charts/crds/crds/crd-{n}.yaml" for n in ("prometheuses", "alertmanagers")]
+
+
+@pytest.fixture(scope="module")
+def crd_schemas() -> dict:
+    from tests.schemas import crd_schemas as vendored
+
+    found = dict(vendored())
+    for path in CHART_CRDS:
+        doc = yaml.load((helm_render.CHART_SOURCES / path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        for version in doc["spec"]["versions"]:
+            found[(f"{doc['spec']['group']}/{version['name']}", doc["spec"]["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+    return found
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_custom_resources_charts_render_validate_against_their_crds(stack, crd_schemas):
+    import jsonschema
+
+    checked = set()
+    for r in synth_of(stack).result.rendered:
+        obj = r["inputs"]
+        key = (obj["apiVersion"], obj["kind"])
+        if key in crd_schemas:
+            jsonschema.Draft7Validator(crd_schemas[key]).validate(obj)
+            checked.add(obj["kind"])
+    assert {"Prometheus", "Alertmanager", "PrometheusRule", "ServiceMonitor"} <= checked
