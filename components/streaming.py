@@ -349,7 +349,7 @@ class Streaming(pulumi.ComponentResource):
                 policy=cluster.arn.apply(lambda arn, t=topics, g=groups: team_policy(arn, t, g)),
                 description=f"Team {team}: its MSK topics and consumer groups only",
             )
-            k8s.core.v1.ServiceAccount(
+            service_account = k8s.core.v1.ServiceAccount(
                 f"{name}-{team}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=streams.service_account, namespace=team, labels={"app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": team}
@@ -375,7 +375,7 @@ class Streaming(pulumi.ComponentResource):
                 opts=k8s_opts,
             )
             if streams.data_prep is not None:
-                self._data_prep(name, team, streams.data_prep, streams.service_account, [*topic_resources, association], args)
+                self._data_prep(name, team, streams.data_prep, streams.service_account, [*topic_resources, association, service_account], args)
         if any(s.data_prep for s in spec.teams.values()):
             # Beside the platform's other dashboards; Grafana's sidecar loads ConfigMaps with this label.
             k8s.core.v1.ConfigMap(

@@ -199,7 +199,7 @@ def test_staging_runs_the_data_prep_consumer_as_the_teams_kafka_client(staging):
     assert template["metadata"]["annotations"]["prometheus.io/port"] == str(c["ports"][0]["containerPort"])
     # It starts after its topic, its credentials and the CPU pool exist; the deploy does not wait for its pods.
     for dep in (staging.one("aws:msk/topic:Topic"), staging.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "streaming-nlp"),
-                staging.one("kubernetes:karpenter.sh/v1:NodePool", "karpenter-cpu-pool")):
+                staging.one("kubernetes:karpenter.sh/v1:NodePool", "karpenter-cpu-pool"), staging.one("kubernetes:core/v1:ServiceAccount", "streaming-nlp")):
         assert staging.depends_on(deployment, dep), dep["name"]
     assert deployment["inputs"]["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
 
