@@ -66,6 +66,8 @@ def test_every_vendored_release_of_the_shipped_stacks_sets_only_values_its_chart
         r["name"]: helm_values.dead_values(str(r["inputs"]["chart"]).rsplit("/", 1)[-1], r["inputs"]["version"], r["inputs"].get("values") or {})
         for r in synth_of(stack).resources if r["type"] == "kubernetes:helm.sh/v3:Release"
     }
-    assert {name: keys for name, keys in dead.items() if keys} == {}
+    # Known: external-secrets is vendored from its git tag, whose templates/crds/ holds only a README (the release
+    # build generates the CRD templates that read installCRDs into the published package).
+    assert {name: keys for name, keys in dead.items() if keys} == {"secret-sync": ["installCRDs"]}
     # Not vacuous: the releases of vendored charts have their references.
     assert helm_values.references("kube-prometheus-stack", synth_of(stack).release("kube-prometheus-stack")["inputs"]["version"])

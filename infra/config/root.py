@@ -15,6 +15,7 @@ from infra.config.autoscaling import AutoscalingConfig
 from infra.config.base import ConfigError, Model, PROJECT, Tags
 from infra.config.cluster import ClusterConfig
 from infra.config.cost import BudgetConfig
+from infra.config.database import DatabaseConfig
 from infra.config.karpenter import KarpenterConfig, NodePools
 from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
@@ -52,6 +53,7 @@ class PlatformConfig(Model):
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    database: DatabaseConfig = DatabaseConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -71,6 +73,7 @@ class PlatformConfig(Model):
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
+            self._database(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -128,6 +131,19 @@ class PlatformConfig(Model):
                     raise ValueError(f"streaming.teams.{team}.dataPrep.outputClaim {spec.data_prep.output_claim!r} is no data claim "
                                      f"of the team's training workloads: {claims}")
         return self
+
+    def _database(self) -> Iterable[str]:
+        db = self.database
+        if not db.enabled:
+            return
+        zones = len(self.network.availability_zones) if self.network.availability_zones else self.network.az_count
+        if db.instances > zones:
+            yield f"database.instances {db.instances} exceeds the stack's {zones} availability zones (one instance per zone)"
+        if self.environment == "prod":
+            if not db.deletion_protection:
+                yield "database.deletionProtection is false in prod: the ML layer's runs, metadata and registry live there; set it true"
+            if db.skip_final_snapshot:
+                yield "database.skipFinalSnapshot is true in prod: a destroy would lose the database for good; set it false"
 
     @property
     def search_domain_name(self) -> str:
