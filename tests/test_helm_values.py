@@ -66,8 +66,19 @@ def test_every_vendored_release_of_the_shipped_stacks_sets_only_values_its_chart
         r["name"]: helm_values.dead_values(str(r["inputs"]["chart"]).rsplit("/", 1)[-1], r["inputs"]["version"], r["inputs"].get("values") or {})
         for r in synth_of(stack).resources if r["type"] == "kubernetes:helm.sh/v3:Release"
     }
-    # Known: external-secrets is vendored from its git tag, whose templates/crds/ holds only a README (the release
-    # build generates the CRD templates that read installCRDs into the published package).
-    assert {name: keys for name, keys in dead.items() if keys} == {"secret-sync": ["installCRDs"]}
+    assert {name: keys for name, keys in dead.items() if keys} == {}
     # Not vacuous: the releases of vendored charts have their references.
     assert helm_values.references("kube-prometheus-stack", synth_of(stack).release("kube-prometheus-stack")["inputs"]["version"])
+
+
+def test_every_key_read_only_by_the_published_chart_is_still_set_and_still_unseen():
+    from policies.rules.helm_values import NOT_IN_THE_TAG
+
+    releases = [r["inputs"] for s in STACKS for r in synth_of(s).resources if r["type"] == "kubernetes:helm.sh/v3:Release"]
+    for (chart, version, key), reason in NOT_IN_THE_TAG.items():
+        assert reason
+        set_by = [i for i in releases if str(i["chart"]).rsplit("/", 1)[-1] == chart and i["version"] == version
+                  and key in {".".join(leaf) for leaf in helm_values._leaves(i.get("values") or {})}]
+        assert set_by, f"no release sets {chart} {version} {key} any more"
+        path = tuple(key.split("."))
+        assert not any(path[:n] in helm_values.references(chart, version) for n in range(1, len(path) + 1)), f"{chart} now reads {key}"
