@@ -11,6 +11,7 @@ from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
+from components.gitops import GitOps, GitOpsArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
@@ -202,6 +203,21 @@ def build(cfg: PlatformConfig) -> None:
             ),
         )
 
+    gitops = None
+    if cfg.gitops.enabled:
+        gitops = GitOps(
+            "gitops",
+            GitOpsArgs(
+                config=cfg,
+                cluster_name=cluster.name,
+                provider=cluster.provider,
+                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                monitoring_release=observability.release,
+                depends_on=cluster.critical_addons,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+            ),
+        )
+
     workloads = Workloads(
         "workloads",
         WorkloadsArgs(
@@ -239,5 +255,6 @@ def build(cfg: PlatformConfig) -> None:
         logging=logging,
         tenancy=tenancy,
         workloads=workloads,
+        gitops=gitops,
         ceiling=ceiling,
     )

@@ -9,3 +9,5 @@ GATEWAY_NAMESPACE = "istio-ingress"
 ISTIO_NAMESPACE = "istio-system"
 MODEL_STORE_CLAIM = "model-store"
 MODEL_STORE_PATH = "/models"
+# The label Grafana's dashboard sidecar looks for on ConfigMaps (kube-prometheus-stack values, components/observability.py).
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}

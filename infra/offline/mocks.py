@@ -130,6 +130,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "aws:eks/capability:Capability": self._eks_capability,
         }
         # Children a packaged (remote) component creates inside its own provider: recorded as the engine would
         # record them, so that policies see them and resource references in the component's outputs resolve.
@@ -292,6 +293,15 @@ class PlatformMocks(pulumi.runtime.Mocks):
         arn = self.arn("kafka", f"cluster/{name}/{uuid}")
         brokers = ",".join(f"b-{i}.{name}.{h[:6]}.c1.kafka.{self.region}.amazonaws.com:9098" for i in (1, 2, 3))
         return arn, {"arn": arn, "clusterUuid": uuid, "bootstrapBrokersSaslIam": brokers}
+
+    def _eks_capability(self, args, h, inputs):
+        # EKS hosts the Argo CD capability's UI and API at a URL of its own, known once the capability exists.
+        name, cluster = inputs["capabilityName"], inputs["clusterName"]
+        arn = self.arn("eks", f"capability/{cluster}/{name}/{h[:8]}-{h[8:12]}")
+        configuration = dict(inputs.get("configuration") or {})
+        if "argoCd" in configuration:
+            configuration["argoCd"] = {**configuration["argoCd"], "serverUrl": f"https://{h[:12]}.eks-capabilities.{self.region}.amazonaws.com"}
+        return f"{cluster},{name}", {"arn": arn, "configuration": configuration, "version": "mock"}
 
     def _random_password(self, args, h, inputs):
         length = int(inputs.get("length", 32))

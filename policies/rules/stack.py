@@ -33,7 +33,11 @@ CRD_CHARTS = {
     "jobset.x-k8s.io": "jobset",
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
+    "argoproj.io": "argo-cd",
 }
+# API groups whose CRDs an EKS capability installs when it is created (Argo CD's, type ARGOCD).
+CRD_CAPABILITIES = {"argoproj.io": "ARGOCD"}
+CAPABILITY = "aws:eks/capability:Capability"
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
     "storage.k8s.io", "scheduling.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
@@ -82,6 +86,8 @@ def custom_resource_after_its_crd(resources, settings):
         if group in declared:
             if not any(d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group for d in ancestors):
                 yield f"does not depend on the CustomResourceDefinitions of {group}", r.urn
+            continue
+        if any(d.resource_type == CAPABILITY and d.props.get("type") == CRD_CAPABILITIES.get(group) for d in ancestors):
             continue
         chart = CRD_CHARTS.get(group)
         if chart is None:
