@@ -15,6 +15,7 @@ from infra.config import ConfigError, PlatformConfig
 from infra.config.streaming import broker_zones
 from policies.rules.cost import (
     BUDGET,
+    EKS_CAPABILITY,
     MSK_CLUSTER,
     MSK_SERVERLESS,
     MSK_TOPIC,
@@ -71,6 +72,8 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             "ebsOptions": {"volumeSize": search.volume_gib},
         }))
     planned.extend(streaming_resources(cfg))
+    if cfg.gitops.enabled and cfg.gitops.mode == "capability":
+        planned.append((EKS_CAPABILITY, {"type": "ARGOCD"}))
     return planned
 
 
