@@ -28,6 +28,13 @@ CAPABILITY = "argocd"
 IN_CLUSTER = "https://kubernetes.default.svc"
 PLATFORM_LABELS = {"app.kubernetes.io/part-of": "ml-platform"}
 SECRET_TYPE_LABEL = "argocd.argoproj.io/secret-type"
+# The chart's metrics Services by component: (app.kubernetes.io/name, port), as argo-cd 10.1.1 renders them.
+METRICS = {
+    "application-controller": ("argocd-metrics", "http-metrics"),
+    "applicationset-controller": ("argocd-metrics", "http-metrics"),
+    "repo-server": ("argocd-repo-server-metrics", "http-metrics"),
+    "server": ("argocd-server-metrics", "http-metrics"),
+}
 # Namespaced access for the capability role in the team namespaces; the AppProject narrows it to the team's kinds.
 NAMESPACE_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy"
 
@@ -89,7 +96,9 @@ def chart_values(gc: GitOpsConfig) -> dict[str, Any]:
     memory limit equal to its request and no CPU limit, metrics scraped, the platform's health checks."""
     ha = gc.chart.high_availability
     replicas = 2 if ha else 1
-    monitored = {"metrics": {"enabled": True, "serviceMonitor": {"enabled": True}}}
+    # Metrics Services from the chart; the ServiceMonitors are the program's (METRICS), so the release need not wait
+    # for the monitoring stack's CRDs.
+    monitored = {"metrics": {"enabled": True}}
     pdb = {"pdb": {"enabled": ha, "minAvailable": 1}} if ha else {}
     # The chart sets no default resources: requests and a memory limit only.
     res = lambda cpu, memory: {"resources": helm.resources(cpu, memory, chart_limits_cpu=False)}  # noqa: E731
@@ -350,9 +359,23 @@ class GitOps(pulumi.ComponentResource):
             values=chart_values(cfg.gitops),
             # Its pods wait for a cpu node from Karpenter.
             timeout=timing.HELM_ON_NEW_NODES,
-            # ServiceMonitors need the monitoring stack's CRDs.
-            opts=k8s_opts(namespace, args.monitoring_release, args.general_capacity),
+            # Beside the monitoring stack, not after it.
+            opts=k8s_opts(namespace, args.general_capacity),
         )
+        for component, (service, port) in sorted(METRICS.items()):
+            k8s.apiextensions.CustomResource(
+                f"{name}-{component}-metrics",
+                api_version="monitoring.coreos.com/v1",
+                kind="ServiceMonitor",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=f"argocd-{component}", namespace=NAMESPACE, labels=PLATFORM_LABELS),
+                spec={
+                    "selector": {"matchLabels": {"app.kubernetes.io/instance": RELEASE, "app.kubernetes.io/component": component, "app.kubernetes.io/name": service}},
+                    "namespaceSelector": {"matchNames": [NAMESPACE]},
+                    "endpoints": [{"port": port, "path": "/metrics", "interval": "30s"}],
+                },
+                # The monitoring stack's CRD, and the Service it selects.
+                opts=k8s_opts(args.monitoring_release, release),
+            )
         self.endpoint = pulumi.Output.from_input(f"https://{RELEASE}-argocd-server.{NAMESPACE}.svc.cluster.local")
         k8s.core.v1.ConfigMap(
             f"{name}-dashboard",

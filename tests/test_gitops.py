@@ -146,10 +146,10 @@ def test_the_chart_is_highly_available_in_prod_only(stack_name, replicas, reques
     assert len(rendered(stack, "PodDisruptionBudget")) == (4 if replicas > 1 else 0)
 
 
-def test_the_chart_runs_on_the_general_pool_after_it_and_the_monitoring_crds(prod):
+def test_the_chart_runs_on_the_general_pool_after_it_beside_the_monitoring_stack(prod):
     release = prod.release("argo-cd")
     assert prod.depends_on(release, prod.one("kubernetes:karpenter.sh/v1:NodePool", "karpenter-cpu-pool"))
-    assert prod.depends_on(release, prod.release("kube-prometheus-stack"))
+    assert not prod.depends_transitively(release, prod.release("kube-prometheus-stack"))
     for r in rendered(prod, "Deployment") + rendered(prod, "StatefulSet"):
         pod = r["inputs"]["spec"]["template"]["spec"]
         # No system node selector or toleration: Karpenter's general pool (the chart's default selector is the OS only).
@@ -158,9 +158,19 @@ def test_the_chart_runs_on_the_general_pool_after_it_and_the_monitoring_crds(pro
             assert c["resources"]["limits"] == {"memory": c["resources"]["requests"]["memory"]}, (r["name"], c["name"])
 
 
-def test_the_chart_is_scraped_and_argocd_cm_carries_the_platforms_health_checks(dev):
-    monitors = {r["inputs"]["metadata"]["name"] for r in rendered(dev, "ServiceMonitor")}
-    assert len(monitors) == 4 and "argo-cd-argocd-application-controller" in monitors
+def test_each_metrics_service_of_the_chart_is_scraped_once(dev):
+    services = [r["inputs"] for r in rendered(dev, "Service") if r["inputs"]["metadata"]["name"].endswith("-metrics")]
+    monitors = [r for r in dev.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor") if r["inputs"]["metadata"]["namespace"] == "argocd"]
+    assert len(services) == len(monitors) == 4 and not rendered(dev, "ServiceMonitor")
+    for monitor in monitors:
+        spec = monitor["inputs"]["spec"]
+        selected = [s for s in services if spec["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+        assert len(selected) == 1, monitor["name"]
+        assert spec["endpoints"][0]["port"] in [p["name"] for p in selected[0]["spec"]["ports"]]
+        assert dev.depends_on(monitor, dev.release("argo-cd")) and dev.depends_on(monitor, dev.release("kube-prometheus-stack"))
+
+
+def test_argocd_cm_carries_the_platforms_health_checks(dev):
     [cm] = [r for r in rendered(dev, "ConfigMap") if r["inputs"]["metadata"]["name"] == "argocd-cm"]
     data = cm["inputs"]["data"]
     for key in HEALTH:
