@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 from infra.config import PlatformConfig
 from infra.config.gitops import GitOpsConfig, TeamDelivery
 from infra.lib import account, helm, timing
-from infra.lib.argocd_health import argocd_cm
+from infra.lib.argocd_health import IGNORE_DIFFERENCES, argocd_cm
 from infra.lib.conventions import DASHBOARD_LABEL, MONITORING_NAMESPACE, TEAM_LABEL
 from infra.lib.iam import service_trust_policy
 from infra.lib.monitoring import alert_rule
@@ -70,7 +70,7 @@ def project_spec(team: str, spec: TeamDelivery, server: str) -> dict[str, Any]:
 def application_set_spec(team: str, spec: TeamDelivery, environment: str, server: str) -> dict[str, Any]:
     """One Application per namespace of the team, each rendering `<path>/<environment>` of its repository with Kustomize."""
     namespaces = spec.namespaces or [team]
-    sync: dict[str, Any] = {"syncOptions": ["CreateNamespace=false", "ServerSideApply=true"], "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}}}
+    sync: dict[str, Any] = {"syncOptions": ["CreateNamespace=false", "ServerSideApply=true", "RespectIgnoreDifferences=true"], "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}}}
     if spec.auto_sync:
         sync["automated"] = {"prune": True, "selfHeal": True}
     return {
@@ -84,6 +84,7 @@ def application_set_spec(team: str, spec: TeamDelivery, environment: str, server
                 "source": {"repoURL": spec.repo_url, "targetRevision": spec.revision, "path": f"{spec.path}/{{{{.environment}}}}"},
                 "destination": {"server": server, "namespace": "{{.namespace}}"},
                 "syncPolicy": sync,
+                "ignoreDifferences": IGNORE_DIFFERENCES,
             },
         },
         # The ApplicationSet controller may create and update applications, never delete one a person relies on.

@@ -63,6 +63,8 @@ def test_the_application_set_follows_this_environments_overlay_into_the_team_nam
     assert template["project"] == "nlp" and template["source"]["path"] == "overlays/{{.environment}}"
     assert template["destination"]["namespace"] == "{{.namespace}}"
     assert template["destination"]["server"] == stack.one(PROJECT)["inputs"]["spec"]["destinations"][0]["server"]
+    # Kueue's suspend/resume is not drift, and a sync keeps Kueue's value.
+    assert template["ignoreDifferences"] == IGNORE_DIFFERENCES and "RespectIgnoreDifferences=true" in template["syncPolicy"]["syncOptions"]
     # prod syncs when a person asks; dev and staging on every change.
     assert ("automated" in template["syncPolicy"]) == (env != "prod")
 
@@ -175,8 +177,6 @@ def test_argocd_cm_carries_the_platforms_health_checks(dev):
     data = cm["inputs"]["data"]
     for key in HEALTH:
         assert data[f"resource.customizations.health.{key}"] == HEALTH[key]
-    for key in IGNORE_DIFFERENCES:
-        assert yaml.safe_load(data[f"resource.customizations.ignoreDifferences.{key}"]) == IGNORE_DIFFERENCES[key]
     assert dev.depends_on(dev.one(PROJECT), dev.release("argo-cd"))
     rule = dev.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule", "gitops-alerts")
     assert [r["alert"] for r in rule["inputs"]["spec"]["groups"][0]["rules"]] == ["ArgoCdAppOutOfSync", "ArgoCdAppDegraded"]
@@ -308,8 +308,11 @@ def test_the_shipped_projects_pass_the_rule(stack):
     assert violations("app-project-fenced", stack.resources, stack.result.stack) == []
 
 
-def test_the_argo_cd_crds_are_vendored_at_the_release_the_chart_installs():
-    chart = yaml.safe_load((ROOT / "schemas" / "chart-sources" / "argo-cd" / "10.1.1" / "Chart.yaml").read_text())
-    vendored = (ROOT / "schemas" / "crds" / "argo-cd" / "appproject-crd.yaml").read_text()
-    assert chart["appVersion"] == "v3.4.4"
-    assert yaml.load(vendored, Loader=YamlLoader)["spec"]["names"]["kind"] == "AppProject"
+def test_the_argo_cd_crds_are_vendored_at_the_release_the_pinned_chart_installs():
+    from infra.config.pins import PINS
+
+    chart = yaml.safe_load((ROOT / "schemas" / "chart-sources" / "argo-cd" / PINS["argo-cd"] / "Chart.yaml").read_text())
+    lock = yaml.safe_load((ROOT / "schemas" / "VENDORED.yaml").read_text())
+    for crd in ("application", "applicationset", "appproject"):
+        assert lock[f"crds/argo-cd/{crd}-crd.yaml"]["version"] == chart["appVersion"], crd
+    assert yaml.load((ROOT / "schemas" / "crds" / "argo-cd" / "appproject-crd.yaml").read_text(), Loader=YamlLoader)["spec"]["names"]["kind"] == "AppProject"

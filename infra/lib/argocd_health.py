@@ -3,8 +3,6 @@ the truth: a JobSet Kueue has not admitted yet is Suspended, not Healthy; a Loca
 Degraded. Argo CD v3.4 ships its own checks for KServe's InferenceService; JobSet and Kueue have none upstream."""
 from __future__ import annotations
 
-import yaml
-
 # Lua health scripts, keyed `<group>_<Kind>` as argocd-cm spells them. Each reads only status fields of the vendored
 # CRDs (schemas/crds/jobset, schemas/crds/kueue); tests/test_gitops.py runs them on sample objects.
 HEALTH: dict[str, str] = {
@@ -50,17 +48,14 @@ return {status = "Progressing", message = "Waiting for Kueue to activate the que
 }
 
 # Kueue suspends every Job and JobSet of a team namespace until it admits them (spec.suspend), so Git's copy and the
-# live one differ by design: without this, each queued run shows OutOfSync and a sync would fight Kueue.
-IGNORE_DIFFERENCES: dict[str, dict[str, list[str]]] = {
-    "batch_Job": {"jqPathExpressions": [".spec.suspend"]},
-    "jobset.x-k8s.io_JobSet": {"jqPathExpressions": [".spec.suspend"]},
-}
+# live one differ by design: each application ignores that field and keeps the live value when it syncs, or every
+# queued run would show OutOfSync and a sync would fight Kueue. Set on the Applications, so both delivery paths have it.
+IGNORE_DIFFERENCES: list[dict] = [
+    {"group": "batch", "kind": "Job", "jsonPointers": ["/spec/suspend"]},
+    {"group": "jobset.x-k8s.io", "kind": "JobSet", "jsonPointers": ["/spec/suspend"]},
+]
 
 
 def argocd_cm() -> dict[str, str]:
     """The argocd-cm entries for the platform's resources."""
-    entries = {f"resource.customizations.health.{key}": script for key, script in sorted(HEALTH.items())}
-    entries.update(
-        {f"resource.customizations.ignoreDifferences.{key}": yaml.safe_dump(value, sort_keys=True) for key, value in sorted(IGNORE_DIFFERENCES.items())}
-    )
-    return entries
+    return {f"resource.customizations.health.{key}": script for key, script in sorted(HEALTH.items())}
