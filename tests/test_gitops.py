@@ -316,3 +316,14 @@ def test_the_argo_cd_crds_are_vendored_at_the_release_the_pinned_chart_installs(
     for crd in ("application", "applicationset", "appproject"):
         assert lock[f"crds/argo-cd/{crd}-crd.yaml"]["version"] == chart["appVersion"], crd
     assert yaml.load((ROOT / "schemas" / "crds" / "argo-cd" / "appproject-crd.yaml").read_text(), Loader=YamlLoader)["spec"]["names"]["kind"] == "AppProject"
+
+
+def test_a_project_not_waiting_for_the_capability_has_no_crd_to_land_on():
+    cap_urn = next(r["urn"] for r in broken("staging", CAPABILITY, lambda r: None) if r["type"] == CAPABILITY)
+
+    def detach(record: dict) -> None:
+        record["dependencies"] = [u for u in record["dependencies"] if u != cap_urn and "gitops-capability-teams" not in u and "gitops-in-cluster" not in u]
+
+    found = violations("custom-resource-after-its-crd", broken("staging", PROJECT, detach), "staging")
+    assert [v["message"] for v in found] == ["does not depend on the 'argo-cd' release or the EKS ARGOCD capability that installs the argoproj.io CRDs"]
+    assert violations("custom-resource-after-its-crd", broken("staging", PROJECT, lambda r: None), "staging") == []

@@ -96,4 +96,5 @@ def custom_resource_after_its_crd(resources, settings):
         # A chart's own custom resources: Helm applies its crds/ before its templates.
         owners = [*ancestors, *([r.parent] if getattr(r, "parent", None) else [])]
         if not any(d.resource_type == "kubernetes:helm.sh/v3:Release" and _chart_name(d) == chart for d in owners):
-            yield f"does not depend on the {chart!r} release that installs the {group} CRDs", r.urn
+            capability = f" or the EKS {CRD_CAPABILITIES[group]} capability" if group in CRD_CAPABILITIES else ""
+            yield f"does not depend on the {chart!r} release{capability} that installs the {group} CRDs", r.urn
