@@ -72,6 +72,11 @@ CREATE: dict[str, int] = {
     # The EKS Argo CD capability: AWS publishes no creation time; counted like a managed add-on at five minutes
     # (it provisions Argo CD in an AWS account and installs its CRDs) until a deploy measures it.
     "aws:eks/capability:Capability": 300,
+    # Aurora: AWS publishes no creation time. The cluster (storage volume, endpoints) counts three minutes and each
+    # Serverless v2 instance twelve, the upper end of the 5-15 minutes commonly seen, until a deploy measures them.
+    "aws:rds/cluster:Cluster": 180,
+    "aws:rds/clusterInstance:ClusterInstance": 720,
+    "aws:rds/subnetGroup:SubnetGroup": 3,
     "aws:appautoscaling/target:Target": 3,
     "aws:appautoscaling/policy:Policy": 3,
     # IAM is eventually consistent; the provider waits a few seconds for a new role to propagate.
@@ -129,6 +134,9 @@ DELETE: dict[str, int] = {
     "aws:ec2/natGateway:NatGateway": 60,
     "aws:efs/mountTarget:MountTarget": 60,
     "aws:opensearch/domain:Domain": 600,
+    # Deleting an instance, then the cluster (with its final snapshot where kept), takes minutes each.
+    "aws:rds/clusterInstance:ClusterInstance": 420,
+    "aws:rds/cluster:Cluster": 300,
     "kubernetes:core/v1:Service": 120,  # the controller deletes the NLB before the finalizer lets go
     HELM_RELEASE: 60,
 }
