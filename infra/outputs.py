@@ -6,6 +6,7 @@ from typing import Optional
 import pulumi
 
 from components.cluster import Cluster
+from components.gitops import GitOps
 from components.karpenter import Karpenter
 from components.logging import Logging
 from components.mesh import Mesh
@@ -13,6 +14,7 @@ from components.network import Network
 from components.observability import Observability
 from components.serving import ServedModel, Serving
 from components.storage import Storage
+from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import WorkloadInfo, Workloads, deployment_name
 from infra import cost
@@ -22,8 +24,10 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-# 3.1: `serving`, the serving path and the endpoint of each served model version.
-SCHEMA_VERSION = "3.1.0"
+# 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
+# 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
+# 3.3: `serving`, the serving path and the endpoint of each served model version.
+SCHEMA_VERSION = "3.3.0"
 
 
 def _absent_not_null(value):
@@ -52,7 +56,9 @@ def export(
     tenancy: Tenancy,
     workloads: Workloads,
     serving: Optional[Serving],
+    gitops: GitOps | None,
     ceiling: Ceiling,
+    streaming: Optional[Streaming] = None,
 ) -> None:
     served = serving.served if serving else {}
     _export("schemaVersion", SCHEMA_VERSION)
@@ -157,6 +163,18 @@ def export(
             for name, team in sorted(tenancy.teams.items())
         },
     )
+    if gitops is not None:
+        _export(
+            "gitops",
+            {
+                "mode": cfg.gitops.mode,
+                "endpoint": gitops.endpoint,
+                "projects": {
+                    team: {"project": project, "repoUrl": cfg.gitops.teams[team].repo_url, "path": f"{cfg.gitops.teams[team].path}/{cfg.environment}"}
+                    for team, project in sorted(gitops.projects.items())
+                },
+            },
+        )
     _export(
         "workloads",
         {
@@ -177,6 +195,24 @@ def export(
             },
         },
     )
+    if streaming is not None:
+        _export(
+            "streaming",
+            {
+                "bootstrapBrokers": streaming.bootstrap_brokers,
+                "port": IAM_PORT,
+                "authentication": "SASL_IAM",
+                "teams": {
+                    team: {
+                        "namespace": team,
+                        "topics": streaming.topics[team],
+                        "consumerGroups": [team_topic(team, g) for g in spec.consumer_groups],
+                        "serviceAccount": spec.service_account,
+                    }
+                    for team, spec in sorted(cfg.streaming.teams.items())
+                },
+            },
+        )
 
 
 def _serving_workloads(cfg: PlatformConfig) -> dict[str, ServingWorkload]:

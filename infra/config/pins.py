@@ -28,6 +28,8 @@ PINS: dict[str, str] = {
     "kserve": "v0.20.0",
     # KServe's webhook certificate and its CA injection (KServe's chart renders a cert-manager Certificate).
     "cert-manager": "v1.21.1",
+    # Delivery for app teams: the argo-cd chart (Argo CD v3.4.4, its appVersion; schemas/SOURCES.yaml vendors those CRDs).
+    "argo-cd": "10.1.1",
     # Secrets: Secrets Manager -> Kubernetes Secrets
     "external-secrets": "2.9.0",
 }
