@@ -14,7 +14,7 @@ from infra.lib import helm
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, AcceleratorKind, pool_labels
 from infra.lib.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
 from infra.lib.monitoring import ScrapeTarget
-from policies.rules.cost import RESERVED_ANNOTATION
+from policies.rules.cost import RESERVED_ANNOTATION, held, price_table
 from policies.rules.efa import EFA_LABEL
 
 NAMESPACE = "kube-system"
@@ -197,7 +197,14 @@ def node_pool_annotations(pool: NodePoolBase) -> dict[str, str]:
     return {RESERVED_ANNOTATION: ",".join(f"{t}={n}" for t, n in counts.items())} if counts else {}
 
 
-def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:
+def static_held(pool: NodePoolBase, region: str, stand_in: str | None) -> dict[str, float]:
+    """What a pool's static nodes take from its limits (nothing without them)."""
+    static = getattr(pool, "static", None)
+    return held(static.instance_type, static.replicas, price_table(region, stand_in)) if static else {}
+
+
+def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind, static: dict[str, float] | None = None) -> dict[str, Any]:
+    """The pool's dynamic NodePool; `static` is what its static nodes hold (static_held), which its limits leave out."""
     requirements = [
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
         {"key": "kubernetes.io/arch", "operator": "In", "values": list(pool.architectures)},
@@ -210,9 +217,10 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
             {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": list(pool.instance_categories)},
             {"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": [str(pool.min_generation - 1)]},
         ]
-    limits = {"cpu": str(pool.limits.cpu), "memory": f"{pool.limits.memory_gib}Gi"}
+    static = static or {}
+    limits = {"cpu": f"{pool.limits.cpu - static.get('cpu', 0):g}", "memory": f"{pool.limits.memory_gib - static.get('memory', 0):g}Gi"}
     if kind.resource:
-        limits[kind.resource] = str(pool.limits.accelerators)
+        limits[kind.resource] = f"{pool.limits.accelerators - static.get(kind.resource, 0):g}"
     d = pool.disruption
     budgets = [b.model_dump(by_alias=True, exclude_none=True) for b in d.budgets]
     return {
@@ -229,6 +237,25 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
         },
         "disruption": {"consolidationPolicy": d.consolidation_policy, "consolidateAfter": d.consolidate_after, "budgets": budgets},
         "limits": limits,
+    }
+
+
+def static_node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:
+    """The pool's static NodePool: its node class, labels and taint, on-demand nodes of one type, `replicas` of them.
+    The CRD allows no weight and no limits but `limits.nodes` beside `replicas`; the replicas bound the pool, and no
+    node limit is set so that a drift replacement may launch before the node it replaces goes."""
+    static = pool.static
+    dynamic = node_pool_spec(name, pool, kind)
+    template = dynamic["template"]
+    requirements = [
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+        *[r for r in template["spec"]["requirements"] if r["key"] not in ("karpenter.sh/capacity-type", "node.kubernetes.io/instance-type")],
+        {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [static.instance_type]},
+    ]
+    return {
+        "replicas": static.replicas,
+        "template": {**template, "spec": {**template["spec"], "requirements": requirements}},
+        "disruption": {"consolidateAfter": "Never", "budgets": dynamic["disruption"]["budgets"]},
     }
 
 
@@ -391,6 +418,8 @@ class Karpenter(pulumi.ComponentResource):
             )
 
         reserving = any(getattr(p, "capacity_reservations", []) for p in cfg.node_pools.enabled().values())
+        static = any(getattr(p, "static", None) for p in cfg.node_pools.enabled().values())
+        gates = {**({"reservedCapacity": True} if reserving else {}), **({"staticCapacity": True} if static else {})}
         crds = helm.release(
             f"{name}-crd",
             name="karpenter-crd",
@@ -413,8 +442,9 @@ class Karpenter(pulumi.ComponentResource):
                 "settings": {
                     "clusterName": args.cluster_name,
                     "interruptionQueue": queue.name,
-                    # Beta and on by default at the pin; stated so a chart default that turns it off cannot strand the reservations.
-                    **({"featureGates": {"reservedCapacity": True}} if reserving else {}),
+                    # reservedCapacity is beta and on by default at the pin: stated so a chart default that turns it off cannot
+                    # strand the reservations. staticCapacity is alpha and off by default: without it `replicas` is ignored.
+                    **({"featureGates": gates} if gates else {}),
                 },
                 "serviceAccount": {"name": SERVICE_ACCOUNT},
                 "replicas": kc.replicas,
@@ -457,9 +487,19 @@ class Karpenter(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}, annotations=node_pool_annotations(pool) or None
                 ),
-                spec=node_pool_spec(pool_name, pool, kind),
+                spec=node_pool_spec(pool_name, pool, kind, static_held(pool, cfg.region, cfg.budget.price_table_region)),
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
             )
+            if getattr(pool, "static", None):
+                # A NodePool of its own: the API server refuses to turn a NodePool between static and dynamic.
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{pool_name}-static-pool",
+                    api_version="karpenter.sh/v1",
+                    kind="NodePool",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{pool_name}-static", labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                    spec=static_node_pool_spec(pool_name, pool, kind),
+                    opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
+                )
             self.node_pool_resources[pool_name] = node_pool
             self.node_pools[pool_name] = NodePoolInfo(
                 name=pool_name,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from components.karpenter import node_pool_annotations, node_pool_spec
+from components.karpenter import node_pool_annotations, node_pool_spec, static_held, static_node_pool_spec
 from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
 from infra.config.streaming import broker_zones
@@ -56,7 +56,10 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         }}),
     ]
     for name, pool in cfg.node_pools.enabled().items():
-        planned.append((NODE_POOL, {"metadata": {"name": name, "annotations": node_pool_annotations(pool)}, "spec": node_pool_spec(name, pool, KINDS[name])}))
+        static = static_held(pool, cfg.region, cfg.budget.price_table_region)
+        planned.append((NODE_POOL, {"metadata": {"name": name, "annotations": node_pool_annotations(pool)}, "spec": node_pool_spec(name, pool, KINDS[name], static)}))
+        if static:
+            planned.append((NODE_POOL, {"metadata": {"name": f"{name}-static"}, "spec": static_node_pool_spec(name, pool, KINDS[name])}))
         planned.append((NODE_CLASS, {"metadata": {"name": name}, "spec": {"blockDeviceMappings": [{"ebs": {"volumeSize": f"{pool.root_volume_gib}Gi"}}]}}))
     search = cfg.logging.open_search
     if search.enabled:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Iterable
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, model_validator
 
-from infra.lib.accelerators import family_of
+from infra.lib.accelerators import KINDS, family_of
 from infra.config.accelerators import AcceleratorsConfig
 from infra.config.alerting import AlertingConfig
 from infra.config.autoscaling import AutoscalingConfig
@@ -71,6 +71,7 @@ class PlatformConfig(Model):
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
+            self._static_within_limits(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -86,6 +87,33 @@ class PlatformConfig(Model):
             # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
             if w.accelerator == "nvidia" and w.accelerator_count > 1:
                 yield f"workloads[{i}].acceleratorCount {w.accelerator_count} with DRA: claim one GPU per pod (Karpenter does not size nodes for DRA claims yet)"
+
+    def _static_within_limits(self) -> Iterable[str]:
+        """A pool's static nodes, with its reservations, must fit in its limits: they count against them."""
+        from policies.rules.cost import PriceError, held, price_table
+
+        for name, pool in self.node_pools.enabled().items():
+            static = getattr(pool, "static", None)
+            if not static:
+                continue
+            try:
+                table = price_table(self.region, self.budget.price_table_region)
+                take = held(static.instance_type, static.replicas, table)
+                for r in pool.capacity_reservations:
+                    for key, amount in held(r.instance_type, r.instance_count, table).items():
+                        take[key] += amount
+            except PriceError:
+                continue  # the cost check names the missing table or type
+            resource = KINDS[name].resource
+            limits = {"cpu": (pool.limits.cpu, "cpu"), "memory": (pool.limits.memory_gib, "memoryGib"), resource: (pool.limits.accelerators, "accelerators")}
+            for key, (limit, setting) in limits.items():
+                if take[key] > limit + 1e-9:
+                    reserved = " with its capacityReservations" if pool.capacity_reservations else ""
+                    yield (
+                        f"nodePools.{name}.static.replicas {static.replicas} x {static.instance_type}{reserved} take {take[key]:g} "
+                        f"{key}{' (GiB, net of VM overhead)' if key == 'memory' else ''}, beyond the pool's limits.{setting} {limit}: "
+                        "static nodes count against the pool's limits; lower the replicas or raise the limit"
+                    )
 
     def _search_domain_fits_the_network(self) -> Iterable[str]:
         search = self.logging.open_search
