@@ -9,7 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.config import NodePoolBase, PlatformConfig
+from infra.config import GpuSharing, NodePoolBase, PlatformConfig
 from infra.lib import helm
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, AcceleratorKind, pool_labels
 from infra.lib.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
@@ -20,6 +20,7 @@ from policies.rules.efa import EFA_LABEL
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
 CHART_REPOSITORY = "oci://public.ecr.aws/karpenter"
+MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 # Events Karpenter handles ahead of EC2 taking the instance away.
 INTERRUPTION_EVENTS = {
     "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
@@ -197,6 +198,11 @@ def node_pool_annotations(pool: NodePoolBase) -> dict[str, str]:
     return {RESERVED_ANNOTATION: ",".join(f"{t}={n}" for t, n in counts.items())} if counts else {}
 
 
+def mig_labels(kind: AcceleratorKind, sharing: GpuSharing) -> dict[str, str]:
+    """With MIG, the label the GPU operator's MIG Manager reads on each nvidia node: the configuration to partition into."""
+    return {MIG_CONFIG_LABEL: sharing.mig_config} if kind is NVIDIA and sharing.strategy == "mig" and sharing.mig_config else {}
+
+
 def static_held(pool: NodePoolBase, region: str, stand_in: str | None) -> dict[str, float]:
     """What a pool's static nodes take from its limits (nothing without them)."""
     static = getattr(pool, "static", None)
@@ -259,6 +265,25 @@ def static_node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) 
     }
 
 
+# The nodeadm NodeConfig part Karpenter merges with its own on AL2023 (EC2NodeClass spec.userData, MIME multipart):
+# FastImagePull turns on the SOCI snapshotter in parallel pull/unpack mode (awslabs/amazon-eks-ami,
+# nodeadm/internal/containerd/config.go: only on nodes with at least 4 vCPUs and 7 GiB).
+FAST_IMAGE_PULL_USER_DATA = """MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="BOUNDARY"
+
+--BOUNDARY
+Content-Type: application/node.eks.aws
+
+apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  featureGates:
+    FastImagePull: true
+
+--BOUNDARY--
+"""
+
+
 def node_class_spec(
     pool: NodePoolBase, cluster_name: str, node_role_name: str, security_group_id: str, tags: dict[str, str], efa_security_group_id: str | None = None
 ) -> dict[str, Any]:
@@ -282,6 +307,8 @@ def node_class_spec(
     }
     if reservations:
         spec["capacityReservationSelectorTerms"] = [r.selector_term() for r in reservations]
+    if getattr(pool, "fast_image_pull", False):
+        spec["userData"] = FAST_IMAGE_PULL_USER_DATA
     return spec
 
 
@@ -312,6 +339,7 @@ class Karpenter(pulumi.ComponentResource):
     controller: k8s.helm.v3.Release
     node_pools: dict[str, NodePoolInfo]
     node_role_arn: pulumi.Output[str]
+    node_role_name: pulumi.Output[str]
     scrape_targets: list[ScrapeTarget]
     node_pool_resources: dict[str, k8s.apiextensions.CustomResource]
 
@@ -480,6 +508,10 @@ class Karpenter(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, *efa_rules]))
                 if getattr(pool, "efa", False) else after_controller,
             )
+            spec = node_pool_spec(pool_name, pool, kind, static_held(pool, cfg.region, cfg.budget.price_table_region))
+            static_spec = static_node_pool_spec(pool_name, pool, kind) if getattr(pool, "static", None) else None
+            for s in filter(None, (spec, static_spec)):
+                s["template"]["metadata"]["labels"].update(mig_labels(kind, cfg.accelerators.gpu_operator.sharing))
             node_pool = k8s.apiextensions.CustomResource(
                 f"{name}-{pool_name}-pool",
                 api_version="karpenter.sh/v1",
@@ -487,17 +519,17 @@ class Karpenter(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}, annotations=node_pool_annotations(pool) or None
                 ),
-                spec=node_pool_spec(pool_name, pool, kind, static_held(pool, cfg.region, cfg.budget.price_table_region)),
+                spec=spec,
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
             )
-            if getattr(pool, "static", None):
+            if static_spec:
                 # A NodePool of its own: the API server refuses to turn a NodePool between static and dynamic.
                 k8s.apiextensions.CustomResource(
                     f"{name}-{pool_name}-static-pool",
                     api_version="karpenter.sh/v1",
                     kind="NodePool",
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{pool_name}-static", labels={"app.kubernetes.io/part-of": "ml-platform"}),
-                    spec=static_node_pool_spec(pool_name, pool, kind),
+                    spec=static_spec,
                     opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
                 )
             self.node_pool_resources[pool_name] = node_pool
@@ -512,6 +544,7 @@ class Karpenter(pulumi.ComponentResource):
             )
 
         self.node_role_arn = node_role.arn
+        self.node_role_name = node_role.name
         self.scrape_targets = [
             ScrapeTarget(
                 "karpenter",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from components.network import ECR_ENDPOINT_SERVICES
 from components.karpenter import node_pool_annotations, node_pool_spec, static_held, static_node_pool_spec
 from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
@@ -45,6 +46,8 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         *[("aws:ec2/natGateway:NatGateway", {})] * nat,
         *[("aws:ec2/eip:Eip", {})] * nat,
         ("aws:ec2/vpcEndpoint:VpcEndpoint", {"vpcEndpointType": "Interface", "serviceName": f"com.amazonaws.{cfg.region}.logs", "subnetIds": [""] * zones}),
+        *[("aws:ec2/vpcEndpoint:VpcEndpoint", {"vpcEndpointType": "Interface", "serviceName": f"com.amazonaws.{cfg.region}.{service}", "subnetIds": [""] * zones})
+          for service in (ECR_ENDPOINT_SERVICES if cfg.network.ecr_endpoints else ())],
         ("kubernetes:core/v1:Service", {"spec": {"type": "LoadBalancer"}}),
         ("aws:cloudwatch/logGroup:LogGroup", {"name": f"/ml-platform/{cfg.cluster_name}/platform", "retentionInDays": cfg.logging.retention_days}),
         (BUDGET, {"tags": {

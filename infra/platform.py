@@ -11,6 +11,7 @@ from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.encryption import Encryption, EncryptionArgs
+from components.images import ImageCache, ImageCacheArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
@@ -66,6 +67,8 @@ def build(cfg: PlatformConfig) -> None:
             depends_on=cluster.critical_addons,
         ),
     )
+
+    ImageCache("images", ImageCacheArgs(config=cfg, node_role_name=karpenter.node_role_name))
 
     accelerators = Accelerators(
         "accelerators",

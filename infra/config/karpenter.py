@@ -152,6 +152,9 @@ class AcceleratorPool(NodePoolBase):
     # Elastic Fabric Adapter for collective traffic between nodes (multi-node training): every type must carry it.
     efa: bool = False
     static: Optional[StaticCapacity] = None
+    # SOCI parallel pull and unpack (nodeadm's FastImagePull gate on AL2023): multi-GB images download and unpack in
+    # parallel. nodeadm applies it only on nodes with at least 4 vCPUs and 7 GiB.
+    fast_image_pull: bool = True
 
     @model_validator(mode="after")
     def _limits_cover_accelerators(self) -> "AcceleratorPool":
@@ -181,6 +184,10 @@ class AcceleratorPool(NodePoolBase):
             raise ValueError(
                 f"static.instanceType {self.static.instance_type} is not one of the pool's instanceTypes {list(self.instance_types)}: "
                 "the warm nodes carry the pool's labels and taint, so they must be nodes the pool could launch"
+            )
+        if self.fast_image_pull and not self.ami_alias.startswith("al2023@"):
+            raise ValueError(
+                f"fastImagePull needs an al2023@ amiAlias (nodeadm's FastImagePull gate), not {self.ami_alias}; set fastImagePull: false"
             )
         ids = [r.id for r in self.capacity_reservations if r.id]
         if len(set(ids)) != len(ids):

@@ -15,6 +15,7 @@ from infra.config.autoscaling import AutoscalingConfig
 from infra.config.base import ConfigError, Model, PROJECT, Tags
 from infra.config.cluster import ClusterConfig
 from infra.config.cost import BudgetConfig
+from infra.config.images import ImagesConfig, cache_prefix
 from infra.config.karpenter import KarpenterConfig, NodePools
 from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
@@ -53,6 +54,7 @@ class PlatformConfig(Model):
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
     budget: BudgetConfig
+    images: ImagesConfig = ImagesConfig()
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
     teams: list[TeamConfig] = []
@@ -72,6 +74,8 @@ class PlatformConfig(Model):
             self._alerting(info),
             self._queue_headroom(),
             self._static_within_limits(),
+            self._cache_prefixes(),
+            self._mig_capable(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -87,6 +91,24 @@ class PlatformConfig(Model):
             # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
             if w.accelerator == "nvidia" and w.accelerator_count > 1:
                 yield f"workloads[{i}].acceleratorCount {w.accelerator_count} with DRA: claim one GPU per pod (Karpenter does not size nodes for DRA claims yet)"
+
+    def _mig_capable(self) -> Iterable[str]:
+        from infra.config.accelerators import MIG_FAMILIES
+
+        nvidia = self.node_pools.nvidia
+        if self.accelerators.gpu_operator.sharing.strategy != "mig" or not (nvidia and nvidia.enabled):
+            return
+        if lacking := [t for t in nvidia.instance_types if family_of(t) not in MIG_FAMILIES]:
+            yield (
+                f"accelerators.gpuOperator.sharing.strategy mig: nodePools.nvidia.instanceTypes {lacking} have GPUs without MIG; "
+                f"MIG families: {', '.join(sorted(MIG_FAMILIES))}"
+            )
+
+    def _cache_prefixes(self) -> Iterable[str]:
+        for upstream in self.images.pull_through_cache:
+            # ECR's limit on a pull-through cache rule's repository prefix (CreatePullThroughCacheRule: 2 to 30 characters).
+            if len(prefix := cache_prefix(self.cluster_name, upstream)) > 30:
+                yield f"images.pullThroughCache: the cache prefix {prefix!r} is over ECR's 30 characters; shorten the cluster name or drop {upstream!r}"
 
     def _static_within_limits(self) -> Iterable[str]:
         """A pool's static nodes, with its reservations, must fit in its limits: they count against them."""
