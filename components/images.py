@@ -25,12 +25,16 @@ class ImageCache(pulumi.ComponentResource):
     registry"), granted here to the node role on the cache prefixes only."""
 
     prefixes: dict[str, str]
+    # The account's registry, where the caches are pulled from: <account>.dkr.ecr.<region>.amazonaws.com.
+    registry: str
 
     def __init__(self, name: str, args: ImageCacheArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:images:ImageCache", name, None, opts)
         cfg = args.config
         child = pulumi.ResourceOptions(parent=self)
         self.prefixes = {u: cache_prefix(cfg.cluster_name, u) for u in cfg.images.pull_through_cache}
+        account_id = aws.get_caller_identity().account_id
+        self.registry = f"{account_id}.dkr.ecr.{cfg.region}.amazonaws.com"
         for upstream, prefix in self.prefixes.items():
             aws.ecr.PullThroughCacheRule(
                 f"{name}-{upstream}",
@@ -39,7 +43,6 @@ class ImageCache(pulumi.ComponentResource):
             )
         if self.prefixes:
             partition = aws.get_partition().partition
-            account_id = aws.get_caller_identity().account_id
             repositories = [f"arn:{partition}:ecr:{cfg.region}:{account_id}:repository/{p}/*" for p in self.prefixes.values()]
             policy = aws.iam.Policy(
                 f"{name}-fill",

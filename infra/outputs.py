@@ -4,6 +4,7 @@ from __future__ import annotations
 import pulumi
 
 from components.cluster import Cluster
+from components.images import ImageCache
 from components.karpenter import Karpenter
 from components.logging import Logging
 from components.mesh import Mesh
@@ -13,13 +14,14 @@ from components.storage import Storage
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
-from infra.config import PlatformConfig
+from infra.config import UPSTREAMS, PlatformConfig
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from policies.rules.cost import Ceiling
 
+# 3.1: imageCache (the ECR pull-through caches).
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-SCHEMA_VERSION = "3.0.0"
+SCHEMA_VERSION = "3.1.0"
 
 
 def _absent_not_null(value):
@@ -47,6 +49,7 @@ def export(
     logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
+    images: ImageCache,
     ceiling: Ceiling,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
@@ -133,6 +136,8 @@ def export(
             "dashboardsUrl": logging.dashboards_url,
         },
     )
+    if images.prefixes:
+        _export("imageCache", {"registry": images.registry, "prefixes": images.prefixes, "upstreams": {u: UPSTREAMS[u] for u in images.prefixes}})
     _export("cost", cost.output(cfg, ceiling))
     _export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
     _export(

@@ -68,7 +68,7 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
-    ImageCache("images", ImageCacheArgs(config=cfg, node_role_name=karpenter.node_role_name))
+    images = ImageCache("images", ImageCacheArgs(config=cfg, node_role_name=karpenter.node_role_name))
 
     accelerators = Accelerators(
         "accelerators",
@@ -242,5 +242,6 @@ def build(cfg: PlatformConfig) -> None:
         logging=logging,
         tenancy=tenancy,
         workloads=workloads,
+        images=images,
         ceiling=ceiling,
     )

@@ -97,3 +97,11 @@ def test_a_cache_prefix_over_ecrs_limit_names_the_key():
     with pytest.raises(ConfigError) as exc:
         parse_stack(raw)
     assert "ml-platform:images.pullThroughCache: the cache prefix 'ml-platform-production-east/ecr-public' is over ECR's 30 characters" in str(exc.value)
+
+
+def test_app_teams_read_the_caches_from_the_stack_outputs(stack):
+    out = stack.result.outputs
+    cluster = out["cluster"]["name"]
+    assert out["imageCache"]["prefixes"] == {u: f"{cluster}/{u}" for u in ("ecr-public", "k8s", "quay")}
+    assert out["imageCache"]["upstreams"] == {"ecr-public": "public.ecr.aws", "k8s": "registry.k8s.io", "quay": "quay.io"}
+    assert out["imageCache"]["registry"].endswith(f".dkr.ecr.{out['region']}.amazonaws.com")
