@@ -248,8 +248,9 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind, static:
 
 def static_node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:
     """The pool's static NodePool: its node class, labels and taint, on-demand nodes of one type, `replicas` of them.
-    The CRD allows no weight and no limits but `limits.nodes` beside `replicas`; the replicas bound the pool, and no
-    node limit is set so that a drift replacement may launch before the node it replaces goes."""
+    The CRD allows no weight and no limits but `limits.nodes` beside `replicas`. The node limit leaves room for one node
+    above the replicas, so a drift or expiry replacement (one at a time, the pool's budget) can launch before the node it
+    replaces goes (EKS user guide, "Static Capacity Node Pools": limits.nodes above replicas for replacements)."""
     static = pool.static
     dynamic = node_pool_spec(name, pool, kind)
     template = dynamic["template"]
@@ -262,6 +263,7 @@ def static_node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) 
         "replicas": static.replicas,
         "template": {**template, "spec": {**template["spec"], "requirements": requirements}},
         "disruption": {"consolidateAfter": "Never", "budgets": dynamic["disruption"]["budgets"]},
+        "limits": {"nodes": str(static.replicas + 1)},
     }
 
 

@@ -37,7 +37,8 @@ def test_staging_keeps_one_gpu_node_warm_in_a_static_nodepool():
     dynamic = manifest("staging", "NodePool", "nvidia")
     validate(static)
     spec = static["spec"]
-    assert spec["replicas"] == 1 and "weight" not in spec and "limits" not in spec
+    # One node above the replicas: room for a replacement to launch before the node it replaces goes.
+    assert spec["replicas"] == 1 and "weight" not in spec and spec["limits"] == {"nodes": "2"}
     template = spec["template"]
     # The same node class, labels and taint as the pool: the pool's pods land on the warm node.
     assert template["spec"]["nodeClassRef"] == dynamic["spec"]["template"]["spec"]["nodeClassRef"]
@@ -109,6 +110,11 @@ def test_the_pack_takes_replicas_as_a_static_pools_bound():
 
     for name in ("node-pool-bounded", "accelerator-pool-guarded"):
         assert violations(name, synth_of("staging").resources, "staging") == []
+    def no_node_limit(record: dict) -> None:
+        del record["inputs"]["spec"]["limits"]
+
+    records = broken("staging", "kubernetes:karpenter.sh/v1:NodePool", no_node_limit, "karpenter-nvidia-static-pool")
+    assert [v["message"] for v in violations("node-pool-bounded", records, "staging")] == ["static pool has no nodes limit"]
     records = broken("staging", "kubernetes:karpenter.sh/v1:NodePool", unbounded, "karpenter-nvidia-static-pool")
     assert [v["message"] for v in violations("node-pool-bounded", records, "staging")] == ["pool has no cpu or memory limit"]
     assert [v["message"] for v in violations("accelerator-pool-guarded", records, "staging")] == [
