@@ -13,6 +13,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.gitops import GitOps, GitOpsArgs
+from components.images import ImageCache, ImageCacheArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
@@ -71,6 +72,8 @@ def build(cfg: PlatformConfig) -> None:
             depends_on=cluster.critical_addons,
         ),
     )
+
+    images = ImageCache("images", ImageCacheArgs(config=cfg, node_role_name=karpenter.node_role_name))
 
     accelerators = Accelerators(
         "accelerators",
@@ -323,6 +326,7 @@ def build(cfg: PlatformConfig) -> None:
         workloads=workloads,
         serving=serving,
         gitops=gitops,
+        images=images,
         ceiling=ceiling,
         streaming=streaming,
     )
