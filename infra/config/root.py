@@ -20,6 +20,7 @@ from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
 from infra.config.network import NetworkConfig
 from infra.config.observability import ObservabilityConfig
+from infra.config.registry import RegistryConfig
 from infra.config.scheduling import SchedulingConfig
 from infra.config.storage import StorageConfig
 from infra.config.streaming import StreamingConfig
@@ -52,6 +53,7 @@ class PlatformConfig(Model):
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    registry: RegistryConfig = RegistryConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -68,6 +70,7 @@ class PlatformConfig(Model):
             self._workloads_fit_the_platform(),
             self._quota_per_team(),
             self._models(),
+            self._registry_references(),
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
@@ -213,6 +216,17 @@ class PlatformConfig(Model):
                         f"workloads[{i}].neuronTarget {w.neuron_target!r} has no compile path (nor nodes to run on): the neuron pool offers {offered}; "
                         f"add {w.neuron_target} instance types to nodePools.neuron.instanceTypes"
                     )
+
+    def _registry_references(self) -> Iterable[str]:
+        """A served registry version is fetched from the team's registry, which exists only with the registry on."""
+        if self.registry.enabled:
+            return
+        for i, w in enumerate(self.workloads):
+            if not isinstance(w, ServingWorkload):
+                continue
+            for key, ref in (("registry", w.registry), ("canary.stable.registry", w.canary.stable.registry if w.canary else None)):
+                if ref:
+                    yield f"workloads[{i}].{key} {ref.uri}: registry.enabled is false, so team {w.team!r} has no registry to fetch it from"
 
     def _vertical_autoscaling(self) -> Iterable[str]:
         """A VPA that changes requests needs the components that do it, and never shares CPU with an HPA."""

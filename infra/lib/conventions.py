@@ -9,3 +9,15 @@ GATEWAY_NAMESPACE = "istio-ingress"
 ISTIO_NAMESPACE = "istio-system"
 MODEL_STORE_CLAIM = "model-store"
 MODEL_STORE_PATH = "/models"
+# The model registry: one MLflow server per team in a platform namespace, reached at a stable in-cluster address.
+REGISTRY_NAMESPACE = "mlflow"
+REGISTRY_PORT = 5000
+
+
+def registry_service(team: str) -> str:
+    return f"mlflow-{team}"
+
+
+def registry_url(team: str) -> str:
+    """The team's MLflow tracking and registry URI (MLFLOW_TRACKING_URI) from inside the cluster."""
+    return f"http://{registry_service(team)}.{REGISTRY_NAMESPACE}.svc.cluster.local:{REGISTRY_PORT}"
