@@ -116,8 +116,8 @@ def sentiment_lifecycle(
     epochs: int = 3,
     min_accuracy: float = 0.85,
     alias: str = "canary",
-    data_claim: str = "sentiment-data",
-    checkpoints_claim: str = "sentiment-checkpoints",
+    data_claim: str = "sentiment-finetune-data",
+    checkpoints_claim: str = "sentiment-finetune-checkpoints",
     store_claim: str = "model-store",
 ):
     # The candidate lives in <checkpoints>/<version>/ until it is evaluated and published.
