@@ -9,6 +9,9 @@ GATEWAY_NAMESPACE = "istio-ingress"
 ISTIO_NAMESPACE = "istio-system"
 MODEL_STORE_CLAIM = "model-store"
 MODEL_STORE_PATH = "/models"
+# Namespaces whose ExternalSecrets may read the platform database's credentials through the ClusterSecretStore.
+DATABASE_CLIENT_LABEL = "ml-platform.io/database-client"
+DATABASE_SECRET_STORE = "aws-secrets-manager"
 # The model registry: one MLflow server per team in a platform namespace, reached at a stable in-cluster address.
 REGISTRY_NAMESPACE = "mlflow"
 REGISTRY_PORT = 5000
