@@ -9,6 +9,7 @@ from components.logging import Logging
 from components.mesh import Mesh
 from components.network import Network
 from components.observability import Observability
+from components.registry import Registry
 from components.storage import Storage
 from components.tenancy import Tenancy
 from components.workloads import Workloads
@@ -19,7 +20,7 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-SCHEMA_VERSION = "3.0.0"
+SCHEMA_VERSION = "3.1.0"
 
 
 def _absent_not_null(value):
@@ -47,6 +48,7 @@ def export(
     logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
+    registry: Registry | None,
     ceiling: Ceiling,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
@@ -146,6 +148,7 @@ def export(
                 ),
                 "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
                 "logGroup": logging.log_groups[team.namespace],
+                "registry": {"trackingUri": registry.urls[name]} if registry else None,
             }
             for name, team in sorted(tenancy.teams.items())
         },

@@ -41,7 +41,7 @@ class RegistryRef(Model):
     def _one_selector(self) -> "RegistryRef":
         if (self.version is None) == (self.alias is None):
             raise ValueError(
-                f"registry model {self.model!r} needs exactly one of version (a number) or alias: a name alone does not say which version to serve"
+                f"version: registry model {self.model!r} needs exactly one of version (a number) or alias; a name alone does not say which version to serve"
             )
         return self
 
@@ -74,5 +74,5 @@ class RegistryConfig(Model):
     resources: RegistryResources = RegistryResources()
     # Overwritten or deleted artifacts stay recoverable this long in the versioned bucket.
     noncurrent_version_days: Annotated[int, Field(ge=1, le=3650)] = 90
-    # Let `pulumi destroy` delete the artifact bucket with its contents; off, a bucket holding artifacts stops it.
-    force_destroy: bool = False
+    # Pulumi refuses to delete the protected artifact bucket and its key; unprotected, a destroy empties and deletes them.
+    protect: bool = False

@@ -234,8 +234,11 @@ class PlatformConfig(Model):
                     )
 
     def _registry_references(self) -> Iterable[str]:
-        """A served registry version is fetched from the team's registry, which exists only with the registry on."""
+        """A served registry version is fetched from the team's registry, which exists only with the registry on; the
+        registry keeps its metadata on the platform database."""
         if self.registry.enabled:
+            if not self.database.enabled:
+                yield "registry.enabled needs database.enabled: the registry keeps its experiments and models on the platform database"
             return
         for i, w in enumerate(self.workloads):
             if not isinstance(w, ServingWorkload):
