@@ -1,9 +1,12 @@
 """The stack outputs: a versioned contract that app teams read through StackReference."""
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 
 from components.cluster import Cluster
+from components.gitops import GitOps
 from components.karpenter import Karpenter
 from components.logging import Logging
 from components.mesh import Mesh
@@ -11,6 +14,7 @@ from components.network import Network
 from components.observability import Observability
 from components.registry import Registry
 from components.storage import Storage
+from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
@@ -20,7 +24,10 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-SCHEMA_VERSION = "3.1.0"
+# 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
+# 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
+# 3.3: `teams.<team>.registry` (the team's MLflow registry) and `workloads.<key>.models.stableRegistry`/`canaryRegistry`.
+SCHEMA_VERSION = "3.3.0"
 
 
 def _absent_not_null(value):
@@ -49,7 +56,9 @@ def export(
     tenancy: Tenancy,
     workloads: Workloads,
     registry: Registry | None,
+    gitops: GitOps | None,
     ceiling: Ceiling,
+    streaming: Optional[Streaming] = None,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
     _export("environment", cfg.environment)
@@ -153,6 +162,18 @@ def export(
             for name, team in sorted(tenancy.teams.items())
         },
     )
+    if gitops is not None:
+        _export(
+            "gitops",
+            {
+                "mode": cfg.gitops.mode,
+                "endpoint": gitops.endpoint,
+                "projects": {
+                    team: {"project": project, "repoUrl": cfg.gitops.teams[team].repo_url, "path": f"{cfg.gitops.teams[team].path}/{cfg.environment}"}
+                    for team, project in sorted(gitops.projects.items())
+                },
+            },
+        )
     _export(
         "workloads",
         {
@@ -160,3 +181,21 @@ def export(
             for key, w in sorted(workloads.workloads.items())
         },
     )
+    if streaming is not None:
+        _export(
+            "streaming",
+            {
+                "bootstrapBrokers": streaming.bootstrap_brokers,
+                "port": IAM_PORT,
+                "authentication": "SASL_IAM",
+                "teams": {
+                    team: {
+                        "namespace": team,
+                        "topics": streaming.topics[team],
+                        "consumerGroups": [team_topic(team, g) for g in spec.consumer_groups],
+                        "serviceAccount": spec.service_account,
+                    }
+                    for team, spec in sorted(cfg.streaming.teams.items())
+                },
+            },
+        )

@@ -149,6 +149,7 @@ CASES = {
         "staging", "aws:eks/nodeGroup:NodeGroup", lambda r: r["inputs"].update(instanceTypes=["m7i.large"], scalingConfig={"minSize": 2, "desiredSize": 2, "maxSize": 4})
     ),
     "eks-deletion-protection": ("prod", EKS, set_in(["inputs", "deletionProtection"], False)),
+    "app-project-fenced": ("prod", "kubernetes:argoproj.io/v1alpha1:AppProject", set_in(["inputs", "spec", "clusterResourceWhitelist"], [{"group": "*", "kind": "*"}])),
     "msk-authenticated-encrypted": ("staging", "aws:msk/serverlessCluster:ServerlessCluster", set_in(["inputs", "clientAuthentication", "sasl", "iam", "enabled"], False)),
     "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
     "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),
@@ -164,6 +165,11 @@ CASES = {
     "queue-within-team-quota": (
         "staging", "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue",
         lambda r: r["inputs"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0].update(nominalQuota="1000"),
+    ),
+    # A misspelt key (`resource` for `resources`): Helm accepts it and the chart never reads it.
+    "helm-values-read": (
+        "prod", "kubernetes:helm.sh/v3:Release", lambda r: r["inputs"]["values"]["controller"].update(resource={"requests": {"cpu": "1"}}),
+        "scheduling-jobset",
     ),
     "accelerator-workload-schedulable": (
         "dev", DEPLOY, lambda r: pod(r).update(nodeSelector={"ml-platform.io/pool": "nvidia"}), "nlp-sentiment-stable",

@@ -33,7 +33,11 @@ CRD_CHARTS = {
     "jobset.x-k8s.io": "jobset",
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
+    "argoproj.io": "argo-cd",
 }
+# API groups whose CRDs an EKS capability installs when it is created (Argo CD's, type ARGOCD).
+CRD_CAPABILITIES = {"argoproj.io": "ARGOCD"}
+CAPABILITY = "aws:eks/capability:Capability"
 # Not served by a CRD: built-in groups, and the types of pulumi-kubernetes' own components (helm.sh, yaml).
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
@@ -80,6 +84,11 @@ def custom_resource_after_its_crd(resources, settings):
     for r in resources:
         if getattr(r, "parent", None) is not None:
             children.setdefault(r.parent.urn, []).append(r)
+    # A CRD a chart renders is applied by its release: depending on the release is depending on the CRD.
+    by_release: dict = {}
+    for r in resources:
+        if r.resource_type == CRD and getattr(r, "parent", None) is not None and r.parent.resource_type == "kubernetes:helm.sh/v3:Release":
+            by_release.setdefault(r.parent.urn, set()).add((r.props.get("spec") or {}).get("group"))
     for r in resources:
         if not r.resource_type.startswith("kubernetes:") or r.resource_type == CRD:
             continue
@@ -88,8 +97,11 @@ def custom_resource_after_its_crd(resources, settings):
             continue
         ancestors = _ancestors_by_dependency(r, children)
         if group in declared:
-            if not any(d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group for d in ancestors):
+            if not any((d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group)
+                       or group in by_release.get(d.urn, ()) for d in ancestors):
                 yield f"does not depend on the CustomResourceDefinitions of {group}", r.urn
+            continue
+        if any(d.resource_type == CAPABILITY and d.props.get("type") == CRD_CAPABILITIES.get(group) for d in ancestors):
             continue
         chart = CRD_CHARTS.get(group)
         if chart is None:
@@ -98,4 +110,5 @@ def custom_resource_after_its_crd(resources, settings):
         # A chart's own custom resources: Helm applies its crds/ before its templates.
         owners = [*ancestors, *([r.parent] if getattr(r, "parent", None) else [])]
         if not any(d.resource_type == "kubernetes:helm.sh/v3:Release" and _chart_name(d) == chart for d in owners):
-            yield f"does not depend on the {chart!r} release that installs the {group} CRDs", r.urn
+            capability = f" or the EKS {CRD_CAPABILITIES[group]} capability" if group in CRD_CAPABILITIES else ""
+            yield f"does not depend on the {chart!r} release{capability} that installs the {group} CRDs", r.urn
