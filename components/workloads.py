@@ -14,6 +14,7 @@ from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.gang import pod_group_spec, submission
 from infra.lib.interfaces import TeamInfo
+from infra.lib.model_source import registry_model_source
 
 RUN_AS = 10001
 INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
@@ -136,15 +137,25 @@ def wait_for_model(w: ServingWorkload, track: Track) -> core.ContainerArgs:
     )
 
 
-def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str, claim_template: Optional[str] = None) -> core.PodSpecArgs:
+def serving_pod_spec(
+    w: ServingWorkload, track: Track, service_account: str, claim_template: Optional[str] = None, registry_image: Optional[str] = None
+) -> core.PodSpecArgs:
     volumes = [tmp_volume()]
     mounts = [core.VolumeMountArgs(name="tmp", mount_path="/tmp")]
     env = dict(w.env)
+    init_containers = []
     if track.model:
         volume, mount = model_store_volume(read_only=True)
         volumes.append(volume)
         mounts.append(mount)
         env["MODEL_DIR"] = model_dir(track.model)
+        init_containers.append(wait_for_model(w, track))
+    if track.registry:
+        source = registry_model_source(track.registry, w.team, registry_image)
+        volumes.append(source.volume)
+        mounts.append(source.mount)
+        env["MODEL_DIR"] = source.model_dir
+        init_containers.append(source.init_container)
     if w.neuron_target:
         env["NEURON_TARGET"] = w.neuron_target
     return core.PodSpecArgs(
@@ -152,7 +163,7 @@ def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str, cla
         automount_service_account_token=False,
         priority_class_name=SERVING_PRIORITY,
         security_context=pod_security(),
-        init_containers=[wait_for_model(w, track)] if track.model else None,
+        init_containers=init_containers or None,
         containers=[
             core.ContainerArgs(
                 name="model",
@@ -482,7 +493,8 @@ class Workloads(pulumi.ComponentResource):
         for track in w.tracks():
             name = deployment_name(w, track)
             selector = {"app": w.name, "version": track.role}
-            track_labels = {**labels, "version": track.role, **({"ml-platform.io/model": track.model.key.replace("@", "-")} if track.model else {})}
+            source = track.model.key.replace("@", "-") if track.model else f"{track.registry.model}-{track.registry.selector}" if track.registry else None
+            track_labels = {**labels, "version": track.role, **({"ml-platform.io/model": source} if source else {})}
             deployment = k8s.apps.v1.Deployment(
                 f"{rn}-{track.role}",
                 metadata=self._meta(name, team, track_labels, SKIP_AWAIT),
@@ -499,7 +511,7 @@ class Workloads(pulumi.ComponentResource):
                             # them into its endpoint (outside mutual TLS, so every workload port stays STRICT).
                             annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(w.metrics_port), "prometheus.io/path": "/metrics"},
                         ),
-                        spec=serving_pod_spec(w, track, w.name, claim_template),
+                        spec=serving_pod_spec(w, track, w.name, claim_template, args.config.registry.image),
                     ),
                 ),
                 # Replicas belong to the HPA once created.
@@ -563,12 +575,16 @@ class Workloads(pulumi.ComponentResource):
         url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
         tracks = {t.role: t for t in w.tracks()}
         models = None
-        if w.models():
+        if any(t.model or t.registry for t in tracks.values()):
             canary = tracks.get("canary")
+            key = lambda t: t.model.key if t and t.model else None  # noqa: E731
+            registered = lambda t: {"model": t.registry.model, "version": t.registry.version, "alias": t.registry.alias} if t and t.registry else None  # noqa: E731
             models = {
-                "stable": tracks["stable"].model.key if tracks["stable"].model else None,
-                "canary": canary.model.key if canary and canary.model else None,
+                "stable": key(tracks["stable"]),
+                "canary": key(canary),
                 "canaryWeight": canary.weight if canary else 0,
+                "stableRegistry": registered(tracks["stable"]),
+                "canaryRegistry": registered(canary),
             }
         return WorkloadInfo(w.name, "serving", w.team, team.namespace, w.name, w.name, url, models)
 

@@ -13,6 +13,7 @@ from components.logging import Logging
 from components.mesh import Mesh
 from components.network import Network
 from components.observability import Observability
+from components.registry import Registry
 from components.storage import Storage
 from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
@@ -27,7 +28,8 @@ from policies.rules.cost import Ceiling
 # 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
 # 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
 # 3.3: `imageCache` (the account's registry and the pull-through cache prefix of each upstream).
-SCHEMA_VERSION = "3.3.0"
+# 3.4: `teams.<team>.registry` (the team's MLflow registry) and `workloads.<key>.models.stableRegistry`/`canaryRegistry`.
+SCHEMA_VERSION = "3.4.0"
 
 
 def _absent_not_null(value):
@@ -55,6 +57,7 @@ def export(
     logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
+    registry: Registry | None,
     gitops: GitOps | None,
     images: ImageCache,
     ceiling: Ceiling,
@@ -159,6 +162,7 @@ def export(
                 ),
                 "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
                 "logGroup": logging.log_groups[team.namespace],
+                "registry": {"trackingUri": registry.urls[name]} if registry else None,
             }
             for name, team in sorted(tenancy.teams.items())
         },

@@ -19,6 +19,7 @@ from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
+from components.registry import Registry, RegistryArgs
 from components.storage import Storage, StorageArgs
 from components.streaming import Streaming, StreamingArgs
 from components.tenancy import Tenancy, TenancyArgs
@@ -263,6 +264,21 @@ def build(cfg: PlatformConfig) -> None:
             ready=[secret_sync.store, *database.instances],
         )
 
+    registry = None
+    if cfg.registry.enabled:
+        registry = Registry(
+            "registry",
+            RegistryArgs(
+                config=cfg,
+                provider=cluster.provider,
+                cluster_name=cluster.name,
+                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                istiod=mesh.istiod,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                database=database_info,
+            ),
+        )
+
     workloads = Workloads(
         "workloads",
         WorkloadsArgs(
@@ -300,6 +316,7 @@ def build(cfg: PlatformConfig) -> None:
         logging=logging,
         tenancy=tenancy,
         workloads=workloads,
+        registry=registry,
         gitops=gitops,
         images=images,
         ceiling=ceiling,

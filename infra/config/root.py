@@ -23,6 +23,7 @@ from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
 from infra.config.network import NetworkConfig
 from infra.config.observability import ObservabilityConfig
+from infra.config.registry import RegistryConfig
 from infra.config.scheduling import SchedulingConfig
 from infra.config.storage import StorageConfig
 from infra.config.streaming import StreamingConfig
@@ -55,6 +56,7 @@ class PlatformConfig(Model):
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    registry: RegistryConfig = RegistryConfig()
     gitops: GitOpsConfig = GitOpsConfig()
     database: DatabaseConfig = DatabaseConfig()
     budget: BudgetConfig
@@ -76,6 +78,7 @@ class PlatformConfig(Model):
             self._workloads_fit_the_platform(),
             self._quota_per_team(),
             self._models(),
+            self._registry_references(),
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
@@ -289,6 +292,20 @@ class PlatformConfig(Model):
                         f"workloads[{i}].neuronTarget {w.neuron_target!r} has no compile path (nor nodes to run on): the neuron pool offers {offered}; "
                         f"add {w.neuron_target} instance types to nodePools.neuron.instanceTypes"
                     )
+
+    def _registry_references(self) -> Iterable[str]:
+        """A served registry version is fetched from the team's registry, which exists only with the registry on; the
+        registry keeps its metadata on the platform database."""
+        if self.registry.enabled:
+            if not self.database.enabled:
+                yield "registry.enabled needs database.enabled: the registry keeps its experiments and models on the platform database"
+            return
+        for i, w in enumerate(self.workloads):
+            if not isinstance(w, ServingWorkload):
+                continue
+            for key, ref in (("registry", w.registry), ("canary.stable.registry", w.canary.stable.registry if w.canary else None)):
+                if ref:
+                    yield f"workloads[{i}].{key} {ref.uri}: registry.enabled is false, so team {w.team!r} has no registry to fetch it from"
 
     def _vertical_autoscaling(self) -> Iterable[str]:
         """A VPA that changes requests needs the components that do it, and never shares CPU with an HPA."""

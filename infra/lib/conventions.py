@@ -14,3 +14,15 @@ DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 # Namespaces whose ExternalSecrets may read the platform database's credentials through the ClusterSecretStore.
 DATABASE_CLIENT_LABEL = "ml-platform.io/database-client"
 DATABASE_SECRET_STORE = "aws-secrets-manager"
+# The model registry: one MLflow server per team in a platform namespace, reached at a stable in-cluster address.
+REGISTRY_NAMESPACE = "mlflow"
+REGISTRY_PORT = 5000
+
+
+def registry_service(team: str) -> str:
+    return f"mlflow-{team}"
+
+
+def registry_url(team: str) -> str:
+    """The team's MLflow tracking and registry URI (MLFLOW_TRACKING_URI) from inside the cluster."""
+    return f"http://{registry_service(team)}.{REGISTRY_NAMESPACE}.svc.cluster.local:{REGISTRY_PORT}"

@@ -130,6 +130,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "aws:s3/bucket:Bucket": self._s3_bucket,
             "aws:eks/capability:Capability": self._eks_capability,
             "aws:rds/cluster:Cluster": self._rds_cluster,
         }
@@ -249,6 +250,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _access_entry(self, args, h, inputs):
         cluster, principal = inputs.get("clusterName"), inputs.get("principalArn")
         return f"{cluster}:{principal}", {"accessEntryArn": self.arn("eks", f"access-entry/{cluster}/role/{ACCOUNT_ID}/{h[:8]}")}
+
+    def _s3_bucket(self, args, h, inputs):
+        # A bucketPrefix gets a unique suffix from the provider (26 characters), as the real one does.
+        name = inputs.get("bucket") or f"{inputs.get('bucketPrefix') or 'terraform-'}{h[:26]}"
+        return name, {"bucket": name, "arn": f"arn:aws:s3:::{name}", "bucketRegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com", "region": self.region}
 
     def _helm_release(self, args, h, inputs):
         name = inputs.get("name") or args.name

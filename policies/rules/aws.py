@@ -43,6 +43,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:eks/capability:Capability",
         "aws:sqs/queue:Queue",
         "aws:efs/fileSystem:FileSystem",
+        "aws:s3/bucket:Bucket",
         "aws:efs/accessPoint:AccessPoint",
         "aws:opensearch/domain:Domain",
         MSK_CLUSTER,
@@ -263,13 +264,17 @@ def efs_encrypted_with_cmk(props, args):
 
 @resource_rule(
     "stateful-storage-protected",
-    "File systems holding datasets, checkpoints and models are protected from deletion by Pulumi.",
-    "Set ml-platform:storage.protect: true for the environment.",
+    "File systems holding datasets, checkpoints and models, and the model registry's artifact bucket, are protected from deletion by Pulumi.",
+    "Set ml-platform:storage.protect: true (the file system) and ml-platform:registry.protect: true (the artifact bucket) for the environment.",
     ADVISORY,
-    ["aws:efs/fileSystem:FileSystem"],
+    ["aws:efs/fileSystem:FileSystem", "aws:s3/bucket:Bucket"],
 )
 def stateful_storage_protected(props, args):
-    if not args.opts.protect:
+    if args.opts.protect:
+        return
+    if args.resource_type == "aws:s3/bucket:Bucket":
+        yield "bucket is not protected; a destroy would empty it and delete every registered model's artifacts"
+    else:
         yield "file system is not protected; a destroy would delete every dataset and checkpoint on it"
 
 
