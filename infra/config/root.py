@@ -16,6 +16,7 @@ from infra.config.base import ConfigError, Model, PROJECT, Tags
 from infra.config.cluster import ClusterConfig
 from infra.config.cost import BudgetConfig
 from infra.config.karpenter import KarpenterConfig, NodePools
+from infra.config.kubeflow import KubeflowConfig
 from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
 from infra.config.network import NetworkConfig
@@ -52,6 +53,7 @@ class PlatformConfig(Model):
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    kubeflow: KubeflowConfig = KubeflowConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -71,6 +73,7 @@ class PlatformConfig(Model):
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
+            self._pipelines(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -123,6 +126,13 @@ class PlatformConfig(Model):
                 if len(f"{team}.{topic.name}") > 249:
                     raise ValueError(f"streaming.teams.{team}.topics[{i}].name: {team}.{topic.name} is over Kafka's 249 characters")
         return self
+
+    def _pipelines(self) -> Iterable[str]:
+        pipelines = self.kubeflow.pipelines
+        teams = sorted(t.name for t in self.teams)
+        for team in pipelines.teams:
+            if team not in teams:
+                yield f"kubeflow.pipelines.teams.{team}: {team!r} is not one of the teams: {teams}"
 
     @property
     def search_domain_name(self) -> str:
