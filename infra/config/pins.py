@@ -24,4 +24,6 @@ PINS: dict[str, str] = {
     "volcano": "1.15.1",
     "vertical-pod-autoscaler": "0.11.0",
     "dra-driver-nvidia-gpu": "0.4.0",
+    # ML layer
+    "kubeflow-pipelines": "2.17.0",
 }
