@@ -9,3 +9,5 @@ GATEWAY_NAMESPACE = "istio-ingress"
 ISTIO_NAMESPACE = "istio-system"
 MODEL_STORE_CLAIM = "model-store"
 MODEL_STORE_PATH = "/models"
+# Namespaces whose HTTPRoutes the platform Gateway accepts: the teams' and the platform's own UIs.
+ROUTES_LABEL = "ml-platform.io/gateway-routes"
