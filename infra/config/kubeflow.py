@@ -55,7 +55,7 @@ class PipelineArtifacts(Model):
 
 
 class PipelinesUi(Model):
-    """Who reaches the KFP UI and API. `oidc`: through the platform Gateway at `path`, with a JWT from `issuer`
+    """Who reaches the KFP UI and API. `oidc`: through the platform Gateway at /pipeline, with a JWT from `issuer`
     that Istio checks (RequestAuthentication + AuthorizationPolicy); the claim `userClaim` names the user.
     `portForward`: not routed at all, `kubectl port-forward` only."""
 
@@ -66,7 +66,6 @@ class PipelinesUi(Model):
     # The JWT's aud must be one of these.
     audiences: list[Annotated[str, Field(min_length=1)]] = []
     user_claim: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] = "email"
-    path: Annotated[str, Field(pattern=r"^/[a-z0-9][a-z0-9/-]*$")] = "/pipeline"
 
     @model_validator(mode="after")
     def _oidc(self) -> "PipelinesUi":
@@ -78,6 +77,8 @@ class PipelinesUi(Model):
 
 
 class TeamPipelines(Model):
+    # The team's members as the token's user claim names them: KFP lets them use the team's namespace only.
+    users: list[Annotated[str, Field(min_length=1, max_length=256)]] = []
     # Where the team's runs write artifacts by default: inside s3://<bucketName>/<team>/.
     pipeline_root: Optional[Annotated[str, Field(pattern=r"^s3://[a-z0-9.-]+/[A-Za-z0-9!_.*'()/-]*$")]] = None
 
