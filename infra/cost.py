@@ -15,6 +15,8 @@ from infra.config import ConfigError, PlatformConfig
 from infra.config.streaming import broker_zones
 from policies.rules.cost import (
     BUDGET,
+    BUDGETED_GIB_TAG,
+    S3_BUCKET,
     MSK_CLUSTER,
     MSK_SERVERLESS,
     MSK_TOPIC,
@@ -71,7 +73,17 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             "ebsOptions": {"volumeSize": search.volume_gib},
         }))
     planned.extend(streaming_resources(cfg))
+    planned.extend(pipelines_resources(cfg))
     return planned
+
+
+def pipelines_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The pipeline artifacts bucket, as components/pipelines.py creates it. The KFP servers run on the cpu pool,
+    whose limit the model already prices."""
+    artifacts = cfg.kubeflow.pipelines.artifacts
+    if not cfg.kubeflow.pipelines_on or artifacts is None:
+        return []
+    return [(S3_BUCKET, {"bucket": artifacts.bucket_name, "tags": {BUDGETED_GIB_TAG: str(artifacts.budgeted_gib)}})]
 
 
 def streaming_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:

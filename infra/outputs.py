@@ -1,6 +1,8 @@
 """The stack outputs: a versioned contract that app teams read through StackReference."""
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 
 from components.cluster import Cluster
@@ -9,6 +11,7 @@ from components.logging import Logging
 from components.mesh import Mesh
 from components.network import Network
 from components.observability import Observability
+from components.pipelines import Pipelines
 from components.storage import Storage
 from components.tenancy import Tenancy
 from components.workloads import Workloads
@@ -19,7 +22,7 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-SCHEMA_VERSION = "3.0.0"
+SCHEMA_VERSION = "3.1.0"
 
 
 def _absent_not_null(value):
@@ -48,6 +51,7 @@ def export(
     tenancy: Tenancy,
     workloads: Workloads,
     ceiling: Ceiling,
+    pipelines: Optional[Pipelines] = None,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
     _export("environment", cfg.environment)
@@ -146,6 +150,7 @@ def export(
                 ),
                 "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
                 "logGroup": logging.log_groups[team.namespace],
+                "pipelines": {"pipelineRoot": pipelines.pipeline_roots[name], "serviceAccount": pipelines.runner_service_account} if pipelines else None,
             }
             for name, team in sorted(tenancy.teams.items())
         },
@@ -157,3 +162,5 @@ def export(
             for key, w in sorted(workloads.workloads.items())
         },
     )
+    if pipelines:
+        _export("pipelines", {"endpoint": pipelines.endpoint, "namespace": pipelines.namespace, "artifactBucket": pipelines.bucket})

@@ -52,6 +52,8 @@ class PipelineArtifacts(Model):
     expire_days: ArtifactDays = 90
     # Overwritten or deleted objects (versioning keeps them) are removed this many days later.
     noncurrent_days: ArtifactDays = 30
+    # The storage the cost ceiling counts for the bucket (S3 has no size limit to price).
+    budgeted_gib: Annotated[int, Field(ge=1, le=10_000_000)] = 500
 
 
 class PipelinesUi(Model):

@@ -130,6 +130,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "aws:s3/bucket:Bucket": self._s3_bucket,
         }
         # Children a packaged (remote) component creates inside its own provider: recorded as the engine would
         # record them, so that policies see them and resource references in the component's outputs resolve.
@@ -229,6 +230,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
         name = self._physical_name(args, h, inputs)
         url = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{name}"
         return url, {"name": name, "url": url, "arn": self.arn("sqs", name)}
+
+    def _s3_bucket(self, args, h, inputs):
+        # S3 names a bucket globally: its id is its name, and its ARN has neither region nor account.
+        name = inputs.get("bucket") or f"{inputs.get('bucketPrefix') or args.name + '-'}{h[:12]}"
+        return name, {"bucket": name, "arn": f"arn:aws:s3:::{name}", "region": self.region,
+                      "bucketDomainName": f"{name}.s3.amazonaws.com", "bucketRegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com"}
 
     def _event_rule(self, args, h, inputs):
         name = self._physical_name(args, h, inputs)
