@@ -537,9 +537,13 @@ class Pipelines(pulumi.ComponentResource):
                 subjects=[{"kind": "ServiceAccount", "name": RUNNER_SERVICE_ACCOUNT, "namespace": team}],
                 opts=k8s_opts(runner, runner_role),
             )
-            # KFP authorizes a user by a SubjectAccessReview in the namespace: the team's members (by the token's
-            # user claim) and its kubectl group may edit its pipelines and runs there, nowhere else.
-            subjects = [{"kind": "Group", "name": args.team_groups[team], "apiGroup": "rbac.authorization.k8s.io"}]
+            # KFP authorizes a caller by a SubjectAccessReview in the namespace: the team's members (by the token's
+            # user claim), its kubectl group and its runner may edit its pipelines and runs there, nowhere else.
+            subjects = [
+                {"kind": "Group", "name": args.team_groups[team], "apiGroup": "rbac.authorization.k8s.io"},
+                # In-cluster clients of the team (a run starting another, CI) call the API with the runner's token.
+                {"kind": "ServiceAccount", "name": RUNNER_SERVICE_ACCOUNT, "namespace": team},
+            ]
             users = spec.teams[team].users if team in spec.teams else []
             subjects += [{"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"} for u in users]
             edit = created[("ClusterRole", "kubeflow-pipelines-edit")]
