@@ -22,6 +22,7 @@ from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, rol
 from infra.lib.kms import encryption_key, via_service
 from infra.lib.upstream import SCHEMAS, YamlLoader
 from policies.rules.cost import BUDGETED_GIB_TAG
+from policies.rules.workloads import API_TOKEN_REASON
 
 NAMESPACE = "kubeflow"
 MANIFEST = SCHEMAS / "upstream" / "kubeflow-pipelines" / PINS["kubeflow-pipelines"] / "platform-agnostic-multi-user.yaml"
@@ -57,7 +58,12 @@ LEFT_OUT: dict[str, str] = {
     "service-cache-server": "the v1 cache webhook: v2 pipelines cache in the driver; its deployer registers a webhook outside the graph",
 }
 # Routed through the platform Gateway instead (an HTTPRoute), not the Kubeflow gateway these name.
-LEFT_OUT_KINDS = {"VirtualService": "Kubeflow's own Istio gateway does not exist here; the UI has an HTTPRoute on the platform Gateway"}
+LEFT_OUT_KINDS = {
+    "VirtualService": "Kubeflow's own Istio gateway does not exist here; the UI has an HTTPRoute on the platform Gateway",
+    # The platform routes with the Gateway API only; mesh-wide STRICT mTLS with Istio's automatic mTLS already makes
+    # every call between sidecars mutual TLS, which is all these set.
+    "DestinationRule": "mesh-wide STRICT mTLS already makes in-mesh calls ISTIO_MUTUAL; the platform has no Istio routing objects",
+}
 
 # Requests per container (CPU millicores, memory MiB): upstream's where it sets them, otherwise sized for a
 # platform's worth of teams; memory limit = request, no CPU limit.
@@ -75,8 +81,18 @@ RESOURCES: dict[str, tuple[str, str]] = {
     # The alpine init containers that wait for a port.
     "wait": ("10m", "32Mi"),
 }
-# Servers that never call the Kubernetes API: no token in their pods (the others are in policies/chart-exceptions.yaml).
+# Servers that never call the Kubernetes API: no token in their pods.
 NO_API = {"metadata-envoy-deployment", "metadata-grpc-deployment", "ml-pipeline-visualizationserver"}
+# Why the others keep theirs (their upstream ClusterRoles say what they do), on their pod templates for the policy pack.
+API_TOKEN_REASONS = {
+    "ml-pipeline": "creates Argo Workflows in team namespaces and authorizes callers with SubjectAccessReviews and TokenReviews",
+    "ml-pipeline-persistenceagent": "watches Workflows and ScheduledWorkflows in every namespace to record runs",
+    "ml-pipeline-scheduledworkflow": "turns ScheduledWorkflows into Workflows",
+    "ml-pipeline-ui": "reads run pods' logs and events and manages Viewers",
+    "ml-pipeline-viewer-crd": "turns Viewers into Deployments and Services",
+    "metadata-writer": "watches run pods in every namespace and labels them",
+    "workflow-controller": "creates and watches the run pods and Workflows",
+}
 # Probes upstream leaves out, on the ports the containers listen on.
 TCP_PROBES: dict[str, int] = {"metadata-envoy-deployment/container": 9090}
 
@@ -124,6 +140,9 @@ def _container(deployment: str, c: dict[str, Any], env: Callable[[list[dict]], l
     out = {**c, "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory}}}
     if "env" in c:
         out["env"] = env(c["env"])
+    if "livenessProbe" in c and "readinessProbe" not in c and "httpGet" in c["livenessProbe"]:
+        # Argo's controller: ready when its health endpoint (the one its liveness probe reads) answers.
+        out["readinessProbe"] = {"httpGet": c["livenessProbe"]["httpGet"], "periodSeconds": 10, "timeoutSeconds": 5}
     if key in TCP_PROBES and "readinessProbe" not in c:
         probe = {"tcpSocket": {"port": TCP_PROBES[key]}, "periodSeconds": 10, "timeoutSeconds": 2}
         out["readinessProbe"] = probe
@@ -166,10 +185,12 @@ def _deployment(obj: dict[str, Any], env: Callable[[list[dict]], list[dict]]) ->
         new_pod["automountServiceAccountToken"] = False
     if "initContainers" in pod:
         new_pod["initContainers"] = [_container(name, c, env) for c in pod["initContainers"]]
-    new_template = {**template, "spec": new_pod}
+    annotations = dict(template["metadata"].get("annotations") or {})
     if name in METRICS_PORTS:
-        scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORTS[name]), "prometheus.io/path": "/metrics"}
-        new_template["metadata"] = {**template["metadata"], "annotations": {**(template["metadata"].get("annotations") or {}), **scrape}}
+        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORTS[name]), "prometheus.io/path": "/metrics"})
+    if name in API_TOKEN_REASONS:
+        annotations[API_TOKEN_REASON] = API_TOKEN_REASONS[name]
+    new_template = {**template, "spec": new_pod, "metadata": {**template["metadata"], "annotations": annotations}}
     return {**obj, "spec": {**obj["spec"], "template": new_template}}
 
 

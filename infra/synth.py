@@ -359,7 +359,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
         rendered = helm_render.rendered_records(stack, records, helm_render.render_releases(records, stack))
     except (helm_render.ChartNotVendored, helm_render.RenderError) as exc:
         raise SynthConfigError(str(exc)) from exc
-    policy = helm_render.apply_exceptions(check(records + rendered, stack, protected=set(protected)), rendered, records)
+    policy = helm_render.apply_exceptions(check(records + rendered, stack, protected=set(protected)), rendered)
     # The pack judges the program's resources and the objects its charts render: counted apart, as the artefacts hold them.
     policy["summary"].update(resources=len(records), chartRendered=len(rendered))
     return SynthResult(

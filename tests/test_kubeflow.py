@@ -76,7 +76,7 @@ def test_only_the_in_cluster_database_object_store_profile_controller_and_v1_cac
     text = json.dumps(kept, default=str)
     for gone in ("mlpipeline-minio-artifact", "seaweedfs.kubeflow", '"mysqlHost": "mysql"'):
         assert gone not in text, gone
-    assert not [o for o in kept if o["kind"] in ("Secret", "PersistentVolumeClaim", "StatefulSet", "VirtualService")]
+    assert not [o for o in kept if o["kind"] in ("Secret", "PersistentVolumeClaim", "StatefulSet", "VirtualService", "DestinationRule")]
 
 
 def test_servers_use_aurora_and_s3_through_pod_identity():

@@ -12,7 +12,7 @@ import json
 import pathlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 import yaml
 
@@ -242,28 +242,15 @@ def rendered_records(stack: str, records: list[dict], rendered: dict[str, Render
 EXCEPTIONS = ROOT / "policies" / "chart-exceptions.yaml"
 
 
-# The label upstream kustomize manifests put on every object (components/pipelines.py creates them one by one).
-MANIFESTS_LABEL = "application-crd-id"
-
-
-def exception_source(record: dict) -> Optional[str]:
-    """The chart release, or the upstream manifests, an object comes from; None for the program's own objects."""
-    if "chartRendered" in record:
-        return record["chartRendered"]["release"]
-    return ((record["inputs"].get("metadata") or {}).get("labels") or {}).get(MANIFESTS_LABEL)
-
-
-def apply_exceptions(policy: dict, rendered: list[dict], records: Sequence[dict] = ()) -> dict:
-    """The policy result less the findings that chart-exceptions.yaml accepts on chart-rendered objects and on
-    objects of vendored upstream manifests (`records`: the program's resources)."""
+def apply_exceptions(policy: dict, rendered: list[dict]) -> dict:
+    """The policy result less the findings on chart-rendered objects that chart-exceptions.yaml accepts."""
     entries = yaml.safe_load(EXCEPTIONS.read_text()) or []
-    accepted = {(e.get("release") or e["manifests"], e["object"], e["rule"]): e for e in entries}
-    by_urn = {r["urn"]: r for r in [*rendered, *records]}
+    accepted = {(e["release"], e["object"], e["rule"]): e for e in entries}
+    by_urn = {r["urn"]: r for r in rendered}
     kept, excepted = [], []
     for v in policy["violations"]:
         r = by_urn.get(v["urn"])
-        source = r and exception_source(r)
-        key = source and (source, r["inputs"]["metadata"].get("name"), v["policy"])
+        key = r and (r["chartRendered"]["release"], r["inputs"]["metadata"].get("name"), v["policy"])
         if key in accepted:
             excepted.append({**v, "reason": accepted[key]["reason"], "upstream": accepted[key]["upstream"]})
         else:
