@@ -20,7 +20,7 @@ from infra.config.pins import PINS
 from infra.lib.conventions import GATEWAY_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
-from infra.lib.upstream import SCHEMAS, YamlLoader
+from infra.lib.upstream import SCHEMAS, manifest_documents
 from policies.rules.cost import BUDGETED_GIB_TAG
 from policies.rules.workloads import API_TOKEN_REASON
 
@@ -99,8 +99,8 @@ TCP_PROBES: dict[str, int] = {"metadata-envoy-deployment/container": 9090}
 
 @lru_cache(maxsize=1)
 def upstream_objects() -> tuple[dict[str, Any], ...]:
-    """The vendored manifests, parsed once per process."""
-    return tuple(d for d in yaml.load_all(MANIFEST.read_text(), Loader=YamlLoader) if d)
+    """The vendored manifests, parsed once per process (and once per file version, infra/lib/upstream.py)."""
+    return manifest_documents(MANIFEST)
 
 
 def left_out(obj: dict[str, Any]) -> Optional[str]:
