@@ -252,3 +252,16 @@ def test_prod_refuses_a_database_without_deletion_protection():
         [v] = [v for v in check([cluster], stack)["violations"] if v["policy"] == "data-stores-deletion-protected"]
         assert v["enforcement"] == level
     assert not [v for v in check([cluster], "dev")["violations"] if v["policy"] == "data-stores-deletion-protected"]
+
+
+def test_a_controller_keeps_its_api_token_only_with_a_stated_reason():
+    deployment = {"metadata": {"name": "c", "namespace": "kubeflow"}, "spec": {"template": {"metadata": {}, "spec": {"containers": []}}}}
+    record = _record("kubernetes:apps/v1:Deployment", "c", deployment)
+    assert _found("service-account-token-not-mounted", [record]) == ["pod mounts a service account token"]
+    deployment["spec"]["template"]["metadata"]["annotations"] = {"ml-platform.io/api-token-reason": "watches Workflows"}
+    assert _found("service-account-token-not-mounted", [record]) == []
+    # Every KFP server either has no token or says why it needs one.
+    for o in objects():
+        if o["kind"] == "Deployment":
+            pod = o["spec"]["template"]
+            assert pod["spec"].get("automountServiceAccountToken") is False or pod["metadata"]["annotations"].get("ml-platform.io/api-token-reason"), o["metadata"]["name"]
