@@ -217,7 +217,8 @@ def platform_objects(settings: Settings) -> list[dict[str, Any]]:
             continue
         kind, name = obj["kind"], obj["metadata"]["name"]
         if kind == "ConfigMap" and name == "pipeline-install-config":
-            obj = {**obj, "data": {**obj["data"], "mysqlHost": settings.db_host, "mysqlPort": str(settings.db_port), "bucketName": settings.bucket}}
+            obj = {**obj, "data": {**obj["data"], "mysqlHost": settings.db_host, "mysqlPort": str(settings.db_port), "bucketName": settings.bucket,
+                                   **RESTRICTED_STEPS}}
         elif kind == "ConfigMap" and name == "workflow-controller-configmap":
             obj = {**obj, "data": _workflow_controller_config(obj["data"], settings)}
         elif kind == "AuthorizationPolicy" and name == "ml-pipeline-ui":
@@ -231,6 +232,12 @@ def platform_objects(settings: Settings) -> list[dict[str, Any]]:
             obj = _deployment(obj, env)
         out.append(obj)
     return out
+
+
+# Team namespaces enforce Pod Security `restricted`: KFP 2.17 gives its own containers a restricted context but leaves
+# the user's step container's user to the image (argocompiler/security_context.go) unless these are set, and a pod
+# without runAsNonRoot would be refused.
+RESTRICTED_STEPS = {"defaultSecurityContextRunAsNonRoot": "true", "defaultSecurityContextRunAsUser": "1000", "defaultSecurityContextRunAsGroup": "1000"}
 
 
 # pulumi_kubernetes classes by apiVersion/kind; anything else is a custom resource.

@@ -82,6 +82,8 @@ def test_only_the_in_cluster_database_object_store_profile_controller_and_v1_cac
 def test_servers_use_aurora_and_s3_through_pod_identity():
     config = by_name("ConfigMap", "pipeline-install-config")["data"]
     assert (config["mysqlHost"], config["mysqlPort"], config["bucketName"]) == ("db.example", "3306", "kfp-art")
+    # Step containers run as a non-root user: the team namespaces enforce Pod Security restricted.
+    assert config["defaultSecurityContextRunAsNonRoot"] == "true" and config["defaultSecurityContextRunAsUser"] == "1000"
     [api] = by_name("Deployment", "ml-pipeline")["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in api["env"]}
     assert env["OBJECTSTORECONFIG_HOST"] == "s3.us-west-2.amazonaws.com" and env["OBJECTSTORECONFIG_SECURE"] == "true"
