@@ -17,7 +17,9 @@ import yaml
 
 from infra.config import PlatformConfig
 from infra.config.pins import PINS
-from infra.lib.conventions import GATEWAY_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL
+from infra.lib.conventions import DATABASE_CLIENT_LABEL, GATEWAY_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL
+from infra.lib.database import credentials_secret
+from infra.lib.interfaces import DatabaseInfo
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
 from infra.lib.upstream import SCHEMAS, manifest_documents
@@ -433,12 +435,8 @@ class PipelinesArgs:
     istiod: pulumi.Resource
     gateway_api_crds: list[pulumi.Resource]
     monitoring_release: pulumi.Resource
-    db_host: pulumi.Input[str]
-    db_port: int
-    # The objects the servers need before they start: the database, and what keeps DB_SECRET in the namespace.
-    database_ready: list[pulumi.Resource]
-    # Creates the Secret DB_SECRET (username, password) in a namespace; returns the object that keeps it.
-    db_credentials: Callable[[str, str, pulumi.ResourceOptions], pulumi.Resource]
+    # The platform's Aurora cluster: KFP keeps its runs (mlpipeline) and ML Metadata (metadb) there.
+    database: DatabaseInfo
 
 
 class Pipelines(pulumi.ComponentResource):
@@ -508,10 +506,15 @@ class Pipelines(pulumi.ComponentResource):
             f"{name}-namespace",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=NAMESPACE, labels={
                 **PLATFORM_LABELS, "istio-injection": "enabled", "pod-security.kubernetes.io/enforce": "restricted", ROUTES_LABEL: "true",
+                # The database credentials store serves only namespaces with this label.
+                DATABASE_CLIENT_LABEL: "true",
             }),
             opts=k8s_opts(args.istiod),
         )
-        db_secret = args.db_credentials(DB_SECRET, NAMESPACE, pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[namespace, *args.database_ready]))
+        db_secret = credentials_secret(
+            DB_SECRET, NAMESPACE, args.database, cfg.database.secret_sync.refresh_interval,
+            pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[namespace]),
+        )
 
         api_role = role_with_policies(
             f"{name}-api-server", trust=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cfg.cluster_name}-kfp-api-server"), parent=self,
@@ -523,7 +526,7 @@ class Pipelines(pulumi.ComponentResource):
             role=api_role.role, tags=cfg.tags_for(f"{cfg.cluster_name}-kfp-api-server"), parent=self,
         )
 
-        settings = Settings(region=cfg.region, bucket=bucket_name, db_host=args.db_host, db_port=args.db_port, gateway_principal=args.gateway_principal)
+        settings = Settings(region=cfg.region, bucket=bucket_name, db_host=args.database.host, db_port=args.database.port, gateway_principal=args.gateway_principal)
         objects = platform_objects(settings)
         crds = [
             create(resource_name(name, o), o, k8s_opts())

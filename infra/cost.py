@@ -14,6 +14,8 @@ from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
 from infra.config.streaming import broker_zones
 from policies.rules.cost import (
+    AURORA_CLUSTER,
+    AURORA_INSTANCE,
     BUDGET,
     BUDGETED_GIB_TAG,
     S3_BUCKET,
@@ -74,6 +76,7 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         }))
     planned.extend(streaming_resources(cfg))
     planned.extend(pipelines_resources(cfg))
+    planned.extend(database_resources(cfg))
     return planned
 
 
@@ -84,6 +87,17 @@ def pipelines_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]
     if not cfg.kubeflow.pipelines_on or artifacts is None:
         return []
     return [(S3_BUCKET, {"bucket": artifacts.bucket_name, "tags": {BUDGETED_GIB_TAG: str(artifacts.budgeted_gib)}})]
+
+
+def database_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The Aurora cluster and its instances, as components/database.py builds them."""
+    db = cfg.database
+    if not db.enabled:
+        return []
+    return [
+        (AURORA_CLUSTER, {"serverlessv2ScalingConfiguration": {"maxCapacity": db.max_capacity}}),
+        *[(AURORA_INSTANCE, {"instanceClass": "db.serverless"})] * db.instances,
+    ]
 
 
 def streaming_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:

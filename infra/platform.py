@@ -10,20 +10,24 @@ from components.alerting import Alerting, AlertingArgs
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
+from components.database import Database, DatabaseArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
+from components.pipelines import Pipelines, PipelinesArgs
 from components.storage import Storage, StorageArgs
 from components.streaming import Streaming, StreamingArgs
-from components.tenancy import Tenancy, TenancyArgs
+from components.tenancy import Tenancy, TenancyArgs, team_group
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
 from components.scheduling import Scheduling, SchedulingArgs
+from components.secrets import SecretSync, SecretSyncArgs
 from infra import cost, outputs
 from infra.config import PlatformConfig
+from infra.lib.interfaces import DatabaseInfo
 
 
 def availability_zones(cfg: PlatformConfig) -> list[str]:
@@ -202,6 +206,63 @@ def build(cfg: PlatformConfig) -> None:
             ),
         )
 
+    database_info = None
+    if cfg.database.enabled:
+        # Needs the subnets and the node security group's id only: its creation runs beside the cluster's.
+        database = Database(
+            "database",
+            DatabaseArgs(
+                config=cfg,
+                vpc_id=network.vpc_id,
+                private_subnet_ids=network.private_subnet_ids,
+                node_security_group_id=cluster.security_group_id,
+                logs_key_arn=encryption.logs_key_arn,
+            ),
+        )
+        secret_sync = SecretSync(
+            "secret-sync",
+            SecretSyncArgs(
+                config=cfg,
+                provider=cluster.provider,
+                cluster_name=cluster.name,
+                secret_arns=[database.master_secret_arn],
+                key_arns=[database.key_arn],
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                monitoring_release=observability.release,
+            ),
+        )
+        database_info = DatabaseInfo(
+            host=database.host,
+            port=database.port,
+            secret_store=secret_sync.store_name,
+            master_secret_arn=database.master_secret_arn,
+            ready=[secret_sync.store, *database.instances],
+        )
+
+    pipelines = None
+    if cfg.kubeflow.pipelines_on:
+        # The settings refuse Pipelines without the database (infra/config/root.py).
+        assert database_info is not None
+        pipelines = Pipelines(
+            "pipelines",
+            PipelinesArgs(
+                config=cfg,
+                provider=cluster.provider,
+                cluster_name=cluster.name,
+                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                team_groups={name: team_group(name) for name in tenancy.teams},
+                gateway_parent_ref=mesh.gateway_parent_ref,
+                gateway_selector=mesh.gateway_selector,
+                gateway_principal=mesh.gateway_principal,
+                gateway_url=mesh.gateway_url,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                istiod=mesh.istiod,
+                gateway_api_crds=mesh.gateway_api_crds,
+                monitoring_release=observability.release,
+                database=database_info,
+            ),
+        )
+
     workloads = Workloads(
         "workloads",
         WorkloadsArgs(
@@ -240,4 +301,5 @@ def build(cfg: PlatformConfig) -> None:
         tenancy=tenancy,
         workloads=workloads,
         ceiling=ceiling,
+        pipelines=pipelines,
     )

@@ -37,6 +37,13 @@ def test_bad_pipelines_settings_name_the_key(pipelines, expected):
     assert expected in error_of(lambda raw: _enable(raw, **pipelines))
 
 
+def test_pipelines_need_the_database():
+    def mutate(raw):
+        _enable(raw, artifacts={"bucketName": "kfp-art"})
+        raw["database"] = {**raw.get("database", {}), "enabled": False}
+    assert "ml-platform:kubeflow.pipelines.enabled needs database.enabled" in error_of(mutate)
+
+
 # --- the objects rendered from the vendored manifests ------------------------------------------------------------
 
 import json  # noqa: E402

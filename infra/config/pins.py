@@ -26,4 +26,6 @@ PINS: dict[str, str] = {
     "dra-driver-nvidia-gpu": "0.4.0",
     # ML layer
     "kubeflow-pipelines": "2.17.0",
+    # Secrets: Secrets Manager -> Kubernetes Secrets
+    "external-secrets": "2.9.0",
 }

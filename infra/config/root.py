@@ -15,6 +15,7 @@ from infra.config.autoscaling import AutoscalingConfig
 from infra.config.base import ConfigError, Model, PROJECT, Tags
 from infra.config.cluster import ClusterConfig
 from infra.config.cost import BudgetConfig
+from infra.config.database import DatabaseConfig
 from infra.config.karpenter import KarpenterConfig, NodePools
 from infra.config.kubeflow import KubeflowConfig
 from infra.config.logging import LoggingConfig
@@ -54,6 +55,7 @@ class PlatformConfig(Model):
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
+    database: DatabaseConfig = DatabaseConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -74,6 +76,7 @@ class PlatformConfig(Model):
             self._alerting(info),
             self._queue_headroom(),
             self._pipelines(),
+            self._database(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -133,6 +136,21 @@ class PlatformConfig(Model):
         for team in pipelines.teams:
             if team not in teams:
                 yield f"kubeflow.pipelines.teams.{team}: {team!r} is not one of the teams: {teams}"
+        if self.kubeflow.pipelines_on and not self.database.enabled:
+            yield "kubeflow.pipelines.enabled needs database.enabled: KFP keeps its runs and metadata on the platform's Aurora cluster"
+
+    def _database(self) -> Iterable[str]:
+        db = self.database
+        if not db.enabled:
+            return
+        zones = len(self.network.availability_zones) if self.network.availability_zones else self.network.az_count
+        if db.instances > zones:
+            yield f"database.instances {db.instances} exceeds the stack's {zones} availability zones (one instance per zone)"
+        if self.environment == "prod":
+            if not db.deletion_protection:
+                yield "database.deletionProtection is false in prod: the ML layer's runs, metadata and registry live there; set it true"
+            if db.skip_final_snapshot:
+                yield "database.skipFinalSnapshot is true in prod: a destroy would lose the database for good; set it false"
 
     @property
     def search_domain_name(self) -> str:
