@@ -211,8 +211,25 @@ def artifact_repository(settings: Settings) -> str:
     }, sort_keys=False)
 
 
+def needs_database(obj: dict[str, Any]) -> bool:
+    """A server whose pods become ready only once the database credentials are in the namespace: it reads them, or
+    an init container waits for a server that does (upstream's wait-for-* containers)."""
+    pod = obj["spec"]["template"]["spec"]
+    containers = pod["containers"] + pod.get("initContainers", [])
+    reads = any(((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == DB_SECRET for c in containers for e in c.get("env", []))
+    return reads or any(c["name"].startswith("wait-for-") for c in pod.get("initContainers", []))
+
+
+def _skip_await(obj: dict[str, Any]) -> dict[str, Any]:
+    # The credentials Secret is written by External Secrets when it syncs, outside the graph's order: an await on
+    # these pods (or on a Service's endpoints among them) would hang on it. `infra.status` reports them after `up`.
+    return {**obj, "metadata": {**obj["metadata"], "annotations": {**(obj["metadata"].get("annotations") or {}), "pulumi.com/skipAwait": "true"}}}
+
+
 def platform_objects(settings: Settings) -> list[dict[str, Any]]:
     """The upstream objects the platform creates, in upstream order, with the platform's changes applied."""
+    database_pods = [o["spec"]["template"]["metadata"]["labels"] for o in upstream_objects()
+                     if o["kind"] == "Deployment" and not left_out(o) and needs_database(o)]
     out = []
     for obj in upstream_objects():
         if left_out(obj):
@@ -231,7 +248,9 @@ def platform_objects(settings: Settings) -> list[dict[str, Any]]:
             obj = {**obj, "spec": {**obj["spec"], "rules": rules}}
         elif kind == "Deployment":
             env = {"ml-pipeline": _api_server_env(settings), "ml-pipeline-ui": _ui_env(settings)}.get(name, _without_static_keys)
-            obj = _deployment(obj, env)
+            obj = _skip_await(_deployment(obj, env)) if needs_database(obj) else _deployment(obj, env)
+        elif kind == "Service" and any(all(pod.get(k) == v for k, v in obj["spec"].get("selector", {}).items()) for pod in database_pods):
+            obj = _skip_await(obj)
         out.append(obj)
     return out
 
@@ -536,12 +555,14 @@ class Pipelines(pulumi.ComponentResource):
         config_kinds = {"ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap", "PriorityClass"}
         created = {(o["kind"], o["metadata"]["name"]): create(resource_name(name, o), o, k8s_opts(namespace)) for o in objects if o["kind"] in config_kinds}
         config = list(created.values())
-        servers_after = [namespace, *crds, *config, db_secret, bucket, *api_role.attachments, api_identity, args.general_capacity]
+        servers_after = [namespace, *crds, *config, bucket, *api_role.attachments, api_identity, args.general_capacity]
         self.servers: list[pulumi.Resource] = []
         for o in objects:
             if o["kind"] in config_kinds or o["kind"] == "CustomResourceDefinition":
                 continue
             deps = servers_after if o["kind"] in ("Deployment", "Service") else [namespace, args.istiod]
+            if o["kind"] == "Deployment" and needs_database(o):
+                deps = [*deps, db_secret]
             self.servers.append(create(resource_name(name, o), o, k8s_opts(*deps)))
 
         # Each team's namespace is a KFP namespace.

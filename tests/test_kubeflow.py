@@ -274,3 +274,15 @@ def test_a_controller_keeps_its_api_token_only_with_a_stated_reason():
         if o["kind"] == "Deployment":
             pod = o["spec"]["template"]
             assert pod["spec"].get("automountServiceAccountToken") is False or pod["metadata"]["annotations"].get("ml-platform.io/api-token-reason"), o["metadata"]["name"]
+
+
+def test_servers_waiting_for_the_database_credentials_are_not_awaited_the_others_are(prod):
+    # External Secrets writes the credentials Secret when it syncs, outside the graph's order.
+    skipped = {(o["kind"], o["metadata"]["name"]) for o in objects() if (o["metadata"].get("annotations") or {}).get("pulumi.com/skipAwait") == "true"}
+    assert skipped == {("Deployment", n) for n in ("ml-pipeline", "metadata-grpc-deployment", "metadata-writer", "ml-pipeline-persistenceagent",
+                                                  "ml-pipeline-scheduledworkflow")} | {("Service", "ml-pipeline"), ("Service", "metadata-grpc-service")}
+    [secret] = [r for r in prod.resources if r["type"] == "kubernetes:external-secrets.io/v1:ExternalSecret" and r["inputs"]["metadata"]["namespace"] == "kubeflow"]
+    assert secret["inputs"]["spec"]["target"]["name"] == pipelines.DB_SECRET
+    for d in [r for r in _pipelines_resources(prod) if r["type"] == "kubernetes:apps/v1:Deployment"]:
+        name = d["inputs"]["metadata"]["name"]
+        assert prod.depends_on(d, secret) == (("Deployment", name) in skipped), name
