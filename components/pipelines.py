@@ -17,7 +17,7 @@ import yaml
 
 from infra.config import PlatformConfig
 from infra.config.pins import PINS
-from infra.lib.conventions import DATABASE_CLIENT_LABEL, GATEWAY_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL
+from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, GATEWAY_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL
 from infra.lib.database import credentials_secret
 from infra.lib.interfaces import DatabaseInfo
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
@@ -412,9 +412,6 @@ def _workflow_controller_config(data: dict[str, Any], settings: "Settings") -> d
     defaults["spec"] = {**defaults["spec"], "metrics": run_metrics()}
     return {**data, "artifactRepository": artifact_repository(settings), "metricsConfig": yaml.safe_dump(ARGO_METRICS_CONFIG, sort_keys=False),
             "workflowDefaults": yaml.safe_dump(defaults, sort_keys=False)}
-
-
-DASHBOARD_LABEL = {"grafana_dashboard": "1"}  # what the platform's Grafana sidecar loads (observability values)
 
 
 def dashboard() -> dict[str, Any]:

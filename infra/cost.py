@@ -19,6 +19,7 @@ from policies.rules.cost import (
     BUDGET,
     BUDGETED_GIB_TAG,
     S3_BUCKET,
+    EKS_CAPABILITY,
     MSK_CLUSTER,
     MSK_SERVERLESS,
     MSK_TOPIC,
@@ -76,6 +77,8 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         }))
     planned.extend(streaming_resources(cfg))
     planned.extend(pipelines_resources(cfg))
+    if cfg.gitops.enabled and cfg.gitops.mode == "capability":
+        planned.append((EKS_CAPABILITY, {"type": "ARGOCD"}))
     planned.extend(database_resources(cfg))
     return planned
 

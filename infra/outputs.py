@@ -6,6 +6,7 @@ from typing import Optional
 import pulumi
 
 from components.cluster import Cluster
+from components.gitops import GitOps
 from components.karpenter import Karpenter
 from components.logging import Logging
 from components.mesh import Mesh
@@ -50,6 +51,7 @@ def export(
     logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
+    gitops: GitOps | None,
     ceiling: Ceiling,
     pipelines: Optional[Pipelines] = None,
 ) -> None:
@@ -155,6 +157,18 @@ def export(
             for name, team in sorted(tenancy.teams.items())
         },
     )
+    if gitops is not None:
+        _export(
+            "gitops",
+            {
+                "mode": cfg.gitops.mode,
+                "endpoint": gitops.endpoint,
+                "projects": {
+                    team: {"project": project, "repoUrl": cfg.gitops.teams[team].repo_url, "path": f"{cfg.gitops.teams[team].path}/{cfg.environment}"}
+                    for team, project in sorted(gitops.projects.items())
+                },
+            },
+        )
     _export(
         "workloads",
         {

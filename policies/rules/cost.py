@@ -60,6 +60,7 @@ BUDGETED_GIB_TAG = "ml-platform.io/budgeted-gib"
 MSK_CLUSTER = "aws:msk/cluster:Cluster"
 MSK_SERVERLESS = "aws:msk/serverlessCluster:ServerlessCluster"
 MSK_TOPIC = "aws:msk/topic:Topic"
+EKS_CAPABILITY = "aws:eks/capability:Capability"
 STORAGE_TARGET = "aws:appautoscaling/target:Target"
 
 # Aurora Serverless v2 (Aurora Standard) in us-east-1 (https://aws.amazon.com/rds/aurora/pricing/): per ACU-hour.
@@ -421,6 +422,9 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         fixed(f"s3-{bucket.get('bucket')}", gib * S3_PRICES["standardGbMonth"] / HOURS_PER_MONTH, f"{gib:g} GiB of S3 Standard (the budgeted size)", "kubeflow.pipelines.artifacts.budgetedGib")
     if by_type.get(S3_BUCKET):
         assumptions.append("S3 at us-east-1 list prices for the budgeted size; not included: requests, KMS requests, data transfer")
+    if by_type.get(EKS_CAPABILITY):
+        # The chart path's pods are inside the cpu pool's limits; the capability is billed by EKS and not yet priced here.
+        assumptions.append("not included: the EKS Argo CD capability's hourly and per-application charges (not in the price table yet)")
     aurora_item(by_type, fixed, assumptions)
     return Ceiling(table.region, table.date, items, assumptions)
 

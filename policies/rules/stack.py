@@ -33,7 +33,11 @@ CRD_CHARTS = {
     "jobset.x-k8s.io": "jobset",
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
+    "argoproj.io": "argo-cd",
 }
+# API groups whose CRDs an EKS capability installs when it is created (Argo CD's, type ARGOCD).
+CRD_CAPABILITIES = {"argoproj.io": "ARGOCD"}
+CAPABILITY = "aws:eks/capability:Capability"
 # Not served by a CRD: built-in groups, and the types of pulumi-kubernetes' own components (helm.sh, yaml).
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
@@ -68,6 +72,11 @@ def _ancestors_by_dependency(resource, children: dict | None = None) -> list:
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 
 
+def _crd_key(crd) -> tuple[str, str]:
+    spec = crd.props.get("spec") or {}
+    return str(spec.get("group")), str((spec.get("names") or {}).get("kind"))
+
+
 @stack_rule(
     "custom-resource-after-its-crd",
     "Every custom resource depends (directly or through other resources) on what installs its CRD (the Helm release, or the CustomResourceDefinition itself), so create and destroy run in the right order.",
@@ -75,7 +84,8 @@ CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
     MANDATORY,
 )
 def custom_resource_after_its_crd(resources, settings):
-    declared = {str((r.props.get("spec") or {}).get("group")) for r in resources if r.resource_type == CRD}
+    # By group and kind: two projects may share a group (Argo CD's and Argo Workflows' argoproj.io).
+    declared = {_crd_key(r) for r in resources if r.resource_type == CRD}
     children: dict = {}
     for r in resources:
         if getattr(r, "parent", None) is not None:
@@ -87,9 +97,12 @@ def custom_resource_after_its_crd(resources, settings):
         if group in BUILTIN_GROUPS:
             continue
         ancestors = _ancestors_by_dependency(r, children)
-        if group in declared:
-            if not any(d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group for d in ancestors):
+        key = (group, r.resource_type.rsplit(":", 1)[1])
+        if key in declared:
+            if not any(d.resource_type == CRD and _crd_key(d) == key for d in ancestors):
                 yield f"does not depend on the CustomResourceDefinitions of {group}", r.urn
+            continue
+        if any(d.resource_type == CAPABILITY and d.props.get("type") == CRD_CAPABILITIES.get(group) for d in ancestors):
             continue
         chart = CRD_CHARTS.get(group)
         if chart is None:
@@ -98,4 +111,5 @@ def custom_resource_after_its_crd(resources, settings):
         # A chart's own custom resources: Helm applies its crds/ before its templates.
         owners = [*ancestors, *([r.parent] if getattr(r, "parent", None) else [])]
         if not any(d.resource_type == "kubernetes:helm.sh/v3:Release" and _chart_name(d) == chart for d in owners):
-            yield f"does not depend on the {chart!r} release that installs the {group} CRDs", r.urn
+            capability = f" or the EKS {CRD_CAPABILITIES[group]} capability" if group in CRD_CAPABILITIES else ""
+            yield f"does not depend on the {chart!r} release{capability} that installs the {group} CRDs", r.urn
