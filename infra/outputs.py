@@ -14,6 +14,7 @@ from components.network import Network
 from components.observability import Observability
 from components.pipelines import Pipelines
 from components.storage import Storage
+from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
@@ -23,7 +24,9 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-SCHEMA_VERSION = "3.1.0"
+# 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
+# 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
+SCHEMA_VERSION = "3.3.0"
 
 
 def _absent_not_null(value):
@@ -54,6 +57,7 @@ def export(
     gitops: GitOps | None,
     ceiling: Ceiling,
     pipelines: Optional[Pipelines] = None,
+    streaming: Optional[Streaming] = None,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
     _export("environment", cfg.environment)
@@ -178,3 +182,21 @@ def export(
     )
     if pipelines:
         _export("pipelines", {"endpoint": pipelines.endpoint, "namespace": pipelines.namespace, "artifactBucket": pipelines.bucket})
+    if streaming is not None:
+        _export(
+            "streaming",
+            {
+                "bootstrapBrokers": streaming.bootstrap_brokers,
+                "port": IAM_PORT,
+                "authentication": "SASL_IAM",
+                "teams": {
+                    team: {
+                        "namespace": team,
+                        "topics": streaming.topics[team],
+                        "consumerGroups": [team_topic(team, g) for g in spec.consumer_groups],
+                        "serviceAccount": spec.service_account,
+                    }
+                    for team, spec in sorted(cfg.streaming.teams.items())
+                },
+            },
+        )
