@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.lib import helm, timing
-from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, TEAM_LABEL
+from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, ROUTES_LABEL
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.monitoring import ScrapeTarget
 from infra.lib.upstream import crd_documents
@@ -183,8 +183,9 @@ def gateway_service_annotations(cfg: PlatformConfig, security_group_id: str) -> 
 
 
 def gateway_spec(hosts: list[str]) -> dict:
-    """One HTTP listener per accepted host (none named for "*"), open to routes from team namespaces only."""
-    allowed = {"namespaces": {"from": "Selector", "selector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]}}}
+    """One HTTP listener per accepted host (none named for "*"), open to routes from the namespaces labelled for it
+    only (the teams' and the platform UIs')."""
+    allowed = {"namespaces": {"from": "Selector", "selector": {"matchExpressions": [{"key": ROUTES_LABEL, "operator": "Exists"}]}}}
     listeners = [
         {"name": f"http-{i}" if host != "*" else "http", "port": 80, "protocol": "HTTP", "allowedRoutes": allowed, **({"hostname": host} if host != "*" else {})}
         for i, host in enumerate(hosts)
@@ -430,6 +431,9 @@ class Mesh(pulumi.ComponentResource):
             spec=gateway_spec(self.gateway_hosts),
             opts=k8s_opts(self.istiod, gateway, *self.gateway_api_crds),
         )
+        self.gateway_selector = dict(GATEWAY_SELECTOR)
+        # The gateway chart's service account is its release's name: the workload identity of its proxies.
+        self.gateway_principal = f"cluster.local/ns/{GATEWAY_NAMESPACE}/sa/{GATEWAY_SERVICE}"
         self.gateway_parent_ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE}
 
         self.scrape_targets = [

@@ -13,6 +13,7 @@ from components.logging import Logging
 from components.mesh import Mesh
 from components.network import Network
 from components.observability import Observability
+from components.pipelines import Pipelines
 from components.registry import Registry
 from components.storage import Storage
 from components.streaming import IAM_PORT, Streaming, team_topic
@@ -29,7 +30,8 @@ from policies.rules.cost import Ceiling
 # 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
 # 3.3: `imageCache` (the account's registry and the pull-through cache prefix of each upstream).
 # 3.4: `teams.<team>.registry` (the team's MLflow registry) and `workloads.<key>.models.stableRegistry`/`canaryRegistry`.
-SCHEMA_VERSION = "3.4.0"
+# 3.5: `pipelines` (the Kubeflow Pipelines endpoint) and `teams.<team>.pipelines` (pipeline root, runner account).
+SCHEMA_VERSION = "3.5.0"
 
 
 def _absent_not_null(value):
@@ -61,6 +63,7 @@ def export(
     gitops: GitOps | None,
     images: ImageCache,
     ceiling: Ceiling,
+    pipelines: Optional[Pipelines] = None,
     streaming: Optional[Streaming] = None,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
@@ -163,6 +166,7 @@ def export(
                 "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
                 "logGroup": logging.log_groups[team.namespace],
                 "registry": {"trackingUri": registry.urls[name]} if registry else None,
+                "pipelines": {"pipelineRoot": pipelines.pipeline_roots[name], "serviceAccount": pipelines.runner_service_account} if pipelines else None,
             }
             for name, team in sorted(tenancy.teams.items())
         },
@@ -186,6 +190,8 @@ def export(
             for key, w in sorted(workloads.workloads.items())
         },
     )
+    if pipelines:
+        _export("pipelines", {"endpoint": pipelines.endpoint, "namespace": pipelines.namespace, "artifactBucket": pipelines.bucket})
     if streaming is not None:
         _export(
             "streaming",

@@ -20,9 +20,10 @@ from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
 from components.registry import Registry, RegistryArgs
+from components.pipelines import Pipelines, PipelinesArgs
 from components.storage import Storage, StorageArgs
 from components.streaming import Streaming, StreamingArgs
-from components.tenancy import Tenancy, TenancyArgs
+from components.tenancy import Tenancy, TenancyArgs, team_group
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
 from components.scheduling import Scheduling, SchedulingArgs
@@ -264,6 +265,30 @@ def build(cfg: PlatformConfig) -> None:
             ready=[secret_sync.store, *database.instances],
         )
 
+    pipelines = None
+    if cfg.kubeflow.pipelines_on:
+        # The settings refuse Pipelines without the database (infra/config/root.py).
+        assert database_info is not None
+        pipelines = Pipelines(
+            "pipelines",
+            PipelinesArgs(
+                config=cfg,
+                provider=cluster.provider,
+                cluster_name=cluster.name,
+                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                team_groups={name: team_group(name) for name in tenancy.teams},
+                gateway_parent_ref=mesh.gateway_parent_ref,
+                gateway_selector=mesh.gateway_selector,
+                gateway_principal=mesh.gateway_principal,
+                gateway_url=mesh.gateway_url,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                istiod=mesh.istiod,
+                gateway_api_crds=mesh.gateway_api_crds,
+                monitoring_release=observability.release,
+                database=database_info,
+            ),
+        )
+
     registry = None
     if cfg.registry.enabled:
         registry = Registry(
@@ -320,5 +345,6 @@ def build(cfg: PlatformConfig) -> None:
         gitops=gitops,
         images=images,
         ceiling=ceiling,
+        pipelines=pipelines,
         streaming=streaming,
     )

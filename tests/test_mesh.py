@@ -106,7 +106,9 @@ def test_gateway_api_gateway_binds_the_istio_gateway_deployment(stack):
     assert stack.release("istio-ingressgateway")["inputs"]["values"]["service"] == {"type": "ClusterIP"}
     [listener] = spec["listeners"]
     assert (listener["port"], listener["protocol"]) == (80, "HTTP") and "hostname" not in listener
-    assert listener["allowedRoutes"]["namespaces"]["selector"] == {"matchExpressions": [{"key": "ml-platform.io/team", "operator": "Exists"}]}
+    assert listener["allowedRoutes"]["namespaces"]["selector"] == {"matchExpressions": [{"key": "ml-platform.io/gateway-routes", "operator": "Exists"}]}
+    routed = {r["inputs"]["metadata"]["name"] for r in stack.of_type("kubernetes:core/v1:Namespace") if "ml-platform.io/gateway-routes" in r["inputs"]["metadata"]["labels"]}
+    assert routed >= {t["inputs"]["metadata"]["name"] for t in stack.of_type("kubernetes:core/v1:Namespace") if "ml-platform.io/team" in t["inputs"]["metadata"]["labels"]}
     crds = [c for c in stack.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition") if c["name"].startswith("mesh-")]
     assert {c["inputs"]["spec"]["names"]["kind"] for c in crds} >= {"Gateway", "HTTPRoute", "GatewayClass", "ReferenceGrant"}
     for crd in crds:

@@ -19,6 +19,7 @@ from infra.config.gitops import GitOpsConfig
 from infra.config.database import DatabaseConfig
 from infra.config.images import ImagesConfig, cache_prefix
 from infra.config.karpenter import KarpenterConfig, NodePools
+from infra.config.kubeflow import KubeflowConfig
 from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
 from infra.config.network import NetworkConfig
@@ -57,6 +58,7 @@ class PlatformConfig(Model):
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
     registry: RegistryConfig = RegistryConfig()
+    kubeflow: KubeflowConfig = KubeflowConfig()
     gitops: GitOpsConfig = GitOpsConfig()
     database: DatabaseConfig = DatabaseConfig()
     budget: BudgetConfig
@@ -82,6 +84,7 @@ class PlatformConfig(Model):
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
+            self._pipelines(),
             self._gitops(info),
             self._static_within_limits(),
             self._cache_prefixes(),
@@ -189,6 +192,15 @@ class PlatformConfig(Model):
                     raise ValueError(f"streaming.teams.{team}.dataPrep.outputClaim {spec.data_prep.output_claim!r} is no data claim "
                                      f"of the team's training workloads: {claims}")
         return self
+
+    def _pipelines(self) -> Iterable[str]:
+        pipelines = self.kubeflow.pipelines
+        teams = sorted(t.name for t in self.teams)
+        for team in pipelines.teams:
+            if team not in teams:
+                yield f"kubeflow.pipelines.teams.{team}: {team!r} is not one of the teams: {teams}"
+        if self.kubeflow.pipelines_on and not self.database.enabled:
+            yield "kubeflow.pipelines.enabled needs database.enabled: KFP keeps its runs and metadata on the platform's Aurora cluster"
 
     def _database(self) -> Iterable[str]:
         db = self.database

@@ -9,6 +9,8 @@ GATEWAY_NAMESPACE = "istio-ingress"
 ISTIO_NAMESPACE = "istio-system"
 MODEL_STORE_CLAIM = "model-store"
 MODEL_STORE_PATH = "/models"
+# Namespaces whose HTTPRoutes the platform Gateway accepts: the teams' and the platform's own UIs.
+ROUTES_LABEL = "ml-platform.io/gateway-routes"
 # The label Grafana's dashboard sidecar looks for on ConfigMaps (kube-prometheus-stack values, components/observability.py).
 DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 # Namespaces whose ExternalSecrets may read the platform database's credentials through the ClusterSecretStore.

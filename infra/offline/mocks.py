@@ -235,6 +235,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
         url = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{name}"
         return url, {"name": name, "url": url, "arn": self.arn("sqs", name)}
 
+    def _s3_bucket(self, args, h, inputs):
+        # S3 names a bucket globally: its id is its name, and its ARN has neither region nor account.
+        name = inputs.get("bucket") or f"{inputs.get('bucketPrefix') or args.name + '-'}{h[:12]}"
+        return name, {"bucket": name, "arn": f"arn:aws:s3:::{name}", "region": self.region,
+                      "bucketDomainName": f"{name}.s3.amazonaws.com", "bucketRegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com"}
+
     def _event_rule(self, args, h, inputs):
         name = self._physical_name(args, h, inputs)
         return name, {"name": name, "arn": self.arn("events", f"rule/{name}")}
