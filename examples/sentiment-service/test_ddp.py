@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 def worker(local_rank: int, port: int, checkpoints: Path, store: Path) -> None:
-    """One rank with the environment torchrun and the JobSet give it."""
+    """One rank with the environment torchrun and the TrainJob give it."""
     os.environ.update(
         RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
         CHECKPOINT_DIR=str(checkpoints), MODEL_STORE=str(store), OUTPUT_MODEL="sentiment-ddp", OUTPUT_VERSION="1", JOB_NAME="nlp/sentiment-ddp",

@@ -24,4 +24,7 @@ PINS: dict[str, str] = {
     "volcano": "1.15.1",
     "vertical-pod-autoscaler": "0.11.0",
     "dra-driver-nvidia-gpu": "0.4.0",
+    # ML layer: the newest releases (kubeflow/trainer and kubeflow/katib tags) when pinned.
+    "kubeflow-trainer": "2.3.0",
+    "katib": "0.19.0",
 }

@@ -24,6 +24,7 @@ from infra.config.scheduling import SchedulingConfig
 from infra.config.storage import StorageConfig
 from infra.config.streaming import StreamingConfig
 from infra.config.tenancy import TeamConfig
+from infra.config.training import MAX_RESTARTS, TrainingConfig, runtimes_for
 from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_KINDS, Workload
 
 # Keys whose values are secrets: never echoed in an error.
@@ -52,6 +53,7 @@ class PlatformConfig(Model):
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    training: TrainingConfig = TrainingConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -71,6 +73,7 @@ class PlatformConfig(Model):
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
+            self._training(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -123,6 +126,48 @@ class PlatformConfig(Model):
                 if len(f"{team}.{topic.name}") > 249:
                     raise ValueError(f"streaming.teams.{team}.topics[{i}].name: {team}.{topic.name} is over Kafka's 249 characters")
         return self
+
+    def _training(self) -> Iterable[str]:
+        """Runtimes run on pools the stack has; distributed workloads and studies have what they run on."""
+        training, pools = self.training, self.node_pools.enabled()
+        if not training.enabled:
+            if training.katib.studies:
+                yield "training.katib.studies lists studies but training.enabled is false; enable it or drop the studies"
+            for i, w in enumerate(self.workloads):
+                if isinstance(w, TrainingWorkload) and w.workers > 1:
+                    yield f"workloads[{i}] ({w.name}) runs {w.workers} workers, which run as a TrainJob: training.enabled must be true"
+            return
+        for i, r in enumerate(training.trainer.runtimes or []):
+            key = f"training.trainer.runtimes[{i}]"
+            if r.pool not in pools:
+                yield f"{key}.pool {r.pool!r} has no enabled node pool (enabled: {sorted(pools)})"
+                continue
+            efa = getattr(pools[r.pool], "efa", False)
+            if efa and not r.efa_devices_per_node:
+                yield f"{key}.efaDevicesPerNode is 0 but nodePools.{r.pool} has efa on: its collectives would leave EFA unused"
+            if not efa and r.efa_devices_per_node:
+                yield f"{key}.efaDevicesPerNode {r.efa_devices_per_node} but nodePools.{r.pool} has no efa"
+        covered = {r.pool for r in runtimes_for(training, pools)}
+        for i, w in enumerate(self.workloads):
+            if not (isinstance(w, TrainingWorkload) and w.workers > 1):
+                continue
+            if w.accelerator in pools and w.accelerator not in covered:
+                yield f"workloads[{i}] ({w.name}) runs {w.workers} workers on {w.accelerator} but training.trainer.runtimes has no runtime for that pool"
+            # A TrainJob's pods take their resources from resourcesPerNode; its runtime patches cannot add a DRA claim.
+            if w.accelerator == "nvidia" and self.accelerators.gpu_operator.dra.enabled:
+                yield f"workloads[{i}] ({w.name}) runs {w.workers} workers on nvidia as a TrainJob, which requests nvidia.com/gpu: with accelerators.gpuOperator.dra the device plugin is off; run it single-worker or turn DRA off"
+            if w.max_restarts != MAX_RESTARTS:
+                yield f"workloads[{i}].maxRestarts {w.max_restarts}: a distributed run restarts as its ClusterTrainingRuntime says ({MAX_RESTARTS}), which a TrainJob cannot change"
+        teams, seen = {t.name for t in self.teams}, set()
+        for i, study in enumerate(training.katib.studies):
+            key = f"training.katib.studies[{i}]"
+            if study.team not in teams:
+                yield f"{key}.team {study.team!r} is not one of the teams: {sorted(teams)}"
+            if study.accelerator not in pools:
+                yield f"{key}.accelerator {study.accelerator!r} has no enabled node pool"
+            if (study.team, study.name) in seen:
+                yield f"{key}.name {study.name!r} is used twice in team {study.team!r}"
+            seen.add((study.team, study.name))
 
     @property
     def search_domain_name(self) -> str:

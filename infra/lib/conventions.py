@@ -3,6 +3,8 @@ from __future__ import annotations
 
 TEAM_LABEL = "ml-platform.io/team"
 MONITORING_NAMESPACE = "monitoring"
+# Grafana's dashboard sidecar loads every ConfigMap of the monitoring namespace that carries it.
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 SERVING_PRIORITY = "ml-serving"
 TRAINING_PRIORITY = "ml-training"
 GATEWAY_NAMESPACE = "istio-ingress"

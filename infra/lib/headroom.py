@@ -1,6 +1,6 @@
 """What a team namespace runs outside Kueue, at its peak: the room its ClusterQueue leaves in the ResourceQuota.
 
-The namespace's ResourceQuota counts every pod; Kueue admits only Jobs and JobSets against the team's ClusterQueue.
+The namespace's ResourceQuota counts every pod; Kueue admits only Jobs, JobSets and TrainJobs against the team's ClusterQueue.
 Serving pods (with their Istio sidecars, and one extra pod per version while it rolls out) and whatever the team
 declares in `quota.outsideQueue` are not Kueue's to admit: the queue's quota is the namespace's minus these, so a run
 Kueue admits is never refused by the quota (and evicted and requeued over and over by waitForPodsReady).

@@ -334,12 +334,12 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The LocalQueue Kueue's webhook gives a Job that names none (its DefaultLocalQueueName).
 KUEUE_DEFAULT_LOCAL_QUEUE = "default"
 KUEUE_GROUP = "kubernetes:kueue.x-k8s.io/"
-BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
+BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet", "kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob")
 
 
 @stack_rule(
     "training-queued",
-    "Where Kueue admits a team's runs, every Job, CronJob and JobSet of a team namespace reaches its team's LocalQueue "
+    "Where Kueue admits a team's runs, every Job, CronJob, JobSet and TrainJob of a team namespace reaches its team's LocalQueue "
     "(by the queue label, or unlabelled through Kueue's default LocalQueue, which each team's is) and is created "
     "suspended: Kueue holds any other until it is admitted, which never happens without a queue.",
     "Create training through ml-platform:workloads (the workloads component labels it), or set the "
