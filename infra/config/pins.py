@@ -27,4 +27,6 @@ PINS: dict[str, str] = {
     # ML layer: the newest releases (kubeflow/trainer and kubeflow/katib tags) when pinned.
     "kubeflow-trainer": "2.3.0",
     "katib": "0.19.0",
+    # Secrets: Secrets Manager -> Kubernetes Secrets
+    "external-secrets": "2.9.0",
 }

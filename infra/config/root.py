@@ -15,6 +15,7 @@ from infra.config.autoscaling import AutoscalingConfig
 from infra.config.base import ConfigError, Model, PROJECT, Tags
 from infra.config.cluster import ClusterConfig
 from infra.config.cost import BudgetConfig
+from infra.config.database import DatabaseConfig
 from infra.config.karpenter import KarpenterConfig, NodePools
 from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
@@ -54,6 +55,7 @@ class PlatformConfig(Model):
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
     training: TrainingConfig = TrainingConfig()
+    database: DatabaseConfig = DatabaseConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
@@ -74,6 +76,7 @@ class PlatformConfig(Model):
             self._alerting(info),
             self._queue_headroom(),
             self._training(),
+            self._database(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -168,6 +171,18 @@ class PlatformConfig(Model):
             if (study.team, study.name) in seen:
                 yield f"{key}.name {study.name!r} is used twice in team {study.team!r}"
             seen.add((study.team, study.name))
+    def _database(self) -> Iterable[str]:
+        db = self.database
+        if not db.enabled:
+            return
+        zones = len(self.network.availability_zones) if self.network.availability_zones else self.network.az_count
+        if db.instances > zones:
+            yield f"database.instances {db.instances} exceeds the stack's {zones} availability zones (one instance per zone)"
+        if self.environment == "prod":
+            if not db.deletion_protection:
+                yield "database.deletionProtection is false in prod: the ML layer's runs, metadata and registry live there; set it true"
+            if db.skip_final_snapshot:
+                yield "database.skipFinalSnapshot is true in prod: a destroy would lose the database for good; set it false"
 
     @property
     def search_domain_name(self) -> str:
