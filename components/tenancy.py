@@ -25,6 +25,9 @@ TEAM_RULES = [
     (["monitoring.coreos.com"], ["servicemonitors", "podmonitors", "prometheusrules"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     # Distributed runs (TrainJobs, and the JobSets they run as) and GPU claims (with DRA) of their own.
     (["trainer.kubeflow.org"], ["trainjobs"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    # Hyperparameter studies of their own (Katib), and what Katib makes of them, readable.
+    (["kubeflow.org"], ["experiments"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (["kubeflow.org"], ["trials", "suggestions"], ["get", "list", "watch"]),
     (["jobset.x-k8s.io"], ["jobsets"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     (["resource.k8s.io"], ["resourceclaimtemplates", "resourceclaims"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
     # What the platform decides for them, readable: quotas, queues and admitted workloads, VPA recommendations.

@@ -81,9 +81,12 @@ def runtime_spec(cfg: PlatformConfig, runtime: TrainingRuntime) -> dict[str, Any
                 "name": NODE,
                 "image": runtime.image,
                 "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+                # The only writable path of the read-only root, for any TrainJob naming the runtime.
+                "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
                 **({"env": [{"name": k, "value": v} for k, v in sorted(env.items())]} if env else {}),
             }
         ],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
     }
     if kind.toleration:
         pod["tolerations"] = [kind.toleration]
@@ -100,7 +103,8 @@ def runtime_spec(cfg: PlatformConfig, runtime: TrainingRuntime) -> dict[str, Any
                         "name": NODE,
                         "template": {
                             "metadata": {"labels": {"trainer.kubeflow.org/trainjob-ancestor-step": "trainer"}},
-                            "spec": {"template": {"spec": pod}},
+                            # No retry of one pod: a failure restarts all nodes together (failurePolicy).
+                            "spec": {"backoffLimit": 0, "template": {"spec": pod}},
                         },
                     }
                 ],
@@ -135,12 +139,10 @@ def trainjob_spec(cfg: PlatformConfig, w: TrainingWorkload, team: TeamInfo) -> d
     name = trainjob_name(w)
     env = {**w.env, "DATA_DIR": w.data.mount_path, "CHECKPOINT_DIR": w.checkpoints.mount_path}
     volumes = [
-        {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
         {"name": "data", "persistentVolumeClaim": {"claimName": f"{w.name}-data"}},
         {"name": "checkpoints", "persistentVolumeClaim": {"claimName": f"{w.name}-checkpoints"}},
     ]
     mounts = [
-        {"name": "tmp", "mountPath": "/tmp"},
         {"name": "data", "mountPath": w.data.mount_path},
         {"name": "checkpoints", "mountPath": w.checkpoints.mount_path},
     ]

@@ -13,13 +13,14 @@ from components.storage import Storage
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
-from infra.config import PlatformConfig
+from infra.config import PlatformConfig, runtimes_for
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-SCHEMA_VERSION = "3.0.0"
+# 3.1: `training` (Kubeflow Trainer's runtimes, Katib).
+SCHEMA_VERSION = "3.1.0"
 
 
 def _absent_not_null(value):
@@ -135,6 +136,16 @@ def export(
     )
     _export("cost", cost.output(cfg, ceiling))
     _export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
+    if cfg.training.enabled:
+        _export(
+            "training",
+            {
+                "trainJobApiVersion": "trainer.kubeflow.org/v1alpha1",
+                "runtimes": {r.pool: r.name for r in runtimes_for(cfg.training, cfg.node_pools.enabled())},
+                "experimentApiVersion": "kubeflow.org/v1beta1",
+                "katibUi": "kubectl -n kubeflow port-forward svc/katib-ui 8080:80",
+            },
+        )
     _export(
         "teams",
         {

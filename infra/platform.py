@@ -11,6 +11,7 @@ from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
+from components.katib import Katib, KatibArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.logging import Logging, LoggingArgs
@@ -274,6 +275,20 @@ def build(cfg: PlatformConfig) -> None:
                 node_pools=karpenter.node_pool_resources,
                 priority_classes=tenancy.priority_classes,
                 distributed=workloads.distributed,
+                monitoring_release=observability.release,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+            ),
+        )
+        Katib(
+            "katib",
+            KatibArgs(
+                config=cfg,
+                provider=cluster.provider,
+                database=database_info,
+                teams=tenancy.teams,
+                queues=scheduling.queues,
+                node_pools=karpenter.node_pool_resources,
+                priority_classes=tenancy.priority_classes,
                 monitoring_release=observability.release,
                 general_capacity=karpenter.node_pool_resources["cpu"],
             ),

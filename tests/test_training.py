@@ -8,6 +8,7 @@ import pytest
 
 from components.training import EFA_ENV, NODE, RELEASE
 from infra.config.pins import PINS
+from infra.config.training import MAX_RESTARTS
 from infra.lib.conventions import MODEL_STORE_PATH, TRAINING_PRIORITY
 from infra.lib.gang import LOCAL_QUEUE, QUEUE_LABEL
 from policies.rules.efa import EFA_RESOURCE
@@ -48,6 +49,9 @@ def test_every_stack_runs_the_pinned_trainer_on_the_general_pool_with_a_runtime_
         validate(runtime["inputs"])
         assert s.depends_on(runtime, release)
         assert runtime_pod(runtime)["priorityClassName"] == TRAINING_PRIORITY
+        # One node failing restarts them all from the last checkpoint, never that pod alone.
+        jobset = runtime["inputs"]["spec"]["template"]["spec"]
+        assert jobset["failurePolicy"] == {"maxRestarts": MAX_RESTARTS} and jobset["replicatedJobs"][0]["template"]["spec"]["backoffLimit"] == 0
 
 
 def test_efa_pools_runtime_carries_libfabric_settings_and_others_do_not(staging):
@@ -138,3 +142,9 @@ def _staging(mutate) -> str:
 )
 def test_bad_training_config_is_refused_naming_the_key(mutate, expected):
     assert expected in _staging(mutate)
+
+
+def test_app_teams_read_the_runtimes_from_the_stack_outputs(staging):
+    training = staging.result.outputs["training"]
+    assert training["runtimes"] == {runtime_pod(r)["nodeSelector"]["ml-platform.io/pool"]: name for name, r in runtimes(staging).items()}
+    assert training["trainJobApiVersion"] == staging.of_type(TRAINJOB)[0]["inputs"]["apiVersion"]

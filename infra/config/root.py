@@ -140,6 +140,8 @@ class PlatformConfig(Model):
                 if isinstance(w, TrainingWorkload) and w.workers > 1:
                     yield f"workloads[{i}] ({w.name}) runs {w.workers} workers, which run as a TrainJob: training.enabled must be true"
             return
+        if not self.database.enabled:
+            yield "training.enabled needs database.enabled: Katib keeps its experiments in the database `katib` on the platform's Aurora cluster; enable the database or set training.enabled: false"
         for i, r in enumerate(training.trainer.runtimes or []):
             key = f"training.trainer.runtimes[{i}]"
             if r.pool not in pools:

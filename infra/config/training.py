@@ -33,6 +33,8 @@ class TrainingRuntime(Model):
 
 
 class TrainerConfig(Model):
+    """The Trainer's controller (its chart) and the ClusterTrainingRuntimes TrainJobs name."""
+
     version: Version = PINS["kubeflow-trainer"]
     replicas: Annotated[int, Field(ge=1, le=3)] = 1
     # None: one runtime per enabled pool (torch-cpu, torch-nvidia, torch-neuron), derived in runtimes_for().
@@ -121,6 +123,7 @@ class Study(Model):
     image: ImageRef
     # `${trialParameters.<name>}` in the command receives each parameter's value for the trial.
     command: Annotated[list[str], Field(min_length=1)]
+    env: dict[Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")], str] = {}
     objective: Objective
     algorithm: Algorithm = "random"
     parameters: Annotated[list[Parameter], Field(min_length=1)]
@@ -149,11 +152,15 @@ class Study(Model):
 
 
 class KatibConfig(Model):
+    """Katib (its rendered kustomize overlay) on the Aurora database `katib`, and the studies it runs."""
+
     version: Version = PINS["katib"]
     studies: list[Study] = []
 
 
 class TrainingConfig(Model):
+    """Kubeflow Trainer and Katib (docs/app-teams/training.md): distributed runs as TrainJobs, studies as Experiments."""
+
     enabled: bool = True
     trainer: TrainerConfig = TrainerConfig()
     katib: KatibConfig = KatibConfig()

@@ -14,3 +14,5 @@ MODEL_STORE_PATH = "/models"
 # Namespaces whose ExternalSecrets may read the platform database's credentials through the ClusterSecretStore.
 DATABASE_CLIENT_LABEL = "ml-platform.io/database-client"
 DATABASE_SECRET_STORE = "aws-secrets-manager"
+# On each object the program creates from a vendored kustomize render: the upstream project it comes from.
+UPSTREAM_LABEL = "ml-platform.io/upstream"

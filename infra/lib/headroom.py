@@ -48,11 +48,21 @@ def serving_pod(w: "ServingWorkload", waits_for_model: bool) -> dict[str, int]:
     return pod
 
 
+# What Katib runs beside a study's trials (components/katib.py): its suggestion service, a Deployment in the team's
+# namespace, and the metrics collector it injects into each trial pod after Kueue admitted the trial's Job.
+KATIB_SUGGESTION_CPU, KATIB_SUGGESTION_MEMORY_MIB = "250m", 512
+KATIB_COLLECTOR_CPU, KATIB_COLLECTOR_MEMORY_MIB = "50m", 64
+
+
 def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
     """The team's peak outside Kueue: its serving workloads at their maximum replicas plus a rollout's extra pod per
-    version, and the team's own `quota.outsideQueue`."""
+    version, its studies' suggestion services and trials' metrics collectors, and the team's own `quota.outsideQueue`."""
     extra = team.quota.outside_queue
     total = {"cpu": extra.cpu * 1000, "memory": extra.memory_gib * 1024, NVIDIA.resource: extra.nvidia_gpus, NEURON.resource: extra.neuron_cores}
+    for study in cfg.training.katib.studies if cfg.training.enabled else []:
+        if study.team == team.name:
+            total["cpu"] += millicores(KATIB_SUGGESTION_CPU) + study.parallel_trial_count * millicores(KATIB_COLLECTOR_CPU)
+            total["memory"] += KATIB_SUGGESTION_MEMORY_MIB + study.parallel_trial_count * KATIB_COLLECTOR_MEMORY_MIB
     for w in cfg.workloads:
         if w.team != team.name or w.kind != "serving":
             continue

@@ -8,6 +8,10 @@ from .scheduling import matching_pools, requested_extended_resources, tolerates
 
 # Platform components that legitimately need node access; team workloads never run here.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "gpu-operator", "istio-system", "istio-ingress", "monitoring", "logging"})
+# Platform controllers the program creates from vendored upstream manifests whose work is the Kubernetes API, so they
+# mount their token: Katib's controller (creates suggestions, trials and their Jobs, serves its webhooks' certificate)
+# and its UI (lists and creates Experiments). Charts' controllers are excepted in policies/chart-exceptions.yaml.
+API_CLIENTS = frozenset({("kubeflow", "katib-controller"), ("kubeflow", "katib-ui")})
 ACCELERATOR_TAINTS = {
     "nvidia.com/gpu": {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"},
     "aws.amazon.com/neuron": {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"},
@@ -253,7 +257,7 @@ def team_namespace_restricted(props, args):
     POD_TYPES,
 )
 def service_account_token_not_mounted(props, args):
-    if namespace_of(props) in SYSTEM_NAMESPACES:
+    if namespace_of(props) in SYSTEM_NAMESPACES or (namespace_of(props), dig(props, "metadata", "name")) in API_CLIENTS:
         return
     if (pod_spec(args.resource_type, props) or {}).get("automountServiceAccountToken") is not False:
         yield "pod mounts a service account token"

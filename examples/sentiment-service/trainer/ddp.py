@@ -139,6 +139,9 @@ def train(
                 # No rank runs ahead of (or exits before) a checkpoint that is not yet on disk.
                 dist.barrier()
         log(f"epoch {epoch + 1}/{epochs} rank {rank}/{world} samples {len(indices)} loss {loss_sum.item() / batches:.4f}")
+        if rank == 0:
+            # As `name=value`, which a Katib trial's metrics collector reads from stdout.
+            log(f"loss={loss_sum.item() / batches:.4f}")
     return model
 
 
@@ -171,7 +174,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     )
     # The other ranks are done: they need not wait while rank 0 copies the model into the store.
     dist.destroy_process_group()
-    if rank == 0:
+    # A tuning trial declares no output: it reports its loss and publishes nothing.
+    if rank == 0 and "OUTPUT_MODEL" in os.environ:
         final = checkpoint_dir / "final"
         final.mkdir(parents=True, exist_ok=True)
         save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, final / "model.pt")
