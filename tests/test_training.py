@@ -43,8 +43,10 @@ def test_every_stack_runs_the_pinned_trainer_on_the_general_pool_with_a_runtime_
     container = manager["inputs"]["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == f"ghcr.io/kubeflow/trainer/trainer-controller-manager:v{PINS['kubeflow-trainer']}"
     assert container["resources"]["limits"] == {"memory": container["resources"]["requests"]["memory"]}
+    # A runtime per pool that trains: the Neuron pool only with Trainium types (staging's trn1, not dev's and prod's Inferentia).
     pools = {p["inputs"]["metadata"]["name"] for p in s.of_type(NODE_POOL)}
-    assert {runtime_pod(r)["nodeSelector"]["ml-platform.io/pool"] for r in runtimes(s).values()} == pools
+    expected = pools - {"neuron"} if stack != "staging" else pools
+    assert {runtime_pod(r)["nodeSelector"]["ml-platform.io/pool"] for r in runtimes(s).values()} == expected
     for runtime in runtimes(s).values():
         validate(runtime["inputs"])
         assert s.depends_on(runtime, release)
@@ -135,6 +137,10 @@ def _staging(mutate) -> str:
         (
             lambda r: r.setdefault("training", {}).update(trainer={"runtimes": [{"name": "trn", "pool": "neuron", "image": "x/y:1"}, {"name": "gpu", "pool": "nvidia", "image": "x/y:1"}]}),
             "training.trainer.runtimes[0].efaDevicesPerNode is 0 but nodePools.neuron has efa on",
+        ),
+        (
+            lambda r: r["nodePools"]["neuron"].update(instanceTypes=["inf2.xlarge"], efa=False) or r.setdefault("training", {}).update(trainer={"runtimes": [{"name": "gpu", "pool": "nvidia", "image": "x/y:1"}, {"name": "inf", "pool": "neuron", "image": "x/y:1"}]}),
+            "training.trainer.runtimes[1].pool neuron has no Trainium instance types",
         ),
         (lambda r: r.update(training={"enabled": False}), "workloads[2] (sentiment-ddp) runs 2 workers, which run as a TrainJob: training.enabled must be true"),
         (lambda r: r["workloads"][2].update(maxRestarts=5), "workloads[2].maxRestarts 5: a distributed run restarts as its ClusterTrainingRuntime says (3)"),

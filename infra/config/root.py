@@ -25,7 +25,7 @@ from infra.config.scheduling import SchedulingConfig
 from infra.config.storage import StorageConfig
 from infra.config.streaming import StreamingConfig
 from infra.config.tenancy import TeamConfig
-from infra.config.training import MAX_RESTARTS, TrainingConfig, runtimes_for
+from infra.config.training import MAX_RESTARTS, TrainingConfig, runtimes_for, trains
 from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_KINDS, Workload
 
 # Keys whose values are secrets: never echoed in an error.
@@ -147,6 +147,8 @@ class PlatformConfig(Model):
             if r.pool not in pools:
                 yield f"{key}.pool {r.pool!r} has no enabled node pool (enabled: {sorted(pools)})"
                 continue
+            if r.pool == "neuron" and not trains(pools[r.pool]):
+                yield f"{key}.pool neuron has no Trainium instance types (trn1, trn1n, trn2) in nodePools.neuron.instanceTypes: Inferentia does not train"
             efa = getattr(pools[r.pool], "efa", False)
             if efa and not r.efa_devices_per_node:
                 yield f"{key}.efaDevicesPerNode is 0 but nodePools.{r.pool} has efa on: its collectives would leave EFA unused"

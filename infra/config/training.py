@@ -167,7 +167,8 @@ class TrainingConfig(Model):
 
 
 def runtimes_for(training: TrainingConfig, enabled_pools: dict[str, object]) -> list[TrainingRuntime]:
-    """The stack's runtimes: as configured, or one torch runtime per enabled pool (EFA pools with one device per node)."""
+    """The stack's runtimes: as configured, or one torch runtime per enabled pool that trains (a Neuron pool only with
+    Trainium types; EFA pools with one device per node)."""
     if training.trainer.runtimes is not None:
         return list(training.trainer.runtimes)
     return [
@@ -178,4 +179,14 @@ def runtimes_for(training: TrainingConfig, enabled_pools: dict[str, object]) -> 
             efa_devices_per_node=1 if getattr(spec, "efa", False) else 0,
         )
         for pool, spec in enabled_pools.items()
+        if pool != "neuron" or trains(spec)
     ]
+
+
+# Neuron instance families that train (Trainium); Inferentia (inf1, inf2) serves only.
+TRAINIUM_FAMILIES = frozenset({"trn1", "trn1n", "trn2"})
+
+
+def trains(pool: object) -> bool:
+    """A Neuron pool trains when it may launch Trainium instances."""
+    return any(t.split(".", 1)[0] in TRAINIUM_FAMILIES for t in getattr(pool, "instance_types", []))
