@@ -4,6 +4,7 @@ from __future__ import annotations
 import pulumi
 
 from components.cluster import Cluster
+from components.gitops import GitOps
 from components.karpenter import Karpenter
 from components.logging import Logging
 from components.mesh import Mesh
@@ -19,8 +20,8 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-# 3.1: `training` (Kubeflow Trainer's runtimes, Katib).
-SCHEMA_VERSION = "3.1.0"
+# 3.1: `gitops`. 3.2: `training` (Kubeflow Trainer's runtimes, Katib).
+SCHEMA_VERSION = "3.2.0"
 
 
 def _absent_not_null(value):
@@ -48,6 +49,7 @@ def export(
     logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
+    gitops: GitOps | None,
     ceiling: Ceiling,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
@@ -161,6 +163,18 @@ def export(
             for name, team in sorted(tenancy.teams.items())
         },
     )
+    if gitops is not None:
+        _export(
+            "gitops",
+            {
+                "mode": cfg.gitops.mode,
+                "endpoint": gitops.endpoint,
+                "projects": {
+                    team: {"project": project, "repoUrl": cfg.gitops.teams[team].repo_url, "path": f"{cfg.gitops.teams[team].path}/{cfg.environment}"}
+                    for team, project in sorted(gitops.projects.items())
+                },
+            },
+        )
     _export(
         "workloads",
         {

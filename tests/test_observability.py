@@ -53,8 +53,10 @@ def test_scrape_targets_wait_for_what_they_scrape(stack):
 
 def test_dashboards_are_provisioned_for_the_grafana_sidecar(stack):
     boards = {f: m for f, m in stack.result.manifests.items() if f.startswith("configmap--monitoring--dashboard-")}
-    # The observability component's four, and training's (tests/test_training.py).
-    assert len(boards) == 4 + sum(f.startswith(("configmap--monitoring--dashboard-ml-training", "configmap--monitoring--dashboard-ml-tuning")) for f in boards)
+    # The platform's four, GitOps delivery's where Argo CD runs in the cluster (components/gitops.py), and training's
+    # and tuning's (components/training.py, components/katib.py).
+    extra = {"configmap--monitoring--dashboard-ml-gitops.yaml", "configmap--monitoring--dashboard-ml-training.yaml", "configmap--monitoring--dashboard-ml-tuning.yaml"}
+    assert len(boards) == 4 + len(extra & set(boards))
     queries = ""
     for m in boards.values():
         assert m["metadata"]["labels"]["grafana_dashboard"] == "1"

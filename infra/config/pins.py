@@ -27,6 +27,8 @@ PINS: dict[str, str] = {
     # ML layer: the newest releases (kubeflow/trainer and kubeflow/katib tags) when pinned.
     "kubeflow-trainer": "2.3.0",
     "katib": "0.19.0",
+    # Delivery for app teams: the argo-cd chart (Argo CD v3.4.4, its appVersion; schemas/SOURCES.yaml vendors those CRDs).
+    "argo-cd": "10.1.1",
     # Secrets: Secrets Manager -> Kubernetes Secrets
     "external-secrets": "2.9.0",
 }
