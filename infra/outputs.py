@@ -1,6 +1,8 @@
 """The stack outputs: a versioned contract that app teams read through StackReference."""
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 
 from components.cluster import Cluster
@@ -11,6 +13,7 @@ from components.mesh import Mesh
 from components.network import Network
 from components.observability import Observability
 from components.storage import Storage
+from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
@@ -20,8 +23,10 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-# 3.1: `gitops`. 3.2: `training` (Kubeflow Trainer's runtimes, Katib).
-SCHEMA_VERSION = "3.2.0"
+# 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
+# 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
+# 3.3: `training` (Kubeflow Trainer's runtimes, Katib), present when the stack runs them.
+SCHEMA_VERSION = "3.3.0"
 
 
 def _absent_not_null(value):
@@ -51,6 +56,7 @@ def export(
     workloads: Workloads,
     gitops: GitOps | None,
     ceiling: Ceiling,
+    streaming: Optional[Streaming] = None,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
     _export("environment", cfg.environment)
@@ -182,3 +188,21 @@ def export(
             for key, w in sorted(workloads.workloads.items())
         },
     )
+    if streaming is not None:
+        _export(
+            "streaming",
+            {
+                "bootstrapBrokers": streaming.bootstrap_brokers,
+                "port": IAM_PORT,
+                "authentication": "SASL_IAM",
+                "teams": {
+                    team: {
+                        "namespace": team,
+                        "topics": streaming.topics[team],
+                        "consumerGroups": [team_topic(team, g) for g in spec.consumer_groups],
+                        "serviceAccount": spec.service_account,
+                    }
+                    for team, spec in sorted(cfg.streaming.teams.items())
+                },
+            },
+        )
