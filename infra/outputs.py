@@ -7,6 +7,7 @@ import pulumi
 
 from components.cluster import Cluster
 from components.gitops import GitOps
+from components.images import ImageCache
 from components.karpenter import Karpenter
 from components.logging import Logging
 from components.mesh import Mesh
@@ -17,7 +18,7 @@ from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
-from infra.config import PlatformConfig, runtimes_for
+from infra.config import UPSTREAMS, PlatformConfig, runtimes_for
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from policies.rules.cost import Ceiling
 
@@ -25,8 +26,9 @@ from policies.rules.cost import Ceiling
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
 # 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
 # 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
-# 3.3: `training` (Kubeflow Trainer's runtimes, Katib), present when the stack runs them.
-SCHEMA_VERSION = "3.3.0"
+# 3.3: `imageCache` (the account's registry and the pull-through cache prefix of each upstream).
+# 3.4: `training` (Kubeflow Trainer's runtimes, Katib), present when the stack runs them.
+SCHEMA_VERSION = "3.4.0"
 
 
 def _absent_not_null(value):
@@ -55,6 +57,7 @@ def export(
     tenancy: Tenancy,
     workloads: Workloads,
     gitops: GitOps | None,
+    images: ImageCache,
     ceiling: Ceiling,
     streaming: Optional[Streaming] = None,
 ) -> None:
@@ -142,6 +145,8 @@ def export(
             "dashboardsUrl": logging.dashboards_url,
         },
     )
+    if images.prefixes:
+        _export("imageCache", {"registry": images.registry, "prefixes": images.prefixes, "upstreams": {u: UPSTREAMS[u] for u in images.prefixes}})
     _export("cost", cost.output(cfg, ceiling))
     _export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
     if cfg.training.enabled:

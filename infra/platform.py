@@ -14,6 +14,7 @@ from components.database import Database, DatabaseArgs
 from components.katib import Katib, KatibArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.gitops import GitOps, GitOpsArgs
+from components.images import ImageCache, ImageCacheArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
@@ -72,6 +73,8 @@ def build(cfg: PlatformConfig) -> None:
             depends_on=cluster.critical_addons,
         ),
     )
+
+    images = ImageCache("images", ImageCacheArgs(config=cfg, node_role_name=karpenter.node_role_name))
 
     accelerators = Accelerators(
         "accelerators",
@@ -331,6 +334,7 @@ def build(cfg: PlatformConfig) -> None:
         tenancy=tenancy,
         workloads=workloads,
         gitops=gitops,
+        images=images,
         ceiling=ceiling,
         streaming=streaming,
     )

@@ -44,7 +44,7 @@ def test_every_stack_runs_the_pinned_trainer_on_the_general_pool_with_a_runtime_
     assert container["image"] == f"ghcr.io/kubeflow/trainer/trainer-controller-manager:v{PINS['kubeflow-trainer']}"
     assert container["resources"]["limits"] == {"memory": container["resources"]["requests"]["memory"]}
     # A runtime per pool that trains: the Neuron pool only with Trainium types (staging's trn1, not dev's and prod's Inferentia).
-    pools = {p["inputs"]["metadata"]["name"] for p in s.of_type(NODE_POOL)}
+    pools = set(parse_stack(stack_raw(stack)).node_pools.enabled())
     expected = pools - {"neuron"} if stack != "staging" else pools
     assert {runtime_pod(r)["nodeSelector"]["ml-platform.io/pool"] for r in runtimes(s).values()} == expected
     for runtime in runtimes(s).values():
