@@ -461,6 +461,7 @@ class Pipelines(pulumi.ComponentResource):
     bucket: pulumi.Output[str]
     endpoint: Optional[pulumi.Output[str]]
     pipeline_roots: dict[str, str]
+    namespace_resource: k8s.core.v1.Namespace
 
     def __init__(self, name: str, args: PipelinesArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:pipelines:Pipelines", name, None, opts)
@@ -529,6 +530,7 @@ class Pipelines(pulumi.ComponentResource):
             }),
             opts=k8s_opts(args.istiod),
         )
+        self.namespace_resource = namespace
         db_secret = credentials_secret(
             DB_SECRET, NAMESPACE, args.database, cfg.database.secret_sync.refresh_interval,
             pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[namespace]),

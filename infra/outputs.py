@@ -20,7 +20,7 @@ from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
-from infra.config import UPSTREAMS, PlatformConfig
+from infra.config import UPSTREAMS, PlatformConfig, runtimes_for
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from policies.rules.cost import Ceiling
 
@@ -31,7 +31,8 @@ from policies.rules.cost import Ceiling
 # 3.3: `imageCache` (the account's registry and the pull-through cache prefix of each upstream).
 # 3.4: `teams.<team>.registry` (the team's MLflow registry) and `workloads.<key>.models.stableRegistry`/`canaryRegistry`.
 # 3.5: `pipelines` (the Kubeflow Pipelines endpoint) and `teams.<team>.pipelines` (pipeline root, runner account).
-SCHEMA_VERSION = "3.5.0"
+# 3.6: `training` (Kubeflow Trainer's runtimes, Katib), present when the stack runs them.
+SCHEMA_VERSION = "3.6.0"
 
 
 def _absent_not_null(value):
@@ -154,6 +155,16 @@ def export(
         _export("imageCache", {"registry": images.registry, "prefixes": images.prefixes, "upstreams": {u: UPSTREAMS[u] for u in images.prefixes}})
     _export("cost", cost.output(cfg, ceiling))
     _export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
+    if cfg.training.enabled:
+        _export(
+            "training",
+            {
+                "trainJobApiVersion": "trainer.kubeflow.org/v1alpha1",
+                "runtimes": {r.pool: r.name for r in runtimes_for(cfg.training, cfg.node_pools.enabled())},
+                "experimentApiVersion": "kubeflow.org/v1beta1",
+                "katibUi": "kubectl -n kubeflow port-forward svc/katib-ui 8080:80",
+            },
+        )
     _export(
         "teams",
         {

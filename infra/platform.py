@@ -11,6 +11,7 @@ from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
+from components.katib import Katib, KatibArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.images import ImageCache, ImageCacheArgs
@@ -24,6 +25,7 @@ from components.pipelines import Pipelines, PipelinesArgs
 from components.storage import Storage, StorageArgs
 from components.streaming import Streaming, StreamingArgs
 from components.tenancy import Tenancy, TenancyArgs, team_group
+from components.training import Training, TrainingArgs
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
 from components.scheduling import Scheduling, SchedulingArgs
@@ -323,9 +325,41 @@ def build(cfg: PlatformConfig) -> None:
             priority_classes=tenancy.priority_classes,
             gpu_claims=accelerators.gpu_claims,
             queues=scheduling.queues,
-            jobset=scheduling.jobset,
         ),
     )
+
+    if cfg.training.enabled:
+        Training(
+            "training",
+            TrainingArgs(
+                config=cfg,
+                provider=cluster.provider,
+                teams=tenancy.teams,
+                queues=scheduling.queues,
+                jobset=scheduling.jobset,
+                model_stores=model_stores.claims,
+                node_pools=karpenter.node_pool_resources,
+                priority_classes=tenancy.priority_classes,
+                distributed=workloads.distributed,
+                monitoring_release=observability.release,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+            ),
+        )
+        Katib(
+            "katib",
+            KatibArgs(
+                config=cfg,
+                provider=cluster.provider,
+                database=database_info,
+                teams=tenancy.teams,
+                queues=scheduling.queues,
+                node_pools=karpenter.node_pool_resources,
+                priority_classes=tenancy.priority_classes,
+                monitoring_release=observability.release,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                shared_namespace=pipelines.namespace_resource if pipelines else None,
+            ),
+        )
 
     # The cost guard: the ceiling the policy pack holds this graph to, and alerts on real spend.
     Budget("budget", BudgetArgs(config=cfg))

@@ -192,16 +192,16 @@ def test_a_teams_role_reaches_only_its_own_prefix(prod):
 
 
 def test_the_bucket_is_private_encrypted_versioned_tls_only_and_expires_old_runs(prod):
-    bucket = prod.one("aws:s3/bucket:Bucket")
+    bucket = prod.one("aws:s3/bucket:Bucket", "pipelines-artifacts")
     assert bucket["inputs"]["forceDestroy"] is False
-    block = prod.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")["inputs"]
+    block = prod.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", "pipelines-artifacts")["inputs"]
     assert all(block[k] for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
-    [rule] = prod.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")["inputs"]["rules"]
+    [rule] = prod.one("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration", "pipelines-artifacts")["inputs"]["rules"]
     assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms" and rule["bucketKeyEnabled"]
-    assert prod.one("aws:s3/bucketVersioning:BucketVersioning")["inputs"]["versioningConfiguration"]["status"] == "Enabled"
-    [life] = prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration")["inputs"]["rules"]
+    assert prod.one("aws:s3/bucketVersioning:BucketVersioning", "pipelines-artifacts")["inputs"]["versioningConfiguration"]["status"] == "Enabled"
+    [life] = prod.one("aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration", "pipelines-artifacts")["inputs"]["rules"]
     assert life["expiration"]["days"] == 90 and life["noncurrentVersionExpiration"]["noncurrentDays"] == 30
-    doc = prod.one("aws:s3/bucketPolicy:BucketPolicy")["inputs"]["policy"]
+    doc = prod.one("aws:s3/bucketPolicy:BucketPolicy", "pipelines-artifacts")["inputs"]["policy"]
     arn = "arn:aws:s3:::ml-platform-prod-pipelines-111122223333"
     assert decide(doc, "s3:GetObject", f"{arn}/nlp/x", {"aws:SecureTransport": "false"}) == "ExplicitDeny"
     assert decide(doc, "s3:GetObject", f"{arn}/nlp/x", {"aws:SecureTransport": "true"}) == "ImplicitDeny"
@@ -281,7 +281,8 @@ def test_servers_waiting_for_the_database_credentials_are_not_awaited_the_others
     skipped = {(o["kind"], o["metadata"]["name"]) for o in objects() if (o["metadata"].get("annotations") or {}).get("pulumi.com/skipAwait") == "true"}
     assert skipped == {("Deployment", n) for n in ("ml-pipeline", "metadata-grpc-deployment", "metadata-writer", "ml-pipeline-persistenceagent",
                                                   "ml-pipeline-scheduledworkflow")} | {("Service", "ml-pipeline"), ("Service", "metadata-grpc-service")}
-    [secret] = [r for r in prod.resources if r["type"] == "kubernetes:external-secrets.io/v1:ExternalSecret" and r["inputs"]["metadata"]["namespace"] == "kubeflow"]
+    [secret] = [r for r in prod.resources if r["type"] == "kubernetes:external-secrets.io/v1:ExternalSecret"
+                and r["inputs"]["metadata"]["namespace"] == "kubeflow" and r["inputs"]["metadata"]["name"] == pipelines.DB_SECRET]
     assert secret["inputs"]["spec"]["target"]["name"] == pipelines.DB_SECRET
     for d in [r for r in _pipelines_resources(prod) if r["type"] == "kubernetes:apps/v1:Deployment"]:
         name = d["inputs"]["metadata"]["name"]

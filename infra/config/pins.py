@@ -24,8 +24,10 @@ PINS: dict[str, str] = {
     "volcano": "1.15.1",
     "vertical-pod-autoscaler": "0.11.0",
     "dra-driver-nvidia-gpu": "0.4.0",
-    # ML layer
+    # ML layer: the newest releases (kubeflow/pipelines, kubeflow/trainer and kubeflow/katib tags) when pinned.
     "kubeflow-pipelines": "2.17.0",
+    "kubeflow-trainer": "2.3.0",
+    "katib": "0.19.0",
     # Delivery for app teams: the argo-cd chart (Argo CD v3.4.4, its appVersion; schemas/SOURCES.yaml vendors those CRDs).
     "argo-cd": "10.1.1",
     # Secrets: Secrets Manager -> Kubernetes Secrets

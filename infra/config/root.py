@@ -29,6 +29,7 @@ from infra.config.scheduling import SchedulingConfig
 from infra.config.storage import StorageConfig
 from infra.config.streaming import StreamingConfig
 from infra.config.tenancy import TeamConfig
+from infra.config.training import MAX_RESTARTS, TrainingConfig, runtimes_for, trains
 from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_KINDS, Workload
 
 # Keys whose values are secrets: never echoed in an error.
@@ -59,6 +60,7 @@ class PlatformConfig(Model):
     streaming: StreamingConfig = StreamingConfig()
     registry: RegistryConfig = RegistryConfig()
     kubeflow: KubeflowConfig = KubeflowConfig()
+    training: TrainingConfig = TrainingConfig()
     gitops: GitOpsConfig = GitOpsConfig()
     database: DatabaseConfig = DatabaseConfig()
     budget: BudgetConfig
@@ -85,6 +87,7 @@ class PlatformConfig(Model):
             self._alerting(info),
             self._queue_headroom(),
             self._pipelines(),
+            self._training(),
             self._gitops(info),
             self._static_within_limits(),
             self._cache_prefixes(),
@@ -202,6 +205,51 @@ class PlatformConfig(Model):
         if self.kubeflow.pipelines_on and not self.database.enabled:
             yield "kubeflow.pipelines.enabled needs database.enabled: KFP keeps its runs and metadata on the platform's Aurora cluster"
 
+    def _training(self) -> Iterable[str]:
+        """Runtimes run on pools the stack has; distributed workloads and studies have what they run on."""
+        training, pools = self.training, self.node_pools.enabled()
+        if not training.enabled:
+            if training.katib.studies:
+                yield "training.katib.studies lists studies but training.enabled is false; enable it or drop the studies"
+            for i, w in enumerate(self.workloads):
+                if isinstance(w, TrainingWorkload) and w.workers > 1:
+                    yield f"workloads[{i}] ({w.name}) runs {w.workers} workers, which run as a TrainJob: training.enabled must be true"
+            return
+        if not self.database.enabled:
+            yield "training.enabled needs database.enabled: Katib keeps its experiments in the database `katib` on the platform's Aurora cluster; enable the database or set training.enabled: false"
+        for i, r in enumerate(training.trainer.runtimes or []):
+            key = f"training.trainer.runtimes[{i}]"
+            if r.pool not in pools:
+                yield f"{key}.pool {r.pool!r} has no enabled node pool (enabled: {sorted(pools)})"
+                continue
+            if r.pool == "neuron" and not trains(pools[r.pool]):
+                yield f"{key}.pool neuron has no Trainium instance types (trn1, trn1n, trn2) in nodePools.neuron.instanceTypes: Inferentia does not train"
+            efa = getattr(pools[r.pool], "efa", False)
+            if efa and not r.efa_devices_per_node:
+                yield f"{key}.efaDevicesPerNode is 0 but nodePools.{r.pool} has efa on: its collectives would leave EFA unused"
+            if not efa and r.efa_devices_per_node:
+                yield f"{key}.efaDevicesPerNode {r.efa_devices_per_node} but nodePools.{r.pool} has no efa"
+        covered = {r.pool for r in runtimes_for(training, pools)}
+        for i, w in enumerate(self.workloads):
+            if not (isinstance(w, TrainingWorkload) and w.workers > 1):
+                continue
+            if w.accelerator in pools and w.accelerator not in covered:
+                yield f"workloads[{i}] ({w.name}) runs {w.workers} workers on {w.accelerator} but training.trainer.runtimes has no runtime for that pool"
+            # A TrainJob's pods take their resources from resourcesPerNode; its runtime patches cannot add a DRA claim.
+            if w.accelerator == "nvidia" and self.accelerators.gpu_operator.dra.enabled:
+                yield f"workloads[{i}] ({w.name}) runs {w.workers} workers on nvidia as a TrainJob, which requests nvidia.com/gpu: with accelerators.gpuOperator.dra the device plugin is off; run it single-worker or turn DRA off"
+            if w.max_restarts != MAX_RESTARTS:
+                yield f"workloads[{i}].maxRestarts {w.max_restarts}: a distributed run restarts as its ClusterTrainingRuntime says ({MAX_RESTARTS}), which a TrainJob cannot change"
+        teams, seen = {t.name for t in self.teams}, set()
+        for i, study in enumerate(training.katib.studies):
+            key = f"training.katib.studies[{i}]"
+            if study.team not in teams:
+                yield f"{key}.team {study.team!r} is not one of the teams: {sorted(teams)}"
+            if study.accelerator not in pools:
+                yield f"{key}.accelerator {study.accelerator!r} has no enabled node pool"
+            if (study.team, study.name) in seen:
+                yield f"{key}.name {study.name!r} is used twice in team {study.team!r}"
+            seen.add((study.team, study.name))
     def _database(self) -> Iterable[str]:
         db = self.database
         if not db.enabled:

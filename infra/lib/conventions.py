@@ -3,6 +3,8 @@ from __future__ import annotations
 
 TEAM_LABEL = "ml-platform.io/team"
 MONITORING_NAMESPACE = "monitoring"
+# Grafana's dashboard sidecar loads every ConfigMap of the monitoring namespace that carries it.
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 SERVING_PRIORITY = "ml-serving"
 TRAINING_PRIORITY = "ml-training"
 GATEWAY_NAMESPACE = "istio-ingress"
@@ -28,3 +30,5 @@ def registry_service(team: str) -> str:
 def registry_url(team: str) -> str:
     """The team's MLflow tracking and registry URI (MLFLOW_TRACKING_URI) from inside the cluster."""
     return f"http://{registry_service(team)}.{REGISTRY_NAMESPACE}.svc.cluster.local:{REGISTRY_PORT}"
+# On each object the program creates from a vendored kustomize render: the upstream project it comes from.
+UPSTREAM_LABEL = "ml-platform.io/upstream"

@@ -1,8 +1,8 @@
 """What a team namespace runs outside Kueue, at its peak: the room its ClusterQueue leaves in the ResourceQuota.
 
-The namespace's ResourceQuota counts every pod; Kueue admits only Jobs and JobSets against the team's ClusterQueue.
+The namespace's ResourceQuota counts every pod; Kueue admits only Jobs, JobSets and TrainJobs against the team's ClusterQueue.
 Serving pods (with their Istio sidecars, and one extra pod per version while it rolls out), the data-prep consumers
-(the same way) and whatever the team
+(the same way), a study's Katib suggestion service and trial metrics collectors, and whatever the team
 declares in `quota.outsideQueue` are not Kueue's to admit: the queue's quota is the namespace's minus these, so a run
 Kueue admits is never refused by the quota (and evicted and requeued over and over by waitForPodsReady).
 Units: CPU in millicores, memory in MiB, accelerators in devices (or NeuronCores).
@@ -49,11 +49,21 @@ def serving_pod(w: "ServingWorkload", waits_for_model: bool) -> dict[str, int]:
     return pod
 
 
+# What Katib runs beside a study's trials (components/katib.py): its suggestion service, a Deployment in the team's
+# namespace, and the metrics collector it injects into each trial pod after Kueue admitted the trial's Job.
+KATIB_SUGGESTION_CPU, KATIB_SUGGESTION_MEMORY_MIB = "250m", 512
+KATIB_COLLECTOR_CPU, KATIB_COLLECTOR_MEMORY_MIB = "50m", 64
+
+
 def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
     """The team's peak outside Kueue: its serving workloads at their maximum replicas plus a rollout's extra pod per
-    version, and the team's own `quota.outsideQueue`."""
+    version, its studies' suggestion services and trials' metrics collectors, and the team's own `quota.outsideQueue`."""
     extra = team.quota.outside_queue
     total = {"cpu": extra.cpu * 1000, "memory": extra.memory_gib * 1024, NVIDIA.resource: extra.nvidia_gpus, NEURON.resource: extra.neuron_cores}
+    for study in cfg.training.katib.studies if cfg.training.enabled else []:
+        if study.team == team.name:
+            total["cpu"] += millicores(KATIB_SUGGESTION_CPU) + study.parallel_trial_count * millicores(KATIB_COLLECTOR_CPU)
+            total["memory"] += KATIB_SUGGESTION_MEMORY_MIB + study.parallel_trial_count * KATIB_COLLECTOR_MEMORY_MIB
     for w in cfg.workloads:
         if w.team != team.name or w.kind != "serving":
             continue

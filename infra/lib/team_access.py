@@ -13,7 +13,11 @@ TEAM_RULES = [
     ], ALL_VERBS),
     (["gateway.networking.k8s.io"], ["httproutes"], ALL_VERBS),
     (["monitoring.coreos.com"], ["servicemonitors", "podmonitors", "prometheusrules"], ALL_VERBS),
-    # Distributed runs and GPU claims (with DRA) of their own.
+    # Distributed runs (TrainJobs, and the JobSets they run as) and GPU claims (with DRA) of their own.
+    (["trainer.kubeflow.org"], ["trainjobs"], ALL_VERBS),
+    # Hyperparameter studies of their own (Katib), and what Katib makes of them, readable.
+    (["kubeflow.org"], ["experiments"], ALL_VERBS),
+    (["kubeflow.org"], ["trials", "suggestions"], ["get", "list", "watch"]),
     (["jobset.x-k8s.io"], ["jobsets"], ALL_VERBS),
     (["resource.k8s.io"], ["resourceclaimtemplates", "resourceclaims"], ALL_VERBS),
     # What the platform decides for them, readable: quotas, queues and admitted workloads, VPA recommendations.
@@ -43,6 +47,8 @@ KINDS = {
     ("monitoring.coreos.com", "servicemonitors"): "ServiceMonitor",
     ("monitoring.coreos.com", "podmonitors"): "PodMonitor",
     ("monitoring.coreos.com", "prometheusrules"): "PrometheusRule",
+    ("trainer.kubeflow.org", "trainjobs"): "TrainJob",
+    ("kubeflow.org", "experiments"): "Experiment",
     ("jobset.x-k8s.io", "jobsets"): "JobSet",
     ("resource.k8s.io", "resourceclaimtemplates"): "ResourceClaimTemplate",
     ("resource.k8s.io", "resourceclaims"): "ResourceClaim",

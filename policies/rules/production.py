@@ -17,6 +17,7 @@ REPLICA_VALUES = {
     "kube-prometheus-stack": [("prometheus", "prometheusSpec", "replicas"), ("alertmanager", "alertmanagerSpec", "replicas")],
     "kueue": [("controllerManager", "replicas")],
     "jobset": [("controller", "replicas")],
+    "kubeflow-trainer": [("manager", "replicas")],
     "volcano": [("custom", "scheduler_replicas"), ("custom", "controller_replicas"), ("custom", "admission_replicas")],
 }
 

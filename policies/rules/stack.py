@@ -31,6 +31,7 @@ CRD_CHARTS = {
     "autoscaling.k8s.io": "vertical-pod-autoscaler",
     "kueue.x-k8s.io": "kueue",
     "jobset.x-k8s.io": "jobset",
+    "trainer.kubeflow.org": "kubeflow-trainer",
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
     "argoproj.io": "argo-cd",

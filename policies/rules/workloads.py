@@ -8,6 +8,10 @@ from .scheduling import matching_pools, requested_extended_resources, tolerates
 
 # Platform components that legitimately need node access; team workloads never run here.
 SYSTEM_NAMESPACES = frozenset({"kube-system", "gpu-operator", "istio-system", "istio-ingress", "monitoring", "logging"})
+# Platform controllers the program creates from vendored upstream manifests whose work is the Kubernetes API, so they
+# mount their token: Katib's controller (creates suggestions, trials and their Jobs, serves its webhooks' certificate)
+# and its UI (lists and creates Experiments). Charts' controllers are excepted in policies/chart-exceptions.yaml.
+API_CLIENTS = frozenset({("kubeflow", "katib-controller"), ("kubeflow", "katib-ui")})
 ACCELERATOR_TAINTS = {
     "nvidia.com/gpu": {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"},
     "aws.amazon.com/neuron": {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"},
@@ -258,7 +262,7 @@ API_TOKEN_REASON = "ml-platform.io/api-token-reason"
     POD_TYPES,
 )
 def service_account_token_not_mounted(props, args):
-    if namespace_of(props) in SYSTEM_NAMESPACES:
+    if namespace_of(props) in SYSTEM_NAMESPACES or (namespace_of(props), dig(props, "metadata", "name")) in API_CLIENTS:
         return
     path = POD_TEMPLATE_PATHS[args.resource_type]
     if str(dig(props, *path[:-1], "metadata", "annotations", API_TOKEN_REASON) or "").strip():
@@ -342,12 +346,12 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The LocalQueue Kueue's webhook gives a Job that names none (its DefaultLocalQueueName).
 KUEUE_DEFAULT_LOCAL_QUEUE = "default"
 KUEUE_GROUP = "kubernetes:kueue.x-k8s.io/"
-BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet")
+BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet", "kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob")
 
 
 @stack_rule(
     "training-queued",
-    "Where Kueue admits a team's runs, every Job, CronJob and JobSet of a team namespace reaches its team's LocalQueue "
+    "Where Kueue admits a team's runs, every Job, CronJob, JobSet and TrainJob of a team namespace reaches its team's LocalQueue "
     "(by the queue label, or unlabelled through Kueue's default LocalQueue, which each team's is) and is created "
     "suspended: Kueue holds any other until it is admitted, which never happens without a queue.",
     "Create training through ml-platform:workloads (the workloads component labels it), or set the "
