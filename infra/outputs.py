@@ -5,6 +5,7 @@ import pulumi
 
 from components.cluster import Cluster
 from components.karpenter import Karpenter
+from components.llm_serving import LlmServing
 from components.logging import Logging
 from components.mesh import Mesh
 from components.network import Network
@@ -19,7 +20,8 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-SCHEMA_VERSION = "3.0.0"
+# 3.1: llmEndpoints.
+SCHEMA_VERSION = "3.1.0"
 
 
 def _absent_not_null(value):
@@ -47,6 +49,7 @@ def export(
     logging: Logging,
     tenancy: Tenancy,
     workloads: Workloads,
+    llm: LlmServing,
     ceiling: Ceiling,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
@@ -157,3 +160,11 @@ def export(
             for key, w in sorted(workloads.workloads.items())
         },
     )
+    if llm.endpoints:
+        _export(
+            "llmEndpoints",
+            {
+                key: {"team": e.team, "namespace": e.namespace, "model": e.model, "url": e.url, "versions": e.versions}
+                for key, e in sorted(llm.endpoints.items())
+            },
+        )
