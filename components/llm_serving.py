@@ -14,7 +14,7 @@ import yaml
 from infra.config import PlatformConfig
 from infra.config.llm import LlmModel, LlmWorkload, NEURON_CORES_PER_DEVICE
 from infra.lib import headroom, helm, timing
-from infra.lib.accelerators import KINDS, POOL_LABEL, family_of
+from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL, family_of
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, MONITORING_NAMESPACE, SERVING_PRIORITY, TEAM_LABEL
 from infra.lib.gang import submission
 from infra.lib.interfaces import TeamInfo
@@ -82,19 +82,24 @@ def track_name(w: LlmWorkload, role: str) -> str:
     return w.name if role == "stable" else f"{w.name}-canary"
 
 
-def engine_resources(w: LlmWorkload, accelerators: int) -> core.ResourceRequirementsArgs:
+# The pod's claim on its GPUs when they come through DRA (accelerators.gpuOperator.dra).
+GPU_CLAIM = "gpu"
+
+
+def engine_resources(w: LlmWorkload, accelerators: int, claimed: bool) -> core.ResourceRequirementsArgs:
+    """`claimed`: the GPUs come through the pod's DRA claim instead of the device plugin's extended resource."""
     memory = f"{int(w.resources.memory_gib * 1024)}Mi"
     requests, limits = {"cpu": w.resources.cpu, "memory": memory}, {"memory": memory}
-    resource = KINDS[w.accelerator].resource
-    # Extended resources are never overcommitted: request = limit.
-    requests[resource] = limits[resource] = str(accelerators)
-    return core.ResourceRequirementsArgs(requests=requests, limits=limits)
+    if not claimed:
+        # Extended resources are never overcommitted: request = limit.
+        requests[KINDS[w.accelerator].resource] = limits[KINDS[w.accelerator].resource] = str(accelerators)
+    return core.ResourceRequirementsArgs(requests=requests, limits=limits, claims=[core.ResourceClaimArgs(name=GPU_CLAIM)] if claimed else None)
 
 
 def engine_args(w: LlmWorkload, model: LlmModel) -> list[str]:
     """vLLM's OpenAI server flags: the store's copy of the weights, the parallelism, the context and memory budget."""
     args = [
-        "--model", model_dir(model),
+        model_dir(model),
         "--served-model-name", w.model_name,
         "--port", str(ENGINE_PORT),
         "--tensor-parallel-size", str(w.parallelism.tensor),
@@ -138,8 +143,10 @@ def wait_for_weights(model: LlmModel, image: str) -> core.ContainerArgs:
     )
 
 
-def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image: str, role: str, leader: Optional[bool]) -> core.PodSpecArgs:
-    """One engine pod; `leader` None for a one-node replica, True/False for a LeaderWorkerSet group's pods."""
+def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image: str, role: str, leader: Optional[bool],
+                    claim_template: Optional[str] = None) -> core.PodSpecArgs:
+    """One engine pod; `leader` None for a one-node replica, True/False for a LeaderWorkerSet group's pods;
+    `claim_template` the ResourceClaimTemplate its GPUs come from under DRA."""
     family = pool_family(cfg, w)
     health = core.HTTPGetActionArgs(path="/health", port="http")
     serves = leader is None or leader
@@ -157,7 +164,7 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
         args=args,
         ports=[core.ContainerPortArgs(name="http", container_port=ENGINE_PORT, protocol="TCP")] if serves else None,
         env=[core.EnvVarArgs(name=k, value=v) for k, v in sorted(CACHE_ENV.items())],
-        resources=engine_resources(w, w.accelerators_per_pod(family)),
+        resources=engine_resources(w, w.accelerators_per_pod(family), claimed=bool(claim_template)),
         security_context=restricted(),
         volume_mounts=[
             core.VolumeMountArgs(name="models", mount_path=MODEL_STORE_PATH, read_only=True),
@@ -167,14 +174,16 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
         # Loading weights from EFS and capturing CUDA graphs takes minutes; liveness starts after startup passed.
         startup_probe=core.ProbeArgs(http_get=health, period_seconds=10, failure_threshold=max(1, w.startup_seconds // 10), timeout_seconds=5) if serves else None,
         readiness_probe=core.ProbeArgs(http_get=health, period_seconds=10, failure_threshold=3, timeout_seconds=5) if serves else None,
-        liveness_probe=core.ProbeArgs(http_get=health, period_seconds=20, failure_threshold=3, timeout_seconds=5) if serves else None,
+        liveness_probe=(
+            core.ProbeArgs(http_get=health, period_seconds=20, failure_threshold=3, timeout_seconds=5)
+            if serves
+            # A worker only joins the leader's Ray cluster: it is alive while Ray answers there.
+            else core.ProbeArgs(
+                exec_=core.ExecActionArgs(command=["sh", "-c", "ray status --address=$(LWS_LEADER_ADDRESS):6379"]),
+                period_seconds=30, failure_threshold=3, timeout_seconds=10, initial_delay_seconds=120,
+            )
+        ),
     )
-    if not serves:
-        # A worker only joins the leader's Ray cluster: its liveness is the Ray process answering.
-        container.liveness_probe = core.ProbeArgs(
-            _exec=core.ExecActionArgs(command=["sh", "-c", "ray status --address=$(LWS_LEADER_ADDRESS):6379"]),
-            period_seconds=30, failure_threshold=3, timeout_seconds=10, initial_delay_seconds=60,
-        )
     return core.PodSpecArgs(
         service_account_name=w.name,
         automount_service_account_token=False,
@@ -194,6 +203,7 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
                 label_selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: track_name(w, role)}),
             )
         ],
+        resource_claims=[core.PodResourceClaimArgs(name=GPU_CLAIM, resource_claim_template_name=claim_template)] if claim_template else None,
         **placement(w, family),
     )
 
@@ -348,6 +358,7 @@ class LlmServingArgs:
     node_pools: dict[str, pulumi.Resource]  # by pool name
     priority_classes: dict[str, pulumi.Resource]
     queues: dict[str, pulumi.Resource]  # by team: where the download Job is submitted
+    gpu_claims: Optional[pulumi.Resource]  # the NVIDIA DRA driver and its DeviceClass, when GPUs are claimed through DRA
 
 
 @dataclass(frozen=True)
@@ -487,11 +498,21 @@ class LlmServing(pulumi.ComponentResource):
         rn = f"{w.team}-{w.name}"
         core.ServiceAccount(f"{rn}-llm-sa", metadata=self._meta(w.name, team, {LLM_LABEL: w.name}), automount_service_account_token=False, opts=self._opts(team))
         pod_deps = [a.istiod, a.priority_classes[SERVING_PRIORITY], a.node_pools[w.accelerator], a.model_stores[w.team], *team.guardrails]
+        claim_template = None
+        if a.gpu_claims is not None and w.accelerator == "nvidia":
+            # Under DRA each engine pod claims its GPUs from a template of the workload's own.
+            claim_template = f"{w.name}-gpu"
+            pod_deps.append(k8s.resource.v1.ResourceClaimTemplate(
+                f"{rn}-llm-gpu-claim",
+                metadata=self._meta(claim_template, team, {LLM_LABEL: w.name}),
+                spec={"spec": {"devices": {"requests": [{"name": GPU_CLAIM, "exactly": {"deviceClassName": GPU_DEVICE_CLASS, "count": w.parallelism.tensor}}]}}},
+                opts=self._opts(team, a.gpu_claims),
+            ))
         for role, model, image, _, min_replicas, max_replicas in w.tracks():
             name = track_name(w, role)
             labels = {LLM_LABEL: name, "version": role}
             download = self._download(w, team, model)
-            engines = self._engines(w, team, role, model, image, min_replicas, pod_deps, download)
+            engines = self._engines(w, team, role, model, image, min_replicas, pod_deps, download, claim_template)
             pool = k8s.apiextensions.CustomResource(
                 f"{rn}-{role}-pool",
                 api_version=f"{POOL_GROUP}/v1",
@@ -559,7 +580,7 @@ class LlmServing(pulumi.ComponentResource):
         return LlmEndpoint(w.team, team.namespace, w.model_name, url, versions)
 
     def _engines(self, w: LlmWorkload, team: TeamInfo, role: str, model: LlmModel, image: str, replicas: int,
-                 pod_deps: list[pulumi.Resource], download: pulumi.Resource) -> pulumi.Resource:
+                 pod_deps: list[pulumi.Resource], download: pulumi.Resource, claim_template: Optional[str]) -> pulumi.Resource:
         """A Deployment of one-node replicas, or a LeaderWorkerSet whose replicas span `pipeline` nodes. Not awaited:
         the pods wait for a GPU node and the weights."""
         cfg, name = self._args.config, track_name(w, role)
@@ -579,11 +600,11 @@ class LlmServing(pulumi.ComponentResource):
                     selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: name}),
                     # A GPU per surge pod: roll one replica at a time.
                     strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)),
-                    template=core.PodTemplateSpecArgs(metadata=template_meta, spec=engine_pod_spec(cfg, w, model, image, role, None)),
+                    template=core.PodTemplateSpecArgs(metadata=template_meta, spec=engine_pod_spec(cfg, w, model, image, role, None, claim_template)),
                 ),
                 opts=opts,
             )
-        template = lambda leader: {"metadata": template_meta, "spec": engine_pod_spec(cfg, w, model, image, role, leader)}  # noqa: E731
+        template = lambda leader: {"metadata": template_meta, "spec": engine_pod_spec(cfg, w, model, image, role, leader, claim_template)}  # noqa: E731
         return k8s.apiextensions.CustomResource(
             f"{w.team}-{w.name}-{role}-engine",
             api_version=LWS_API,
@@ -674,10 +695,17 @@ class LlmServing(pulumi.ComponentResource):
                                 security_context=restricted(),
                                 readiness_probe=grpc_probe(5),
                                 liveness_probe=grpc_probe(10),
-                                volume_mounts=[core.VolumeMountArgs(name="config", mount_path="/config", read_only=True)],
+                                volume_mounts=[
+                                    core.VolumeMountArgs(name="config", mount_path="/config", read_only=True),
+                                    core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                                ],
                             )
                         ],
-                        volumes=[core.VolumeArgs(name="config", config_map=core.ConfigMapVolumeSourceArgs(name=name))],
+                        volumes=[
+                            core.VolumeArgs(name="config", config_map=core.ConfigMapVolumeSourceArgs(name=name)),
+                            # Scratch for a read-only root filesystem.
+                            core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="1Gi")),
+                        ],
                     ),
                 ),
             ),

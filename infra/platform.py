@@ -244,6 +244,7 @@ def build(cfg: PlatformConfig) -> None:
             node_pools=karpenter.node_pool_resources,
             priority_classes=tenancy.priority_classes,
             queues=scheduling.queues,
+            gpu_claims=accelerators.gpu_claims,
         ),
     )
 

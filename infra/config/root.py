@@ -181,6 +181,9 @@ class PlatformConfig(Model):
                 yield f"{where}.team {w.team!r} is not one of the teams: {sorted(teams)}"
             elif w.team not in self.storage.model_stores:
                 yield f"{where}.model: team {w.team!r} has no model store to hold the weights; add storage.modelStores.{w.team}"
+            if w.accelerator == "nvidia" and self.accelerators.gpu_operator.dra.enabled and w.parallelism.tensor > 1:
+                # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
+                yield f"{where}.parallelism.tensor {w.parallelism.tensor} with DRA: claim one GPU per engine pod (Karpenter does not size nodes for DRA claims yet)"
             pool = self.node_pools.enabled().get(w.accelerator)
             if pool is None:
                 yield f"{where}.accelerator {w.accelerator!r} has no enabled node pool"

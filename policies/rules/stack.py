@@ -33,6 +33,7 @@ CRD_CHARTS = {
     "jobset.x-k8s.io": "jobset",
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
+    "leaderworkerset.x-k8s.io": "lws",
 }
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
