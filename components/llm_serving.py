@@ -208,11 +208,21 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
     )
 
 
-def engine_pod_metadata(w: LlmWorkload, role: str, model: LlmModel) -> meta.ObjectMetaArgs:
+def engine_pod_metadata(w: LlmWorkload, role: str, model: LlmModel, serves: bool = True) -> meta.ObjectMetaArgs:
     labels = {LLM_LABEL: track_name(w, role), TEAM_LABEL: w.team, "version": role, "ml-platform.io/model": model.key.replace("@", "-")}
-    # The injector merges the engine's /metrics into the sidecar agent's endpoint, which the ServiceMonitor reads.
-    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(ENGINE_PORT), "prometheus.io/path": "/metrics"}
+    # The injector merges the engine's /metrics into the sidecar agent's endpoint, which the ServiceMonitor reads;
+    # a multi-node group's workers serve nothing of their own.
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(ENGINE_PORT), "prometheus.io/path": "/metrics"} if serves else None
     return meta.ObjectMetaArgs(labels=labels, annotations=annotations)
+
+
+# The label LeaderWorkerSet puts on each pod of a group: 0 on the leader, the only one serving the API.
+LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+def serving_pods(w: LlmWorkload, role: str) -> dict[str, str]:
+    """The labels of a version's pods that answer requests: all of them, or each group's leader."""
+    return {LLM_LABEL: track_name(w, role), **({LWS_WORKER_INDEX: "0"} if w.parallelism.pipeline > 1 else {})}
 
 
 def route_spec(w: LlmWorkload, parent_ref: dict[str, str], hosts: list[str]) -> dict[str, Any]:
@@ -241,7 +251,7 @@ def route_spec(w: LlmWorkload, parent_ref: dict[str, str], hosts: list[str]) -> 
 def inference_pool_spec(w: LlmWorkload, role: str) -> dict[str, Any]:
     picker = w.inference_pool.endpoint_picker
     return {
-        "selector": {"matchLabels": {LLM_LABEL: track_name(w, role)}},
+        "selector": {"matchLabels": serving_pods(w, role)},
         "targetPorts": [{"number": ENGINE_PORT}],
         "endpointPickerRef": {"name": f"{track_name(w, role)}-epp", "port": {"number": EPP_GRPC_PORT}, "failureMode": picker.failure_mode},
     }
@@ -541,7 +551,7 @@ class LlmServing(pulumi.ComponentResource):
                 metadata=self._meta(f"{name}-metrics", team, {**labels, "ml-platform.io/llm-metrics": "true"}, SKIP_AWAIT),
                 spec=core.ServiceSpecArgs(
                     type="ClusterIP",
-                    selector={LLM_LABEL: name, **({"leaderworkerset.sigs.k8s.io/worker-index": "0"} if w.parallelism.pipeline > 1 else {})},
+                    selector=serving_pods(w, role),
                     ports=[core.ServicePortArgs(name="http-monitoring", port=MERGED_METRICS_PORT, target_port=MERGED_METRICS_PORT, protocol="TCP")],
                 ),
                 opts=self._opts(team),
@@ -590,7 +600,6 @@ class LlmServing(pulumi.ComponentResource):
             # Replicas belong to the autoscaler once created.
             pulumi.ResourceOptions(ignore_changes=["spec.replicas"]),
         )
-        template_meta = engine_pod_metadata(w, role, model)
         if w.parallelism.pipeline == 1:
             return k8s.apps.v1.Deployment(
                 f"{w.team}-{w.name}-{role}-engine",
@@ -600,11 +609,11 @@ class LlmServing(pulumi.ComponentResource):
                     selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: name}),
                     # A GPU per surge pod: roll one replica at a time.
                     strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)),
-                    template=core.PodTemplateSpecArgs(metadata=template_meta, spec=engine_pod_spec(cfg, w, model, image, role, None, claim_template)),
+                    template=core.PodTemplateSpecArgs(metadata=engine_pod_metadata(w, role, model), spec=engine_pod_spec(cfg, w, model, image, role, None, claim_template)),
                 ),
                 opts=opts,
             )
-        template = lambda leader: {"metadata": template_meta, "spec": engine_pod_spec(cfg, w, model, image, role, leader, claim_template)}  # noqa: E731
+        template = lambda leader: {"metadata": engine_pod_metadata(w, role, model, serves=leader), "spec": engine_pod_spec(cfg, w, model, image, role, leader, claim_template)}  # noqa: E731
         return k8s.apiextensions.CustomResource(
             f"{w.team}-{w.name}-{role}-engine",
             api_version=LWS_API,
@@ -612,7 +621,8 @@ class LlmServing(pulumi.ComponentResource):
             metadata=self._meta(name, team, labels, SKIP_AWAIT),
             spec={
                 "replicas": replicas,
-                "startupPolicy": "LeaderReady",
+                # The leader's engine is ready only once the workers joined its Ray cluster: start them together.
+                "startupPolicy": "LeaderCreated",
                 "leaderWorkerTemplate": {
                     "size": w.parallelism.pipeline,
                     # A failed pod restarts its whole group: a pipeline missing a stage serves nothing.
@@ -662,9 +672,11 @@ class LlmServing(pulumi.ComponentResource):
             opts=opts,
         )
         grpc_probe = lambda period: core.ProbeArgs(grpc=core.GRPCActionArgs(port=EPP_HEALTH_PORT, service="inference-extension"), period_seconds=period, timeout_seconds=5, failure_threshold=3)  # noqa: E731
+        # Not awaited, like every object of a team namespace (its pod may wait for a new cpu node); a picker that does
+        # not come up shows as the pool's 503s and the Deployment's status.
         k8s.apps.v1.Deployment(
             f"{rn}-deployment",
-            metadata=self._meta(name, team, labels),
+            metadata=self._meta(name, team, labels, SKIP_AWAIT),
             spec=k8s.apps.v1.DeploymentSpecArgs(
                 replicas=picker.replicas,
                 selector=meta.LabelSelectorArgs(match_labels=selector),
@@ -713,7 +725,7 @@ class LlmServing(pulumi.ComponentResource):
         )
         core.Service(
             f"{rn}-service",
-            metadata=self._meta(name, team, labels),
+            metadata=self._meta(name, team, labels, SKIP_AWAIT),
             spec=core.ServiceSpecArgs(
                 type="ClusterIP",
                 selector=selector,

@@ -30,6 +30,9 @@ TEAM_RULES = [
     ([""], ["resourcequotas", "limitranges"], ["get", "list", "watch"]),
     (["kueue.x-k8s.io"], ["localqueues", "workloads"], ["get", "list", "watch"]),
     (["autoscaling.k8s.io"], ["verticalpodautoscalers"], ["get", "list", "watch"]),
+    # Their LLM workloads as the platform declares them (docs/app-teams/llm-serving.md).
+    (["inference.networking.k8s.io"], ["inferencepools"], ["get", "list", "watch"]),
+    (["leaderworkerset.x-k8s.io"], ["leaderworkersets"], ["get", "list", "watch"]),
 ]
 
 

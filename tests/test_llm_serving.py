@@ -149,6 +149,12 @@ def test_prod_spans_nodes_with_a_leader_worker_set():
     assert leader["args"][leader["args"].index("--pipeline-parallel-size") + 1] == "2"
     assert leader["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert "readinessProbe" not in template["workerTemplate"]["spec"]["containers"][0]
+    # Only each group's leader serves: the pool, the metrics and the scrape annotations are the leader's.
+    assert "annotations" not in template["workerTemplate"]["metadata"]
+    pool = prod.result.manifests["inferencepool--nlp--assistant.yaml"]["spec"]
+    assert pool["selector"]["matchLabels"] == {"ml-platform.io/llm": "assistant", "leaderworkerset.sigs.k8s.io/worker-index": "0"}
+    # The leader is ready only once its workers joined: they start with it, not after it.
+    assert spec["startupPolicy"] == "LeaderCreated"
     hpa = prod.result.manifests["horizontalpodautoscaler--nlp--assistant.yaml"]["spec"]
     assert hpa["scaleTargetRef"]["kind"] == "LeaderWorkerSet" and hpa["metrics"][0]["pods"]["metric"]["name"] == "vllm_kv_cache_usage"
     # The controller renders from the vendored chart, its image at the release, not the chart's `main`.
