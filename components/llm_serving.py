@@ -665,6 +665,21 @@ class LlmServing(pulumi.ComponentResource):
             subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=name, namespace=team.namespace)],
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role_obj])),
         )
+        # The team namespace denies egress but to itself, DNS, the mesh and HTTPS outside the VPC; the picker watches
+        # the API server, whose private endpoint answers on addresses inside the VPC.
+        k8s.networking.v1.NetworkPolicy(
+            f"{rn}-api",
+            metadata=self._meta(f"{name}-api-server", team, labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=meta.LabelSelectorArgs(match_labels=selector),
+                policy_types=["Egress"],
+                egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=a.config.network.cidr))],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=443)],
+                )],
+            ),
+            opts=opts,
+        )
         config = core.ConfigMap(
             f"{rn}-config",
             metadata=self._meta(name, team, labels),

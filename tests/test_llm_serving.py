@@ -78,6 +78,10 @@ def test_the_route_splits_by_weight_between_inference_pools_with_their_pickers()
         args = epp["spec"]["containers"][0]["args"]
         assert args[args.index("--pool-name") + 1] == name and "--secure-serving=false" in args
         assert epp["spec"]["nodeSelector"] == {"ml-platform.io/pool": "cpu"}
+        # Team namespaces deny egress inside the VPC but to themselves: the picker may reach the API server's endpoint.
+        policy = m[f"networkpolicy--nlp--{picker['name']}-api-server.yaml"]["spec"]
+        assert policy["podSelector"]["matchLabels"].items() <= epp["metadata"]["labels"].items()
+        assert policy["egress"] == [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
 
 
 def test_the_canary_serves_the_new_model_version():
