@@ -210,3 +210,14 @@ def test_serving_workloads_cannot_scale_on_vllm_metrics():
     with pytest.raises(ConfigError) as exc:
         parse_stack(raw)
     assert "exposed by vllm engines only" in str(exc.value)
+
+
+def test_tensor_parallelism_on_neuron_counts_neuroncores_of_one_node():
+    image = "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:example"
+    # prod's neuron pool: inf2.xlarge and inf2.8xlarge carry one Inferentia2 device (two NeuronCores) each; inf1 none.
+    ok = copy.deepcopy(stack_raw("prod"))
+    ok["llm"]["workloads"][0].update(accelerator="neuron", image=image, parallelism={"tensor": 2})
+    cfg = parse_stack(ok)
+    assert cfg.llm.workloads[0].accelerators_per_pod() == 1
+    message = llm_error(lambda w: w.update(accelerator="neuron", image=image, parallelism={"tensor": 4}), stack="prod")
+    assert "llm.workloads[0].parallelism.tensor 4 exceeds the NeuronCores" in message and "inf2.8xlarge: 2" in message and "inf1.xlarge: 0" in message
