@@ -19,10 +19,6 @@ def manifest(stack: str, name: str) -> dict:
     return synth_of(stack).result.manifests[name]
 
 
-def resource_named(synth, type_: str, name: str) -> dict:
-    return synth.one(type_, name)
-
-
 def test_staging_runs_vllm_on_one_gpu_of_the_nvidia_pool():
     pod = manifest("staging", "deployment--nlp--assistant.yaml")["spec"]["template"]["spec"]
     engine = pod["containers"][0]
