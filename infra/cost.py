@@ -14,6 +14,8 @@ from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
 from infra.config.streaming import broker_zones
 from policies.rules.cost import (
+    AURORA_CLUSTER,
+    AURORA_INSTANCE,
     BUDGET,
     MSK_CLUSTER,
     MSK_SERVERLESS,
@@ -71,7 +73,19 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             "ebsOptions": {"volumeSize": search.volume_gib},
         }))
     planned.extend(streaming_resources(cfg))
+    planned.extend(database_resources(cfg))
     return planned
+
+
+def database_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The Aurora cluster and its instances, as components/database.py builds them."""
+    db = cfg.database
+    if not db.enabled:
+        return []
+    return [
+        (AURORA_CLUSTER, {"serverlessv2ScalingConfiguration": {"maxCapacity": db.max_capacity}}),
+        *[(AURORA_INSTANCE, {"instanceClass": "db.serverless"})] * db.instances,
+    ]
 
 
 def streaming_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:

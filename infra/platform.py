@@ -10,6 +10,7 @@ from components.alerting import Alerting, AlertingArgs
 from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
+from components.database import Database, DatabaseArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.llm_serving import LlmServing, LlmServingArgs
@@ -23,8 +24,10 @@ from components.tenancy import Tenancy, TenancyArgs
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
 from components.scheduling import Scheduling, SchedulingArgs
+from components.secrets import SecretSync, SecretSyncArgs
 from infra import cost, outputs
 from infra.config import PlatformConfig
+from infra.lib.interfaces import DatabaseInfo
 
 
 def availability_zones(cfg: PlatformConfig) -> list[str]:
@@ -201,6 +204,39 @@ def build(cfg: PlatformConfig) -> None:
                 provider=cluster.provider,
                 team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
             ),
+        )
+
+    database_info = None
+    if cfg.database.enabled:
+        # Needs the subnets and the node security group's id only: its creation runs beside the cluster's.
+        database = Database(
+            "database",
+            DatabaseArgs(
+                config=cfg,
+                vpc_id=network.vpc_id,
+                private_subnet_ids=network.private_subnet_ids,
+                node_security_group_id=cluster.security_group_id,
+                logs_key_arn=encryption.logs_key_arn,
+            ),
+        )
+        secret_sync = SecretSync(
+            "secret-sync",
+            SecretSyncArgs(
+                config=cfg,
+                provider=cluster.provider,
+                cluster_name=cluster.name,
+                secret_arns=[database.master_secret_arn],
+                key_arns=[database.key_arn],
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                monitoring_release=observability.release,
+            ),
+        )
+        database_info = DatabaseInfo(
+            host=database.host,
+            port=database.port,
+            secret_store=secret_sync.store_name,
+            master_secret_arn=database.master_secret_arn,
+            ready=[secret_sync.store, *database.instances],
         )
 
     workloads = Workloads(

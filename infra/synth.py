@@ -322,7 +322,7 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         "}\n"
     )
     for fname, body in sorted(result.manifests.items()):
-        (out / "manifests" / fname).write_text(_dump_yaml(body))
+        (out / "manifests" / fname).write_text(helm_render.cached_yaml(body, _dump_yaml))
     for fname, body in sorted(result.helm.items()):
         (out / "helm" / fname).write_text(_dump_yaml(body))
     for r in result.rendered:

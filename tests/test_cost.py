@@ -171,14 +171,14 @@ def test_a_budget_below_the_fixed_costs_is_a_config_error():
     with pytest.raises(ConfigError) as exc:
         cost.checked_ceiling(parse_stack(raw), TODAY)
     assert "ml-platform:budget.maxHourlyUsd: 2 is below the stack's fixed costs" in str(exc.value) and "opensearch-domain" in str(exc.value)
-    assert "shrink cluster.systemNodeGroup.maxSize, which weighs most" in str(exc.value)
+    assert "shrink database.maxCapacity, which weighs most" in str(exc.value)
 
 
 def test_the_rule_names_the_fixed_setting_that_weighs_most(prod):
     records = copy.deepcopy(prod.resources)
     next(r for r in records if r["type"] == rule.BUDGET)["outputs"]["tags"][rule.MAX_HOURLY_TAG] = "1"
     [violation] = check(records, "prod", rules=[rule.cost_within_budget])["violations"]
-    assert "the fixed costs alone" in violation["message"] and "cluster.systemNodeGroup.maxSize weighs most" in violation["message"]
+    assert "the fixed costs alone" in violation["message"] and "database.maxCapacity weighs most" in violation["message"]
 
 
 def test_an_instance_type_the_price_table_lacks_is_a_config_error_naming_it():

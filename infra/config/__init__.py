@@ -20,6 +20,7 @@ from infra.config.observability import ObservabilityConfig  # noqa: F401
 from infra.config.autoscaling import AutoscalingConfig, PrometheusAdapterConfig, VerticalPodAutoscalerConfig  # noqa: F401
 from infra.config.tenancy import ContainerDefaults, OutsideQueue, TeamConfig, TeamQuota  # noqa: F401
 from infra.config.workloads import Accelerator, Autoscaling, Canary, ExternalModel, ModelOutput, ModelRef, ModelVersion, NeuronTarget, Probe, Resources, ServingWorkload, StableTrack, Track, TrainingWorkload, VolumeConfig, VpaUpdateMode, WORKLOAD_KINDS, Workload, WorkloadBase, WorkloadName, custom_metrics  # noqa: F401
+from infra.config.database import DatabaseConfig, SecretSync  # noqa: F401
 from infra.config.streaming import KafkaName, ProvisionedMsk, StreamingConfig, TeamStreaming, Topic  # noqa: F401
 from infra.config.llm import EndpointPicker, InferencePoolConfig, LlmAutoscaling, LlmCanary, LlmConfig, LlmModel, LlmWorkload, Parallelism  # noqa: F401
 from infra.config.root import MISSING_HINTS, PlatformConfig, SECRET_KEYS, from_bag, load, parse  # noqa: F401

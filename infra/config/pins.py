@@ -26,6 +26,8 @@ PINS: dict[str, str] = {
     "volcano": "1.15.1",
     "vertical-pod-autoscaler": "0.11.0",
     "dra-driver-nvidia-gpu": "0.4.0",
+    # Secrets: Secrets Manager -> Kubernetes Secrets
+    "external-secrets": "2.9.0",
     # LLM serving: LeaderWorkerSet, a replica of several pods across nodes.
     "lws": "0.10.0",
 }

@@ -15,6 +15,7 @@ from infra.config.autoscaling import AutoscalingConfig
 from infra.config.base import ConfigError, Model, PROJECT, Tags
 from infra.config.cluster import ClusterConfig
 from infra.config.cost import BudgetConfig
+from infra.config.database import DatabaseConfig
 from infra.config.karpenter import KarpenterConfig, NodePools
 from infra.config.llm import LlmConfig, NEURON_CORES_PER_DEVICE
 from infra.config.logging import LoggingConfig
@@ -53,6 +54,7 @@ class PlatformConfig(Model):
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    database: DatabaseConfig = DatabaseConfig()
     llm: LlmConfig = LlmConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
@@ -74,6 +76,7 @@ class PlatformConfig(Model):
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
+            self._database(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -126,6 +129,19 @@ class PlatformConfig(Model):
                 if len(f"{team}.{topic.name}") > 249:
                     raise ValueError(f"streaming.teams.{team}.topics[{i}].name: {team}.{topic.name} is over Kafka's 249 characters")
         return self
+
+    def _database(self) -> Iterable[str]:
+        db = self.database
+        if not db.enabled:
+            return
+        zones = len(self.network.availability_zones) if self.network.availability_zones else self.network.az_count
+        if db.instances > zones:
+            yield f"database.instances {db.instances} exceeds the stack's {zones} availability zones (one instance per zone)"
+        if self.environment == "prod":
+            if not db.deletion_protection:
+                yield "database.deletionProtection is false in prod: the ML layer's runs, metadata and registry live there; set it true"
+            if db.skip_final_snapshot:
+                yield "database.skipFinalSnapshot is true in prod: a destroy would lose the database for good; set it false"
 
     @property
     def search_domain_name(self) -> str:

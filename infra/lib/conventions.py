@@ -9,3 +9,6 @@ GATEWAY_NAMESPACE = "istio-ingress"
 ISTIO_NAMESPACE = "istio-system"
 MODEL_STORE_CLAIM = "model-store"
 MODEL_STORE_PATH = "/models"
+# Namespaces whose ExternalSecrets may read the platform database's credentials through the ClusterSecretStore.
+DATABASE_CLIENT_LABEL = "ml-platform.io/database-client"
+DATABASE_SECRET_STORE = "aws-secrets-manager"

@@ -15,3 +15,15 @@ class TeamInfo:
     iam_role_arn: str
     namespace_resource: k8s.core.v1.Namespace
     guardrails: list[pulumi.Resource]
+
+
+@dataclass(frozen=True)
+class DatabaseInfo:
+    """The platform's Aurora MySQL cluster as its consumers need it; each consumer keeps its own database on it."""
+    host: pulumi.Output[str]
+    port: int
+    # The ClusterSecretStore that mirrors the RDS-managed master secret into labelled namespaces.
+    secret_store: str
+    master_secret_arn: pulumi.Output[str]
+    # Depend on these before creating a credentials ExternalSecret (the store, its CRDs and the instances).
+    ready: list[pulumi.Resource]

@@ -69,6 +69,11 @@ CREATE: dict[str, int] = {
     "aws:msk/cluster:Cluster": 1800,
     "aws:msk/serverlessCluster:ServerlessCluster": 900,
     "aws:msk/topic:Topic": 10,
+    # Aurora: AWS publishes no creation time. The cluster (storage volume, endpoints) counts three minutes and each
+    # Serverless v2 instance twelve, the upper end of the 5-15 minutes commonly seen, until a deploy measures them.
+    "aws:rds/cluster:Cluster": 180,
+    "aws:rds/clusterInstance:ClusterInstance": 720,
+    "aws:rds/subnetGroup:SubnetGroup": 3,
     "aws:appautoscaling/target:Target": 3,
     "aws:appautoscaling/policy:Policy": 3,
     # IAM is eventually consistent; the provider waits a few seconds for a new role to propagate.
@@ -124,6 +129,9 @@ DELETE: dict[str, int] = {
     "aws:ec2/natGateway:NatGateway": 60,
     "aws:efs/mountTarget:MountTarget": 60,
     "aws:opensearch/domain:Domain": 600,
+    # Deleting an instance, then the cluster (with its final snapshot where kept), takes minutes each.
+    "aws:rds/clusterInstance:ClusterInstance": 420,
+    "aws:rds/cluster:Cluster": 300,
     "kubernetes:core/v1:Service": 120,  # the controller deletes the NLB before the finalizer lets go
     HELM_RELEASE: 60,
 }

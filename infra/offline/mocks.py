@@ -130,6 +130,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "aws:rds/cluster:Cluster": self._rds_cluster,
         }
         # Children a packaged (remote) component creates inside its own provider: recorded as the engine would
         # record them, so that policies see them and resource references in the component's outputs resolve.
@@ -160,6 +161,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return f"provider-{h[:12]}", dict(args.inputs)
         if args.typ == "eks:index:Cluster":
             rid, extra = self._eks_cluster(args, h, inputs, urn)
+        elif args.typ == CONFIG_FILE:
+            rid, extra = self._config_file(args, h, inputs, urn)
         elif args.typ in self._by_type:
             rid, extra = self._by_type[args.typ](args, h, inputs)
         elif args.typ.startswith("kubernetes:"):
@@ -293,6 +296,20 @@ class PlatformMocks(pulumi.runtime.Mocks):
         brokers = ",".join(f"b-{i}.{name}.{h[:6]}.c1.kafka.{self.region}.amazonaws.com:9098" for i in (1, 2, 3))
         return arn, {"arn": arn, "clusterUuid": uuid, "bootstrapBrokersSaslIam": brokers}
 
+    def _rds_cluster(self, args, h, inputs):
+        # With manage_master_user_password RDS creates the master secret, named rds!cluster-<uuid>-<suffix>.
+        name, uuid = inputs["clusterIdentifier"], f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[:12]}"
+        secrets = [{"secretArn": self.arn("secretsmanager", f"secret:rds!cluster-{uuid}-{h[:6]}"), "secretStatus": "active",
+                    "kmsKeyId": inputs.get("masterUserSecretKmsKeyId")}] if inputs.get("manageMasterUserPassword") else []
+        return name, {
+            "arn": self.arn("rds", f"cluster:{name}"),
+            "clusterResourceId": f"cluster-{h[:26].upper()}",
+            "endpoint": f"{name}.cluster-{h[:12]}.{self.region}.rds.amazonaws.com",
+            "readerEndpoint": f"{name}.cluster-ro-{h[:12]}.{self.region}.rds.amazonaws.com",
+            "port": 3306,
+            "masterUserSecrets": secrets,
+        }
+
     def _random_password(self, args, h, inputs):
         length = int(inputs.get("length", 32))
         value = (digest(f"password:{h}", 64) * 2)[:length]
@@ -327,6 +344,21 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "eksCluster": {rpc._special_sig_key: rpc._special_resource_sig, "urn": self.remote_children[0].urn, "id": name},
             "clusterSecurityGroupId": sg,
         }
+
+    def _config_file(self, args, h, inputs, urn: str):
+        """pulumi-kubernetes' yaml/v2 ConfigFile applies each object of the file inside the provider, as children
+        named `<prefix>:<name>` (cluster-scoped) or `<prefix>:<namespace>/<name>`."""
+        from infra.offline.helm_render import manifest_file
+
+        prefix = inputs.get("resourcePrefix") or args.name
+        children = []
+        for doc in manifest_file(inputs["file"]):
+            api, meta = doc["apiVersion"], doc.get("metadata") or {}
+            typ = f"kubernetes:{api if '/' in api else 'core/' + api}:{doc['kind']}"
+            name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+            children.append(RemoteChild(urn, typ, f"{prefix}:{name}", name, doc, doc, [], args.provider.rsplit("::", 1)[0] if args.provider else None))
+        self.remote_children += children
+        return f"{args.name}-{h[:8]}", {"resources": [{rpc._special_sig_key: rpc._special_resource_sig, "urn": c.urn, "id": c.id} for c in children]}
 
     def _eks_cluster_child_inputs(self, args, inputs: dict) -> dict:
         """The aws:eks/cluster:Cluster that pulumi-eks 4.x (nodejs/eks/cluster/cluster.ts) declares for these arguments."""
@@ -370,6 +402,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
         raise NotImplementedError(f"the offline synth has no mock for the invoke {args.token}; add one in infra/offline/mocks.py")
 
 
+CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
+
+
 @dataclass(frozen=True)
 class RemoteChild:
     parent: str  # the component's URN
@@ -379,6 +414,8 @@ class RemoteChild:
     inputs: dict
     outputs: dict
     dependencies: list[str]
+    # The component's provider, where its children use it (a ConfigFile's objects go through the cluster's).
+    provider: Optional[str] = None
 
     @property
     def urn(self) -> str:
@@ -458,7 +495,7 @@ class RecordingMonitor(MockMonitor):
                 name=child.name,
                 parent=child.parent,
                 custom=True,
-                provider=None,
+                provider=child.provider,
                 dependencies=sorted(set(child.dependencies)),
                 property_dependencies={},
                 inputs=integral(child.inputs),

@@ -16,6 +16,9 @@ REQUIRED_TAGS = ("environment", "project", "owner", "cost-center")
 TAGGABLE_TYPES = frozenset(
     {
         "aws:ec2/vpc:Vpc",
+        "aws:rds/cluster:Cluster",
+        "aws:rds/clusterInstance:ClusterInstance",
+        "aws:rds/subnetGroup:SubnetGroup",
         "aws:ec2/subnet:Subnet",
         "aws:ec2/internetGateway:InternetGateway",
         "aws:ec2/eip:Eip",

@@ -57,6 +57,12 @@ MSK_SERVERLESS = "aws:msk/serverlessCluster:ServerlessCluster"
 MSK_TOPIC = "aws:msk/topic:Topic"
 STORAGE_TARGET = "aws:appautoscaling/target:Target"
 
+# Aurora Serverless v2 (Aurora Standard) in us-east-1 (https://aws.amazon.com/rds/aurora/pricing/): per ACU-hour.
+# Other regions are priced alike until refresh.py reads the AmazonRDS offer file.
+AURORA_PRICES = {"acuHour": 0.12}
+AURORA_CLUSTER = "aws:rds/cluster:Cluster"
+AURORA_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
+
 
 class PriceError(ValueError):
     """A pool allows an instance type the price table does not list."""
@@ -405,6 +411,7 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         managers = cc.get("dedicatedMasterCount", 0) * search_prices[cc["dedicatedMasterType"]] if cc.get("dedicatedMasterEnabled") else 0.0
         fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""), "logging.openSearch")
     msk_item(by_type, fixed, assumptions)
+    aurora_item(by_type, fixed, assumptions)
     return Ceiling(table.region, table.date, items, assumptions)
 
 
@@ -425,6 +432,17 @@ def msk_item(by_type: dict[str, list[dict]], fixed, assumptions: list[str]) -> N
         fixed("msk-serverless", hourly, f"one cluster with {partitions} partition(s)", "streaming.teams")
     if by_type.get(MSK_CLUSTER) or by_type.get(MSK_SERVERLESS):
         assumptions.append("MSK at us-east-1 list prices; not included: MSK Serverless data in/out and storage, MSK data transfer")
+
+
+def aurora_item(by_type: dict[str, list[dict]], fixed, assumptions: list[str]) -> None:
+    """Aurora Serverless v2: every instance at the cluster's maximum capacity."""
+    serverless = [i for i in by_type.get(AURORA_INSTANCE, []) if i.get("instanceClass") == "db.serverless"]
+    for cluster in by_type.get(AURORA_CLUSTER, []):
+        acus = float(dig(cluster, "serverlessv2ScalingConfiguration", "maxCapacity", default=0))
+        hourly = len(serverless) * acus * AURORA_PRICES["acuHour"]
+        fixed("aurora-database", hourly, f"{len(serverless)} Serverless v2 instance(s) at {acus:g} ACUs (maxCapacity)", "database.maxCapacity")
+    if by_type.get(AURORA_CLUSTER):
+        assumptions.append("Aurora at us-east-1 list prices; not included: its storage and I/O, which grow with use, not with capacity")
 
 
 def budget_settings(resources: Iterable[tuple[str, dict]]) -> Optional[tuple[float, str]]:

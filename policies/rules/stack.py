@@ -35,10 +35,11 @@ CRD_CHARTS = {
     "nvidia.com": "gpu-operator",
     "leaderworkerset.x-k8s.io": "lws",
 }
+# Not served by a CRD: built-in groups, and the types of pulumi-kubernetes' own components (helm.sh, yaml).
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
     "storage.k8s.io", "scheduling.k8s.io", "admissionregistration.k8s.io", "apiextensions.k8s.io",
-    "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io", "helm.sh", "resource.k8s.io", "apiregistration.k8s.io",
+    "coordination.k8s.io", "node.k8s.io", "discovery.k8s.io", "helm.sh", "yaml", "resource.k8s.io", "apiregistration.k8s.io",
 }
 
 
@@ -50,7 +51,9 @@ def _chart_name(resource) -> str:
     return str(resource.props.get("chart", "")).rsplit("/", 1)[-1]
 
 
-def _ancestors_by_dependency(resource) -> list:
+def _ancestors_by_dependency(resource, children: dict | None = None) -> list:
+    """What the resource waits for: its dependencies, theirs, and the children of a component among them (the
+    engine waits for a component's children, such as the objects a ConfigFile applies)."""
     seen, stack, found = set(), list(resource.dependencies), []
     while stack:
         r = stack.pop()
@@ -59,6 +62,7 @@ def _ancestors_by_dependency(resource) -> list:
         seen.add(r.urn)
         found.append(r)
         stack.extend(r.dependencies)
+        stack.extend((children or {}).get(r.urn, ()))
     return found
 
 
@@ -73,13 +77,17 @@ CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 )
 def custom_resource_after_its_crd(resources, settings):
     declared = {str((r.props.get("spec") or {}).get("group")) for r in resources if r.resource_type == CRD}
+    children: dict = {}
+    for r in resources:
+        if getattr(r, "parent", None) is not None:
+            children.setdefault(r.parent.urn, []).append(r)
     for r in resources:
         if not r.resource_type.startswith("kubernetes:") or r.resource_type == CRD:
             continue
         group = _api_group(r.resource_type)
         if group in BUILTIN_GROUPS:
             continue
-        ancestors = _ancestors_by_dependency(r)
+        ancestors = _ancestors_by_dependency(r, children)
         if group in declared:
             if not any(d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group for d in ancestors):
                 yield f"does not depend on the CustomResourceDefinitions of {group}", r.urn
