@@ -15,11 +15,11 @@ from infra.config import PlatformConfig
 from infra.config.llm import LlmModel, LlmWorkload, NEURON_CORES_PER_DEVICE
 from infra.lib import headroom, helm, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL, family_of
-from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, MONITORING_NAMESPACE, SERVING_PRIORITY, TEAM_LABEL
+from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_CLAIM, MODEL_STORE_PATH, MONITORING_NAMESPACE, SERVING_PRIORITY, TEAM_LABEL
 from infra.lib.gang import submission
 from infra.lib.interfaces import TeamInfo
 from infra.lib.metrics import VLLM_KV_CACHE, VLLM_QUEUE, VLLM_SERIES
-from infra.lib.monitoring import DASHBOARD_LABEL, alert_rule, dashboard
+from infra.lib.monitoring import alert_rule, dashboard
 from policies.rules.workloads import ENDPOINT_PICKER
 
 meta, core = k8s.meta.v1, k8s.core.v1

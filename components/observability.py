@@ -11,8 +11,8 @@ import pulumi_random as random
 
 from infra.config import ObservabilityConfig, PlatformConfig
 from infra.lib import alertmanager, helm, timing
-from infra.lib.conventions import MONITORING_NAMESPACE
-from infra.lib.monitoring import GPU_NODE_LABEL, GPU_WORKLOAD_NAMESPACE_LABEL, GPU_WORKLOAD_POD_LABEL, DASHBOARD_LABEL, ScrapeTarget, alert_rule, dashboard
+from infra.lib.conventions import DASHBOARD_LABEL, MONITORING_NAMESPACE
+from infra.lib.monitoring import GPU_NODE_LABEL, GPU_WORKLOAD_NAMESPACE_LABEL, GPU_WORKLOAD_POD_LABEL, ScrapeTarget, alert_rule, dashboard
 
 RELEASE = "kube-prometheus-stack"
 REPOSITORY = "https://prometheus-community.github.io/helm-charts"

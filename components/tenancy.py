@@ -13,27 +13,7 @@ from infra.lib.accelerators import GPU_DEVICE_CLASS, NVIDIA
 from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.interfaces import TeamInfo
 from infra.lib import headroom
-
-# What a team may manage in its own namespace; nothing cluster-wide.
-TEAM_RULES = [
-    (["", "apps", "batch", "autoscaling", "policy"], [
-        "pods", "pods/log", "pods/portforward", "services", "endpoints", "configmaps", "secrets", "persistentvolumeclaims",
-        "serviceaccounts", "events", "deployments", "replicasets", "statefulsets", "jobs", "cronjobs",
-        "horizontalpodautoscalers", "poddisruptionbudgets",
-    ], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    (["gateway.networking.k8s.io"], ["httproutes"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    (["monitoring.coreos.com"], ["servicemonitors", "podmonitors", "prometheusrules"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    # Distributed runs and GPU claims (with DRA) of their own.
-    (["jobset.x-k8s.io"], ["jobsets"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    (["resource.k8s.io"], ["resourceclaimtemplates", "resourceclaims"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
-    # What the platform decides for them, readable: quotas, queues and admitted workloads, VPA recommendations.
-    ([""], ["resourcequotas", "limitranges"], ["get", "list", "watch"]),
-    (["kueue.x-k8s.io"], ["localqueues", "workloads"], ["get", "list", "watch"]),
-    (["autoscaling.k8s.io"], ["verticalpodautoscalers"], ["get", "list", "watch"]),
-    # Their LLM workloads as the platform declares them (docs/app-teams/llm-serving.md).
-    (["inference.networking.k8s.io"], ["inferencepools"], ["get", "list", "watch"]),
-    (["leaderworkerset.x-k8s.io"], ["leaderworkersets"], ["get", "list", "watch"]),
-]
+from infra.lib.team_access import TEAM_RULES
 
 
 def team_group(team: str) -> str:

@@ -17,6 +17,7 @@ from policies.rules.cost import (
     AURORA_CLUSTER,
     AURORA_INSTANCE,
     BUDGET,
+    EKS_CAPABILITY,
     MSK_CLUSTER,
     MSK_SERVERLESS,
     MSK_TOPIC,
@@ -73,6 +74,8 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             "ebsOptions": {"volumeSize": search.volume_gib},
         }))
     planned.extend(streaming_resources(cfg))
+    if cfg.gitops.enabled and cfg.gitops.mode == "capability":
+        planned.append((EKS_CAPABILITY, {"type": "ARGOCD"}))
     planned.extend(database_resources(cfg))
     return planned
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pulumi
 
 from components.cluster import Cluster
+from components.gitops import GitOps
 from components.karpenter import Karpenter
 from components.llm_serving import LlmServing
 from components.logging import Logging
@@ -20,8 +21,8 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-# 3.1: llmEndpoints.
-SCHEMA_VERSION = "3.1.0"
+# 3.1: gitops. 3.2: llmEndpoints.
+SCHEMA_VERSION = "3.2.0"
 
 
 def _absent_not_null(value):
@@ -50,6 +51,7 @@ def export(
     tenancy: Tenancy,
     workloads: Workloads,
     llm: LlmServing,
+    gitops: GitOps | None,
     ceiling: Ceiling,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
@@ -153,6 +155,18 @@ def export(
             for name, team in sorted(tenancy.teams.items())
         },
     )
+    if gitops is not None:
+        _export(
+            "gitops",
+            {
+                "mode": cfg.gitops.mode,
+                "endpoint": gitops.endpoint,
+                "projects": {
+                    team: {"project": project, "repoUrl": cfg.gitops.teams[team].repo_url, "path": f"{cfg.gitops.teams[team].path}/{cfg.environment}"}
+                    for team, project in sorted(gitops.projects.items())
+                },
+            },
+        )
     _export(
         "workloads",
         {

@@ -12,6 +12,7 @@ from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
 from components.encryption import Encryption, EncryptionArgs
+from components.gitops import GitOps, GitOpsArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.llm_serving import LlmServing, LlmServingArgs
 from components.logging import Logging, LoggingArgs
@@ -206,6 +207,21 @@ def build(cfg: PlatformConfig) -> None:
             ),
         )
 
+    gitops = None
+    if cfg.gitops.enabled:
+        gitops = GitOps(
+            "gitops",
+            GitOpsArgs(
+                config=cfg,
+                cluster_name=cluster.name,
+                provider=cluster.provider,
+                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                monitoring_release=observability.release,
+                depends_on=cluster.critical_addons,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+            ),
+        )
+
     database_info = None
     if cfg.database.enabled:
         # Needs the subnets and the node security group's id only: its creation runs beside the cluster's.
@@ -299,5 +315,6 @@ def build(cfg: PlatformConfig) -> None:
         tenancy=tenancy,
         workloads=workloads,
         llm=llm,
+        gitops=gitops,
         ceiling=ceiling,
     )

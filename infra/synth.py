@@ -108,7 +108,7 @@ def read_stack_file(path: Path, decrypted: Optional[dict[str, str]] = None) -> S
             bag[key] = "true" if value else "false"
         else:
             bag[key] = str(value)
-    unset = _offline_alerting_secrets(bag, secret_keys)
+    unset = _offline_alerting_secrets(bag, secret_keys) + _offline_gitops_tokens(bag, secret_keys)
     return StackFile(bag, secret_keys, placeholders, unset)
 
 
@@ -130,6 +130,22 @@ def _offline_alerting_secrets(bag: dict[str, str], secret_keys: list[str]) -> li
             unset.append(f"{key}.{r['name']}")
     if secrets:
         bag[key] = json.dumps(secrets)
+        if key not in secret_keys:
+            secret_keys.append(key)
+    return unset
+
+
+def _offline_gitops_tokens(bag: dict[str, str], secret_keys: list[str]) -> list[str]:
+    """Private team repositories whose token the stack file leaves to the operator get a clearly fake one offline."""
+    key, unset = f"{PROJECT}:gitopsRepoTokens", []
+    teams = json.loads(bag.get(f"{PROJECT}:gitops", "{}")).get("teams", {})
+    tokens = json.loads(bag.get(key, "{}"))
+    for team, spec in teams.items() if isinstance(teams, dict) else ():
+        if isinstance(spec, dict) and spec.get("private") is True and team not in tokens:
+            tokens[team] = f"offline-placeholder-for-{PROJECT}-gitopsRepoTokens-{team}"
+            unset.append(f"{key}.{team}")
+    if tokens:
+        bag[key] = json.dumps(tokens)
         if key not in secret_keys:
             secret_keys.append(key)
     return unset

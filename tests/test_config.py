@@ -13,7 +13,7 @@ from infra.config import ConfigError, NetworkConfig, parse, plan_subnets
 ROOT = Path(__file__).resolve().parent.parent
 
 
-SECRET_KEYS = {"ml-platform:alertingSecrets"}
+SECRET_KEYS = {"ml-platform:alertingSecrets", "ml-platform:gitopsRepoTokens"}
 
 
 def stack_raw(stack: str = "prod") -> dict:
@@ -23,6 +23,9 @@ def stack_raw(stack: str = "prod") -> dict:
     raw["region"] = doc["aws:region"]
     receivers = raw.get("alerting", {}).get("receivers", [])
     raw["alertingSecrets"] = {r["name"]: "0" * 32 if r["kind"] == "pagerduty" else "https://hooks.example/x" for r in receivers}
+    private = [team for team, spec in raw.get("gitops", {}).get("teams", {}).items() if spec.get("private")]
+    if private:
+        raw["gitopsRepoTokens"] = {team: "0" * 40 for team in private}
     return raw
 
 

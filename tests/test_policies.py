@@ -149,6 +149,7 @@ CASES = {
         "staging", "aws:eks/nodeGroup:NodeGroup", lambda r: r["inputs"].update(instanceTypes=["m7i.large"], scalingConfig={"minSize": 2, "desiredSize": 2, "maxSize": 4})
     ),
     "eks-deletion-protection": ("prod", EKS, set_in(["inputs", "deletionProtection"], False)),
+    "app-project-fenced": ("prod", "kubernetes:argoproj.io/v1alpha1:AppProject", set_in(["inputs", "spec", "clusterResourceWhitelist"], [{"group": "*", "kind": "*"}])),
     "msk-authenticated-encrypted": ("staging", "aws:msk/serverlessCluster:ServerlessCluster", set_in(["inputs", "clientAuthentication", "sasl", "iam", "enabled"], False)),
     "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
     "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),

@@ -76,9 +76,9 @@ def chart_defaults(chart: str, version: str) -> dict:
 
 
 # Values a chart passes through whole: Kubernetes objects (their fields are Kubernetes'), Istio's MeshConfig,
-# Alertmanager's configuration. The chart reads no keys below them.
+# Alertmanager's configuration, argo-cd's `configs.cm` (argocd-cm's data). The chart reads no keys below them.
 PASSED_THROUGH = {"nodeSelector", "labels", "annotations", "podAnnotations", "podLabels", "resources", "securityContext",
-                  "podSecurityContext", "affinity", "meshConfig"}
+                  "podSecurityContext", "affinity", "meshConfig", "cm"}
 
 
 def unknown_keys(values: Any, defaults: Any, path: tuple = ()) -> Iterator[str]:

@@ -22,6 +22,7 @@ from infra.config.tenancy import ContainerDefaults, OutsideQueue, TeamConfig, Te
 from infra.config.workloads import Accelerator, Autoscaling, Canary, ExternalModel, ModelOutput, ModelRef, ModelVersion, NeuronTarget, Probe, Resources, ServingWorkload, StableTrack, Track, TrainingWorkload, VolumeConfig, VpaUpdateMode, WORKLOAD_KINDS, Workload, WorkloadBase, WorkloadName, custom_metrics  # noqa: F401
 from infra.config.database import DatabaseConfig, SecretSync  # noqa: F401
 from infra.config.streaming import KafkaName, ProvisionedMsk, StreamingConfig, TeamStreaming, Topic  # noqa: F401
+from infra.config.gitops import ArgoCdCapability, ArgoCdChart, GitOpsConfig, TeamDelivery  # noqa: F401
 from infra.config.llm import EndpointPicker, InferencePoolConfig, LlmAutoscaling, LlmCanary, LlmConfig, LlmModel, LlmWorkload, Parallelism  # noqa: F401
 from infra.config.root import MISSING_HINTS, PlatformConfig, SECRET_KEYS, from_bag, load, parse  # noqa: F401
 from infra.config.pins import PINS  # noqa: F401

@@ -26,6 +26,8 @@ PINS: dict[str, str] = {
     "volcano": "1.15.1",
     "vertical-pod-autoscaler": "0.11.0",
     "dra-driver-nvidia-gpu": "0.4.0",
+    # Delivery for app teams: the argo-cd chart (Argo CD v3.4.4, its appVersion; schemas/SOURCES.yaml vendors those CRDs).
+    "argo-cd": "10.1.1",
     # Secrets: Secrets Manager -> Kubernetes Secrets
     "external-secrets": "2.9.0",
     # LLM serving: LeaderWorkerSet, a replica of several pods across nodes.

@@ -15,6 +15,7 @@ from infra.config.autoscaling import AutoscalingConfig
 from infra.config.base import ConfigError, Model, PROJECT, Tags
 from infra.config.cluster import ClusterConfig
 from infra.config.cost import BudgetConfig
+from infra.config.gitops import GitOpsConfig
 from infra.config.database import DatabaseConfig
 from infra.config.karpenter import KarpenterConfig, NodePools
 from infra.config.llm import LlmConfig, NEURON_CORES_PER_DEVICE
@@ -29,7 +30,7 @@ from infra.config.tenancy import TeamConfig
 from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_KINDS, Workload
 
 # Keys whose values are secrets: never echoed in an error.
-SECRET_KEYS = ("alertingSecrets",)
+SECRET_KEYS = ("alertingSecrets", "gitopsRepoTokens")
 
 
 def _amount(resource: str, amount: int) -> str:
@@ -54,11 +55,14 @@ class PlatformConfig(Model):
     logging: LoggingConfig = LoggingConfig()
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
+    gitops: GitOpsConfig = GitOpsConfig()
     database: DatabaseConfig = DatabaseConfig()
     llm: LlmConfig = LlmConfig()
     budget: BudgetConfig
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
+    # Secret: `pulumi config set --secret --path 'ml-platform:gitopsRepoTokens.<team>' <read-only token>`.
+    gitops_repo_tokens: dict[str, SecretStr] = {}
     teams: list[TeamConfig] = []
     workloads: list[Workload] = []
 
@@ -76,6 +80,7 @@ class PlatformConfig(Model):
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
+            self._gitops(info),
             self._database(),
         )
         problems = [p for check in checks for p in check]
@@ -323,6 +328,28 @@ class PlatformConfig(Model):
                             f"{_amount(resource, own[resource])} of it (teams[{i}].quota.{keys[resource]} less what its serving "
                             "workloads and quota.outsideQueue hold): Kueue would never admit it; raise the quota or lower the serving maxReplicas"
                         )
+
+    def _gitops(self, info: ValidationInfo) -> Iterable[str]:
+        """Each team's deliveries name a team and only its own namespaces; private repositories have a secret token."""
+        teams = {t.name for t in self.teams}
+        for team, spec in self.gitops.teams.items():
+            if team not in teams:
+                yield f"gitops.teams.{team}: {team!r} is not one of the teams: {sorted(teams)}"
+                continue
+            for i, ns in enumerate(spec.namespaces):
+                # A team owns exactly the namespace named after it (components/tenancy.py).
+                if ns != team:
+                    yield f"gitops.teams.{team}.namespaces[{i}] {ns!r} is not a namespace of team {team!r} (its namespaces: [{team!r}])"
+            if spec.private and team not in self.gitops_repo_tokens:
+                yield (
+                    f"gitops.teams.{team}.private needs a token: pulumi config set --secret --path "
+                    f"'ml-platform:gitopsRepoTokens.{team}' <read-only token>"
+                )
+        if self.gitops_repo_tokens and f"{PROJECT}:gitopsRepoTokens" not in (info.context or {}).get("secret_keys", ()):
+            yield "gitopsRepoTokens holds repository tokens but is not a secret in the stack file; set each with pulumi config set --secret"
+        unknown = sorted(set(self.gitops_repo_tokens) - {t for t, s in self.gitops.teams.items() if s.private})
+        if unknown:
+            yield f"gitopsRepoTokens has tokens for {unknown}, which are not private repositories in gitops.teams"
 
     def _alerting(self, info: ValidationInfo) -> Iterable[str]:
         receivers = {r.name: r for r in self.alerting.receivers}

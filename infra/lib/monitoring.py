@@ -13,8 +13,6 @@ import pulumi
 GPU_NODE_LABEL = "node"
 GPU_WORKLOAD_NAMESPACE_LABEL = "exported_namespace"
 GPU_WORKLOAD_POD_LABEL = "exported_pod"
-# Grafana's dashboard sidecar loads every ConfigMap with this label, in any namespace.
-DASHBOARD_LABEL = {"grafana_dashboard": "1"}
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,9 @@ CREATE: dict[str, int] = {
     "aws:msk/cluster:Cluster": 1800,
     "aws:msk/serverlessCluster:ServerlessCluster": 900,
     "aws:msk/topic:Topic": 10,
+    # The EKS Argo CD capability: AWS publishes no creation time; counted like a managed add-on at five minutes
+    # (it provisions Argo CD in an AWS account and installs its CRDs) until a deploy measures it.
+    "aws:eks/capability:Capability": 300,
     # Aurora: AWS publishes no creation time. The cluster (storage volume, endpoints) counts three minutes and each
     # Serverless v2 instance twelve, the upper end of the 5-15 minutes commonly seen, until a deploy measures them.
     "aws:rds/cluster:Cluster": 180,
@@ -115,6 +118,8 @@ HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 CHART_CREATE = {
     # Prometheus, Alertmanager and Grafana wait for a Karpenter node and their EBS volumes.
     "kube-prometheus-stack": timing.NODE_LAUNCH["cpu"] + timing.IMAGE_PULL["cpu"],
+    # Argo CD's pods wait for a Karpenter cpu node and their images.
+    "argo-cd": timing.NODE_LAUNCH["cpu"] + timing.IMAGE_PULL["cpu"],
     # The gateway runs on the cpu pool: a node launch and a pull (istiod runs on the system nodes).
     "gateway": timing.NODE_LAUNCH["cpu"] + 60,
     # A DaemonSet on the nodes that exist; it follows new nodes without holding the release.

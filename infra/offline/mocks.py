@@ -130,6 +130,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "aws:eks/capability:Capability": self._eks_capability,
             "aws:rds/cluster:Cluster": self._rds_cluster,
         }
         # Children a packaged (remote) component creates inside its own provider: recorded as the engine would
@@ -296,6 +297,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
         brokers = ",".join(f"b-{i}.{name}.{h[:6]}.c1.kafka.{self.region}.amazonaws.com:9098" for i in (1, 2, 3))
         return arn, {"arn": arn, "clusterUuid": uuid, "bootstrapBrokersSaslIam": brokers}
 
+    def _eks_capability(self, args, h, inputs):
+        # EKS hosts the Argo CD capability's UI and API at a URL of its own, known once the capability exists.
+        name, cluster = inputs["capabilityName"], inputs["clusterName"]
+        arn = self.arn("eks", f"capability/{cluster}/{name}/{h[:8]}-{h[8:12]}")
+        configuration = dict(inputs.get("configuration") or {})
+        if "argoCd" in configuration:
+            configuration["argoCd"] = {**configuration["argoCd"], "serverUrl": f"https://{h[:12]}.eks-capabilities.{self.region}.amazonaws.com"}
+        return f"{cluster},{name}", {"arn": arn, "configuration": configuration, "version": "mock"}
     def _rds_cluster(self, args, h, inputs):
         # With manage_master_user_password RDS creates the master secret, named rds!cluster-<uuid>-<suffix>.
         name, uuid = inputs["clusterIdentifier"], f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[:12]}"

@@ -40,6 +40,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:eks/addon:Addon",
         "aws:eks/podIdentityAssociation:PodIdentityAssociation",
         "aws:eks/accessEntry:AccessEntry",
+        "aws:eks/capability:Capability",
         "aws:sqs/queue:Queue",
         "aws:efs/fileSystem:FileSystem",
         "aws:efs/accessPoint:AccessPoint",

@@ -55,6 +55,7 @@ MSK_PRICES = {
 MSK_CLUSTER = "aws:msk/cluster:Cluster"
 MSK_SERVERLESS = "aws:msk/serverlessCluster:ServerlessCluster"
 MSK_TOPIC = "aws:msk/topic:Topic"
+EKS_CAPABILITY = "aws:eks/capability:Capability"
 STORAGE_TARGET = "aws:appautoscaling/target:Target"
 
 # Aurora Serverless v2 (Aurora Standard) in us-east-1 (https://aws.amazon.com/rds/aurora/pricing/): per ACU-hour.
@@ -411,6 +412,9 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         managers = cc.get("dedicatedMasterCount", 0) * search_prices[cc["dedicatedMasterType"]] if cc.get("dedicatedMasterEnabled") else 0.0
         fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""), "logging.openSearch")
     msk_item(by_type, fixed, assumptions)
+    if by_type.get(EKS_CAPABILITY):
+        # The chart path's pods are inside the cpu pool's limits; the capability is billed by EKS and not yet priced here.
+        assumptions.append("not included: the EKS Argo CD capability's hourly and per-application charges (not in the price table yet)")
     aurora_item(by_type, fixed, assumptions)
     return Ceiling(table.region, table.date, items, assumptions)
 

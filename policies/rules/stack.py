@@ -34,7 +34,11 @@ CRD_CHARTS = {
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
     "leaderworkerset.x-k8s.io": "lws",
+    "argoproj.io": "argo-cd",
 }
+# API groups whose CRDs an EKS capability installs when it is created (Argo CD's, type ARGOCD).
+CRD_CAPABILITIES = {"argoproj.io": "ARGOCD"}
+CAPABILITY = "aws:eks/capability:Capability"
 # Not served by a CRD: built-in groups, and the types of pulumi-kubernetes' own components (helm.sh, yaml).
 BUILTIN_GROUPS = {
     "core", "apps", "batch", "policy", "autoscaling", "networking.k8s.io", "rbac.authorization.k8s.io",
@@ -92,6 +96,8 @@ def custom_resource_after_its_crd(resources, settings):
             if not any(d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group for d in ancestors):
                 yield f"does not depend on the CustomResourceDefinitions of {group}", r.urn
             continue
+        if any(d.resource_type == CAPABILITY and d.props.get("type") == CRD_CAPABILITIES.get(group) for d in ancestors):
+            continue
         chart = CRD_CHARTS.get(group)
         if chart is None:
             yield f"nothing in the stack installs the CRDs of API group {group!r}", r.urn
@@ -99,4 +105,5 @@ def custom_resource_after_its_crd(resources, settings):
         # A chart's own custom resources: Helm applies its crds/ before its templates.
         owners = [*ancestors, *([r.parent] if getattr(r, "parent", None) else [])]
         if not any(d.resource_type == "kubernetes:helm.sh/v3:Release" and _chart_name(d) == chart for d in owners):
-            yield f"does not depend on the {chart!r} release that installs the {group} CRDs", r.urn
+            capability = f" or the EKS {CRD_CAPABILITIES[group]} capability" if group in CRD_CAPABILITIES else ""
+            yield f"does not depend on the {chart!r} release{capability} that installs the {group} CRDs", r.urn
