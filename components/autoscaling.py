@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 
 from infra.lib import helm
 from infra.lib.conventions import MONITORING_NAMESPACE, TEAM_LABEL
-from infra.lib.metrics import CUSTOM_METRICS
+from infra.lib.metrics import ADAPTER_METRICS
 
 from infra.config import PlatformConfig, PrometheusAdapterConfig, VerticalPodAutoscalerConfig
 
@@ -31,13 +31,13 @@ def adapter_values(adapter: PrometheusAdapterConfig, prometheus_url: str, select
         "podDisruptionBudget": {"enabled": adapter.replicas > 1, "maxUnavailable": 1},
         "nodeSelector": selector,
         "tolerations": [toleration],
-        "resources": helm.resources("100m", "256Mi"),
+        "resources": helm.resources("100m", "256Mi", chart_limits_cpu=False),
         # 4 logs every request the HPAs make; Fluent Bit ships every line.
         "logLevel": 2,
         "rules": {
             # The defaults turn every namespaced series into a metric: thousands of names and a slow relist.
             "default": False,
-            "custom": [m.rule for _, m in sorted(CUSTOM_METRICS.items())],
+            "custom": [m.rule for _, m in sorted(ADAPTER_METRICS.items())],
             # No `resource` rules: metrics-server already serves metrics.k8s.io, and a second APIService for the same
             # group would replace it. No `external` rules: nothing scales on metrics outside the cluster.
         },
@@ -52,11 +52,11 @@ def vpa_values(vpa: VerticalPodAutoscalerConfig, selector: dict[str, str], toler
             return {"enabled": False}
         # A PDB that keeps one pod of one would block every node drain.
         return {"enabled": True, "replicas": vpa.replicas, "podDisruptionBudget": {"enabled": vpa.replicas > 1},
-                "resources": helm.resources("50m", memory), **system}
+                "resources": helm.resources("50m", memory, chart_limits_cpu=False), **system}
 
     admission = component(vpa.admission_controller, "200Mi")
     if vpa.admission_controller:
-        admission["certGen"] = {"resources": helm.resources("50m", "64Mi"), **system}
+        admission["certGen"] = {"resources": helm.resources("50m", "64Mi", chart_limits_cpu=False), **system}
         # Only team pods (their namespaces carry TEAM_LABEL) are ever resized; nothing else waits on the webhook.
         admission["mutatingWebhookConfiguration"] = {"namespaceSelector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]}}
     return {

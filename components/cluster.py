@@ -235,7 +235,8 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[control_plane, *admin_access]),
         )
         self.critical_addons = [self.system_node_group, coredns, ebs_csi]
-        k8s.storage.v1.StorageClass(
+        # A release whose chart renders a claim on it (Helm waits for the claim) depends on this.
+        self.default_storage_class_resource = k8s.storage.v1.StorageClass(
             f"{name}-gp3",
             metadata=k8s.meta.v1.ObjectMetaArgs(
                 name=self.default_storage_class,

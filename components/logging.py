@@ -166,7 +166,7 @@ def fluent_bit_values(lc: LoggingConfig, region: str, groups: dict[str, str], se
             "readOnlyRootFilesystem": True,
             "capabilities": {"drop": ["ALL"]},
         },
-        "resources": helm.resources("100m", "256Mi"),
+        "resources": helm.resources("100m", "256Mi", chart_limits_cpu=False),
         # Every node ships its logs, accelerator and system nodes included.
         "tolerations": [{"operator": "Exists"}],
         "priorityClassName": "system-node-critical",

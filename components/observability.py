@@ -250,7 +250,16 @@ def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, st
     system = {"nodeSelector": selector, "tolerations": [toleration]}
     return {
         "crds": {"enabled": True},
-        "prometheusOperator": {**system, "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}}},
+        "prometheusOperator": {
+            **system,
+            "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
+            # The pre-install hook Jobs that make and patch the webhook's certificate: a consolidated node mid-run
+            # fails the hook and so the atomic release.
+            "admissionWebhooks": {"patch": {
+                "resources": helm.resources("50m", "64Mi", chart_limits_cpu=False),
+                "podAnnotations": {"karpenter.sh/do-not-disrupt": "true"},
+            }},
+        },
         "prometheus": {
             "prometheusSpec": {
                 "replicas": obs.prometheus_replicas,
@@ -292,7 +301,16 @@ def stack_values(cfg: PlatformConfig, storage_class: str, selector: dict[str, st
         "grafana": {
             "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user", "passwordKey": "admin-password"},
             "persistence": {"enabled": True, "storageClassName": storage_class, "size": f"{obs.grafana_volume_gib}Gi"},
-            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"}},
+            "sidecar": {
+                "dashboards": {"enabled": True, "label": "grafana_dashboard", "labelValue": "1", "searchNamespace": "ALL"},
+                # The dashboards and datasources watchers (the chart has no default).
+                "resources": helm.resources("50m", "128Mi", chart_limits_cpu=False),
+            },
+            # The chart's root init container chowns the volume; the pod's fsGroup (472) already has the kubelet set
+            # the volume's group ownership.
+            "initChownData": {"enabled": False},
+            # `helm test` hooks: a Pulumi release never runs them.
+            "testFramework": {"enabled": False},
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "256Mi"}},
         },
         "kube-state-metrics": {
@@ -319,6 +337,8 @@ class ObservabilityArgs:
     config: PlatformConfig
     provider: k8s.Provider
     storage_class: str
+    # Helm waits for Grafana's claim on it: the release comes after the class.
+    storage_class_resource: pulumi.Resource
     system_node_selector: dict[str, str]
     system_toleration: dict[str, str]
     scrape_targets: list[ScrapeTarget]
@@ -366,7 +386,7 @@ class Observability(pulumi.ComponentResource):
             values=stack_values(cfg, args.storage_class, args.system_node_selector, args.system_toleration),
             # Karpenter launches the nodes and EBS attaches the volumes first.
             timeout=timing.HELM_ON_NEW_NODES,
-            opts=k8s_opts(namespace, admin_secret, args.general_capacity),
+            opts=k8s_opts(namespace, admin_secret, args.general_capacity, args.storage_class_resource),
         )
 
         for target in args.scrape_targets:

@@ -6,14 +6,20 @@ import json
 from dataclasses import dataclass
 from typing import Sequence
 
+from typing import Any
+
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
-from infra.config.streaming import broker_zones
+from infra.config.streaming import DataPrep, broker_zones
+from infra.lib.accelerators import POOL_LABEL
+from infra.lib.conventions import MONITORING_NAMESPACE
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
+
+core, meta = k8s.core.v1, k8s.meta.v1
 
 # Brokers listen for SASL/IAM over TLS on 9098 inside the VPC, in both cluster types (MSK port reference).
 IAM_PORT = 9098
@@ -32,6 +38,12 @@ class StreamingArgs:
     cluster_name: pulumi.Input[str]
     provider: k8s.Provider
     team_namespaces: dict[str, pulumi.Resource]
+    vpc_cidr: str
+    # The data-prep consumers: the CPU pool they run on, and what serves their lag metric to the autoscaler.
+    general_capacity: pulumi.Resource
+    metrics_adapter: pulumi.Resource
+    # Where the lag dashboard goes (the platform's dashboards' namespace).
+    monitoring_namespace: pulumi.Resource
 
 
 def team_topic(team: str, topic: str) -> str:
@@ -43,6 +55,115 @@ def resource_arn(cluster_arn: str, kind: str, name: str) -> str:
     """Topic and group ARNs share the cluster's name and UUID: arn:...:cluster/<name>/<uuid> -> arn:...:<kind>/<name>/<uuid>/<name>."""
     prefix, _, rest = cluster_arn.partition(":cluster/")
     return f"{prefix}:{kind}/{rest}/{name}"
+
+
+DATA_PREP = "data-prep"
+METRICS_PORT = 9102
+RUN_AS = 10001
+# Pods that talk to the team's topics carry it: the NetworkPolicy opening the brokers' port selects them.
+KAFKA_CLIENT_LABEL = {"ml-platform.io/kafka-client": "true"}
+# EKS Pod Identity's agent on every node (link-local), where the SDKs fetch the role's credentials.
+POD_IDENTITY_AGENT = "169.254.170.23/32"
+
+
+def kafka_egress_policy(vpc_cidr: str) -> dict[str, Any]:
+    """Team namespaces deny egress by default and open HTTPS outside the VPC only; Kafka clients also reach the
+    brokers (in the VPC's private subnets, behind their own security group) and the Pod Identity agent."""
+    return {
+        "podSelector": {"matchLabels": KAFKA_CLIENT_LABEL},
+        "policyTypes": ["Egress"],
+        "egress": [
+            {"to": [{"ipBlock": {"cidr": vpc_cidr}}], "ports": [{"protocol": "TCP", "port": IAM_PORT}]},
+            {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}], "ports": [{"protocol": "TCP", "port": 80}]},
+        ],
+    }
+
+
+def data_prep_env(dp: DataPrep, team: str, region: str) -> dict[str, str]:
+    return {
+        "TOPIC": team_topic(team, dp.topic),
+        "GROUP_ID": team_topic(team, dp.consumer_group),
+        "AWS_REGION": region,
+        "OUTPUT_DIR": "/data/prepared",
+        "METRICS_PORT": str(METRICS_PORT),
+    }
+
+
+def data_prep_pod_spec(dp: DataPrep, service_account: str, env: list[core.EnvVarArgs]) -> core.PodSpecArgs:
+    probe = lambda period, failures: core.ProbeArgs(  # noqa: E731
+        http_get=core.HTTPGetActionArgs(path="/healthz", port="metrics"), period_seconds=period, failure_threshold=failures
+    )
+    memory = f"{dp.memory_mib}Mi"
+    return core.PodSpecArgs(
+        service_account_name=service_account,
+        # Pod Identity mounts its own token; the consumer never calls the Kubernetes API.
+        automount_service_account_token=False,
+        security_context=core.PodSecurityContextArgs(
+            run_as_non_root=True, run_as_user=RUN_AS, run_as_group=RUN_AS, seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault")
+        ),
+        # The general CPU pool (no taint to tolerate).
+        node_selector={POOL_LABEL: "cpu"},
+        # After SIGTERM it writes and commits its open batches before it exits.
+        termination_grace_period_seconds=60,
+        containers=[
+            core.ContainerArgs(
+                name=DATA_PREP,
+                image=dp.image,
+                env=env,
+                ports=[core.ContainerPortArgs(name="metrics", container_port=METRICS_PORT, protocol="TCP")],
+                resources=core.ResourceRequirementsArgs(requests={"cpu": dp.cpu, "memory": memory}, limits={"memory": memory}),
+                security_context=core.SecurityContextArgs(
+                    allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True, capabilities=core.CapabilitiesArgs(drop=["ALL"])
+                ),
+                volume_mounts=[core.VolumeMountArgs(name="data", mount_path="/data"), core.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+                # /healthz fails once the poll loop has stalled for a minute.
+                readiness_probe=probe(10, 3),
+                liveness_probe=probe(20, 3),
+            )
+        ],
+        volumes=[
+            core.VolumeArgs(name="data", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=dp.output_claim)),
+            # Scratch space under the read-only root filesystem (the platform's one emptyDir); no data goes there.
+            core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="1Gi")),
+        ],
+    )
+
+
+def lag_hpa_spec(dp: DataPrep) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
+    hpa = k8s.autoscaling.v2
+    return hpa.HorizontalPodAutoscalerSpecArgs(
+        scale_target_ref=hpa.CrossVersionObjectReferenceArgs(api_version="apps/v1", kind="Deployment", name=DATA_PREP),
+        min_replicas=dp.min_replicas,
+        max_replicas=dp.max_replicas,
+        metrics=[hpa.MetricSpecArgs(
+            type="Pods",
+            pods=hpa.PodsMetricSourceArgs(
+                metric=hpa.MetricIdentifierArgs(name="kafka_consumer_lag"),
+                target=hpa.MetricTargetArgs(type="AverageValue", average_value=str(dp.lag_per_replica)),
+            ),
+        )],
+        # Each change of the group's members rebalances every partition: scale down slowly.
+        behavior=hpa.HorizontalPodAutoscalerBehaviorArgs(scale_down=hpa.HPAScalingRulesArgs(stabilization_window_seconds=600)),
+    )
+
+
+def lag_dashboard() -> dict[str, Any]:
+    """Consumer lag per team topic and group, and the consumers running: one Grafana dashboard for every team."""
+    def panel(i: int, title: str, expr: str, legend: str) -> dict[str, Any]:
+        return {
+            "id": i + 1, "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "prometheus"},
+            "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": 0}, "fieldConfig": {"defaults": {"unit": "short"}, "overrides": []},
+            "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}],
+        }
+    return {
+        "uid": "ml-streaming", "title": "ML platform / Streaming", "tags": ["ml-platform"], "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"}, "refresh": "1m",
+        "panels": [
+            panel(0, "Consumer lag by topic and group", "sum by (namespace, topic, consumer_group) (kafka_consumer_lag)", "{{consumer_group}} on {{topic}}"),
+            panel(1, "Data-prep consumers", f'count by (namespace) (kafka_consumer_lag{{pod=~"{DATA_PREP}-.*"}}) > 0 or '
+                  f'kube_deployment_status_replicas{{deployment="{DATA_PREP}"}}', "{{namespace}}"),
+        ],
+    }
 
 
 def team_policy(cluster_arn: str, topics: Sequence[str], groups: Sequence[str]) -> str:
@@ -69,6 +190,8 @@ def team_policy(cluster_arn: str, topics: Sequence[str], groups: Sequence[str]) 
 class Streaming(pulumi.ComponentResource):
     cluster_arn: pulumi.Output[str]
     bootstrap_brokers: pulumi.Output[str]
+    # Per team, its topics' names on the cluster.
+    topics: dict[str, list[str]]
 
     def __init__(self, name: str, args: StreamingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:streaming:Streaming", name, None, opts)
@@ -200,11 +323,13 @@ class Streaming(pulumi.ComponentResource):
             replication = min(3, zones * prov.brokers_per_zone)
         self.cluster_arn = cluster.arn
 
+        self.topics: dict[str, list[str]] = {}
         for team, streams in sorted(spec.teams.items()):
             topics = [team_topic(team, t.name) for t in streams.topics]
             groups = [team_topic(team, g) for g in streams.consumer_groups]
+            topic_resources = []
             for topic in streams.topics:
-                aws.msk.Topic(
+                topic_resources.append(aws.msk.Topic(
                     f"{name}-{team}-{topic.name}",
                     aws.msk.TopicArgs(
                         cluster_arn=cluster.arn,
@@ -215,7 +340,7 @@ class Streaming(pulumi.ComponentResource):
                         configs=json.dumps({"retention.ms": str(topic.retention_hours * 3600 * 1000)}),
                     ),
                     opts=child,
-                )
+                ))
             role = role_with_policies(
                 f"{name}-{team}",
                 trust=POD_IDENTITY_TRUST,
@@ -224,7 +349,7 @@ class Streaming(pulumi.ComponentResource):
                 policy=cluster.arn.apply(lambda arn, t=topics, g=groups: team_policy(arn, t, g)),
                 description=f"Team {team}: its MSK topics and consumer groups only",
             )
-            k8s.core.v1.ServiceAccount(
+            service_account = k8s.core.v1.ServiceAccount(
                 f"{name}-{team}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=streams.service_account, namespace=team, labels={"app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": team}
@@ -232,7 +357,7 @@ class Streaming(pulumi.ComponentResource):
                 automount_service_account_token=False,
                 opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.team_namespaces[team]]),
             )
-            pod_identity(
+            association = pod_identity(
                 f"{name}-{team}",
                 cluster_name=args.cluster_name,
                 namespace=team,
@@ -241,4 +366,72 @@ class Streaming(pulumi.ComponentResource):
                 tags=cfg.tags_for(f"{msk_name}-{team}"),
                 parent=self,
             )
+            self.topics[team] = topics
+            k8s_opts = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.team_namespaces[team]])
+            k8s.networking.v1.NetworkPolicy(
+                f"{name}-{team}-kafka-egress",
+                metadata=meta.ObjectMetaArgs(name="allow-kafka-brokers", namespace=team, labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                spec=kafka_egress_policy(args.vpc_cidr),
+                opts=k8s_opts,
+            )
+            if streams.data_prep is not None:
+                self._data_prep(name, team, streams.data_prep, streams.service_account, [*topic_resources, association, service_account], args)
+        if any(s.data_prep for s in spec.teams.values()):
+            # Beside the platform's other dashboards; Grafana's sidecar loads ConfigMaps with this label.
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard",
+                metadata=meta.ObjectMetaArgs(
+                    name="dashboard-ml-streaming",
+                    namespace=MONITORING_NAMESPACE,
+                    labels={"grafana_dashboard": "1", "app.kubernetes.io/part-of": "ml-platform"},
+                ),
+                data={"ml-streaming.json": json.dumps(lag_dashboard(), indent=2, sort_keys=True)},
+                opts=pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.monitoring_namespace]),
+            )
         self.register_outputs({"clusterArn": self.cluster_arn, "bootstrapBrokers": self.bootstrap_brokers})
+
+    def _data_prep(self, name: str, team: str, dp: DataPrep, service_account: str, kafka: list[pulumi.Resource], args: StreamingArgs) -> None:
+        rn = f"{name}-{team}-{DATA_PREP}"
+        labels = {"app": DATA_PREP, "app.kubernetes.io/name": DATA_PREP, "app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": team}
+        selector = {"app": DATA_PREP}
+        env = [core.EnvVarArgs(name=k, value=v) for k, v in sorted(data_prep_env(dp, team, args.config.region).items())]
+        env.append(core.EnvVarArgs(name="BOOTSTRAP_SERVERS", value=self.bootstrap_brokers))
+        opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.team_namespaces[team], *deps])  # noqa: E731
+        deployment = k8s.apps.v1.Deployment(
+            rn,
+            # Its pods wait for a CPU node, the training workload's claim and the brokers: the cluster converges
+            # on them, the deploy does not wait (first-deploy.md).
+            metadata=meta.ObjectMetaArgs(name=DATA_PREP, namespace=team, labels=labels, annotations={"pulumi.com/skipAwait": "true"}),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=dp.min_replicas,
+                selector=meta.LabelSelectorArgs(match_labels=selector),
+                # One pod over the replicas while it rolls out: the namespace quota counts it (infra/lib/headroom.py).
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                    type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)
+                ),
+                template=core.PodTemplateSpecArgs(
+                    metadata=meta.ObjectMetaArgs(
+                        labels={**labels, **KAFKA_CLIENT_LABEL},
+                        # The sidecar agent merges the consumer's metrics into its endpoint, which Prometheus scrapes.
+                        annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT), "prometheus.io/path": "/metrics"},
+                    ),
+                    spec=data_prep_pod_spec(dp, service_account, env),
+                ),
+            ),
+            # Replicas belong to the autoscaler once created.
+            opts=pulumi.ResourceOptions.merge(opts(*kafka, args.general_capacity), pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
+        )
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            rn,
+            metadata=meta.ObjectMetaArgs(name=DATA_PREP, namespace=team, labels=labels),
+            spec=lag_hpa_spec(dp),
+            # The lag is read through the adapter's APIService.
+            opts=opts(deployment, args.metrics_adapter),
+        )
+        # One consumer at a time leaves on a drain: each departure rebalances the group.
+        k8s.policy.v1.PodDisruptionBudget(
+            rn,
+            metadata=meta.ObjectMetaArgs(name=DATA_PREP, namespace=team, labels=labels),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels=selector)),
+            opts=opts(),
+        )

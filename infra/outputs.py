@@ -1,6 +1,8 @@
 """The stack outputs: a versioned contract that app teams read through StackReference."""
 from __future__ import annotations
 
+from typing import Optional
+
 import pulumi
 
 from components.cluster import Cluster
@@ -12,6 +14,7 @@ from components.mesh import Mesh
 from components.network import Network
 from components.observability import Observability
 from components.storage import Storage
+from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
@@ -21,8 +24,10 @@ from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
-# 3.1: gitops. 3.2: llmEndpoints.
-SCHEMA_VERSION = "3.2.0"
+# 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
+# 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
+# 3.3: `llmEndpoints` (each LLM workload's OpenAI-compatible endpoint), present when the stack serves an LLM.
+SCHEMA_VERSION = "3.3.0"
 
 
 def _absent_not_null(value):
@@ -53,6 +58,7 @@ def export(
     llm: LlmServing,
     gitops: GitOps | None,
     ceiling: Ceiling,
+    streaming: Optional[Streaming] = None,
 ) -> None:
     _export("schemaVersion", SCHEMA_VERSION)
     _export("environment", cfg.environment)
@@ -180,5 +186,23 @@ def export(
             {
                 key: {"team": e.team, "namespace": e.namespace, "model": e.model, "url": e.url, "versions": e.versions}
                 for key, e in sorted(llm.endpoints.items())
+            },
+        )
+    if streaming is not None:
+        _export(
+            "streaming",
+            {
+                "bootstrapBrokers": streaming.bootstrap_brokers,
+                "port": IAM_PORT,
+                "authentication": "SASL_IAM",
+                "teams": {
+                    team: {
+                        "namespace": team,
+                        "topics": streaming.topics[team],
+                        "consumerGroups": [team_topic(team, g) for g in spec.consumer_groups],
+                        "serviceAccount": spec.service_account,
+                    }
+                    for team, spec in sorted(cfg.streaming.teams.items())
+                },
             },
         )

@@ -120,6 +120,7 @@ def build(cfg: PlatformConfig) -> None:
             system_node_selector=cluster.system_node_selector,
             system_toleration=cluster.system_toleration,
             scrape_targets=[*karpenter.scrape_targets, *accelerators.scrape_targets, *mesh.scrape_targets],
+            storage_class_resource=cluster.default_storage_class_resource,
             depends_on=cluster.critical_addons,
             general_capacity=karpenter.node_pool_resources["cpu"],
         ),
@@ -191,9 +192,10 @@ def build(cfg: PlatformConfig) -> None:
         ),
     )
 
+    streaming = None
     if cfg.streaming.enabled:
         # Needs the subnets and the node security group's id only: its creation runs beside the cluster's.
-        Streaming(
+        streaming = Streaming(
             "streaming",
             StreamingArgs(
                 config=cfg,
@@ -204,6 +206,10 @@ def build(cfg: PlatformConfig) -> None:
                 cluster_name=cluster.name,
                 provider=cluster.provider,
                 team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                vpc_cidr=cfg.network.cidr,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                metrics_adapter=autoscaling.metrics_adapter,
+                monitoring_namespace=observability.namespace,
             ),
         )
 
@@ -317,4 +323,5 @@ def build(cfg: PlatformConfig) -> None:
         llm=llm,
         gitops=gitops,
         ceiling=ceiling,
+        streaming=streaming,
     )

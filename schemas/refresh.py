@@ -3,6 +3,7 @@
     .venv/bin/python schemas/refresh.py            # fetch all, report what changed
     .venv/bin/python schemas/refresh.py --dry-run  # list what would be fetched
     .venv/bin/python schemas/refresh.py --charts jobset [--git MIRROR]  # vendor whole chart directories only
+    .venv/bin/python schemas/refresh.py --charts kube-prometheus-stack --git OWNER/NAME=MIRROR ...  # one per project
 
 Run after bumping a pin; the tests then show what the new version changed (a values key gone, a CRD field
 renamed, a reference policy action added). Files are written exactly as upstream publishes them.
@@ -55,10 +56,13 @@ def planned_charts() -> list[dict]:
     charts = []
     for entry in yaml.safe_load((HERE / "SOURCES.yaml").read_text()):
         version = PINS[entry["pin"]] if "pin" in entry else entry["version"]
-        ref = entry["ref"].format(version=version)
+        # `chart-ref`: where the release pipeline committed the chart as it publishes it, when that is not the tag.
+        ref = entry.get("chart-ref", entry["ref"]).format(version=version)
+        # A subchart goes into its parent's charts/ as the parent's published package ships it: `{parent_version}`.
+        parent = PINS.get(entry.get("dependency-of", ""), "")
         for dest, path in (entry.get("chart-sources") or {}).items():
-            charts.append({"dir": dest.format(version=version), "project": entry["project"], "ref": ref,
-                           "version": version, "path": path, "licence": entry["licence"]})
+            charts.append({"dir": dest.format(version=version, parent_version=parent), "project": entry["project"],
+                           "ref": ref, "version": version, "path": path, "licence": entry["licence"]})
     return charts
 
 
@@ -75,8 +79,16 @@ def chart_lock_entry(item: dict) -> dict:
     }
 
 
+def mirror_for(project: str, gits: list[str]) -> str | None:
+    """`--git owner/name=MIRROR` names the mirror of one project; a bare `--git MIRROR` serves every project."""
+    named = dict(g.split("=", 1) for g in gits if "=" in g)
+    bare = [g for g in gits if "=" not in g]
+    return named.get(project) or (bare[0] if bare else None)
+
+
 def vendor_chart(item: dict, git: str | None) -> None:
-    """Copy the chart directory at the ref byte for byte: from a local git mirror, or the ref's tarball."""
+    """Copy the chart directory at the ref byte for byte: from a local git mirror, or the ref's tarball.
+    A parent chart is vendored before its subcharts (SOURCES.yaml order), so replacing it keeps them."""
     dest = HERE / item["dir"]
     if git:
         data = subprocess.run(["git", f"--git-dir={git}", "archive", item["ref"], item["path"]],
@@ -121,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--charts", nargs="+", metavar="CHART", help="vendor these charts' directories only")
-    parser.add_argument("--git", help="a local git mirror of the chart's project to copy from (git archive)")
+    parser.add_argument("--git", action="append", default=[], metavar="[OWNER/NAME=]MIRROR",
+                        help="a local git mirror to copy from (git archive); OWNER/NAME= for one project's mirror")
     args = parser.parse_args(argv)
     items, charts = planned(), planned_charts()
     if args.charts:
@@ -129,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             if chart["dir"].split("/")[1] in args.charts:
                 print(f"{chart['dir']} <- {chart['project']}@{chart['ref']}:{chart['path']}")
                 if not args.dry_run:
-                    vendor_chart(chart, args.git)
+                    vendor_chart(chart, mirror_for(chart["project"], args.git))
         if not args.dry_run:
             write_lock(items, charts)
         return 0

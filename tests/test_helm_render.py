@@ -126,3 +126,96 @@ def test_gpu_operator_has_no_cpu_limit_and_nfd_memory_limits_equal_requests(stac
                                          "gpu-operator-node-feature-discovery-worker", "gpu-operator-node-feature-discovery-gc"}
     for key, res in nfd.items():
         assert res["limits"] == {"memory": res["requests"]["memory"]}, key
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_karpenter_renders_the_published_chart_and_its_pinned_controller_image(stack):
+    # At the git tag the chart still names 1.13.0; the vendored chart is the one the release pipeline published.
+    for chart in ("karpenter", "karpenter-crd"):
+        meta = yaml.safe_load((helm_render.chart_dir(chart, PINS["karpenter"]) / "Chart.yaml").read_text())
+        assert (meta["version"], meta["appVersion"]) == (PINS["karpenter"], PINS["karpenter"])
+    controller = _rendered(stack, "karpenter", "kubernetes:apps/v1:Deployment", "karpenter")
+    [c] = controller["spec"]["template"]["spec"]["containers"]
+    assert c["image"].startswith(f"public.ecr.aws/karpenter/controller:{PINS['karpenter']}@sha256:")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_monitoring_chart_renders_with_the_subcharts_its_package_ships(stack):
+    rendered = [r for r in synth_of(stack).result.rendered if r["chartRendered"]["release"] == "kube-prometheus-stack"]
+    workloads = {(r["inputs"]["kind"], r["chartRendered"]["template"].split("/templates/")[0]) for r in rendered
+                 if r["inputs"]["kind"] in ("Deployment", "DaemonSet")}
+    assert workloads >= {
+        ("Deployment", "kube-prometheus-stack"),
+        ("Deployment", "kube-prometheus-stack/charts/grafana"),
+        ("Deployment", "kube-prometheus-stack/charts/kube-state-metrics"),
+        ("DaemonSet", "kube-prometheus-stack/charts/prometheus-node-exporter"),
+    }
+    # Helm test hooks are off (a release never runs them) and Grafana's root chown init container is not rendered.
+    grafana = _rendered(stack, "kube-prometheus-stack", "kubernetes:apps/v1:Deployment", "kube-prometheus-stack-grafana")
+    assert [c["name"] for c in grafana["spec"]["template"]["spec"].get("initContainers") or []] == []
+    assert not [r for r in rendered if r["inputs"]["kind"] == "Pod"]
+
+
+def test_stack_rules_see_rendered_objects_and_a_rendered_claim_waits_for_its_storage_class():
+    from policies.rules.placement import system_pods
+    from tests.test_policies import violations
+
+    synth = synth_of("prod")
+    [claim] = [r for r in synth.result.rendered if r["type"] == "kubernetes:core/v1:PersistentVolumeClaim"]
+    assert claim["outputs"]["spec"]["storageClassName"] == "gp3"
+    [sc] = [r for r in synth.resources if r["type"] == "kubernetes:storage.k8s.io/v1:StorageClass" and r["inputs"]["metadata"]["name"] == "gp3"]
+    assert sc["urn"] in claim["dependencies"]
+    # Without the edge, the await rule finds the rendered claim.
+    records = [{**r, "dependencies": [d for d in r["dependencies"] if d != sc["urn"]]} if r["name"] == "observability" or r is claim else r
+               for r in synth.resources + synth.result.rendered]
+    assert [v["urn"] for v in violations("await-prerequisites-in-graph", records)] == [claim["urn"]]
+
+    class Res:  # the stack rules' view of a record
+        def __init__(self, record, parent=None):
+            self.resource_type, self.props, self.parent = record["type"], record["outputs"], parent
+
+    # A chart's rendered pods are counted once, from the release's values, not again from the render.
+    release = synth.release("kube-prometheus-stack")
+    rendered = [r for r in synth.result.rendered if r["chartRendered"]["release"] == "kube-prometheus-stack"]
+    node_labels = {"ml-platform.io/pool": "system"}
+    once = system_pods([Res(release)], node_labels)
+    assert once
+    assert system_pods([Res(release), *[Res(r, Res(release)) for r in rendered]], node_labels) == once
+
+
+# The chart's own CRDs for the kinds schemas/crds does not vendor (its crds subchart installs them).
+CHART_CRDS = [f"kube-prometheus-stack/{PINS['kube-prometheus-stack']}/charts/crds/crds/crd-{n}.yaml" for n in ("prometheuses", "alertmanagers")]
+
+
+@pytest.fixture(scope="module")
+def crd_schemas() -> dict:
+    from tests.schemas import crd_schemas as vendored
+
+    found = dict(vendored())
+    for path in CHART_CRDS:
+        doc = yaml.load((helm_render.CHART_SOURCES / path).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        for version in doc["spec"]["versions"]:
+            found[(f"{doc['spec']['group']}/{version['name']}", doc["spec"]["names"]["kind"])] = version["schema"]["openAPIV3Schema"]
+    return found
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_custom_resources_charts_render_validate_against_their_crds(stack, crd_schemas):
+    import jsonschema
+
+    checked = set()
+    for r in synth_of(stack).result.rendered:
+        obj = r["inputs"]
+        key = (obj["apiVersion"], obj["kind"])
+        if key in crd_schemas:
+            jsonschema.Draft7Validator(crd_schemas[key]).validate(obj)
+            checked.add(obj["kind"])
+    assert {"Prometheus", "Alertmanager", "PrometheusRule", "ServiceMonitor"} <= checked
+
+
+def test_rendered_secrets_carry_no_generated_key():
+    # The load balancer controller's chart makes a webhook certificate and key at render time (genSignedCert).
+    secrets = [r["inputs"] for r in synth_of("prod").result.rendered if r["inputs"]["kind"] == "Secret"]
+    tls = [s for s in secrets if s["metadata"]["name"] == "aws-load-balancer-tls"]
+    assert tls and set(tls[0]["data"]) == {"ca.crt", "tls.crt", "tls.key"}
+    assert {v for s in secrets for v in (s.get("data") or {}).values()} <= {helm_render.REDACTED, ""}

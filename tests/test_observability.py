@@ -52,10 +52,10 @@ def test_scrape_targets_wait_for_what_they_scrape(stack):
 
 
 def test_dashboards_are_provisioned_for_the_grafana_sidecar(stack):
-    # The platform's four, GitOps delivery's where Argo CD runs in the cluster (components/gitops.py), and the LLM
-    # dashboard with LLM workloads (tests/test_llm_serving.py).
+    # The platform's four, GitOps delivery's where Argo CD runs in the cluster (components/gitops.py), the streaming
+    # lag board where a team runs the data-prep consumer, and the LLM board with LLM workloads (tests/test_llm_serving.py).
     boards = {f: m for f, m in stack.result.manifests.items() if f.startswith("configmap--monitoring--dashboard-") and not f.endswith("-ml-llm.yaml")}
-    assert len(boards) == 4 + ("configmap--monitoring--dashboard-ml-gitops.yaml" in boards)
+    assert len(boards) == 4 + ("configmap--monitoring--dashboard-ml-gitops.yaml" in boards) + any(r["name"] == "streaming-dashboard" for r in stack.resources)
     queries = ""
     for m in boards.values():
         assert m["metadata"]["labels"]["grafana_dashboard"] == "1"

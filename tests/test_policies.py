@@ -166,6 +166,11 @@ CASES = {
         "staging", "kubernetes:kueue.x-k8s.io/v1beta2:ClusterQueue",
         lambda r: r["inputs"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0].update(nominalQuota="1000"),
     ),
+    # A misspelt key (`resource` for `resources`): Helm accepts it and the chart never reads it.
+    "helm-values-read": (
+        "prod", "kubernetes:helm.sh/v3:Release", lambda r: r["inputs"]["values"]["controller"].update(resource={"requests": {"cpu": "1"}}),
+        "scheduling-jobset",
+    ),
     "accelerator-workload-schedulable": (
         "dev", DEPLOY, lambda r: pod(r).update(nodeSelector={"ml-platform.io/pool": "nvidia"}), "nlp-sentiment-stable",
     ),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,14 @@ def _streaming(mutate):
         (lambda s: s.update(enabled=False), "ml-platform:streaming.teams lists topics but streaming.enabled is false"),
         (lambda s: s.update(mode="kraft"), "ml-platform:streaming.mode: \"kraft\" is not allowed"),
         (lambda s: s.update(provisioned={"volumeGib": 500, "maxVolumeGib": 100}), "ml-platform:streaming.provisioned.maxVolumeGib 100 is below volumeGib 500"),
+        (lambda s: s["teams"]["nlp"]["dataPrep"].update(topic="clicks"), "dataPrep.topic 'clicks' is not one of the team's topics ['raw-text']"),
+        (lambda s: s["teams"]["nlp"]["dataPrep"].update(consumerGroup="other"), "dataPrep.consumerGroup 'other' is not one of consumerGroups ['data-prep']"),
+        (lambda s: s["teams"]["nlp"]["dataPrep"].update(maxReplicas=7), "dataPrep.maxReplicas 7 is over topic raw-text's 6 partitions"),
+        (lambda s: s["teams"]["nlp"]["dataPrep"].update(minReplicas=4, maxReplicas=3), "dataPrep.minReplicas 4 is over maxReplicas 3"),
+        (lambda s: s["teams"]["nlp"]["dataPrep"].update(image="data-prep:latest"), "ml-platform:streaming.teams.nlp.dataPrep.image"),
+        (lambda s: s["teams"]["nlp"]["dataPrep"].update(outputClaim="model-store"),
+         "ml-platform:streaming.teams.nlp.dataPrep.outputClaim 'model-store' is no data claim of the team's training workloads: "
+         "['sentiment-ddp-data', 'sentiment-finetune-data']"),
     ],
 )
 def test_bad_streaming_input_names_the_key(mutate, expected):
@@ -165,3 +174,95 @@ def test_brokers_spread_over_two_or_three_zones():
 
     assert [broker_zones("us-east-1", n) for n in (2, 3, 6)] == [2, 3, 3]
     assert broker_zones("us-west-1", 3) == 2
+
+
+# -- the data-prep consumer (examples/data-prep) -------------------------------------------------------------------
+DATA_PREP = "streaming-nlp-data-prep"
+
+
+def test_staging_runs_the_data_prep_consumer_as_the_teams_kafka_client(staging):
+    deployment = staging.one("kubernetes:apps/v1:Deployment", DATA_PREP)
+    assert deployment["inputs"]["metadata"]["namespace"] == "nlp"
+    template = deployment["inputs"]["spec"]["template"]
+    pod = template["spec"]
+    assert pod["serviceAccountName"] == "kafka-client" and pod["nodeSelector"] == {"ml-platform.io/pool": "cpu"}
+    [c] = pod["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["TOPIC"] == "nlp.raw-text" and env["GROUP_ID"] == "nlp.data-prep"
+    assert env["BOOTSTRAP_SERVERS"] == staging.result.outputs["streaming"]["bootstrapBrokers"]
+    assert c["resources"]["limits"] == {"memory": c["resources"]["requests"]["memory"]}
+    assert c["readinessProbe"]["httpGet"]["path"] == c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # It writes where the fine-tuning job reads its data.
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["sentiment-finetune-data"]
+    # The sidecar agent merges /metrics on the port the annotation names.
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(c["ports"][0]["containerPort"])
+    # It starts after its topic, its credentials and the CPU pool exist; the deploy does not wait for its pods.
+    for dep in (staging.one("aws:msk/topic:Topic"), staging.one("aws:eks/podIdentityAssociation:PodIdentityAssociation", "streaming-nlp"),
+                staging.one("kubernetes:karpenter.sh/v1:NodePool", "karpenter-cpu-pool"), staging.one("kubernetes:core/v1:ServiceAccount", "streaming-nlp")):
+        assert staging.depends_on(deployment, dep), dep["name"]
+    assert deployment["inputs"]["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+
+
+def test_the_consumer_scales_on_its_lag_between_one_and_the_partitions_and_leaves_one_at_a_time(staging):
+    hpa = staging.one("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", DATA_PREP)
+    spec = hpa["inputs"]["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (1, 6)
+    assert spec["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "kafka_consumer_lag"}, "target": {"type": "AverageValue", "averageValue": "5000"}}}]
+    assert staging.depends_on(hpa, staging.release("prometheus-adapter"))
+    pdb = staging.one("kubernetes:policy/v1:PodDisruptionBudget", DATA_PREP)["inputs"]["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": {"app": "data-prep"}}}
+
+
+def test_the_lag_the_example_exports_is_the_metric_the_adapter_serves(staging):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dataprep_example", ROOT / "examples" / "data-prep" / "dataprep.py")
+    example = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = example  # its dataclasses look their module up there
+    spec.loader.exec_module(example)
+    metrics = example.Metrics("nlp.data-prep")
+    metrics.set_lag({("nlp.raw-text", 0): 3})
+    [family] = [f for f in metrics.registry.collect() if f.name == "kafka_consumer_lag"]
+    rules = staging.release("prometheus-adapter")["inputs"]["values"]["rules"]["custom"]
+    [rule] = [r for r in rules if r["name"]["as"] == "kafka_consumer_lag"]
+    assert rule["seriesQuery"].startswith(family.name + "{")
+
+
+def test_kafka_clients_may_reach_the_brokers_and_the_pod_identity_agent(staging):
+    policy = staging.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "streaming-nlp-kafka-egress")["inputs"]
+    pod_labels = staging.one("kubernetes:apps/v1:Deployment", DATA_PREP)["inputs"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["metadata"]["namespace"] == "nlp"
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    to = {(rule["to"][0]["ipBlock"]["cidr"], rule["ports"][0]["port"]) for rule in policy["spec"]["egress"]}
+    vpc = staging.one("aws:ec2/vpc:Vpc")["inputs"]["cidrBlock"]
+    assert to == {(vpc, 9098), ("169.254.170.23/32", 80)}
+
+
+def test_a_lag_dashboard_panel(staging):
+    board = staging.one("kubernetes:core/v1:ConfigMap", "streaming-dashboard")["inputs"]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    panels = json.loads(board["data"]["ml-streaming.json"])["panels"]
+    assert any("kafka_consumer_lag" in p["targets"][0]["expr"] and "consumer_group" in p["targets"][0]["expr"] for p in panels)
+
+
+def test_the_team_quota_leaves_room_for_the_consumers():
+    from infra.lib import headroom
+    from tests.test_config import parse_stack
+
+    cfg = parse_stack(copy.deepcopy(stack_raw("staging")))
+    [team] = [t for t in cfg.teams if t.name == "nlp"]
+    without = copy.deepcopy(stack_raw("staging"))
+    del without["streaming"]["teams"]["nlp"]["dataPrep"]
+    base = headroom.outside_queue(parse_stack(without), team)
+    # Six consumers and one rolling out, each 250m and 512Mi plus the sidecar's 100m and 128Mi.
+    assert headroom.outside_queue(cfg, team)["cpu"] - base["cpu"] == 7 * 350
+    assert headroom.outside_queue(cfg, team)["memory"] - base["memory"] == 7 * 640
+
+
+def test_the_stack_outputs_name_the_brokers_and_each_teams_topics(staging, dev, prod):
+    out = staging.result.outputs["streaming"]
+    assert out["bootstrapBrokers"] == staging.one(SERVERLESS)["outputs"]["bootstrapBrokersSaslIam"]
+    assert out["teams"] == {"nlp": {"namespace": "nlp", "topics": ["nlp.raw-text"], "consumerGroups": ["nlp.data-prep"], "serviceAccount": "kafka-client"}}
+    # No MSK, no key (never a null).
+    assert "streaming" not in dev.result.outputs and "streaming" not in prod.result.outputs

@@ -76,8 +76,10 @@ def test_canary_weights_split_the_route_between_version_services():
 @pytest.mark.parametrize("stack_name", ["dev", "staging"])
 def test_every_serving_deployment_has_hpa_metrics_a_pdb_and_probes(stack_name):
     m = synth_of(stack_name).result.manifests
-    # The classic serving path (LLM engines and their endpoint pickers: tests/test_llm_serving.py).
-    deployments = [d for d in m.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == "nlp" and "app" in d["metadata"]["labels"]]
+    # Serving tracks carry their version; the data-prep consumer (tests/test_streaming.py) is no serving deployment,
+    # and LLM engines and their endpoint pickers have their own tests (tests/test_llm_serving.py).
+    deployments = [d for d in m.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == "nlp"
+                   and "version" in d["metadata"]["labels"] and "app" in d["metadata"]["labels"]]
     assert deployments
     for d in deployments:
         name = d["metadata"]["name"]

@@ -133,6 +133,11 @@ class PlatformConfig(Model):
             for i, topic in enumerate(spec.topics):
                 if len(f"{team}.{topic.name}") > 249:
                     raise ValueError(f"streaming.teams.{team}.topics[{i}].name: {team}.{topic.name} is over Kafka's 249 characters")
+            if spec.data_prep is not None:
+                claims = sorted(f"{w.name}-data" for w in self.workloads if w.team == team and getattr(w, "data", None))
+                if spec.data_prep.output_claim not in claims:
+                    raise ValueError(f"streaming.teams.{team}.dataPrep.outputClaim {spec.data_prep.output_claim!r} is no data claim "
+                                     f"of the team's training workloads: {claims}")
         return self
 
     def _database(self) -> Iterable[str]:

@@ -1,7 +1,8 @@
 """What a team namespace runs outside Kueue, at its peak: the room its ClusterQueue leaves in the ResourceQuota.
 
 The namespace's ResourceQuota counts every pod; Kueue admits only Jobs and JobSets against the team's ClusterQueue.
-Serving pods (with their Istio sidecars, and one extra pod per version while it rolls out) and whatever the team
+Serving pods (with their Istio sidecars, and one extra pod per version while it rolls out), the data-prep consumers
+(the same way) and whatever the team
 declares in `quota.outsideQueue` are not Kueue's to admit: the queue's quota is the namespace's minus these, so a run
 Kueue admits is never refused by the quota (and evicted and requeued over and over by waitForPodsReady).
 Units: CPU in millicores, memory in MiB, accelerators in devices (or NeuronCores).
@@ -76,6 +77,12 @@ def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
             pickers = w.inference_pool.endpoint_picker.replicas + ROLLOUT_SURGE
             total["cpu"] += pickers * (EPP_CPU_MILLI + SIDECAR_CPU_MILLI)
             total["memory"] += pickers * (EPP_MEMORY_MIB + SIDECAR_MEMORY_MIB)
+    streams = cfg.streaming.teams.get(team.name)
+    if streams is not None and streams.data_prep is not None:
+        # The data-prep consumers (components/streaming.py): a Deployment with sidecars, outside Kueue like serving.
+        dp = streams.data_prep
+        total["cpu"] += (dp.max_replicas + ROLLOUT_SURGE) * (millicores(dp.cpu) + SIDECAR_CPU_MILLI)
+        total["memory"] += (dp.max_replicas + ROLLOUT_SURGE) * (dp.memory_mib + SIDECAR_MEMORY_MIB)
     return total
 
 

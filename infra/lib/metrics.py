@@ -75,3 +75,23 @@ CUSTOM_METRICS: dict[str, ServedMetric] = {
     # KV-cache blocks in use (0-1): near 1 the engine preempts running requests.
     "vllm_kv_cache_usage": _vllm_gauge(VLLM_KV_CACHE, "vllm_kv_cache_usage", "max"),
 }
+
+# Served for the platform's own consumers (components/streaming.py), not offered to serving workloads'
+# `autoscaling.customMetric`: a model server does not consume Kafka.
+STREAMING_METRICS: dict[str, ServedMetric] = {
+    # Records a Kafka consumer pod has not read yet, summed over the partitions it holds (the data-prep consumer,
+    # examples/data-prep, exports it per partition). namespace/pod are the scrape target's: the sidecar's merged
+    # endpoint of the consuming pod, as for requests_per_second.
+    "kafka_consumer_lag": ServedMetric(
+        rule={
+            "seriesQuery": 'kafka_consumer_lag{namespace!="",pod!=""}',
+            "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+            "name": {"matches": "^kafka_consumer_lag$", "as": "kafka_consumer_lag"},
+            "metricsQuery": "sum by (<<.GroupBy>>) (<<.Series>>{<<.LabelMatchers>>})",
+        },
+        accelerators=("cpu",),
+    ),
+}
+
+# Every metric the adapter's rules serve.
+ADAPTER_METRICS: dict[str, ServedMetric] = {**CUSTOM_METRICS, **STREAMING_METRICS}

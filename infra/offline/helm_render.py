@@ -74,6 +74,19 @@ def _split(manifests: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+REDACTED = "cmVkYWN0ZWQ="  # base64 "redacted"
+
+
+def _redact(objects: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Secrets' values blanked: a chart's `genCA`/`genSignedCert` makes a fresh private key on every render, which
+    has no business in the artefacts (the deployed one is generated again by Helm in the cluster)."""
+    for docs in objects.values():
+        for obj in docs:
+            if obj.get("kind") == "Secret" and obj.get("data"):
+                obj["data"] = {k: REDACTED if v else v for k, v in obj["data"].items()}
+    return objects
+
+
 def render(
     release: str,
     chart: str,
@@ -96,7 +109,7 @@ def render(
         key = f"{chart_digest(path)[:16]}-{_inputs_hash(release, values, kube_version, api_versions, namespace)[:32]}"
         cache_file = cache_dir / chart / f"{key}.json"
         if cache_file.is_file():
-            return Rendered(release, chart, version, json.loads(cache_file.read_text()))
+            return Rendered(release, chart, version, _redact(json.loads(cache_file.read_text())))
 
     import helm_python
     from helm_python import _native
@@ -116,7 +129,7 @@ def render(
             )
     except helm_python.HelmError as e:  # type: ignore[attr-defined]
         raise RenderError(f"release {release} (chart {chart} {version}) failed to render: {e}") from e
-    objects = _split(manifests)
+    objects = _redact(_split(manifests))
     if cache_file is not None:
         _write_atomic(cache_file, json.dumps(objects, sort_keys=True))
     return Rendered(release, chart, version, objects)
@@ -146,7 +159,8 @@ def vendored_charts() -> set[str]:
     """Charts whose whole directory SOURCES.yaml vendors: these releases must render."""
     return {
         dest.split("/")[1]
-        for entry in yaml.safe_load((ROOT / "schemas" / "SOURCES.yaml").read_text())
+        # libyaml when present: the pure-Python loader takes a sizeable part of a warm synth on this file.
+        for entry in yaml.load((ROOT / "schemas" / "SOURCES.yaml").read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
         for dest in (entry.get("chart-sources") or {})
     }
 
@@ -187,7 +201,8 @@ def _record(stack: str, release: dict, template: str, obj: dict) -> dict:
         "property_dependencies": {},
         "custom": True,
         "inputs": obj,
-        "outputs": {},
+        # Stack rules read outputs; what Helm applies is what the object reports back (as the mocks echo inputs).
+        "outputs": obj,
         "chartRendered": {"release": release["inputs"]["name"], "template": template},
     }
 

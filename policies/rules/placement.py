@@ -121,6 +121,8 @@ def system_pods(resources: list, labels: dict) -> list[tuple[str, Optional[int],
     pods = []
     for r in resources:
         props = r.props
+        if getattr(r, "parent", None) is not None and r.parent.resource_type == RELEASE:
+            continue  # a chart's rendered pod: counted from its release's values below
         if r.resource_type == RELEASE:
             chart = str(props.get("chart", "")).rsplit("/", 1)[-1]
             values = _merge(chart_defaults(chart, str(props.get("version", ""))), props.get("values") or {})

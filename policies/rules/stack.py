@@ -85,6 +85,11 @@ def custom_resource_after_its_crd(resources, settings):
     for r in resources:
         if getattr(r, "parent", None) is not None:
             children.setdefault(r.parent.urn, []).append(r)
+    # A CRD a chart renders is applied by its release: depending on the release is depending on the CRD.
+    by_release: dict = {}
+    for r in resources:
+        if r.resource_type == CRD and getattr(r, "parent", None) is not None and r.parent.resource_type == "kubernetes:helm.sh/v3:Release":
+            by_release.setdefault(r.parent.urn, set()).add((r.props.get("spec") or {}).get("group"))
     for r in resources:
         if not r.resource_type.startswith("kubernetes:") or r.resource_type == CRD:
             continue
@@ -93,7 +98,8 @@ def custom_resource_after_its_crd(resources, settings):
             continue
         ancestors = _ancestors_by_dependency(r, children)
         if group in declared:
-            if not any(d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group for d in ancestors):
+            if not any((d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group)
+                       or group in by_release.get(d.urn, ()) for d in ancestors):
                 yield f"does not depend on the CustomResourceDefinitions of {group}", r.urn
             continue
         if any(d.resource_type == CAPABILITY and d.props.get("type") == CRD_CAPABILITIES.get(group) for d in ancestors):
