@@ -9,17 +9,18 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from infra.config import NodePoolBase, PlatformConfig
+from infra.config import GpuSharing, NodePoolBase, PlatformConfig
 from infra.lib import helm
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, AcceleratorKind, pool_labels
 from infra.lib.iam import NODE_MANAGED_POLICIES, POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies, service_trust_policy
 from infra.lib.monitoring import ScrapeTarget
-from policies.rules.cost import RESERVED_ANNOTATION
+from policies.rules.cost import RESERVED_ANNOTATION, held, price_table
 from policies.rules.efa import EFA_LABEL
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
 CHART_REPOSITORY = "oci://public.ecr.aws/karpenter"
+MIG_CONFIG_LABEL = "nvidia.com/mig.config"
 # Events Karpenter handles ahead of EC2 taking the instance away.
 INTERRUPTION_EVENTS = {
     "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
@@ -197,7 +198,19 @@ def node_pool_annotations(pool: NodePoolBase) -> dict[str, str]:
     return {RESERVED_ANNOTATION: ",".join(f"{t}={n}" for t, n in counts.items())} if counts else {}
 
 
-def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:
+def mig_labels(kind: AcceleratorKind, sharing: GpuSharing) -> dict[str, str]:
+    """With MIG, the label the GPU operator's MIG Manager reads on each nvidia node: the configuration to partition into."""
+    return {MIG_CONFIG_LABEL: sharing.mig_config} if kind is NVIDIA and sharing.strategy == "mig" and sharing.mig_config else {}
+
+
+def static_held(pool: NodePoolBase, region: str, stand_in: str | None) -> dict[str, float]:
+    """What a pool's static nodes take from its limits (nothing without them)."""
+    static = getattr(pool, "static", None)
+    return held(static.instance_type, static.replicas, price_table(region, stand_in)) if static else {}
+
+
+def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind, static: dict[str, float] | None = None) -> dict[str, Any]:
+    """The pool's dynamic NodePool; `static` is what its static nodes hold (static_held), which its limits leave out."""
     requirements = [
         {"key": "karpenter.sh/capacity-type", "operator": "In", "values": list(pool.capacity_types)},
         {"key": "kubernetes.io/arch", "operator": "In", "values": list(pool.architectures)},
@@ -210,9 +223,10 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
             {"key": "karpenter.k8s.aws/instance-category", "operator": "In", "values": list(pool.instance_categories)},
             {"key": "karpenter.k8s.aws/instance-generation", "operator": "Gt", "values": [str(pool.min_generation - 1)]},
         ]
-    limits = {"cpu": str(pool.limits.cpu), "memory": f"{pool.limits.memory_gib}Gi"}
+    static = static or {}
+    limits = {"cpu": f"{pool.limits.cpu - static.get('cpu', 0):g}", "memory": f"{pool.limits.memory_gib - static.get('memory', 0):g}Gi"}
     if kind.resource:
-        limits[kind.resource] = str(pool.limits.accelerators)
+        limits[kind.resource] = f"{pool.limits.accelerators - static.get(kind.resource, 0):g}"
     d = pool.disruption
     budgets = [b.model_dump(by_alias=True, exclude_none=True) for b in d.budgets]
     return {
@@ -230,6 +244,46 @@ def node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict
         "disruption": {"consolidationPolicy": d.consolidation_policy, "consolidateAfter": d.consolidate_after, "budgets": budgets},
         "limits": limits,
     }
+
+
+def static_node_pool_spec(name: str, pool: NodePoolBase, kind: AcceleratorKind) -> dict[str, Any]:
+    """The pool's static NodePool: its node class, labels and taint, on-demand nodes of one type, `replicas` of them.
+    The CRD allows no weight and no limits but `limits.nodes` beside `replicas`. The node limit leaves room for one node
+    above the replicas, so a drift or expiry replacement (one at a time, the pool's budget) can launch before the node it
+    replaces goes (EKS user guide, "Static Capacity Node Pools": limits.nodes above replicas for replacements)."""
+    static = pool.static
+    dynamic = node_pool_spec(name, pool, kind)
+    template = dynamic["template"]
+    requirements = [
+        {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]},
+        *[r for r in template["spec"]["requirements"] if r["key"] not in ("karpenter.sh/capacity-type", "node.kubernetes.io/instance-type")],
+        {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": [static.instance_type]},
+    ]
+    return {
+        "replicas": static.replicas,
+        "template": {**template, "spec": {**template["spec"], "requirements": requirements}},
+        "disruption": {"consolidateAfter": "Never", "budgets": dynamic["disruption"]["budgets"]},
+        "limits": {"nodes": str(static.replicas + 1)},
+    }
+
+
+# The nodeadm NodeConfig part Karpenter merges with its own on AL2023 (EC2NodeClass spec.userData, MIME multipart):
+# FastImagePull turns on the SOCI snapshotter in parallel pull/unpack mode (awslabs/amazon-eks-ami,
+# nodeadm/internal/containerd/config.go: only on nodes with at least 4 vCPUs and 7 GiB).
+FAST_IMAGE_PULL_USER_DATA = """MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="BOUNDARY"
+
+--BOUNDARY
+Content-Type: application/node.eks.aws
+
+apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  featureGates:
+    FastImagePull: true
+
+--BOUNDARY--
+"""
 
 
 def node_class_spec(
@@ -255,6 +309,8 @@ def node_class_spec(
     }
     if reservations:
         spec["capacityReservationSelectorTerms"] = [r.selector_term() for r in reservations]
+    if getattr(pool, "fast_image_pull", False):
+        spec["userData"] = FAST_IMAGE_PULL_USER_DATA
     return spec
 
 
@@ -285,6 +341,7 @@ class Karpenter(pulumi.ComponentResource):
     controller: k8s.helm.v3.Release
     node_pools: dict[str, NodePoolInfo]
     node_role_arn: pulumi.Output[str]
+    node_role_name: pulumi.Output[str]
     scrape_targets: list[ScrapeTarget]
     node_pool_resources: dict[str, k8s.apiextensions.CustomResource]
 
@@ -391,6 +448,8 @@ class Karpenter(pulumi.ComponentResource):
             )
 
         reserving = any(getattr(p, "capacity_reservations", []) for p in cfg.node_pools.enabled().values())
+        static = any(getattr(p, "static", None) for p in cfg.node_pools.enabled().values())
+        gates = {**({"reservedCapacity": True} if reserving else {}), **({"staticCapacity": True} if static else {})}
         crds = helm.release(
             f"{name}-crd",
             name="karpenter-crd",
@@ -413,8 +472,9 @@ class Karpenter(pulumi.ComponentResource):
                 "settings": {
                     "clusterName": args.cluster_name,
                     "interruptionQueue": queue.name,
-                    # Beta and on by default at the pin; stated so a chart default that turns it off cannot strand the reservations.
-                    **({"featureGates": {"reservedCapacity": True}} if reserving else {}),
+                    # reservedCapacity is beta and on by default at the pin: stated so a chart default that turns it off cannot
+                    # strand the reservations. staticCapacity is alpha and off by default: without it `replicas` is ignored.
+                    **({"featureGates": gates} if gates else {}),
                 },
                 "serviceAccount": {"name": SERVICE_ACCOUNT},
                 "replicas": kc.replicas,
@@ -450,6 +510,10 @@ class Karpenter(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, *efa_rules]))
                 if getattr(pool, "efa", False) else after_controller,
             )
+            spec = node_pool_spec(pool_name, pool, kind, static_held(pool, cfg.region, cfg.budget.price_table_region))
+            static_spec = static_node_pool_spec(pool_name, pool, kind) if getattr(pool, "static", None) else None
+            for s in filter(None, (spec, static_spec)):
+                s["template"]["metadata"]["labels"].update(mig_labels(kind, cfg.accelerators.gpu_operator.sharing))
             node_pool = k8s.apiextensions.CustomResource(
                 f"{name}-{pool_name}-pool",
                 api_version="karpenter.sh/v1",
@@ -457,9 +521,19 @@ class Karpenter(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=pool_name, labels={"app.kubernetes.io/part-of": "ml-platform"}, annotations=node_pool_annotations(pool) or None
                 ),
-                spec=node_pool_spec(pool_name, pool, kind),
+                spec=spec,
                 opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
             )
+            if static_spec:
+                # A NodePool of its own: the API server refuses to turn a NodePool between static and dynamic.
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{pool_name}-static-pool",
+                    api_version="karpenter.sh/v1",
+                    kind="NodePool",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=f"{pool_name}-static", labels={"app.kubernetes.io/part-of": "ml-platform"}),
+                    spec=static_spec,
+                    opts=pulumi.ResourceOptions.merge(after_controller, pulumi.ResourceOptions(depends_on=[self.controller, node_class])),
+                )
             self.node_pool_resources[pool_name] = node_pool
             self.node_pools[pool_name] = NodePoolInfo(
                 name=pool_name,
@@ -472,6 +546,7 @@ class Karpenter(pulumi.ComponentResource):
             )
 
         self.node_role_arn = node_role.arn
+        self.node_role_name = node_role.name
         self.scrape_targets = [
             ScrapeTarget(
                 "karpenter",

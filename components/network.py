@@ -10,6 +10,9 @@ from infra.config import PlatformConfig, plan_subnets
 from infra.lib.iam import policy_document, role_with_policies, service_trust_policy
 
 
+ECR_ENDPOINT_SERVICES = ("ecr.api", "ecr.dkr")
+
+
 @dataclass(frozen=True)
 class NetworkArgs:
     config: PlatformConfig
@@ -167,6 +170,9 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
 
+        if net.ecr_endpoints:
+            self._ecr_endpoints(name, cfg, vpc, private_subnets)
+
         if net.flow_logs.enabled:
             self._flow_logs(name, cfg, vpc, args.logs_key_arn)
 
@@ -177,6 +183,40 @@ class Network(pulumi.ComponentResource):
         self.register_outputs(
             {"vpcId": self.vpc_id, "privateSubnetIds": self.private_subnet_ids, "publicSubnetIds": self.public_subnet_ids}
         )
+
+    def _ecr_endpoints(self, name: str, cfg: PlatformConfig, vpc: aws.ec2.Vpc, private_subnets: list[aws.ec2.Subnet]) -> None:
+        """ECR needs both: `ecr.api` for the token and manifests' metadata, `ecr.dkr` for the registry protocol; the
+        layers themselves come from S3, through the gateway endpoint above (Amazon ECR interface VPC endpoints)."""
+        child = pulumi.ResourceOptions(parent=self)
+        group = aws.ec2.SecurityGroup(
+            f"{name}-ecr-endpoint",
+            aws.ec2.SecurityGroupArgs(
+                description="HTTPS to the ECR interface endpoints from inside the VPC",
+                vpc_id=vpc.id,
+                ingress=[
+                    aws.ec2.SecurityGroupIngressArgs(
+                        description="HTTPS from the VPC (image pulls)", protocol="tcp", from_port=443, to_port=443, cidr_blocks=[cfg.network.cidr]
+                    )
+                ],
+                egress=[],
+                tags=cfg.tags_for(f"{name}-ecr-endpoint"),
+            ),
+            opts=child,
+        )
+        for service in ECR_ENDPOINT_SERVICES:
+            aws.ec2.VpcEndpoint(
+                f"{name}-{service.replace('.', '-')}",
+                aws.ec2.VpcEndpointArgs(
+                    vpc_id=vpc.id,
+                    service_name=f"com.amazonaws.{cfg.region}.{service}",
+                    vpc_endpoint_type="Interface",
+                    subnet_ids=[s.id for s in private_subnets],
+                    security_group_ids=[group.id],
+                    private_dns_enabled=True,
+                    tags=cfg.tags_for(f"{name}-{service.replace('.', '-')}"),
+                ),
+                opts=child,
+            )
 
     def _flow_logs(self, name: str, cfg: PlatformConfig, vpc: aws.ec2.Vpc, logs_key_arn: pulumi.Input[str]) -> None:
         child = pulumi.ResourceOptions(parent=self)

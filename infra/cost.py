@@ -9,7 +9,8 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from components.karpenter import node_pool_annotations, node_pool_spec
+from components.network import ECR_ENDPOINT_SERVICES
+from components.karpenter import node_pool_annotations, node_pool_spec, static_held, static_node_pool_spec
 from infra.lib.accelerators import KINDS
 from infra.config import ConfigError, PlatformConfig
 from infra.config.streaming import broker_zones
@@ -48,6 +49,8 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         *[("aws:ec2/natGateway:NatGateway", {})] * nat,
         *[("aws:ec2/eip:Eip", {})] * nat,
         ("aws:ec2/vpcEndpoint:VpcEndpoint", {"vpcEndpointType": "Interface", "serviceName": f"com.amazonaws.{cfg.region}.logs", "subnetIds": [""] * zones}),
+        *[("aws:ec2/vpcEndpoint:VpcEndpoint", {"vpcEndpointType": "Interface", "serviceName": f"com.amazonaws.{cfg.region}.{service}", "subnetIds": [""] * zones})
+          for service in (ECR_ENDPOINT_SERVICES if cfg.network.ecr_endpoints else ())],
         ("kubernetes:core/v1:Service", {"spec": {"type": "LoadBalancer"}}),
         ("aws:cloudwatch/logGroup:LogGroup", {"name": f"/ml-platform/{cfg.cluster_name}/platform", "retentionInDays": cfg.logging.retention_days}),
         (BUDGET, {"tags": {
@@ -59,7 +62,10 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         }}),
     ]
     for name, pool in cfg.node_pools.enabled().items():
-        planned.append((NODE_POOL, {"metadata": {"name": name, "annotations": node_pool_annotations(pool)}, "spec": node_pool_spec(name, pool, KINDS[name])}))
+        static = static_held(pool, cfg.region, cfg.budget.price_table_region)
+        planned.append((NODE_POOL, {"metadata": {"name": name, "annotations": node_pool_annotations(pool)}, "spec": node_pool_spec(name, pool, KINDS[name], static)}))
+        if static:
+            planned.append((NODE_POOL, {"metadata": {"name": f"{name}-static"}, "spec": static_node_pool_spec(name, pool, KINDS[name])}))
         planned.append((NODE_CLASS, {"metadata": {"name": name}, "spec": {"blockDeviceMappings": [{"ebs": {"volumeSize": f"{pool.root_volume_gib}Gi"}}]}}))
     search = cfg.logging.open_search
     if search.enabled:

@@ -7,6 +7,7 @@ import pulumi
 
 from components.cluster import Cluster
 from components.gitops import GitOps
+from components.images import ImageCache
 from components.karpenter import Karpenter
 from components.llm_serving import LlmServing
 from components.logging import Logging
@@ -18,7 +19,7 @@ from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import Workloads
 from infra import cost
-from infra.config import PlatformConfig
+from infra.config import UPSTREAMS, PlatformConfig
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from policies.rules.cost import Ceiling
 
@@ -26,8 +27,9 @@ from policies.rules.cost import Ceiling
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).
 # 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
 # 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
-# 3.3: `llmEndpoints` (each LLM workload's OpenAI-compatible endpoint), present when the stack serves an LLM.
-SCHEMA_VERSION = "3.3.0"
+# 3.3: `imageCache` (the account's registry and the pull-through cache prefix of each upstream).
+# 3.4: `llmEndpoints` (each LLM workload's OpenAI-compatible endpoint), present when the stack serves an LLM.
+SCHEMA_VERSION = "3.4.0"
 
 
 def _absent_not_null(value):
@@ -57,6 +59,7 @@ def export(
     workloads: Workloads,
     llm: LlmServing,
     gitops: GitOps | None,
+    images: ImageCache,
     ceiling: Ceiling,
     streaming: Optional[Streaming] = None,
 ) -> None:
@@ -144,6 +147,8 @@ def export(
             "dashboardsUrl": logging.dashboards_url,
         },
     )
+    if images.prefixes:
+        _export("imageCache", {"registry": images.registry, "prefixes": images.prefixes, "upstreams": {u: UPSTREAMS[u] for u in images.prefixes}})
     _export("cost", cost.output(cfg, ceiling))
     _export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
     _export(

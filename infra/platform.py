@@ -13,6 +13,7 @@ from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.gitops import GitOps, GitOpsArgs
+from components.images import ImageCache, ImageCacheArgs
 from components.karpenter import Karpenter, KarpenterArgs
 from components.llm_serving import LlmServing, LlmServingArgs
 from components.logging import Logging, LoggingArgs
@@ -71,6 +72,8 @@ def build(cfg: PlatformConfig) -> None:
             depends_on=cluster.critical_addons,
         ),
     )
+
+    images = ImageCache("images", ImageCacheArgs(config=cfg, node_role_name=karpenter.node_role_name))
 
     accelerators = Accelerators(
         "accelerators",
@@ -322,6 +325,7 @@ def build(cfg: PlatformConfig) -> None:
         workloads=workloads,
         llm=llm,
         gitops=gitops,
+        images=images,
         ceiling=ceiling,
         streaming=streaming,
     )

@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import yaml
 
-from infra.offline import critical_path, helm_render
+from infra.offline import cold_start, critical_path, helm_render
 from infra.config import SECRET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +58,8 @@ class SynthResult:
     critical_path: dict
     # Objects the Helm releases of vendored charts render to (infra/offline/helm_render.py), judged by the policy pack.
     rendered: list[dict] = field(default_factory=list)
+    # The modelled time for a serving pod to become Ready on a fresh node, per pool (infra/offline/cold_start.py).
+    cold_start: dict = field(default_factory=dict)
 
     @property
     def mandatory_violations(self) -> list[dict]:
@@ -351,6 +353,7 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
     (out / "graph.mmd").write_text(result.graph)
     (out / "cost.json").write_text(json.dumps(result.cost, indent=2, sort_keys=True) + "\n")
     (out / "critical-path.json").write_text(json.dumps(result.critical_path, indent=2, sort_keys=True) + "\n")
+    (out / "cold-start.json").write_text(json.dumps(result.cold_start, indent=2, sort_keys=True) + "\n")
 
 
 # -- entry points -----------------------------------------------------------------------------
@@ -391,6 +394,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
         transforms={urn: r.transforms for urn, r in sorted(registrations.items()) if r.transforms},
         cost=cost,
         critical_path=critical_path.report(records),
+        cold_start=cold_start.report(records),
         rendered=rendered,
     )
 
@@ -427,6 +431,7 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
     up, down = result.critical_path["up"], result.critical_path["destroy"]
     lines.append(f"deploy time: up {up['minutes']} min from an empty account, destroy {down['minutes']} min (typical durations)")
     lines.append("  longest chain: " + " -> ".join(f"{step['name']} {step['seconds']}s" for step in up["chain"]))
+    lines.append(cold_start.summary_line(result.cold_start))
     for r in result.critical_path["ranges"]:
         low, high = r["rangeMinutes"]
         lines.append(f"  note: {r['type']} counted {r['typicalMinutes']} min, reported {low}-{high}+ min: up likely up to {up['likelyUpToMinutes']} min")
@@ -446,7 +451,7 @@ def _summary(result: SynthResult, out: Path, seconds: float) -> str:
         lines.append(f"      at {vs[0]['urn']}" + (f" (+{len(vs) - 1} more)" if len(vs) > 1 else ""))
         if vs[0].get("remediation"):
             lines.append(f"      fix: {vs[0]['remediation']}")
-    lines.append(f"artifacts: {out}/ (resources.json, manifests/, helm/, policy.json, graph.mmd, cost.json, critical-path.json)")
+    lines.append(f"artifacts: {out}/ (resources.json, manifests/, helm/, policy.json, graph.mmd, cost.json, critical-path.json, cold-start.json)")
     return "\n".join(lines)
 
 

@@ -22,6 +22,11 @@ def release(stack, release_name: str) -> dict:
     return found[0]
 
 
+def logical(pools: list[str]) -> list[str]:
+    """Pool names with a pool's static NodePool (`<pool>-static`, same labels and taint) counted as the pool."""
+    return sorted({p.removesuffix("-static") for p in pools})
+
+
 def node_pools(stack) -> list[dict]:
     return [m for m in stack.result.manifests.values() if m["kind"] == "NodePool"]
 
@@ -40,7 +45,9 @@ def test_karpenter_chain_and_its_edges(stack):
         assert stack.depends_on(controller, prerequisite), prerequisite["name"]
     settings = controller["inputs"]["values"]["settings"]
     reserving = any(m["spec"].get("capacityReservationSelectorTerms") for m in stack.result.manifests.values() if m["kind"] == "EC2NodeClass")
-    gates = {"featureGates": {"reservedCapacity": True}} if reserving else {}
+    static = any("replicas" in m["spec"] for m in node_pools(stack))
+    gates = {**({"reservedCapacity": True} if reserving else {}), **({"staticCapacity": True} if static else {})}
+    gates = {"featureGates": gates} if gates else {}
     assert settings == {"clusterName": stack.result.outputs["cluster"]["name"], "interruptionQueue": queue["outputs"]["name"], **gates}
     assert queue["inputs"]["sqsManagedSseEnabled"] is True
     assert identity["inputs"]["namespace"] == "kube-system" and identity["inputs"]["serviceAccount"] == "karpenter"
@@ -135,13 +142,14 @@ def test_controller_policy_has_no_unscoped_wildcard(stack):
 def test_every_pool_and_class_depends_on_the_controller(stack):
     controller = release(stack, "karpenter")
     pools, classes = stack.of_type(NODEPOOL), stack.of_type(NODECLASS)
-    assert sorted(p["inputs"]["metadata"]["name"] for p in pools) == ["cpu", "neuron", "nvidia"]
+    assert sorted(p["inputs"]["metadata"]["name"] for p in pools if "replicas" not in p["inputs"]["spec"]) == ["cpu", "neuron", "nvidia"]
     assert len(classes) == 3
     for r in pools + classes:
         assert stack.depends_on(r, controller), r["name"]
     by_name = {c["inputs"]["metadata"]["name"]: c for c in classes}
     for p in pools:
-        assert stack.depends_on(p, by_name[p["inputs"]["metadata"]["name"]])
+        # A pool's static NodePool launches from the pool's own node class.
+        assert stack.depends_on(p, by_name[p["inputs"]["spec"]["template"]["spec"]["nodeClassRef"]["name"]])
 
 
 @pytest.mark.parametrize("pool, taint_key, resource", [("nvidia", "nvidia.com/gpu", "nvidia.com/gpu"), ("neuron", "aws.amazon.com/neuron", "aws.amazon.com/neuron")])
@@ -230,7 +238,7 @@ def deployment_targeting(pool_output: dict | None, resource_request: dict) -> di
 def test_each_accelerator_request_matches_exactly_one_pool(stack, pool, request_):
     outputs = stack.result.outputs["nodePools"]
     pod = deployment_targeting(outputs[pool], request_)
-    assert matching_pools(pod, node_pools(stack)) == [pool]
+    assert logical(matching_pools(pod, node_pools(stack))) == [pool]
 
 
 def test_accelerator_request_without_toleration_matches_no_pool(stack):
@@ -238,7 +246,7 @@ def test_accelerator_request_without_toleration_matches_no_pool(stack):
     assert matching_pools(pod, node_pools(stack)) == []
     # Tolerating the GPU taint is enough for the GPU pool, and only it.
     pod["tolerations"] = [stack.result.outputs["nodePools"]["nvidia"]["toleration"]]
-    assert matching_pools(pod, node_pools(stack)) == ["nvidia"]
+    assert logical(matching_pools(pod, node_pools(stack))) == ["nvidia"]
 
 
 def test_neuron_monitor_is_privileged_only_where_it_reads_the_devices(stack):

@@ -8,7 +8,7 @@ One module per capability, mirroring components/; this package re-exports their 
 from infra.config.base import AddonVersion, Cidr, ConfigError, CpuQuantity, DnsLabel, Duration, HelmChart, IamRoleArn, ImageRef, LOG_RETENTION_DAYS, Model, PROJECT, Quantity, RetentionDays, Tags  # noqa: F401
 from infra.config.network import FlowLogs, NetworkConfig, plan_subnets  # noqa: F401
 from infra.config.cluster import AddonVersions, ClusterAccess, ClusterConfig, EndpointAccess, NODE_AMI_TYPES, SUPPORTED_KUBERNETES_VERSIONS, SystemNodeGroup  # noqa: F401
-from infra.config.karpenter import ACCELERATOR_DISRUPTION, AcceleratorPool, AmiAlias, CapacityReservation, CapacityType, CpuPool, Disruption, DisruptionBudget, InstanceType, KarpenterConfig, NeuronPool, NodePoolBase, NodePools, NvidiaPool, PoolLimits  # noqa: F401
+from infra.config.karpenter import ACCELERATOR_DISRUPTION, AcceleratorPool, AmiAlias, CapacityReservation, CapacityType, CpuPool, Disruption, DisruptionBudget, InstanceType, KarpenterConfig, NeuronPool, NodePoolBase, NodePools, NvidiaPool, PoolLimits, StaticCapacity  # noqa: F401
 from infra.config.accelerators import AcceleratorsConfig, GpuOperator, GpuSharing, NvidiaDra  # noqa: F401
 from infra.config.storage import EfsStorageClass, ModelStore, StorageConfig  # noqa: F401
 from infra.config.mesh import GatewayConfig, MeshConfig  # noqa: F401
@@ -16,6 +16,7 @@ from infra.config.alerting import AlertReceiver, AlertRoutes, AlertingConfig, Wa
 from infra.config.logging import LoggingConfig, OpenSearchConfig  # noqa: F401
 from infra.config.scheduling import SchedulingConfig  # noqa: F401
 from infra.config.cost import BudgetConfig  # noqa: F401
+from infra.config.images import ImagesConfig, UPSTREAMS, cache_prefix  # noqa: F401
 from infra.config.observability import ObservabilityConfig  # noqa: F401
 from infra.config.autoscaling import AutoscalingConfig, PrometheusAdapterConfig, VerticalPodAutoscalerConfig  # noqa: F401
 from infra.config.tenancy import ContainerDefaults, OutsideQueue, TeamConfig, TeamQuota  # noqa: F401

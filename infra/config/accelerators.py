@@ -1,17 +1,38 @@
 """Accelerator software settings: the NVIDIA GPU operator (sharing, DRA), Neuron, metrics-server."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, model_validator
 
 from infra.config.base import HelmChart, Model
 from infra.config.pins import PINS
 
+# EC2 families whose GPUs can be partitioned with MIG (A100 in p4d/p4de, H100 and H200 in p5/p5e/p5en, B200 in
+# p6-b200; NVIDIA MIG User Guide, "Supported GPUs"). A10G, L4, L40S, T4 and V100 cannot.
+MIG_FAMILIES = frozenset({"p4d", "p4de", "p5", "p5e", "p5en", "p6-b200"})
+
+
 class GpuSharing(Model):
     strategy: Literal["none", "timeSlicing", "mig"] = "none"
     time_slicing_replicas: Annotated[int, Field(ge=2, le=48)] = 4
+    # single: every MIG slice is advertised as nvidia.com/gpu, which the queues, quotas and workloads count. mixed
+    # advertises nvidia.com/mig-<profile> resources that nothing in the platform requests.
     mig_strategy: Literal["single", "mixed"] = "single"
+    # The MIG Manager configuration the nvidia pool's nodes are partitioned into (the node label nvidia.com/mig.config):
+    # a name from its configuration for the GPU model, e.g. all-1g.10gb on 80 GB A100/H100, all-1g.5gb on 40 GB A100.
+    mig_config: Optional[Annotated[str, Field(pattern=r"^all-[a-z0-9][a-z0-9.-]*$")]] = None
+
+    @model_validator(mode="after")
+    def _mig(self) -> "GpuSharing":
+        if self.strategy == "mig":
+            if self.mig_strategy != "single":
+                raise ValueError("migStrategy mixed advertises nvidia.com/mig-<profile> resources that no queue, quota or workload of the platform requests; use single")
+            if self.mig_config is None:
+                raise ValueError("migConfig is required with strategy mig: the MIG Manager configuration to partition the GPUs into, e.g. all-1g.10gb")
+        elif self.mig_config is not None:
+            raise ValueError(f"migConfig is set but strategy is {self.strategy!r}: set strategy: mig, or drop migConfig")
+        return self
 
 
 class NvidiaDra(Model):

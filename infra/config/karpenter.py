@@ -136,12 +136,25 @@ ACCELERATOR_DISRUPTION = Disruption(
 )
 
 
+class StaticCapacity(Model):
+    """Nodes kept running whether or not pods need them (Karpenter's static NodePool, `spec.replicas`): a second
+    NodePool `<pool>-static` with the pool's node class, labels and taint, so the pool's pods land on warm nodes first.
+    They count against the pool's limits: the dynamic NodePool gets what the limits leave after them."""
+
+    replicas: Annotated[int, Field(ge=1, le=100)]
+    instance_type: InstanceType
+
+
 class AcceleratorPool(NodePoolBase):
     instance_types: Annotated[list[InstanceType], Field(min_length=1)]
     disruption: Disruption = ACCELERATOR_DISRUPTION
     capacity_reservations: Annotated[list[CapacityReservation], Field(max_length=30)] = []
     # Elastic Fabric Adapter for collective traffic between nodes (multi-node training): every type must carry it.
     efa: bool = False
+    static: Optional[StaticCapacity] = None
+    # SOCI parallel pull and unpack (nodeadm's FastImagePull gate on AL2023): multi-GB images download and unpack in
+    # parallel. nodeadm applies it only on nodes with at least 4 vCPUs and 7 GiB.
+    fast_image_pull: bool = True
 
     @model_validator(mode="after")
     def _limits_cover_accelerators(self) -> "AcceleratorPool":
@@ -166,6 +179,15 @@ class AcceleratorPool(NodePoolBase):
             raise ValueError(
                 f"efa is on but instanceTypes {lacking} have no EFA; types with EFA in this family: "
                 f"{sorted(t for t in EFA_INSTANCE_TYPES if family_of(t) in {family_of(x) for x in lacking}) or 'none'}"
+            )
+        if self.static and self.static.instance_type not in self.instance_types:
+            raise ValueError(
+                f"static.instanceType {self.static.instance_type} is not one of the pool's instanceTypes {list(self.instance_types)}: "
+                "the warm nodes carry the pool's labels and taint, so they must be nodes the pool could launch"
+            )
+        if self.fast_image_pull and not self.ami_alias.startswith("al2023@"):
+            raise ValueError(
+                f"fastImagePull needs an al2023@ amiAlias (nodeadm's FastImagePull gate), not {self.ami_alias}; set fastImagePull: false"
             )
         ids = [r.id for r in self.capacity_reservations if r.id]
         if len(set(ids)) != len(ids):

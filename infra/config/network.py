@@ -22,6 +22,9 @@ class NetworkConfig(Model):
     private_subnet_prefix: Annotated[int, Field(ge=16, le=26)] = 19
     public_subnet_prefix: Annotated[int, Field(ge=16, le=28)] = 24
     flow_logs: FlowLogs = FlowLogs()
+    # ECR's API and registry (dkr) interface endpoints in every private subnet: nodes pull images from ECR (layers from
+    # S3 through the S3 gateway endpoint) without crossing the NAT gateways.
+    ecr_endpoints: bool = True
 
     @model_validator(mode="after")
     def _subnets_fit(self) -> "NetworkConfig":

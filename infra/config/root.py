@@ -8,7 +8,7 @@ from typing import Annotated, Any, Iterable
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, model_validator
 
-from infra.lib.accelerators import family_of
+from infra.lib.accelerators import KINDS, family_of
 from infra.config.accelerators import AcceleratorsConfig
 from infra.config.alerting import AlertingConfig
 from infra.config.autoscaling import AutoscalingConfig
@@ -17,6 +17,7 @@ from infra.config.cluster import ClusterConfig
 from infra.config.cost import BudgetConfig
 from infra.config.gitops import GitOpsConfig
 from infra.config.database import DatabaseConfig
+from infra.config.images import ImagesConfig, cache_prefix
 from infra.config.karpenter import KarpenterConfig, NodePools
 from infra.config.llm import LlmConfig, NEURON_CORES_PER_DEVICE
 from infra.config.logging import LoggingConfig
@@ -59,6 +60,7 @@ class PlatformConfig(Model):
     database: DatabaseConfig = DatabaseConfig()
     llm: LlmConfig = LlmConfig()
     budget: BudgetConfig
+    images: ImagesConfig = ImagesConfig()
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
     alerting_secrets: dict[str, SecretStr] = {}
     # Secret: `pulumi config set --secret --path 'ml-platform:gitopsRepoTokens.<team>' <read-only token>`.
@@ -81,6 +83,9 @@ class PlatformConfig(Model):
             self._alerting(info),
             self._queue_headroom(),
             self._gitops(info),
+            self._static_within_limits(),
+            self._cache_prefixes(),
+            self._mig_capable(),
             self._database(),
         )
         problems = [p for check in checks for p in check]
@@ -97,6 +102,51 @@ class PlatformConfig(Model):
             # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
             if w.accelerator == "nvidia" and w.accelerator_count > 1:
                 yield f"workloads[{i}].acceleratorCount {w.accelerator_count} with DRA: claim one GPU per pod (Karpenter does not size nodes for DRA claims yet)"
+
+    def _mig_capable(self) -> Iterable[str]:
+        from infra.config.accelerators import MIG_FAMILIES
+
+        nvidia = self.node_pools.nvidia
+        if self.accelerators.gpu_operator.sharing.strategy != "mig" or not (nvidia and nvidia.enabled):
+            return
+        if lacking := [t for t in nvidia.instance_types if family_of(t) not in MIG_FAMILIES]:
+            yield (
+                f"accelerators.gpuOperator.sharing.strategy mig: nodePools.nvidia.instanceTypes {lacking} have GPUs without MIG; "
+                f"MIG families: {', '.join(sorted(MIG_FAMILIES))}"
+            )
+
+    def _cache_prefixes(self) -> Iterable[str]:
+        for upstream in self.images.pull_through_cache:
+            # ECR's limit on a pull-through cache rule's repository prefix (CreatePullThroughCacheRule: 2 to 30 characters).
+            if len(prefix := cache_prefix(self.cluster_name, upstream)) > 30:
+                yield f"images.pullThroughCache: the cache prefix {prefix!r} is over ECR's 30 characters; shorten the cluster name or drop {upstream!r}"
+
+    def _static_within_limits(self) -> Iterable[str]:
+        """A pool's static nodes, with its reservations, must fit in its limits: they count against them."""
+        from policies.rules.cost import PriceError, held, price_table
+
+        for name, pool in self.node_pools.enabled().items():
+            static = getattr(pool, "static", None)
+            if not static:
+                continue
+            try:
+                table = price_table(self.region, self.budget.price_table_region)
+                take = held(static.instance_type, static.replicas, table)
+                for r in pool.capacity_reservations:
+                    for key, amount in held(r.instance_type, r.instance_count, table).items():
+                        take[key] += amount
+            except PriceError:
+                continue  # the cost check names the missing table or type
+            resource = KINDS[name].resource
+            limits = {"cpu": (pool.limits.cpu, "cpu"), "memory": (pool.limits.memory_gib, "memoryGib"), resource: (pool.limits.accelerators, "accelerators")}
+            for key, (limit, setting) in limits.items():
+                if take[key] > limit + 1e-9:
+                    reserved = " with its capacityReservations" if pool.capacity_reservations else ""
+                    yield (
+                        f"nodePools.{name}.static.replicas {static.replicas} x {static.instance_type}{reserved} take {take[key]:g} "
+                        f"{key}{' (GiB, net of VM overhead)' if key == 'memory' else ''}, beyond the pool's limits.{setting} {limit}: "
+                        "static nodes count against the pool's limits; lower the replicas or raise the limit"
+                    )
 
     def _search_domain_fits_the_network(self) -> Iterable[str]:
         search = self.logging.open_search

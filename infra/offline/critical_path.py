@@ -94,6 +94,8 @@ CREATE: dict[str, int] = {
     "aws:sqs/queue:Queue": 2,
     "aws:sqs/queuePolicy:QueuePolicy": 2,
     "aws:budgets/budget:Budget": 3,
+    # One CreatePullThroughCacheRule call; ECR stores the rule and returns.
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": 2,
     "random:index/randomPassword:RandomPassword": 1,
     "pulumi:providers:kubernetes": 1,
 }

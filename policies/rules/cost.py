@@ -291,6 +291,33 @@ def pool_item(name: str, spec: dict, per_node: NodeCosts, table: PriceTable, spo
     return Item(name, value, detail, "pool", mix, nodes, {k: v for k, v in drivers.items() if v > 1e-9})
 
 
+def held(instance_type: str, count: int, table: PriceTable) -> dict[str, float]:
+    """What `count` nodes of a type take from a NodePool's limits as Karpenter counts them (memory net of VM overhead).
+    Raises PriceError for a type the table does not list."""
+    if instance_type not in table.instances:
+        raise PriceError(f"{instance_type} is not in the {table.region} price table (dated {table.date})")
+    s = table.instances[instance_type]
+    return {
+        "cpu": count * float(s["vcpu"]),
+        "memory": count * float(s["memoryGib"]) * (1 - VM_MEMORY_OVERHEAD),
+        **{key: count * float(s.get(f, 0)) for key, f in ACCELERATOR_FIELDS.items()},
+    }
+
+
+def static_line(pool: dict, per_node: NodeCosts, table: PriceTable) -> Item:
+    """A static NodePool (`spec.replicas`) keeps its nodes running: a fixed line, every replica at the on-demand rate
+    of its one instance type with its root volume and logs."""
+    name, spec = pool["metadata"]["name"], pool["spec"]
+    requirement = _requirement(spec["template"]["spec"].get("requirements") or [], "node.kubernetes.io/instance-type")
+    (instance_type,) = requirement["values"]
+    if instance_type not in table.instances:
+        raise PriceError(f"node pool {name!r} keeps {instance_type} warm, which the {table.region} price table (dated {table.date}) does not list")
+    replicas = int(spec["replicas"])
+    hourly = replicas * (table.instances[instance_type]["usd"] + per_node.total())
+    setting = f"nodePools.{name.removesuffix('-static')}.static"
+    return Item(name, hourly, f"{replicas} x {instance_type} kept running (static NodePool)", "fixed", nodes=float(replicas), drivers={setting: hourly})
+
+
 def reserved_line(pool: dict, per_node: NodeCosts, table: PriceTable) -> tuple[Optional[Item], dict]:
     """The prepaid line of a pool's capacity reservations, and the pool's spec left to price beside it.
 
@@ -367,11 +394,14 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
     for pool in sorted(by_type.get(NODE_POOL, []), key=lambda p: p["metadata"]["name"]):
         name = pool["metadata"]["name"]
         per_node = node_costs(root_gib.get(pool["spec"]["template"]["spec"]["nodeClassRef"]["name"], 0.0), log_gib_per_hour, table, retention, logs_via_endpoint)
+        if "replicas" in pool["spec"]:
+            items.append(static_line(pool, per_node, table))
+            continue
         reserved, spec = reserved_line(pool, per_node, table)
         if reserved:
             items.append(reserved)
         if any(quantity(v) <= 0 for v in (spec.get("limits") or {}).values()):
-            items.append(Item(name, 0.0, "its reservations take all of a limit: the pool can buy nothing beside them", "pool"))
+            items.append(Item(name, 0.0, "its reservations or static nodes take all of a limit: the pool can buy nothing beside them", "pool"))
         else:
             items.append(pool_item(name, spec, per_node, table, spot_fraction))
 

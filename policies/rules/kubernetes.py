@@ -33,7 +33,8 @@ def helm_release_pinned(props, args):
 def accelerator_pool_guarded(props, args):
     spec = props.get("spec") or {}
     for resource in sorted(offered_resources(spec)):
-        if resource not in (spec.get("limits") or {}):
+        # A static NodePool's replicas bound it; the CRD allows no accelerator limit beside them.
+        if resource not in (spec.get("limits") or {}) and spec.get("replicas") is None:
             yield f"pool launches {resource} instances but has no {resource} limit"
         taints = dig(spec, "template", "spec", "taints", default=[]) or []
         if not any(t.get("key") == resource and t.get("effect") == "NoSchedule" for t in taints):

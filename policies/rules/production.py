@@ -85,6 +85,11 @@ def control_plane_replicated(resources, settings):
 )
 def node_pool_bounded(props, args):
     limits = dig(props, "spec", "limits") or {}
+    if dig(props, "spec", "replicas") is not None:
+        # A static NodePool: the CRD allows no cpu or memory limit beside its replicas, only a node count.
+        if not limits.get("nodes"):
+            yield "static pool has no nodes limit"
+        return
     missing = [r for r in ("cpu", "memory") if not limits.get(r)]
     if missing:
         yield f"pool has no {' or '.join(missing)} limit"
