@@ -9,7 +9,8 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.lib import helm, timing
-from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, ROUTES_LABEL
+from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, ROUTES_LABEL, TEAM_LABEL
+from infra.lib.metrics import VLLM_SERIES
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.monitoring import ScrapeTarget
 from infra.lib.upstream import crd_documents
@@ -226,6 +227,7 @@ class MeshArgs:
 class Mesh(pulumi.ComponentResource):
     istiod: k8s.helm.v3.Release
     gateway_api_crds: list[k8s.apiextensions.v1.CustomResourceDefinition]
+    inference_pool_crds: list[k8s.apiextensions.v1.CustomResourceDefinition]
     gateway: k8s.apiextensions.CustomResource
     gateway_parent_ref: dict[str, str]
     gateway_name: str = f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"
@@ -302,6 +304,17 @@ class Mesh(pulumi.ComponentResource):
             )
             for doc in crd_documents("gateway-api")
         ]
+        # The Inference Extension's InferencePool at the release Istio 1.30 is built against: istiod watches it when
+        # ENABLE_GATEWAY_API_INFERENCE_EXTENSION is on, and the LLM routes' backends are InferencePools.
+        self.inference_pool_crds = [
+            k8s.apiextensions.v1.CustomResourceDefinition(
+                f"{name}-{doc['metadata']['name']}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=doc["metadata"]["name"], annotations=doc["metadata"].get("annotations")),
+                spec=doc["spec"],
+                opts=k8s_opts(),
+            )
+            for doc in crd_documents("gateway-api-inference-extension")
+        ]
         # The Istio CNI DaemonSet edits pod networking on every node: privileged by nature.
         istio_system = self._namespace(f"{name}-istio-system", ISTIO_NAMESPACE, "privileged", args, injection=False, needs_nodes=False)
         # CRDs and webhook configurations only: they need the API server, not nodes, so they install while nodes join.
@@ -336,6 +349,8 @@ class Mesh(pulumi.ComponentResource):
                 ],
                 "meshConfig": {"accessLogFile": "/dev/stdout", "enablePrometheusMerge": True},
                 "cni": {"enabled": True},
+                # HTTPRoutes to InferencePools: the gateway asks the pool's endpoint picker (ext_proc) for each request.
+                "env": {"ENABLE_GATEWAY_API_INFERENCE_EXTENSION": "true"},
                 "global": {
                     # A PDB over a single replica would block every node drain.
                     "defaultPodDisruptionBudget": {"enabled": mc.istiod_replicas > 1},
@@ -345,7 +360,7 @@ class Mesh(pulumi.ComponentResource):
                 },
             },
             # The CNI agent matters to injected pods (the gateway's), not to istiod: the two install side by side.
-            k8s_opts(base, *self.gateway_api_crds),
+            k8s_opts(base, *self.gateway_api_crds, *self.inference_pool_crds),
         )
 
         gateway_ns = self._namespace(f"{name}-istio-ingress", GATEWAY_NAMESPACE, "baseline", args, injection=True)
@@ -452,7 +467,13 @@ class Mesh(pulumi.ComponentResource):
                 "PodMonitor",
                 ISTIO_NAMESPACE,
                 {"matchExpressions": [{"key": "security.istio.io/tlsMode", "operator": "Exists"}]},
-                {"path": "/stats/prometheus", "interval": "30s", "relabelings": merged_metrics_relabelings()},
+                {
+                    "path": "/stats/prometheus",
+                    "interval": "30s",
+                    "relabelings": merged_metrics_relabelings(),
+                    # vLLM engines' series come through their own ServiceMonitor (components/llm_serving.py), once.
+                    "metricRelabelings": [{"action": "drop", "sourceLabels": ["__name__"], "regex": VLLM_SERIES}],
+                },
                 self.istiod,
                 any_namespace=True,
             ),

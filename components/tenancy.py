@@ -15,6 +15,7 @@ from infra.lib.interfaces import TeamInfo
 from infra.lib import headroom
 from infra.lib.team_access import TEAM_RULES
 
+
 def team_group(team: str) -> str:
     return f"ml-team:{team}"
 

@@ -9,6 +9,7 @@ from components.cluster import Cluster
 from components.gitops import GitOps
 from components.images import ImageCache
 from components.karpenter import Karpenter
+from components.llm_serving import LlmServing
 from components.logging import Logging
 from components.mesh import Mesh
 from components.network import Network
@@ -32,7 +33,8 @@ from policies.rules.cost import Ceiling
 # 3.4: `teams.<team>.registry` (the team's MLflow registry) and `workloads.<key>.models.stableRegistry`/`canaryRegistry`.
 # 3.5: `pipelines` (the Kubeflow Pipelines endpoint) and `teams.<team>.pipelines` (pipeline root, runner account).
 # 3.6: `training` (Kubeflow Trainer's runtimes, Katib), present when the stack runs them.
-SCHEMA_VERSION = "3.6.0"
+# 3.7: `llmEndpoints` (each LLM workload's OpenAI-compatible endpoint), present when the stack serves an LLM.
+SCHEMA_VERSION = "3.7.0"
 
 
 def _absent_not_null(value):
@@ -61,6 +63,7 @@ def export(
     tenancy: Tenancy,
     workloads: Workloads,
     registry: Registry | None,
+    llm: LlmServing,
     gitops: GitOps | None,
     images: ImageCache,
     ceiling: Ceiling,
@@ -203,6 +206,14 @@ def export(
     )
     if pipelines:
         _export("pipelines", {"endpoint": pipelines.endpoint, "namespace": pipelines.namespace, "artifactBucket": pipelines.bucket})
+    if llm.endpoints:
+        _export(
+            "llmEndpoints",
+            {
+                key: {"team": e.team, "namespace": e.namespace, "model": e.model, "url": e.url, "versions": e.versions}
+                for key, e in sorted(llm.endpoints.items())
+            },
+        )
     if streaming is not None:
         _export(
             "streaming",

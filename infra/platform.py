@@ -16,6 +16,7 @@ from components.encryption import Encryption, EncryptionArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.images import ImageCache, ImageCacheArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.llm_serving import LlmServing, LlmServingArgs
 from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStores, ModelStoresArgs
@@ -360,6 +361,27 @@ def build(cfg: PlatformConfig) -> None:
                 shared_namespace=pipelines.namespace_resource if pipelines else None,
             ),
         )
+    llm = LlmServing(
+        "llm",
+        LlmServingArgs(
+            config=cfg,
+            provider=cluster.provider,
+            teams=tenancy.teams,
+            gateway_parent_ref=mesh.gateway_parent_ref,
+            gateway_hosts=mesh.gateway_hosts,
+            gateway_url=mesh.gateway_url,
+            istiod=mesh.istiod,
+            gateway_api_crds=mesh.gateway_api_crds,
+            inference_pool_crds=mesh.inference_pool_crds,
+            metrics_adapter=autoscaling.metrics_adapter,
+            monitoring_release=observability.release,
+            model_stores=model_stores.claims,
+            node_pools=karpenter.node_pool_resources,
+            priority_classes=tenancy.priority_classes,
+            queues=scheduling.queues,
+            gpu_claims=accelerators.gpu_claims,
+        ),
+    )
 
     # The cost guard: the ceiling the policy pack holds this graph to, and alerts on real spend.
     Budget("budget", BudgetArgs(config=cfg))
@@ -376,6 +398,7 @@ def build(cfg: PlatformConfig) -> None:
         tenancy=tenancy,
         workloads=workloads,
         registry=registry,
+        llm=llm,
         gitops=gitops,
         images=images,
         ceiling=ceiling,

@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from infra.lib.accelerators import GPU_DEVICE_CLASS, POOL_LABEL
+from infra.lib.headroom import with_borrowing
 from infra.synth import synthesize
 from tests.conftest import ROOT
 from tests.schemas import validate
@@ -69,7 +70,8 @@ def test_every_nvidia_pod_claims_its_gpu_instead_of_requesting_it(dra):
         assert template["exactly"] == {"deviceClassName": GPU_DEVICE_CLASS, "count": 1}
         container = spec["containers"][0]["resources"]
         assert "nvidia.com/gpu" not in container.get("requests", {}) and container["claims"] == [{"name": claim["name"]}]
-    assert sorted(pods) == ["CronJob", "Deployment", "Deployment"]  # the fine-tune, the stable and canary
+    # The fine-tune, the sentiment and LLM stable and canary (the distributed run is a TrainJob).
+    assert sorted(pods) == ["CronJob", "Deployment", "Deployment", "Deployment", "Deployment"]
     for manifest in dra.manifests.values():
         if manifest["kind"] == "ResourceClaimTemplate":
             validate(manifest)
@@ -78,7 +80,7 @@ def test_every_nvidia_pod_claims_its_gpu_instead_of_requesting_it(dra):
 def test_quota_and_queue_count_claimed_gpus(dra):
     team = parse_stack(stack_raw("staging")).teams[0]
     [quota] = [r for r in dra.resources if r["type"] == "kubernetes:core/v1:ResourceQuota"]
-    assert quota["inputs"]["spec"]["hard"][f"{GPU_DEVICE_CLASS}.deviceclass.resource.k8s.io/devices"] == str(team.quota.nvidia_gpus + team.quota.nvidia_gpus // 4)
+    assert quota["inputs"]["spec"]["hard"][f"{GPU_DEVICE_CLASS}.deviceclass.resource.k8s.io/devices"] == str(with_borrowing(team.quota.nvidia_gpus, 25))
     config = yaml.safe_load(release(dra, "kueue")["inputs"]["values"]["managerConfig"]["controllerManagerConfigYaml"])
     assert config["resources"]["deviceClassMappings"] == [{"name": "nvidia.com/gpu", "deviceClassNames": [GPU_DEVICE_CLASS]}]
 

@@ -167,7 +167,7 @@ def test_a_distributed_run_must_fit_the_team_quota_in_accelerators():
     with pytest.raises(Exception) as exc:
         parse_stack(raw)
     # Both checks speak, in one report: the team's quota summed over its workloads, and the queue's share of it.
-    assert "workloads[2] (sentiment-ddp) 9 pods x 1 = 14 nvidia accelerators" in str(exc.value)
+    assert "workloads[2] (sentiment-ddp) 9 pods x 1 + llm.workloads[0] (assistant) 4 pods x 1 = 18 nvidia accelerators" in str(exc.value)
     assert "workloads[2] needs 9 nvidia.com/gpu at once but the queue of team 'nlp' has 2" in str(exc.value)
 
 
@@ -258,7 +258,7 @@ def test_a_cluster_queue_above_the_namespace_quota_fails_queue_within_team_quota
     gpu = next(g for g in queue["outputs"]["spec"]["resourceGroups"] if g["coveredResources"] == ["nvidia.com/gpu"])
     gpu["flavors"][0]["resources"][0]["borrowingLimit"] = "8"
     [message] = _violations(records, "queue-within-team-quota")
-    assert message == "ClusterQueue 'nlp' admits nvidia.com/gpu 10 beside 6 of pods outside the queue but namespace 'nlp' allows 10"
+    assert message == "ClusterQueue 'nlp' admits nvidia.com/gpu 10 beside 12 of pods outside the queue but namespace 'nlp' allows 18"
 
 
 def test_a_team_job_without_the_queue_label_reaches_the_team_queue():
@@ -311,9 +311,18 @@ def test_what_kueue_admits_and_what_runs_outside_it_fit_the_namespace_quota_toge
         hpas = {h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"] for h in m.values() if h["kind"] == "HorizontalPodAutoscaler" and h["metadata"]["namespace"] == ns}
         outside: dict[str, float] = {}
         for d in (d for d in m.values() if d["kind"] == "Deployment" and d["metadata"]["namespace"] == ns):
-            pods = hpas.get(d["metadata"]["name"], d["spec"].get("replicas", 1)) + d["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
+            # A Recreate Deployment (an endpoint picker) is counted with a surge pod too, as the headroom does.
+            pods = hpas.get(d["metadata"]["name"], d["spec"].get("replicas", 1)) + d["spec"]["strategy"].get("rollingUpdate", {}).get("maxSurge", 1)
             for k, v in pod_requests(d["spec"]["template"]["spec"], sidecar).items():
                 outside[k] = outside.get(k, 0) + pods * v
+        # Multi-node LLM replicas: a group of `size` pods (the leader and its workers) per replica.
+        for g in (g for g in m.values() if g["kind"] == "LeaderWorkerSet" and g["metadata"]["namespace"] == ns):
+            groups = hpas.get(g["metadata"]["name"], g["spec"]["replicas"]) + g["spec"]["rolloutStrategy"]["rollingUpdateConfiguration"]["maxSurge"]
+            template = g["spec"]["leaderWorkerTemplate"]
+            members = [(template["leaderTemplate"], 1), (template["workerTemplate"], template["size"] - 1)]
+            for pod, count in members:
+                for k, v in pod_requests(pod["spec"], sidecar).items():
+                    outside[k] = outside.get(k, 0) + groups * count * v
         [queue] = [q for q in m.values() if q["kind"] == "ClusterQueue" and q["metadata"]["name"] == ns]
         for group in queue["spec"]["resourceGroups"]:
             for flavor in group["flavors"]:

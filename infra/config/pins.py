@@ -14,6 +14,8 @@ PINS: dict[str, str] = {
     "istio": "1.30.3",
     "gateway-api": "v1.5.1",  # the release Istio 1.30 is built and tested against (its go.mod)
     "aws-load-balancer-controller": "3.5.0",
+    # The Inference Extension release Istio 1.30.3 is built against (its go.mod) and tests with (its integration CRDs).
+    "gateway-api-inference-extension": "v1.4.0",
     # Observability
     "kube-prometheus-stack": "88.5.3",
     "fluent-bit": "0.58.1",
@@ -32,4 +34,6 @@ PINS: dict[str, str] = {
     "argo-cd": "10.1.1",
     # Secrets: Secrets Manager -> Kubernetes Secrets
     "external-secrets": "2.9.0",
+    # LLM serving: LeaderWorkerSet, a replica of several pods across nodes.
+    "lws": "0.10.0",
 }

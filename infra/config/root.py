@@ -20,6 +20,7 @@ from infra.config.database import DatabaseConfig
 from infra.config.images import ImagesConfig, cache_prefix
 from infra.config.karpenter import KarpenterConfig, NodePools
 from infra.config.kubeflow import KubeflowConfig
+from infra.config.llm import LlmConfig, NEURON_CORES_PER_DEVICE
 from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
 from infra.config.network import NetworkConfig
@@ -63,6 +64,7 @@ class PlatformConfig(Model):
     training: TrainingConfig = TrainingConfig()
     gitops: GitOpsConfig = GitOpsConfig()
     database: DatabaseConfig = DatabaseConfig()
+    llm: LlmConfig = LlmConfig()
     budget: BudgetConfig
     images: ImagesConfig = ImagesConfig()
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
@@ -81,6 +83,7 @@ class PlatformConfig(Model):
             self._cidrs_disjoint(),
             self._workloads_fit_the_platform(),
             self._quota_per_team(),
+            self._llm_fits(),
             self._models(),
             self._registry_references(),
             self._vertical_autoscaling(),
@@ -295,17 +298,62 @@ class PlatformConfig(Model):
                 if w.path in paths:
                     yield f"{where}.path {w.path!r} is already routed to another workload"
                 paths.add(w.path)
+        for i, w in enumerate(self.llm.workloads):
+            if w.path in paths:
+                yield f"llm.workloads[{i}].path {w.path!r} is already routed to another workload"
+            paths.add(w.path)
+
+    def _llm_fits(self) -> Iterable[str]:
+        """Each LLM engine fits one node of its pool (tensor parallelism within a node), on a pool that exists, for a
+        team with a model store."""
+        from policies.rules.cost import PriceError, price_table
+
+        teams = {t.name for t in self.teams}
+        try:
+            table = price_table(self.region, self.budget.price_table_region).instances
+        except PriceError:
+            return  # the cost ceiling reports the missing table, naming aws:region
+        for i, w in enumerate(self.llm.workloads):
+            where = f"llm.workloads[{i}]"
+            if w.team not in teams:
+                yield f"{where}.team {w.team!r} is not one of the teams: {sorted(teams)}"
+            elif w.team not in self.storage.model_stores:
+                yield f"{where}.model: team {w.team!r} has no model store to hold the weights; add storage.modelStores.{w.team}"
+            if w.accelerator == "nvidia" and self.accelerators.gpu_operator.dra.enabled and w.parallelism.tensor > 1:
+                # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
+                yield f"{where}.parallelism.tensor {w.parallelism.tensor} with DRA: claim one GPU per engine pod (Karpenter does not size nodes for DRA claims yet)"
+            pool = self.node_pools.enabled().get(w.accelerator)
+            if pool is None:
+                yield f"{where}.accelerator {w.accelerator!r} has no enabled node pool"
+                continue
+            # Accelerators per node of each instance type (the price table's, from Karpenter's instance-type reference).
+            if w.accelerator == "nvidia":
+                per_node = {t: table.get(t, {}).get("nvidiaGpus", 0) for t in pool.instance_types}
+                unit = "GPUs"
+            else:
+                per_node = {t: table.get(t, {}).get("neuronDevices", 0) * NEURON_CORES_PER_DEVICE.get(family_of(t), 0) for t in pool.instance_types}
+                unit = "NeuronCores (inf1 has no vLLM backend)"
+            if max(per_node.values(), default=0) < w.parallelism.tensor:
+                yield (
+                    f"{where}.parallelism.tensor {w.parallelism.tensor} exceeds the {unit} of any one node of the {w.accelerator} pool "
+                    f"({', '.join(f'{t}: {n}' for t, n in sorted(per_node.items()))}); lower it, add larger instance types to "
+                    f"nodePools.{w.accelerator}.instanceTypes, or span nodes with parallelism.pipeline"
+                )
 
     def _quota_per_team(self) -> Iterable[str]:
         """A team's quota caps all its pods together: its workloads at their most pods must fit it side by side."""
         quota_keys = {"nvidia": ("nvidiaGpus", "nvidia_gpus"), "neuron": ("neuronCores", "neuron_cores")}
         for t, team in enumerate(self.teams):
             for accelerator, (key, field) in quota_keys.items():
-                users = [(i, w) for i, w in enumerate(self.workloads) if w.team == team.name and w.accelerator == accelerator]
-                need = sum(w.max_pods * w.accelerator_count for _, w in users)
+                users = [(f"workloads[{i}]", w.name, w.max_pods, w.accelerator_count) for i, w in enumerate(self.workloads) if w.team == team.name and w.accelerator == accelerator]
+                users += [
+                    (f"llm.workloads[{i}]", w.name, w.max_pods, w.accelerators_per_pod())
+                    for i, w in enumerate(self.llm.workloads) if w.team == team.name and w.accelerator == accelerator
+                ]
+                need = sum(pods * count for _, _, pods, count in users)
                 quota = getattr(team.quota, field)
                 if users and need > quota:
-                    parts = " + ".join(f"workloads[{i}] ({w.name}) {w.max_pods} pods x {w.accelerator_count}" for i, w in users)
+                    parts = " + ".join(f"{where} ({name}) {pods} pods x {count}" for where, name, pods, count in users)
                     yield (
                         f"teams[{t}].quota.{key} {quota} is below what team {team.name!r} needs at most: {parts} = {need} "
                         f"{accelerator} accelerators; raise the quota or lower the workloads' pods"

@@ -201,6 +201,11 @@ class ServingWorkload(WorkloadBase):
         if (self.accelerator == "neuron") != (self.neuron_target is not None):
             raise ValueError("neuronTarget (inf1, inf2, trn1 or trn2) is required for accelerator neuron, and only for it")
         metric = self.autoscaling.custom_metric
+        if metric and custom_metrics()[metric].engine:
+            raise ValueError(
+                f"autoscaling.customMetric {metric!r} is exposed by {custom_metrics()[metric].engine} engines only: "
+                "declare the model under llm.workloads, or pick another metric"
+            )
         if metric and self.accelerator not in custom_metrics()[metric].accelerators:
             raise ValueError(
                 f"autoscaling.customMetric {metric!r} is not measured on {self.accelerator} pods (only on "

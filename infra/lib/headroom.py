@@ -27,6 +27,9 @@ MODEL_WAIT_MEMORY_MIB = 256
 COMPILE_CPU = "2"
 COMPILE_MEMORY_GIB = 8
 COMPILE_NEURON_CORES = 1
+# An LLM pool's endpoint picker (components/llm_serving.py).
+EPP_CPU_MILLI = 500
+EPP_MEMORY_MIB = 1024
 # A Deployment rolls out one pod over its replicas (maxSurge: 1).
 ROLLOUT_SURGE = 1
 RESOURCES = ("cpu", "memory", NVIDIA.resource, NEURON.resource)
@@ -71,6 +74,19 @@ def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
             pod = serving_pod(w, track.model is not None)
             for resource in RESOURCES:
                 total[resource] += (track.max_replicas + ROLLOUT_SURGE) * pod[resource]
+    for w in cfg.llm.workloads:
+        if w.team != team.name:
+            continue
+        # Engine pods (a replica is `pipeline` of them) with their sidecars, and each version's endpoint picker.
+        engine = {"cpu": millicores(w.resources.cpu) + SIDECAR_CPU_MILLI, "memory": math.ceil(w.resources.memory_gib * 1024) + SIDECAR_MEMORY_MIB,
+                  NVIDIA.resource: 0, NEURON.resource: 0}
+        engine[KINDS[w.accelerator].resource] = w.accelerators_per_pod()
+        for _, _, _, _, _, max_replicas in w.tracks():
+            for resource in RESOURCES:
+                total[resource] += (max_replicas + ROLLOUT_SURGE) * w.parallelism.pipeline * engine[resource]
+            pickers = w.inference_pool.endpoint_picker.replicas + ROLLOUT_SURGE
+            total["cpu"] += pickers * (EPP_CPU_MILLI + SIDECAR_CPU_MILLI)
+            total["memory"] += pickers * (EPP_MEMORY_MIB + SIDECAR_MEMORY_MIB)
     streams = cfg.streaming.teams.get(team.name)
     if streams is not None and streams.data_prep is not None:
         # The data-prep consumers (components/streaming.py): a Deployment with sidecars, outside Kueue like serving.

@@ -24,6 +24,9 @@ TEAM_RULES = [
     ([""], ["resourcequotas", "limitranges"], ["get", "list", "watch"]),
     (["kueue.x-k8s.io"], ["localqueues", "workloads"], ["get", "list", "watch"]),
     (["autoscaling.k8s.io"], ["verticalpodautoscalers"], ["get", "list", "watch"]),
+    # Their LLM workloads as the platform declares them (docs/app-teams/llm-serving.md).
+    (["inference.networking.k8s.io"], ["inferencepools"], ["get", "list", "watch"]),
+    (["leaderworkerset.x-k8s.io"], ["leaderworkersets"], ["get", "list", "watch"]),
 ]
 
 # Each resource a rule names, in its own API group, as a kind. Subresources and Events are not objects a team's

@@ -34,6 +34,7 @@ CRD_CHARTS = {
     "trainer.kubeflow.org": "kubeflow-trainer",
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
+    "leaderworkerset.x-k8s.io": "lws",
     "argoproj.io": "argo-cd",
 }
 # API groups whose CRDs an EKS capability installs when it is created (Argo CD's, type ARGOCD).

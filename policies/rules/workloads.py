@@ -17,6 +17,8 @@ ACCELERATOR_TAINTS = {
     "aws.amazon.com/neuron": {"key": "aws.amazon.com/neuron", "value": "true", "effect": "NoSchedule"},
 }
 SERVING_PRIORITY = "ml-serving"
+# The component label of an InferencePool's endpoint picker (components/llm_serving.py).
+ENDPOINT_PICKER = "endpoint-picker"
 TEAM_LABEL = "ml-platform.io/team"
 POD_TEMPLATE_PATHS = {
     "kubernetes:core/v1:Pod": ("spec",),
@@ -178,11 +180,15 @@ def no_emptydir_for_data(props, args):
         return
     spec = pod_spec(args.resource_type, props) or {}
     scratch = {v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v}
+    # Shared memory for tensor-parallel engines: RAM-backed, gone with the pod, never data.
+    shm = {v["name"] for v in spec.get("volumes") or [] if dig(v, "emptyDir", "medium") == "Memory"}
     for v in spec.get("volumes") or []:
         if "emptyDir" in v and not dig(v, "emptyDir", "sizeLimit"):
             yield f"emptyDir {v['name']!r} has no sizeLimit"
     for c in containers(spec):
         for m in c.get("volumeMounts") or []:
+            if m.get("name") in shm and m.get("mountPath") == "/dev/shm":
+                continue
             if m.get("name") in scratch and m.get("mountPath") != "/tmp":
                 yield f"container {c.get('name')!r} keeps {m.get('mountPath')!r} on an emptyDir"
 
@@ -266,6 +272,9 @@ def service_account_token_not_mounted(props, args):
         return
     path = POD_TEMPLATE_PATHS[args.resource_type]
     if str(dig(props, *path[:-1], "metadata", "annotations", API_TOKEN_REASON) or "").strip():
+        return
+    # An InferencePool's endpoint picker watches its pool and the pool's pods: it needs its token.
+    if dig(props, "spec", "template", "metadata", "labels", "app.kubernetes.io/component") == ENDPOINT_PICKER:
         return
     if (pod_spec(args.resource_type, props) or {}).get("automountServiceAccountToken") is not False:
         yield "pod mounts a service account token"
