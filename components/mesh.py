@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.lib import helm, timing
-from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, ROUTES_LABEL, TEAM_LABEL
+from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, ROUTES_LABEL
 from infra.lib.metrics import VLLM_SERIES
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.monitoring import ScrapeTarget

@@ -147,6 +147,7 @@ def build(cfg: PlatformConfig) -> None:
     )
 
     tenancy = Tenancy("tenancy", TenancyArgs(config=cfg, cluster_name=cluster.name, provider=cluster.provider, depends_on=[mesh.istiod]))
+    team_namespaces = {name: team.namespace_resource for name, team in tenancy.teams.items()}
 
     Alerting(
         "alerting",
@@ -155,7 +156,7 @@ def build(cfg: PlatformConfig) -> None:
             provider=cluster.provider,
             monitoring_namespace=observability.namespace,
             monitoring_release=observability.release,
-            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            team_namespaces=team_namespaces,
         ),
     )
 
@@ -182,7 +183,7 @@ def build(cfg: PlatformConfig) -> None:
             provider=cluster.provider,
             system_node_selector=cluster.system_node_selector,
             system_toleration=cluster.system_toleration,
-            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            team_namespaces=team_namespaces,
             monitoring_release=observability.release,
             depends_on=cluster.critical_addons,
         ),
@@ -195,7 +196,7 @@ def build(cfg: PlatformConfig) -> None:
             provider=cluster.provider,
             file_system_id=storage.file_system_id,
             csi_driver=storage.csi_driver,
-            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            team_namespaces=team_namespaces,
         ),
     )
 
@@ -212,7 +213,7 @@ def build(cfg: PlatformConfig) -> None:
                 logs_key_arn=encryption.logs_key_arn,
                 cluster_name=cluster.name,
                 provider=cluster.provider,
-                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                team_namespaces=team_namespaces,
                 vpc_cidr=cfg.network.cidr,
                 general_capacity=karpenter.node_pool_resources["cpu"],
                 metrics_adapter=autoscaling.metrics_adapter,
@@ -228,7 +229,7 @@ def build(cfg: PlatformConfig) -> None:
                 config=cfg,
                 cluster_name=cluster.name,
                 provider=cluster.provider,
-                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                team_namespaces=team_namespaces,
                 monitoring_release=observability.release,
                 depends_on=cluster.critical_addons,
                 general_capacity=karpenter.node_pool_resources["cpu"],
@@ -278,7 +279,7 @@ def build(cfg: PlatformConfig) -> None:
                 config=cfg,
                 provider=cluster.provider,
                 cluster_name=cluster.name,
-                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                team_namespaces=team_namespaces,
                 team_groups={name: team_group(name) for name in tenancy.teams},
                 gateway_parent_ref=mesh.gateway_parent_ref,
                 gateway_selector=mesh.gateway_selector,
@@ -300,7 +301,7 @@ def build(cfg: PlatformConfig) -> None:
                 config=cfg,
                 provider=cluster.provider,
                 cluster_name=cluster.name,
-                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                team_namespaces=team_namespaces,
                 istiod=mesh.istiod,
                 general_capacity=karpenter.node_pool_resources["cpu"],
                 database=database_info,

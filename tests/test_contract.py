@@ -24,8 +24,6 @@ def test_every_export_is_part_of_the_contract(stack):
 
 
 def test_every_key_of_the_contract_is_exported_by_some_shipped_stack():
-    from tests.conftest import STACKS, synth_of
-
     assert set().union(*(synth_of(s).result.outputs for s in STACKS)) == set(contract.load()["properties"])
 
 
