@@ -360,8 +360,8 @@ class LlmServingArgs:
     gateway_hosts: list[str]
     gateway_url: pulumi.Output[str]
     istiod: pulumi.Resource  # sidecar injector, and the inference extension's controller
-    gateway_api_crds: list[pulumi.Resource]
-    inference_pool_crds: list[pulumi.Resource]
+    gateway_api_crds: pulumi.Resource
+    inference_pool_crds: pulumi.Resource
     metrics_adapter: pulumi.Resource  # serves the vLLM metrics the autoscalers read
     monitoring_release: pulumi.Resource  # ServiceMonitor and PrometheusRule CRDs
     model_stores: dict[str, pulumi.Resource]  # by team: the store's claim
@@ -529,7 +529,7 @@ class LlmServing(pulumi.ComponentResource):
                 kind="InferencePool",
                 metadata=self._meta(name, team, labels),
                 spec=inference_pool_spec(w, role),
-                opts=self._opts(team, *a.inference_pool_crds),
+                opts=self._opts(team, a.inference_pool_crds),
             )
             self._endpoint_picker(w, team, role, pool)
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
@@ -581,7 +581,7 @@ class LlmServing(pulumi.ComponentResource):
             kind="HTTPRoute",
             metadata=self._meta(w.name, team, {LLM_LABEL: w.name}),
             spec=route_spec(w, a.gateway_parent_ref, a.gateway_hosts),
-            opts=self._opts(team, *a.gateway_api_crds, *a.inference_pool_crds, a.istiod),
+            opts=self._opts(team, a.gateway_api_crds, a.inference_pool_crds, a.istiod),
         )
         tracks = {t[0]: t for t in w.tracks()}
         canary = tracks.get("canary")

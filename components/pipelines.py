@@ -261,36 +261,10 @@ def platform_objects(settings: Settings) -> list[dict[str, Any]]:
 RESTRICTED_STEPS = {"defaultSecurityContextRunAsNonRoot": "true", "defaultSecurityContextRunAsUser": "1000", "defaultSecurityContextRunAsGroup": "1000"}
 
 
-# pulumi_kubernetes classes by apiVersion/kind; anything else is a custom resource.
-_KINDS: dict[tuple[str, str], Callable[..., pulumi.CustomResource]] = {
-    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): k8s.apiextensions.v1.CustomResourceDefinition,
-    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
-    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
-    ("v1", "Service"): k8s.core.v1.Service,
-    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
-    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
-    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
-    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
-    ("scheduling.k8s.io/v1", "PriorityClass"): k8s.scheduling.v1.PriorityClass,
-    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
-}
-# Top-level fields of those kinds, as the classes spell them.
-_FIELDS = {
-    "spec": "spec", "data": "data", "rules": "rules", "aggregationRule": "aggregation_rule", "roleRef": "role_ref",
-    "subjects": "subjects", "value": "value", "globalDefault": "global_default", "description": "description",
-    "preemptionPolicy": "preemption_policy", "automountServiceAccountToken": "automount_service_account_token",
-}
-
-
 def create(name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
-    """One Pulumi resource for one Kubernetes object, so the policy pack and the awaits see each."""
-    api, kind = obj["apiVersion"], obj["kind"]
-    cls = _KINDS.get((api, kind))
-    if cls is None:
-        fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
-        return k8s.apiextensions.CustomResource(name, api_version=api, kind=kind, metadata=obj["metadata"], **fields, opts=opts)
-    kwargs = {_FIELDS[k]: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
-    return cls(name, metadata=obj["metadata"], **kwargs, opts=opts)
+    """The platform's own custom resources for the UI's access (route, mesh policies), from their manifests."""
+    fields = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
+    return k8s.apiextensions.CustomResource(name, api_version=obj["apiVersion"], kind=obj["kind"], metadata=obj["metadata"], **fields, opts=opts)
 
 
 def resource_name(prefix: str, obj: dict[str, Any]) -> str:
@@ -449,7 +423,7 @@ class PipelinesArgs:
     # The Karpenter CPU NodePool: the servers run on general capacity.
     general_capacity: pulumi.Resource
     istiod: pulumi.Resource
-    gateway_api_crds: list[pulumi.Resource]
+    gateway_api_crds: pulumi.Resource
     monitoring_release: pulumi.Resource
     # The platform's Aurora cluster: KFP keeps its runs (mlpipeline) and ML Metadata (metadb) there.
     database: DatabaseInfo
@@ -548,23 +522,23 @@ class Pipelines(pulumi.ComponentResource):
 
         settings = Settings(region=cfg.region, bucket=bucket_name, db_host=args.database.host, db_port=args.database.port, gateway_principal=args.gateway_principal)
         objects = platform_objects(settings)
-        crds = [
-            create(resource_name(name, o), o, k8s_opts())
-            for o in objects if o["kind"] == "CustomResourceDefinition"
-        ]
-        # Configuration and RBAC first; the servers after them, their CRDs, the database and their capacity.
+        # The provider applies each group's objects one by one (each its own resource, awaited and judged alone) once
+        # the group's dependencies exist: the CRDs first; configuration and RBAC in the namespace; the servers after
+        # them, their CRDs, the database, their identity and their capacity; the mesh policies once istiod admits them.
         config_kinds = {"ServiceAccount", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "ConfigMap", "PriorityClass"}
-        created = {(o["kind"], o["metadata"]["name"]): create(resource_name(name, o), o, k8s_opts(namespace)) for o in objects if o["kind"] in config_kinds}
-        config = list(created.values())
-        servers_after = [namespace, *crds, *config, bucket, *api_role.attachments, api_identity, args.general_capacity]
-        self.servers: list[pulumi.Resource] = []
+        groups: dict[str, list[dict[str, Any]]] = {"crds": [], "config": [], "servers": [], "database-servers": [], "mesh-policies": []}
         for o in objects:
-            if o["kind"] in config_kinds or o["kind"] == "CustomResourceDefinition":
-                continue
-            deps = servers_after if o["kind"] in ("Deployment", "Service") else [namespace, args.istiod]
-            if o["kind"] == "Deployment" and needs_database(o):
-                deps = [*deps, db_secret]
-            self.servers.append(create(resource_name(name, o), o, k8s_opts(*deps)))
+            kind = o["kind"]
+            group = ("crds" if kind == "CustomResourceDefinition" else "config" if kind in config_kinds
+                     else "database-servers" if kind == "Deployment" and needs_database(o)
+                     else "servers" if kind in ("Deployment", "Service") else "mesh-policies")
+            groups[group].append(o)
+        crds = k8s.yaml.v2.ConfigGroup(f"{name}-crds", objs=groups["crds"], opts=k8s_opts())
+        config = k8s.yaml.v2.ConfigGroup(f"{name}-config", objs=groups["config"], opts=k8s_opts(namespace))
+        servers_after = [namespace, crds, config, bucket, *api_role.attachments, api_identity, args.general_capacity]
+        k8s.yaml.v2.ConfigGroup(f"{name}-servers", objs=groups["servers"], opts=k8s_opts(*servers_after))
+        k8s.yaml.v2.ConfigGroup(f"{name}-database-servers", objs=groups["database-servers"], opts=k8s_opts(*servers_after, db_secret))
+        k8s.yaml.v2.ConfigGroup(f"{name}-mesh-policies", objs=groups["mesh-policies"], opts=k8s_opts(namespace, args.istiod))
 
         # Each team's namespace is a KFP namespace.
         self.pipeline_roots = {}
@@ -599,11 +573,10 @@ class Pipelines(pulumi.ComponentResource):
             ]
             users = spec.teams[team].users if team in spec.teams else []
             subjects += [{"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"} for u in users]
-            edit = created[("ClusterRole", "kubeflow-pipelines-edit")]
             k8s.rbac.v1.RoleBinding(
                 f"{name}-{team}-edit", metadata=meta("kubeflow-pipelines-edit"),
                 role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeflow-pipelines-edit"},
-                subjects=subjects, opts=k8s_opts(team_ns, edit),
+                subjects=subjects, opts=k8s_opts(team_ns, config),
             )
             k8s.core.v1.ConfigMap(f"{name}-{team}-launcher", metadata=meta("kfp-launcher"), data=launcher_config(root, cfg.region), opts=k8s_opts(team_ns))
             k8s.core.v1.ConfigMap(
@@ -617,7 +590,7 @@ class Pipelines(pulumi.ComponentResource):
         self.endpoint = None
         if spec.ui.mode == "oidc":
             route = ui_route(args.gateway_parent_ref)
-            create(resource_name(name, route), route, k8s_opts(namespace, *args.gateway_api_crds))
+            create(resource_name(name, route), route, k8s_opts(namespace, args.gateway_api_crds))
             for policy in gateway_policies(cfg, args.gateway_selector):
                 create(resource_name(name, policy), policy, k8s_opts(args.istiod))
             self.endpoint = args.gateway_url.apply(lambda u: f"{u}{UI_PATH}")

@@ -293,7 +293,7 @@ class WorkloadsArgs:
     gateway_url: pulumi.Output[str]
     # What each kind of object needs first (and outlives it on destroy).
     istiod: pulumi.Resource  # sidecar injector
-    gateway_api_crds: list[pulumi.Resource]
+    gateway_api_crds: pulumi.Resource
     metrics_adapter: pulumi.Resource  # serves custom.metrics.k8s.io
     vertical_pod_autoscaler: Optional[pulumi.Resource]  # its CRD and controllers; None when the VPA is off
     storage_classes: list[pulumi.Resource]
@@ -555,7 +555,7 @@ class Workloads(pulumi.ComponentResource):
             kind="HTTPRoute",
             metadata=self._meta(w.name, team, labels),
             spec=route_spec(w, args.gateway_parent_ref, args.gateway_hosts),
-            opts=self._opts(team, *args.gateway_api_crds),
+            opts=self._opts(team, args.gateway_api_crds),
         )
         url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
         tracks = {t.role: t for t in w.tracks()}

@@ -141,11 +141,14 @@ def test_the_gateway_principal_is_the_gateway_charts_service_account(prod):
 
 
 def _pipelines_resources(synth) -> list[dict]:
+    """The component's objects: its own, and those its ConfigGroups apply."""
     component = next(r for r in synth.resources if r["type"] == COMPONENT)
-    return [r for r in synth.resources if r["parent"] == component["urn"]]
+    groups = {r["urn"] for r in synth.resources if r["parent"] == component["urn"] and r["type"] == "kubernetes:yaml/v2:ConfigGroup"}
+    return [r for r in synth.resources if r["custom"] and (r["parent"] == component["urn"] or r["parent"] in groups)]
 
 
 def test_every_upstream_object_is_its_own_resource_and_servers_wait_for_crds_database_and_capacity(prod):
+    # Applied by ConfigGroups: each object is still its own resource, created after the group's dependencies.
     created = {(r["inputs"].get("kind") or r["type"].rsplit(":", 1)[1], r["inputs"]["metadata"]["name"], r["inputs"]["metadata"].get("namespace"))
                for r in _pipelines_resources(prod) if r["type"].startswith("kubernetes:")}
     for o in objects():
@@ -156,8 +159,12 @@ def test_every_upstream_object_is_its_own_resource_and_servers_wait_for_crds_dat
     deployments = [r for r in _pipelines_resources(prod) if r["type"] == "kubernetes:apps/v1:Deployment"]
     assert len(deployments) == 10
     for d in deployments:
-        assert all(prod.depends_on(d, crd) for crd in crds) and prod.depends_on(d, pool), d["name"]
+        assert all(prod.depends_transitively(d, crd) for crd in crds) and prod.depends_transitively(d, pool), d["name"]
         assert not (d["inputs"]["spec"]["template"]["spec"].get("nodeSelector") or {}).get("ml-platform.io/role"), "not on the system nodes"
+    # Only the servers that read the database wait for its credentials.
+    [credentials] = [r for r in _pipelines_resources(prod) if r["type"].endswith(":ExternalSecret")]
+    assert {d["inputs"]["metadata"]["name"] for d in deployments if prod.depends_transitively(d, credentials)} == {
+        d["inputs"]["metadata"]["name"] for d in deployments if pipelines.needs_database(d["inputs"])}
     # CRDs wait for nothing but the provider: they are not serialised behind the namespace or the database.
     for crd in crds:
         assert not [u for u in crd["dependencies"] if u in prod.by_urn and prod.by_urn[u]["type"].startswith("kubernetes:core")]

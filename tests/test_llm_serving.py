@@ -94,13 +94,13 @@ def test_istio_routes_to_inference_pools():
         synth = synth_of(stack)
         istiod = synth.release("istiod")
         assert istiod["inputs"]["values"]["env"]["ENABLE_GATEWAY_API_INFERENCE_EXTENSION"] == "true"
-        crd = synth.one("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", "mesh-inferencepools.inference.networking.k8s.io")
-        assert synth.depends_on(istiod, crd)
+        crd = synth.one("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", "mesh-inference-pool-crds:inferencepools.inference.networking.k8s.io")
+        assert synth.depends_transitively(istiod, crd)
     staging = synth_of("staging")
-    crd = staging.one("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", "mesh-inferencepools.inference.networking.k8s.io")
+    crd = staging.one("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition", "mesh-inference-pool-crds:inferencepools.inference.networking.k8s.io")
     pool = staging.one("kubernetes:inference.networking.k8s.io/v1:InferencePool", "nlp-assistant-stable-pool")
     route = staging.one("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "nlp-assistant-llm-route")
-    assert staging.depends_on(pool, crd) and staging.depends_on(route, crd)
+    assert staging.depends_transitively(pool, crd) and staging.depends_transitively(route, crd)
 
 
 def test_vllm_metrics_are_scraped_once_and_autoscale_the_engines():

@@ -112,7 +112,7 @@ def test_gateway_api_gateway_binds_the_istio_gateway_deployment(stack):
     crds = [c for c in stack.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition") if c["inputs"]["spec"]["group"] == "gateway.networking.k8s.io"]
     assert {c["inputs"]["spec"]["names"]["kind"] for c in crds} >= {"Gateway", "HTTPRoute", "GatewayClass", "ReferenceGrant"}
     for crd in crds:
-        assert stack.depends_on(gateway, crd) and stack.depends_on(stack.release("istiod"), crd), "istiod starts with the CRDs present"
+        assert stack.depends_transitively(gateway, crd) and stack.depends_transitively(stack.release("istiod"), crd), "istiod starts with the CRDs present"
     assert stack.depends_on(gateway, stack.release("istio-ingressgateway"))
     attach = stack.result.outputs["gateway"]["attach"]
     assert attach["kind"] == "HTTPRoute" and attach["parentRefs"] == [

@@ -22,6 +22,12 @@ class YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
 YamlLoader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
 
 
+def crd_files(project: str) -> list[str]:
+    """The vendored CRD files of a project, relative to the project root (where the engine runs the program), for a
+    ConfigGroup to apply unmodified."""
+    return [str(p.relative_to(SCHEMAS.parent)) for p in sorted((SCHEMAS / "crds" / project).glob("*.yaml"))]
+
+
 def crd_documents(project: str) -> list[dict[str, Any]]:
     """Every CustomResourceDefinition vendored for a project (schemas/crds/<project>), in file order."""
     docs = []
