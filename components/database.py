@@ -147,6 +147,7 @@ class Database(pulumi.ComponentResource):
             for i in range(db.instances)
         ]
         self.host = cluster.endpoint
-        self.master_secret_arn = cluster.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn if secrets else "")
+        # With manage_master_user_password RDS always reports the one secret it keeps: no fallback to an empty ARN.
+        self.master_secret_arn = cluster.master_user_secrets.apply(lambda secrets: secrets[0].secret_arn)
         self.key_arn = key.arn
         self.register_outputs({"host": self.host, "masterSecretArn": self.master_secret_arn})

@@ -9,10 +9,11 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.lib import helm, timing
-from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, TEAM_LABEL
+from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, ROUTES_LABEL
+from infra.lib.metrics import VLLM_SERIES
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.monitoring import ScrapeTarget
-from infra.lib.upstream import crd_documents
+from infra.lib.upstream import crd_files
 
 ISTIO_REPOSITORY = "https://istio-release.storage.googleapis.com/charts"
 ISTIO_HUB = "docker.io/istio"
@@ -183,8 +184,9 @@ def gateway_service_annotations(cfg: PlatformConfig, security_group_id: str) -> 
 
 
 def gateway_spec(hosts: list[str]) -> dict:
-    """One HTTP listener per accepted host (none named for "*"), open to routes from team namespaces only."""
-    allowed = {"namespaces": {"from": "Selector", "selector": {"matchExpressions": [{"key": TEAM_LABEL, "operator": "Exists"}]}}}
+    """One HTTP listener per accepted host (none named for "*"), open to routes from the namespaces labelled for it
+    only (the teams' and the platform UIs')."""
+    allowed = {"namespaces": {"from": "Selector", "selector": {"matchExpressions": [{"key": ROUTES_LABEL, "operator": "Exists"}]}}}
     listeners = [
         {"name": f"http-{i}" if host != "*" else "http", "port": 80, "protocol": "HTTP", "allowedRoutes": allowed, **({"hostname": host} if host != "*" else {})}
         for i, host in enumerate(hosts)
@@ -224,7 +226,8 @@ class MeshArgs:
 
 class Mesh(pulumi.ComponentResource):
     istiod: k8s.helm.v3.Release
-    gateway_api_crds: list[k8s.apiextensions.v1.CustomResourceDefinition]
+    gateway_api_crds: k8s.yaml.v2.ConfigGroup
+    inference_pool_crds: k8s.yaml.v2.ConfigGroup
     gateway: k8s.apiextensions.CustomResource
     gateway_parent_ref: dict[str, str]
     gateway_name: str = f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"
@@ -292,15 +295,14 @@ class Mesh(pulumi.ComponentResource):
         istio_images = {"hub": ISTIO_HUB, "tag": mc.istio_version}
 
         # The Gateway API standard channel at the release Istio is built against; istiod starts with it present.
-        self.gateway_api_crds = [
-            k8s.apiextensions.v1.CustomResourceDefinition(
-                f"{name}-{doc['metadata']['name']}",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=doc["metadata"]["name"], annotations=doc["metadata"].get("annotations")),
-                spec=doc["spec"],
-                opts=k8s_opts(),
-            )
-            for doc in crd_documents("gateway-api")
-        ]
+        # Applied from the vendored files by the provider: each CRD is still its own object, created and awaited alone,
+        # and its schema never round-trips through the program.
+        self.gateway_api_crds = k8s.yaml.v2.ConfigGroup(f"{name}-gateway-api-crds", files=crd_files("gateway-api"), opts=k8s_opts())
+        # The Inference Extension's InferencePool at the release Istio 1.30 is built against: istiod watches it when
+        # ENABLE_GATEWAY_API_INFERENCE_EXTENSION is on, and the LLM routes' backends are InferencePools.
+        self.inference_pool_crds = k8s.yaml.v2.ConfigGroup(
+            f"{name}-inference-pool-crds", files=crd_files("gateway-api-inference-extension"), opts=k8s_opts(),
+        )
         # The Istio CNI DaemonSet edits pod networking on every node: privileged by nature.
         istio_system = self._namespace(f"{name}-istio-system", ISTIO_NAMESPACE, "privileged", args, injection=False, needs_nodes=False)
         # CRDs and webhook configurations only: they need the API server, not nodes, so they install while nodes join.
@@ -335,6 +337,8 @@ class Mesh(pulumi.ComponentResource):
                 ],
                 "meshConfig": {"accessLogFile": "/dev/stdout", "enablePrometheusMerge": True},
                 "cni": {"enabled": True},
+                # HTTPRoutes to InferencePools: the gateway asks the pool's endpoint picker (ext_proc) for each request.
+                "env": {"ENABLE_GATEWAY_API_INFERENCE_EXTENSION": "true"},
                 "global": {
                     # A PDB over a single replica would block every node drain.
                     "defaultPodDisruptionBudget": {"enabled": mc.istiod_replicas > 1},
@@ -344,7 +348,7 @@ class Mesh(pulumi.ComponentResource):
                 },
             },
             # The CNI agent matters to injected pods (the gateway's), not to istiod: the two install side by side.
-            k8s_opts(base, *self.gateway_api_crds),
+            k8s_opts(base, self.gateway_api_crds, self.inference_pool_crds),
         )
 
         gateway_ns = self._namespace(f"{name}-istio-ingress", GATEWAY_NAMESPACE, "baseline", args, injection=True)
@@ -428,8 +432,11 @@ class Mesh(pulumi.ComponentResource):
             kind="Gateway",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE, labels={"app.kubernetes.io/part-of": "ml-platform"}),
             spec=gateway_spec(self.gateway_hosts),
-            opts=k8s_opts(self.istiod, gateway, *self.gateway_api_crds),
+            opts=k8s_opts(self.istiod, gateway, self.gateway_api_crds),
         )
+        self.gateway_selector = dict(GATEWAY_SELECTOR)
+        # The gateway chart's service account is its release's name: the workload identity of its proxies.
+        self.gateway_principal = f"cluster.local/ns/{GATEWAY_NAMESPACE}/sa/{GATEWAY_SERVICE}"
         self.gateway_parent_ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE}
 
         self.scrape_targets = [
@@ -448,7 +455,13 @@ class Mesh(pulumi.ComponentResource):
                 "PodMonitor",
                 ISTIO_NAMESPACE,
                 {"matchExpressions": [{"key": "security.istio.io/tlsMode", "operator": "Exists"}]},
-                {"path": "/stats/prometheus", "interval": "30s", "relabelings": merged_metrics_relabelings()},
+                {
+                    "path": "/stats/prometheus",
+                    "interval": "30s",
+                    "relabelings": merged_metrics_relabelings(),
+                    # vLLM engines' series come through their own ServiceMonitor (components/llm_serving.py), once.
+                    "metricRelabelings": [{"action": "drop", "sourceLabels": ["__name__"], "regex": VLLM_SERIES}],
+                },
                 self.istiod,
                 any_namespace=True,
             ),

@@ -12,7 +12,7 @@ import pulumi_random as random
 from infra.config import ObservabilityConfig, PlatformConfig
 from infra.lib import alertmanager, helm, timing
 from infra.lib.conventions import DASHBOARD_LABEL, MONITORING_NAMESPACE
-from infra.lib.monitoring import GPU_NODE_LABEL, GPU_WORKLOAD_NAMESPACE_LABEL, GPU_WORKLOAD_POD_LABEL, ScrapeTarget, alert_rule
+from infra.lib.monitoring import GPU_NODE_LABEL, GPU_WORKLOAD_NAMESPACE_LABEL, GPU_WORKLOAD_POD_LABEL, ScrapeTarget, alert_rule, dashboard
 
 RELEASE = "kube-prometheus-stack"
 REPOSITORY = "https://prometheus-community.github.io/helm-charts"
@@ -58,30 +58,6 @@ def vpa_state_metrics() -> dict[str, Any]:
                 }
             ]
         },
-    }
-
-
-def _panel(i: int, title: str, expr: str, unit: str, legend: str) -> dict[str, Any]:
-    return {
-        "id": i + 1,
-        "type": "timeseries",
-        "title": title,
-        "datasource": {"type": "prometheus", "uid": "prometheus"},
-        "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}],
-    }
-
-
-def dashboard(uid: str, title: str, panels: list[tuple[str, str, str, str]]) -> dict[str, Any]:
-    return {
-        "uid": uid,
-        "title": title,
-        "tags": ["ml-platform"],
-        "schemaVersion": 39,
-        "time": {"from": "now-6h", "to": "now"},
-        "refresh": "1m",
-        "panels": [_panel(i, *p) for i, p in enumerate(panels)],
     }
 
 

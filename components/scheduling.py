@@ -99,7 +99,8 @@ def kueue_manager_config(cfg: PlatformConfig, team_namespaces: list[str]) -> str
             "blockAdmission": False,
             "requeuingStrategy": {"timestamp": "Eviction", "backoffBaseSeconds": 60, "backoffMaxSeconds": 3600},
         },
-        "integrations": {"frameworks": ["batch/job", "jobset.x-k8s.io/jobset"]},
+        # TrainJobs (Kubeflow Trainer) are admitted whole; the JobSet each runs as is their child, not a second workload.
+        "integrations": {"frameworks": ["batch/job", "jobset.x-k8s.io/jobset", *(["trainer.kubeflow.org/trainjob"] if cfg.training.enabled else [])]},
     }
     if cfg.accelerators.gpu_operator.dra.enabled:
         # GPUs claimed through DRA count against the queue's nvidia.com/gpu quota.

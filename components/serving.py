@@ -20,6 +20,7 @@ from infra.lib import helm, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY
 from infra.lib.interfaces import TeamInfo
+from infra.lib.model_source import as_manifest, registered, registry_model_source
 
 CERT_MANAGER_NAMESPACE = "cert-manager"
 KSERVE_NAMESPACE = "kserve"
@@ -100,8 +101,17 @@ def restricted() -> dict[str, Any]:
     return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
 
 
-def model_location(w: ServingWorkload, track: Track) -> ModelLocation:
-    """The team's model store, read-only, and a wait until the version (and its Neuron artifact) is in it."""
+def model_location(w: ServingWorkload, track: Track, registry_image: Optional[str] = None) -> ModelLocation:
+    """A registered version: fetched from the team's registry as on the hand-built path (infra/lib/model_source.py).
+    Otherwise the team's model store, read-only, and a wait until the version (and its Neuron artifact) is in it."""
+    if track.registry:
+        source = registry_model_source(track.registry, w.team, registry_image)
+        return ModelLocation(
+            volumes=[as_manifest(source.volume)],
+            mounts=[as_manifest(source.mount)],
+            env={"MODEL_DIR": source.model_dir},
+            init_containers=[as_manifest(source.init_container)],
+        )
     model: Optional[ModelRef] = track.model
     if not model:
         return ModelLocation()
@@ -155,10 +165,11 @@ def gpu_claim_template_spec(count: int) -> dict[str, Any]:
     return {"spec": {"devices": {"requests": [{"name": GPU_CLAIM, "exactly": {"deviceClassName": GPU_DEVICE_CLASS, "count": count}}]}}}
 
 
-def predictor_spec(w: ServingWorkload, track: Track, claim_template: Optional[str] = None) -> dict[str, Any]:
+def predictor_spec(w: ServingWorkload, track: Track, claim_template: Optional[str] = None, registry_image: Optional[str] = None) -> dict[str, Any]:
     """A custom predictor: the team's image with the runtime of its model format (infra/config/serving.py RUNTIMES);
-    with `claim_template`, its GPUs claimed through DRA from that ResourceClaimTemplate."""
-    location = model_location(w, track)
+    with `claim_template`, its GPUs claimed through DRA from that ResourceClaimTemplate; a registered version is
+    fetched with `registry_image`."""
+    location = model_location(w, track, registry_image)
     env = {**w.env, **location.env, **({"NEURON_TARGET": w.neuron_target} if w.neuron_target else {})}
     kind = KINDS[w.accelerator]
     selector = {POOL_LABEL: w.accelerator, **({INSTANCE_FAMILY: w.neuron_target} if w.neuron_target else {})}
@@ -215,13 +226,23 @@ def predictor_spec(w: ServingWorkload, track: Track, claim_template: Optional[st
     return spec
 
 
-def inference_service(w: ServingWorkload, track: Track, namespace: str, labels: dict[str, str], claim_template: Optional[str] = None) -> dict[str, Any]:
+def model_label(track: Track) -> Optional[str]:
+    """The version's model as a label value, as the hand-built path labels it."""
+    if track.model:
+        return track.model.key.replace("@", "-")
+    return f"{track.registry.model}-{track.registry.selector}" if track.registry else None
+
+
+def inference_service(
+    w: ServingWorkload, track: Track, namespace: str, labels: dict[str, str], claim_template: Optional[str] = None, registry_image: Optional[str] = None
+) -> dict[str, Any]:
     """metadata and spec of a version's InferenceService."""
+    source = model_label(track)
     return {
         "metadata": {
             "name": isvc_name(w, track),
             "namespace": namespace,
-            "labels": {**labels, "version": track.role, **({"ml-platform.io/model": track.model.key.replace("@", "-")} if track.model else {})},
+            "labels": {**labels, "version": track.role, **({"ml-platform.io/model": source} if source else {})},
             "annotations": {
                 **SKIP_AWAIT,
                 "serving.kserve.io/deploymentMode": "Standard",
@@ -231,7 +252,7 @@ def inference_service(w: ServingWorkload, track: Track, namespace: str, labels: 
                 "serving.kserve.io/model-format": w.format,
             },
         },
-        "spec": {"predictor": predictor_spec(w, track, claim_template)},
+        "spec": {"predictor": predictor_spec(w, track, claim_template, registry_image)},
     }
 
 
@@ -293,7 +314,7 @@ class ServingArgs:
     gateway_parent_ref: dict[str, str]
     gateway_hosts: list[str]
     gateway_url: pulumi.Output[str]
-    gateway_api_crds: list[pulumi.Resource]
+    gateway_api_crds: pulumi.Resource
     istiod: pulumi.Resource  # sidecar injector
     metrics_adapter: pulumi.Resource  # serves custom.metrics.k8s.io
     vertical_pod_autoscaler: Optional[pulumi.Resource]  # its CRD and controllers; None when the VPA is off
@@ -400,7 +421,7 @@ class Serving(pulumi.ComponentResource):
         versions: dict[str, dict[str, Any]] = {}
         for track in w.tracks():
             name = isvc_name(w, track)
-            isvc = inference_service(w, track, team.namespace, labels, claim_template)
+            isvc = inference_service(w, track, team.namespace, labels, claim_template, args.config.registry.image)
             k8s.apiextensions.CustomResource(
                 f"{rn}-{track.role}-isvc",
                 api_version="serving.kserve.io/v1beta1",
@@ -439,6 +460,7 @@ class Serving(pulumi.ComponentResource):
                 "service": predictor_service(w, track),
                 "endpoint": f"http://{predictor_service(w, track)}.{team.namespace}.svc.cluster.local",
                 "model": track.model.key if track.model else None,
+                "registry": registered(track.registry),
                 "weight": track.weight,
             }
         k8s.apiextensions.CustomResource(
@@ -447,7 +469,7 @@ class Serving(pulumi.ComponentResource):
             kind="HTTPRoute",
             metadata=meta(w.name),
             spec=route_spec(w, args.gateway_parent_ref, args.gateway_hosts),
-            opts=self._opts(team, *args.gateway_api_crds),
+            opts=self._opts(team, args.gateway_api_crds),
         )
         url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
         return ServedModel(w.name, w.team, team.namespace, w.name, url, versions)

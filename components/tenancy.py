@@ -10,10 +10,11 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig, TeamConfig
 from infra.lib.accelerators import GPU_DEVICE_CLASS, NVIDIA
-from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE, SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.interfaces import TeamInfo
 from infra.lib import headroom
 from infra.lib.team_access import TEAM_RULES
+
 
 def team_group(team: str) -> str:
     return f"ml-team:{team}"
@@ -125,6 +126,7 @@ class Tenancy(pulumi.ComponentResource):
                     "pod-security.kubernetes.io/warn": "restricted",
                     "pod-security.kubernetes.io/audit": "restricted",
                     "istio-injection": "enabled",
+                    ROUTES_LABEL: "true",
                 },
             ),
             opts=k8s_opts(),

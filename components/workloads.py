@@ -12,8 +12,9 @@ from infra.config import ModelRef, PlatformConfig, Resources, ServingWorkload, T
 from infra.lib import headroom, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
-from infra.lib.gang import pod_group_spec, submission
+from infra.lib.gang import submission
 from infra.lib.interfaces import TeamInfo
+from infra.lib.model_source import registry_model_source
 
 RUN_AS = 10001
 INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
@@ -136,15 +137,25 @@ def wait_for_model(w: ServingWorkload, track: Track) -> core.ContainerArgs:
     )
 
 
-def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str, claim_template: Optional[str] = None) -> core.PodSpecArgs:
+def serving_pod_spec(
+    w: ServingWorkload, track: Track, service_account: str, claim_template: Optional[str] = None, registry_image: Optional[str] = None
+) -> core.PodSpecArgs:
     volumes = [tmp_volume()]
     mounts = [core.VolumeMountArgs(name="tmp", mount_path="/tmp")]
     env = dict(w.env)
+    init_containers = []
     if track.model:
         volume, mount = model_store_volume(read_only=True)
         volumes.append(volume)
         mounts.append(mount)
         env["MODEL_DIR"] = model_dir(track.model)
+        init_containers.append(wait_for_model(w, track))
+    if track.registry:
+        source = registry_model_source(track.registry, w.team, registry_image)
+        volumes.append(source.volume)
+        mounts.append(source.mount)
+        env["MODEL_DIR"] = source.model_dir
+        init_containers.append(source.init_container)
     if w.neuron_target:
         env["NEURON_TARGET"] = w.neuron_target
     return core.PodSpecArgs(
@@ -152,7 +163,7 @@ def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str, cla
         automount_service_account_token=False,
         priority_class_name=SERVING_PRIORITY,
         security_context=pod_security(),
-        init_containers=[wait_for_model(w, track)] if track.model else None,
+        init_containers=init_containers or None,
         containers=[
             core.ContainerArgs(
                 name="model",
@@ -185,32 +196,15 @@ def serving_pod_spec(w: ServingWorkload, track: Track, service_account: str, cla
     )
 
 
-# torchrun's rendezvous port on the first worker.
-RENDEZVOUS_PORT = 29400
-
-
-def rendezvous_env(w: TrainingWorkload, jobset: str) -> dict[str, str]:
-    """torchrun reads its arguments from PET_* variables: every worker meets at the first one through the JobSet's
-    headless service (pod hostnames <jobset>-workers-0-<index>.<subdomain>)."""
-    return {
-        "PET_NNODES": str(w.workers),
-        "PET_NPROC_PER_NODE": str(max(1, w.accelerator_count)),
-        "PET_RDZV_BACKEND": "c10d",
-        "PET_RDZV_ENDPOINT": f"{jobset}-workers-0-0.{jobset}:{RENDEZVOUS_PORT}",
-        "PET_RDZV_ID": jobset,
-    }
-
-
 def training_pod_spec(
     w: TrainingWorkload,
     service_account: str,
     claims: dict[str, str],
     job_name: str,
-    extra_env: Optional[dict[str, str]] = None,
     scheduler_name: Optional[str] = None,
     claim_template: Optional[str] = None,
 ) -> core.PodSpecArgs:
-    env = {**w.env, **(extra_env or {}), "DATA_DIR": w.data.mount_path, "CHECKPOINT_DIR": w.checkpoints.mount_path}
+    env = {**w.env, "DATA_DIR": w.data.mount_path, "CHECKPOINT_DIR": w.checkpoints.mount_path}
     mounts = [core.VolumeMountArgs(name="tmp", mount_path="/tmp")] + [
         core.VolumeMountArgs(name=n, mount_path=getattr(w, n).mount_path) for n in sorted(claims)
     ]
@@ -299,7 +293,7 @@ class WorkloadsArgs:
     gateway_url: pulumi.Output[str]
     # What each kind of object needs first (and outlives it on destroy).
     istiod: pulumi.Resource  # sidecar injector
-    gateway_api_crds: list[pulumi.Resource]
+    gateway_api_crds: pulumi.Resource
     metrics_adapter: pulumi.Resource  # serves custom.metrics.k8s.io
     vertical_pod_autoscaler: Optional[pulumi.Resource]  # its CRD and controllers; None when the VPA is off
     storage_classes: list[pulumi.Resource]
@@ -308,7 +302,6 @@ class WorkloadsArgs:
     priority_classes: dict[str, pulumi.Resource]
     gpu_claims: Optional[pulumi.Resource]  # the NVIDIA DRA driver and its DeviceClass, when GPUs are claimed through DRA
     queues: dict[str, pulumi.Resource]  # by team: where its training runs are submitted
-    jobset: pulumi.Resource  # the JobSet controller and CRD, for distributed runs
 
 
 @dataclass(frozen=True)
@@ -325,6 +318,8 @@ class WorkloadInfo:
 
 class Workloads(pulumi.ComponentResource):
     workloads: dict[str, WorkloadInfo]
+    # By "team/workload": a distributed run's service account and claims; the training component submits it as a TrainJob.
+    distributed: dict[str, list[pulumi.Resource]]
 
     def __init__(self, name: str, args: WorkloadsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:workloads:Workloads", name, None, opts)
@@ -336,6 +331,7 @@ class Workloads(pulumi.ComponentResource):
         # With serving.mode kserve, the serving workloads' InferenceServices are components/serving.py's; their
         # models' lifecycle jobs stay here, by workload and track (what each InferenceService starts after).
         self.model_jobs: dict[str, dict[str, list[pulumi.Resource]]] = {}
+        self.distributed = {}
         for w in args.config.workloads:
             team = args.teams[w.team]
             if isinstance(w, ServingWorkload) and args.config.serving.kserve:
@@ -488,7 +484,8 @@ class Workloads(pulumi.ComponentResource):
         for track in w.tracks():
             name = deployment_name(w, track)
             selector = {"app": w.name, "version": track.role}
-            track_labels = {**labels, "version": track.role, **({"ml-platform.io/model": track.model.key.replace("@", "-")} if track.model else {})}
+            source = track.model.key.replace("@", "-") if track.model else f"{track.registry.model}-{track.registry.selector}" if track.registry else None
+            track_labels = {**labels, "version": track.role, **({"ml-platform.io/model": source} if source else {})}
             deployment = k8s.apps.v1.Deployment(
                 f"{rn}-{track.role}",
                 metadata=self._meta(name, team, track_labels, SKIP_AWAIT),
@@ -505,7 +502,7 @@ class Workloads(pulumi.ComponentResource):
                             # them into its endpoint (outside mutual TLS, so every workload port stays STRICT).
                             annotations={"prometheus.io/scrape": "true", "prometheus.io/port": str(w.metrics_port), "prometheus.io/path": "/metrics"},
                         ),
-                        spec=serving_pod_spec(w, track, w.name, claim_template),
+                        spec=serving_pod_spec(w, track, w.name, claim_template, args.config.registry.image),
                     ),
                 ),
                 # Replicas belong to the HPA once created.
@@ -564,17 +561,21 @@ class Workloads(pulumi.ComponentResource):
             kind="HTTPRoute",
             metadata=self._meta(w.name, team, labels),
             spec=route_spec(w, args.gateway_parent_ref, args.gateway_hosts),
-            opts=self._opts(team, *args.gateway_api_crds),
+            opts=self._opts(team, args.gateway_api_crds),
         )
         url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
         tracks = {t.role: t for t in w.tracks()}
         models = None
-        if w.models():
+        if any(t.model or t.registry for t in tracks.values()):
             canary = tracks.get("canary")
+            key = lambda t: t.model.key if t and t.model else None  # noqa: E731
+            registered = lambda t: {"model": t.registry.model, "version": t.registry.version, "alias": t.registry.alias} if t and t.registry else None  # noqa: E731
             models = {
-                "stable": tracks["stable"].model.key if tracks["stable"].model else None,
-                "canary": canary.model.key if canary and canary.model else None,
+                "stable": key(tracks["stable"]),
+                "canary": key(canary),
                 "canaryWeight": canary.weight if canary else 0,
+                "stableRegistry": registered(tracks["stable"]),
+                "canaryRegistry": registered(canary),
             }
         return WorkloadInfo(w.name, "serving", w.team, team.namespace, w.name, w.name, url, models)
 
@@ -584,68 +585,35 @@ class Workloads(pulumi.ComponentResource):
         rn = f"{w.team}-{w.name}"
         opts, claim_opts = self._opts(team), self._opts(team, *args.storage_classes)
         labels = {"app": w.name, "app.kubernetes.io/name": w.name, "app.kubernetes.io/part-of": "ml-platform", "ml-platform.io/team": w.team}
-        core.ServiceAccount(f"{rn}-sa", metadata=self._meta(w.name, team, labels), automount_service_account_token=False, opts=opts)
+        account = core.ServiceAccount(f"{rn}-sa", metadata=self._meta(w.name, team, labels), automount_service_account_token=False, opts=opts)
         claims = {"data": f"{w.name}-data", "checkpoints": f"{w.name}-checkpoints"}
-        for volume_name, claim in claims.items():
-            self._claim(f"{rn}-{volume_name}", claim, team, labels, getattr(w, volume_name), claim_opts)
+        volumes = [self._claim(f"{rn}-{volume_name}", claim, team, labels, getattr(w, volume_name), claim_opts) for volume_name, claim in claims.items()]
+        if w.workers > 1:
+            self.distributed[f"{w.team}/{w.name}"] = [account, *volumes]
+            return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)
         store = [args.model_stores[w.team]] if w.output else []
         job_name = w.name if w.schedule else f"{w.name}-{w.run_id}"
         # Submitted through the team's queue, and started by the gang scheduler when all of it fits.
         claim_template, claim = self._gpu_claim(rn, w, team, labels)
-        # What a run's submission waits for: its queue (and PodGroup), its claim template.
+        # What a run's submission waits for: its queue, its claim template.
         submitted_after = [args.queues[w.team], *claim]
-        via = submission(args.config.scheduling.gang, w.team, job_name if w.workers > 1 else None)
+        via = submission(args.config.scheduling.gang, w.team)
         run_labels = {**labels, **via.labels}
         admitted = pulumi.ResourceOptions(ignore_changes=via.ignore_changes)
         # A running job's node is never consolidated away under it.
         pod_metadata = meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR, **via.pod_annotations})
 
-        def job_spec(parallel: int = 1, backoff_limit: Optional[int] = None, extra_env: Optional[dict[str, str]] = None) -> k8s.batch.v1.JobSpecArgs:
+        def job_spec() -> k8s.batch.v1.JobSpecArgs:
             return k8s.batch.v1.JobSpecArgs(
                 suspend=via.suspend,
-                parallelism=parallel,
-                completions=parallel,
-                completion_mode="Indexed" if parallel > 1 else None,
-                backoff_limit=w.backoff_limit if backoff_limit is None else backoff_limit,
+                backoff_limit=w.backoff_limit,
                 active_deadline_seconds=w.active_deadline_hours * 3600,
                 ttl_seconds_after_finished=w.ttl_after_finished_hours * 3600,
                 template=core.PodTemplateSpecArgs(
                     metadata=pod_metadata,
-                    spec=training_pod_spec(w, w.name, claims, f"{team.namespace}/{job_name}", extra_env, via.scheduler_name, claim_template),
+                    spec=training_pod_spec(w, w.name, claims, f"{team.namespace}/{job_name}", via.scheduler_name, claim_template),
                 ),
             )
-
-        if w.workers > 1:
-            if args.config.scheduling.gang == "volcano":
-                submitted_after.append(
-                    k8s.apiextensions.CustomResource(
-                        f"{rn}-pod-group",
-                        api_version="scheduling.volcano.sh/v1beta1",
-                        kind="PodGroup",
-                        metadata=self._meta(job_name, team, labels),
-                        spec=pod_group_spec(w.team, w.workers),
-                        opts=self._opts(team, *submitted_after),
-                    )
-                )
-            # One process group over N pods; a failed or preempted worker restarts them all, from the last checkpoint.
-            k8s.apiextensions.CustomResource(
-                f"{rn}-jobset",
-                api_version="jobset.x-k8s.io/v1alpha2",
-                kind="JobSet",
-                metadata=self._meta(job_name, team, run_labels, SKIP_AWAIT),
-                spec={
-                    **({"suspend": True} if via.suspend else {}),
-                    "ttlSecondsAfterFinished": w.ttl_after_finished_hours * 3600,
-                    "network": {"enableDNSHostnames": True, "subdomain": job_name, "publishNotReadyAddresses": True},
-                    "failurePolicy": {"maxRestarts": w.max_restarts},
-                    "successPolicy": {"operator": "All", "targetReplicatedJobs": ["workers"]},
-                    "replicatedJobs": [
-                        {"name": "workers", "replicas": 1, "template": {"spec": job_spec(w.workers, 0, rendezvous_env(w, job_name))}}
-                    ],
-                },
-                opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *submitted_after, args.jobset), admitted),
-            )
-            return WorkloadInfo(w.name, "training", w.team, team.namespace, None, w.name, None)
 
         if w.schedule:
             k8s.batch.v1.CronJob(

@@ -18,6 +18,8 @@ from policies.rules.cost import (
     AURORA_CLUSTER,
     AURORA_INSTANCE,
     BUDGET,
+    BUDGETED_GIB_TAG,
+    S3_BUCKET,
     EKS_CAPABILITY,
     MSK_CLUSTER,
     MSK_SERVERLESS,
@@ -80,10 +82,20 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
             "ebsOptions": {"volumeSize": search.volume_gib},
         }))
     planned.extend(streaming_resources(cfg))
+    planned.extend(pipelines_resources(cfg))
     if cfg.gitops.enabled and cfg.gitops.mode == "capability":
         planned.append((EKS_CAPABILITY, {"type": "ARGOCD"}))
     planned.extend(database_resources(cfg))
     return planned
+
+
+def pipelines_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The pipeline artifacts bucket, as components/pipelines.py creates it. The KFP servers run on the cpu pool,
+    whose limit the model already prices."""
+    artifacts = cfg.kubeflow.pipelines.artifacts
+    if not cfg.kubeflow.pipelines_on or artifacts is None:
+        return []
+    return [(S3_BUCKET, {"bucket": artifacts.bucket_name, "tags": {BUDGETED_GIB_TAG: str(artifacts.budgeted_gib)}})]
 
 
 def database_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:

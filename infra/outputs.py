@@ -9,18 +9,22 @@ from components.cluster import Cluster
 from components.gitops import GitOps
 from components.images import ImageCache
 from components.karpenter import Karpenter
+from components.llm_serving import LlmServing
 from components.logging import Logging
 from components.mesh import Mesh
 from components.network import Network
 from components.observability import Observability
+from components.pipelines import Pipelines
+from components.registry import Registry
 from components.serving import ServedModel, Serving
 from components.storage import Storage
 from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
 from components.workloads import WorkloadInfo, Workloads, deployment_name
 from infra import cost
-from infra.config import UPSTREAMS, PlatformConfig, ServingWorkload
+from infra.config import UPSTREAMS, PlatformConfig, ServingWorkload, runtimes_for
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.model_source import registered
 from policies.rules.cost import Ceiling
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
@@ -28,8 +32,12 @@ from policies.rules.cost import Ceiling
 # 3.1: `gitops` (Argo CD delivery for app teams), present when the stack runs it.
 # 3.2: `streaming` (the MSK bootstrap brokers and each team's topics), present when the stack runs MSK.
 # 3.3: `imageCache` (the account's registry and the pull-through cache prefix of each upstream).
-# 3.4: `serving`, the serving path and the endpoint of each served model version.
-SCHEMA_VERSION = "3.4.0"
+# 3.4: `teams.<team>.registry` (the team's MLflow registry) and `workloads.<key>.models.stableRegistry`/`canaryRegistry`.
+# 3.5: `pipelines` (the Kubeflow Pipelines endpoint) and `teams.<team>.pipelines` (pipeline root, runner account).
+# 3.6: `training` (Kubeflow Trainer's runtimes, Katib), present when the stack runs them.
+# 3.7: `llmEndpoints` (each LLM workload's OpenAI-compatible endpoint), present when the stack serves an LLM.
+# 3.8: `serving`, the serving path and the endpoint of each served model version.
+SCHEMA_VERSION = "3.8.0"
 
 
 def _absent_not_null(value):
@@ -58,9 +66,12 @@ def export(
     tenancy: Tenancy,
     workloads: Workloads,
     serving: Optional[Serving],
+    registry: Registry | None,
+    llm: LlmServing,
     gitops: GitOps | None,
     images: ImageCache,
     ceiling: Ceiling,
+    pipelines: Optional[Pipelines] = None,
     streaming: Optional[Streaming] = None,
 ) -> None:
     served = serving.served if serving else {}
@@ -152,6 +163,16 @@ def export(
         _export("imageCache", {"registry": images.registry, "prefixes": images.prefixes, "upstreams": {u: UPSTREAMS[u] for u in images.prefixes}})
     _export("cost", cost.output(cfg, ceiling))
     _export("scheduling", {"servingPriorityClass": SERVING_PRIORITY, "trainingPriorityClass": TRAINING_PRIORITY})
+    if cfg.training.enabled:
+        _export(
+            "training",
+            {
+                "trainJobApiVersion": "trainer.kubeflow.org/v1alpha1",
+                "runtimes": {r.pool: r.name for r in runtimes_for(cfg.training, cfg.node_pools.enabled())},
+                "experimentApiVersion": "kubeflow.org/v1beta1",
+                "katibUi": "kubectl -n kubeflow port-forward svc/katib-ui 8080:80",
+            },
+        )
     _export(
         "teams",
         {
@@ -164,6 +185,8 @@ def export(
                 ),
                 "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
                 "logGroup": logging.log_groups[team.namespace],
+                "registry": {"trackingUri": registry.urls[name]} if registry else None,
+                "pipelines": {"pipelineRoot": pipelines.pipeline_roots[name], "serviceAccount": pipelines.runner_service_account} if pipelines else None,
             }
             for name, team in sorted(tenancy.teams.items())
         },
@@ -200,6 +223,16 @@ def export(
             },
         },
     )
+    if pipelines:
+        _export("pipelines", {"endpoint": pipelines.endpoint, "namespace": pipelines.namespace, "artifactBucket": pipelines.bucket})
+    if llm.endpoints:
+        _export(
+            "llmEndpoints",
+            {
+                key: {"team": e.team, "namespace": e.namespace, "model": e.model, "url": e.url, "versions": e.versions}
+                for key, e in sorted(llm.endpoints.items())
+            },
+        )
     if streaming is not None:
         _export(
             "streaming",
@@ -230,7 +263,7 @@ def _deployed_model(w: ServingWorkload, info: WorkloadInfo) -> dict:
     for t in w.tracks():
         service = deployment_name(w, t)
         versions[t.role] = {"service": service, "endpoint": f"http://{service}.{info.namespace}.svc.cluster.local",
-                            "model": t.model.key if t.model else None, "weight": t.weight}
+                            "model": t.model.key if t.model else None, "registry": registered(t.registry), "weight": t.weight}
     return {"url": info.url, "namespace": info.namespace, "versions": versions}
 
 
@@ -238,7 +271,13 @@ def _served_workload(m: ServedModel) -> dict:
     """A workload served by KServe, in the shape of the hand-built path's entry."""
     stable, canary = m.versions["stable"], m.versions.get("canary")
     models = None
-    if stable["model"] or (canary and canary["model"]):
-        models = {"stable": stable["model"], "canary": canary["model"] if canary else None, "canaryWeight": canary["weight"] if canary else 0}
+    if any(v["model"] or v["registry"] for v in m.versions.values()):
+        models = {
+            "stable": stable["model"],
+            "canary": canary["model"] if canary else None,
+            "canaryWeight": canary["weight"] if canary else 0,
+            "stableRegistry": stable["registry"],
+            "canaryRegistry": canary["registry"] if canary else None,
+        }
     return {"kind": "serving", "team": m.team, "namespace": m.namespace, "service": stable["service"],
             "url": m.url, "models": models}

@@ -11,18 +11,23 @@ from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
+from components.katib import Katib, KatibArgs
 from components.encryption import Encryption, EncryptionArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.images import ImageCache, ImageCacheArgs
 from components.karpenter import Karpenter, KarpenterArgs
+from components.llm_serving import LlmServing, LlmServingArgs
 from components.logging import Logging, LoggingArgs
 from components.mesh import Mesh, MeshArgs
 from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
+from components.registry import Registry, RegistryArgs
+from components.pipelines import Pipelines, PipelinesArgs
 from components.serving import Serving, ServingArgs
 from components.storage import Storage, StorageArgs
 from components.streaming import Streaming, StreamingArgs
-from components.tenancy import Tenancy, TenancyArgs
+from components.tenancy import Tenancy, TenancyArgs, team_group
+from components.training import Training, TrainingArgs
 from components.workloads import Workloads, WorkloadsArgs
 from components.network import Network, NetworkArgs
 from components.scheduling import Scheduling, SchedulingArgs
@@ -143,6 +148,7 @@ def build(cfg: PlatformConfig) -> None:
     )
 
     tenancy = Tenancy("tenancy", TenancyArgs(config=cfg, cluster_name=cluster.name, provider=cluster.provider, depends_on=[mesh.istiod]))
+    team_namespaces = {name: team.namespace_resource for name, team in tenancy.teams.items()}
 
     Alerting(
         "alerting",
@@ -151,7 +157,7 @@ def build(cfg: PlatformConfig) -> None:
             provider=cluster.provider,
             monitoring_namespace=observability.namespace,
             monitoring_release=observability.release,
-            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            team_namespaces=team_namespaces,
         ),
     )
 
@@ -178,7 +184,7 @@ def build(cfg: PlatformConfig) -> None:
             provider=cluster.provider,
             system_node_selector=cluster.system_node_selector,
             system_toleration=cluster.system_toleration,
-            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            team_namespaces=team_namespaces,
             monitoring_release=observability.release,
             depends_on=cluster.critical_addons,
         ),
@@ -191,7 +197,7 @@ def build(cfg: PlatformConfig) -> None:
             provider=cluster.provider,
             file_system_id=storage.file_system_id,
             csi_driver=storage.csi_driver,
-            team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+            team_namespaces=team_namespaces,
         ),
     )
 
@@ -208,7 +214,7 @@ def build(cfg: PlatformConfig) -> None:
                 logs_key_arn=encryption.logs_key_arn,
                 cluster_name=cluster.name,
                 provider=cluster.provider,
-                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                team_namespaces=team_namespaces,
                 vpc_cidr=cfg.network.cidr,
                 general_capacity=karpenter.node_pool_resources["cpu"],
                 metrics_adapter=autoscaling.metrics_adapter,
@@ -224,7 +230,7 @@ def build(cfg: PlatformConfig) -> None:
                 config=cfg,
                 cluster_name=cluster.name,
                 provider=cluster.provider,
-                team_namespaces={name: team.namespace_resource for name, team in tenancy.teams.items()},
+                team_namespaces=team_namespaces,
                 monitoring_release=observability.release,
                 depends_on=cluster.critical_addons,
                 general_capacity=karpenter.node_pool_resources["cpu"],
@@ -264,6 +270,45 @@ def build(cfg: PlatformConfig) -> None:
             ready=[secret_sync.store, *database.instances],
         )
 
+    pipelines = None
+    if cfg.kubeflow.pipelines_on:
+        # The settings refuse Pipelines without the database (infra/config/root.py).
+        assert database_info is not None
+        pipelines = Pipelines(
+            "pipelines",
+            PipelinesArgs(
+                config=cfg,
+                provider=cluster.provider,
+                cluster_name=cluster.name,
+                team_namespaces=team_namespaces,
+                team_groups={name: team_group(name) for name in tenancy.teams},
+                gateway_parent_ref=mesh.gateway_parent_ref,
+                gateway_selector=mesh.gateway_selector,
+                gateway_principal=mesh.gateway_principal,
+                gateway_url=mesh.gateway_url,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                istiod=mesh.istiod,
+                gateway_api_crds=mesh.gateway_api_crds,
+                monitoring_release=observability.release,
+                database=database_info,
+            ),
+        )
+
+    registry = None
+    if cfg.registry.enabled:
+        registry = Registry(
+            "registry",
+            RegistryArgs(
+                config=cfg,
+                provider=cluster.provider,
+                cluster_name=cluster.name,
+                team_namespaces=team_namespaces,
+                istiod=mesh.istiod,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                database=database_info,
+            ),
+        )
+
     workloads = Workloads(
         "workloads",
         WorkloadsArgs(
@@ -283,7 +328,60 @@ def build(cfg: PlatformConfig) -> None:
             priority_classes=tenancy.priority_classes,
             gpu_claims=accelerators.gpu_claims,
             queues=scheduling.queues,
-            jobset=scheduling.jobset,
+        ),
+    )
+
+    if cfg.training.enabled:
+        Training(
+            "training",
+            TrainingArgs(
+                config=cfg,
+                provider=cluster.provider,
+                teams=tenancy.teams,
+                queues=scheduling.queues,
+                jobset=scheduling.jobset,
+                model_stores=model_stores.claims,
+                node_pools=karpenter.node_pool_resources,
+                priority_classes=tenancy.priority_classes,
+                distributed=workloads.distributed,
+                monitoring_release=observability.release,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+            ),
+        )
+        Katib(
+            "katib",
+            KatibArgs(
+                config=cfg,
+                provider=cluster.provider,
+                database=database_info,
+                teams=tenancy.teams,
+                queues=scheduling.queues,
+                node_pools=karpenter.node_pool_resources,
+                priority_classes=tenancy.priority_classes,
+                monitoring_release=observability.release,
+                general_capacity=karpenter.node_pool_resources["cpu"],
+                shared_namespace=pipelines.namespace_resource if pipelines else None,
+            ),
+        )
+    llm = LlmServing(
+        "llm",
+        LlmServingArgs(
+            config=cfg,
+            provider=cluster.provider,
+            teams=tenancy.teams,
+            gateway_parent_ref=mesh.gateway_parent_ref,
+            gateway_hosts=mesh.gateway_hosts,
+            gateway_url=mesh.gateway_url,
+            istiod=mesh.istiod,
+            gateway_api_crds=mesh.gateway_api_crds,
+            inference_pool_crds=mesh.inference_pool_crds,
+            metrics_adapter=autoscaling.metrics_adapter,
+            monitoring_release=observability.release,
+            model_stores=model_stores.claims,
+            node_pools=karpenter.node_pool_resources,
+            priority_classes=tenancy.priority_classes,
+            queues=scheduling.queues,
+            gpu_claims=accelerators.gpu_claims,
         ),
     )
 
@@ -325,8 +423,11 @@ def build(cfg: PlatformConfig) -> None:
         tenancy=tenancy,
         workloads=workloads,
         serving=serving,
+        registry=registry,
+        llm=llm,
         gitops=gitops,
         images=images,
         ceiling=ceiling,
+        pipelines=pipelines,
         streaming=streaming,
     )

@@ -76,3 +76,13 @@ def test_the_rendered_plan_covers_every_aws_resource():
         rendered = [r["type"] for r in plan(records)["planned_values"]["root_module"]["resources"]]
         aws = [terraform_type(r["type"]) for r in records if r["type"].startswith("aws:") and r["custom"]]
         assert sorted(rendered) == sorted(aws) and all(t.startswith("aws_") for t in rendered)
+
+
+def test_each_check_has_one_entry():
+    """YAML keeps the last of two equal keys: a second entry for a check would silently drop the first one's resources."""
+    import re
+
+    text = (ROOT / "policies" / "checkov-exceptions.yaml").read_text()
+    for section in re.split(r"(?m)^(?:terraform|kubernetes):\n", text)[1:]:
+        keys = re.findall(r"(?m)^  (\S+):$", section)
+        assert len(keys) == len(set(keys)), sorted({k for k in keys if keys.count(k) > 1})

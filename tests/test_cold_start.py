@@ -42,7 +42,8 @@ def test_weights_come_from_the_serving_pods_memory_and_the_stores_throughput():
     assert prod["cpu"]["weightsSeconds"] == round(4 * 1024 / 1500)
     assert "weightsSeconds" not in prod["nvidia"]
     staging = synth_of("staging").result.cold_start["pools"]["nvidia"]
-    assert staging["workload"] == "nlp/sentiment" and staging["weightsGib"] == 8
+    # staging's largest GPU serving pod is the LLM engine's (12 GiB of host memory).
+    assert staging["workload"] == "nlp/assistant" and staging["weightsGib"] == 12
 
 
 def test_a_pool_with_warm_nodes_also_states_the_warm_path():

@@ -106,11 +106,13 @@ def test_gateway_api_gateway_binds_the_istio_gateway_deployment(stack):
     assert stack.release("istio-ingressgateway")["inputs"]["values"]["service"] == {"type": "ClusterIP"}
     [listener] = spec["listeners"]
     assert (listener["port"], listener["protocol"]) == (80, "HTTP") and "hostname" not in listener
-    assert listener["allowedRoutes"]["namespaces"]["selector"] == {"matchExpressions": [{"key": "ml-platform.io/team", "operator": "Exists"}]}
-    crds = [c for c in stack.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition") if c["name"].startswith("mesh-")]
+    assert listener["allowedRoutes"]["namespaces"]["selector"] == {"matchExpressions": [{"key": "ml-platform.io/gateway-routes", "operator": "Exists"}]}
+    routed = {r["inputs"]["metadata"]["name"] for r in stack.of_type("kubernetes:core/v1:Namespace") if "ml-platform.io/gateway-routes" in r["inputs"]["metadata"]["labels"]}
+    assert routed >= {t["inputs"]["metadata"]["name"] for t in stack.of_type("kubernetes:core/v1:Namespace") if "ml-platform.io/team" in t["inputs"]["metadata"]["labels"]}
+    crds = [c for c in stack.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition") if c["inputs"]["spec"]["group"] == "gateway.networking.k8s.io"]
     assert {c["inputs"]["spec"]["names"]["kind"] for c in crds} >= {"Gateway", "HTTPRoute", "GatewayClass", "ReferenceGrant"}
     for crd in crds:
-        assert stack.depends_on(gateway, crd) and stack.depends_on(stack.release("istiod"), crd), "istiod starts with the CRDs present"
+        assert stack.depends_transitively(gateway, crd) and stack.depends_transitively(stack.release("istiod"), crd), "istiod starts with the CRDs present"
     assert stack.depends_on(gateway, stack.release("istio-ingressgateway"))
     attach = stack.result.outputs["gateway"]["attach"]
     assert attach["kind"] == "HTTPRoute" and attach["parentRefs"] == [
@@ -121,7 +123,8 @@ def test_gateway_api_gateway_binds_the_istio_gateway_deployment(stack):
 def test_gateway_crds_are_the_vendored_gateway_api_release(stack):
     from infra.lib.upstream import crd_documents
 
-    vendored = {d["metadata"]["name"]: d["spec"] for d in crd_documents("gateway-api")}
+    # The Gateway API's, and the Inference Extension's InferencePool (the release Istio 1.30 is built against).
+    vendored = {d["metadata"]["name"]: d["spec"] for project in ("gateway-api", "gateway-api-inference-extension") for d in crd_documents(project)}
     installed = {c["inputs"]["metadata"]["name"]: c["inputs"]["spec"] for c in stack.of_type("kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition")
                  if c["name"].startswith("mesh-")}
     assert installed == vendored

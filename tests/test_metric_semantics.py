@@ -12,7 +12,8 @@ import yaml
 from components.observability import alert_rules, dashboards
 from infra.config import ObservabilityConfig
 from infra.config.pins import PINS
-from infra.lib.metrics import CUSTOM_METRICS
+from components.llm_serving import LLM_LABEL
+from infra.lib.metrics import CUSTOM_METRICS, VLLM_SERIES
 from tests.conftest import ROOT, STACKS, synth_of
 
 UPSTREAM = ROOT / "schemas" / "upstream"
@@ -252,6 +253,18 @@ class Pod:
         return {"app"} if port == self.app_port else {f"port:{port}"}
 
 
+def kept_sources(sources: set[str], pod: "Pod", rules: Iterable[dict[str, Any]]) -> set[str]:
+    """What a target's metricRelabelings keep of its sources: a rule on the series name keeps or drops the engine's
+    own series (`app` of a vLLM pod, all named vllm:*), never Envoy's or the agent's."""
+    for r in rules:
+        if r.get("sourceLabels") != ["__name__"]:
+            continue
+        assert r["regex"] == VLLM_SERIES, f"a metric relabelling this check cannot read: {r}"
+        engine = {"app"} if LLM_LABEL in pod.labels else set()
+        sources = sources & engine if r["action"] == "keep" else sources - engine
+    return sources
+
+
 def pods_and_scrapes(manifests: dict[str, dict[str, Any]], istiod_values: dict[str, Any]) -> dict[tuple[str, str], Counter]:
     """For every pod template the program declares: how often each source of series is scraped, over every
     PodMonitor and ServiceMonitor the program declares."""
@@ -272,7 +285,7 @@ def pods_and_scrapes(manifests: dict[str, dict[str, Any]], istiod_values: dict[s
         for workload, pod in pods:
             if not in_namespaces(monitor, pod.namespace):
                 continue
-            targets: list[tuple[str, int, list]] = []
+            targets: list[tuple[str, int, list, list]] = []
             if monitor["kind"] == "PodMonitor":
                 if not selects(monitor["spec"]["selector"], pod.labels):
                     continue
@@ -280,7 +293,7 @@ def pods_and_scrapes(manifests: dict[str, dict[str, Any]], istiod_values: dict[s
                     for container, ports in pod.containers.items():
                         for name, number in ports.items():
                             if endpoint.get("port") in (None, name):
-                                targets.append((container, number, endpoint.get("relabelings", [])))
+                                targets.append((container, number, endpoint.get("relabelings", []), endpoint.get("metricRelabelings", [])))
             else:
                 for service in services:
                     if service["metadata"]["namespace"] != pod.namespace or not selects(monitor["spec"]["selector"], service["metadata"].get("labels", {})):
@@ -292,12 +305,12 @@ def pods_and_scrapes(manifests: dict[str, dict[str, Any]], istiod_values: dict[s
                             if port.get("name") == endpoint.get("port"):
                                 target = port.get("targetPort", port["port"])
                                 number = target if isinstance(target, int) else next(n for ports in pod.containers.values() for k, n in ports.items() if k == target)
-                                targets.append(("", number, endpoint.get("relabelings", [])))
-            for container, number, rules in targets:
+                                targets.append(("", number, endpoint.get("relabelings", []), endpoint.get("metricRelabelings", [])))
+            for container, number, rules, series_rules in targets:
                 labels = relabel(pod.meta(container, number), rules)
                 if labels is not None:
                     port = int(labels["__address__"].rsplit(":", 1)[1])
-                    scraped[(pod.namespace, workload["metadata"]["name"])].update(pod.sources(port, status_port))
+                    scraped[(pod.namespace, workload["metadata"]["name"])].update(kept_sources(pod.sources(port, status_port), pod, series_rules))
     return scraped
 
 

@@ -52,10 +52,13 @@ def test_scrape_targets_wait_for_what_they_scrape(stack):
 
 
 def test_dashboards_are_provisioned_for_the_grafana_sidecar(stack):
-    boards = {f: m for f, m in stack.result.manifests.items() if f.startswith("configmap--monitoring--dashboard-")}
-    # The platform's four, GitOps delivery's where Argo CD runs in the cluster (components/gitops.py), and the
-    # streaming lag board where a team runs the data-prep consumer.
-    assert len(boards) == 4 + ("configmap--monitoring--dashboard-ml-gitops.yaml" in boards) + any(r["name"] == "streaming-dashboard" for r in stack.resources)
+    boards = {f: m for f, m in stack.result.manifests.items() if f.startswith("configmap--monitoring--dashboard-") and not f.endswith("-ml-llm.yaml")}
+    # The platform's four, GitOps delivery's where Argo CD runs in the cluster (components/gitops.py), the Pipelines
+    # dashboard where Kubeflow Pipelines run (tests/test_kubeflow.py), the streaming lag board where a team runs the
+    # data-prep consumer, training's and tuning's (components/training.py, katib.py); the LLM board is tests/test_llm_serving.py's.
+    extra = {"configmap--monitoring--dashboard-ml-gitops.yaml", "configmap--monitoring--dashboard-ml-training.yaml", "configmap--monitoring--dashboard-ml-tuning.yaml"}
+    assert len(boards) == (4 + len(extra & set(boards)) + ("pipelines" in stack.result.outputs)
+                           + any(r["name"] == "streaming-dashboard" for r in stack.resources))
     queries = ""
     for m in boards.values():
         assert m["metadata"]["labels"]["grafana_dashboard"] == "1"

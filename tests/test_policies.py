@@ -153,6 +153,8 @@ CASES = {
     "app-project-fenced": ("prod", "kubernetes:argoproj.io/v1alpha1:AppProject", set_in(["inputs", "spec", "clusterResourceWhitelist"], [{"group": "*", "kind": "*"}])),
     "msk-authenticated-encrypted": ("staging", "aws:msk/serverlessCluster:ServerlessCluster", set_in(["inputs", "clientAuthentication", "sasl", "iam", "enabled"], False)),
     "efs-backups-enabled": ("prod", "aws:efs/backupPolicy:BackupPolicy", set_in(["inputs", "backupPolicy", "status"], "DISABLED")),
+    "data-stores-private-encrypted": ("prod", "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock", set_in(["inputs", "blockPublicPolicy"], False)),
+    "data-stores-deletion-protected": ("prod", "aws:s3/bucket:Bucket", set_in(["inputs", "forceDestroy"], True)),
     "control-plane-replicated": ("prod", "kubernetes:helm.sh/v3:Release", set_in(["inputs", "values", "replicaCount"], 1), "mesh-istiod"),
     "efa-instance-types": (
         "staging", "kubernetes:karpenter.sh/v1:NodePool",

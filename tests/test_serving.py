@@ -83,6 +83,38 @@ def test_the_neuron_model_is_a_custom_predictor_on_its_instance_family():
     assert "--target" in p["initContainers"][0]["command"]
 
 
+def test_a_registry_reference_is_fetched_as_on_the_hand_built_path():
+    """Both paths resolve a version through infra/lib/model_source.py: the same fetch, volume, mount and MODEL_DIR."""
+    from components.serving import ServedModel, inference_service
+    from components.workloads import serving_pod_spec
+    from infra.config import MLFLOW_IMAGE
+    from infra.lib.model_source import as_manifest
+    from infra.outputs import _served_workload
+
+    raw = copy.deepcopy(stack_raw("staging"))
+    raw["workloads"][0].pop("model")
+    raw["workloads"][0].update(registry={"model": "sentiment", "alias": "canary", "sizeGib": 4},
+                               canary={"weight": 10, "stable": {"registry": {"model": "sentiment", "version": 3}}})
+    w = parse_stack(raw).workloads[0]
+    for track in w.tracks():
+        isvc = inference_service(w, track, "nlp", {}, registry_image=MLFLOW_IMAGE)
+        validate({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService", **isvc})
+        predictor = isvc["spec"]["predictor"]
+        pod = as_manifest(serving_pod_spec(w, track, w.name, registry_image=MLFLOW_IMAGE))
+        assert predictor["initContainers"] == pod["initContainers"]
+        assert predictor["initContainers"][0]["command"][4] == track.registry.uri
+        assert [v for v in predictor["volumes"] if v["name"] == "registry-model"] == [v for v in pod["volumes"] if v["name"] == "registry-model"]
+        container, hand_built = predictor["containers"][0], pod["containers"][0]
+        assert container["volumeMounts"] == hand_built["volumeMounts"]
+        assert {"name": "MODEL_DIR", "value": f"/models/sentiment/{track.registry.selector}"} in container["env"]
+        assert isvc["metadata"]["labels"]["ml-platform.io/model"] == f"sentiment-{track.registry.selector}"
+    # The outputs name the registered versions as the hand-built path's do.
+    ref = lambda t: {"model": "sentiment", "version": 3 if t == "stable" else None, "alias": None if t == "stable" else "canary"}  # noqa: E731
+    served = ServedModel("sentiment", "nlp", "nlp", "sentiment", None, {t: {"service": t, "model": None, "registry": ref(t), "weight": 50} for t in ("stable", "canary")})
+    models = _served_workload(served)["models"]
+    assert (models["stableRegistry"], models["canaryRegistry"], models["stable"]) == (ref("stable"), ref("canary"), None)
+
+
 def test_each_version_autoscales_its_predictor_deployment():
     staging = synth_of("staging")
     hpas = {r["inputs"]["metadata"]["name"]: r["inputs"]["spec"] for r in staging.of_type(HPA) if r["name"].startswith("nlp-sentiment-")}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = ("requirements.txt", "requirements-examples.txt", "requirements-checkov.txt")
+REQUIREMENTS = ("requirements.txt", "requirements-examples.txt", "requirements-checkov.txt", "requirements-pipelines.txt")
 
 
 def executable(path: Path, text: str) -> Path:
@@ -27,7 +27,7 @@ def project(tmp_path) -> Path:
         shutil.copy2(ROOT / name, tmp_path / name)
     (tmp_path / "infra").mkdir()
     (tmp_path / "infra" / "synth.py").write_text("")
-    for venv in (".venv", ".venv-checkov"):
+    for venv in (".venv", ".venv-checkov", ".venv-pipelines"):
         executable(tmp_path / venv / "bin" / "python", f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
         executable(tmp_path / venv / "bin" / "pip", f'#!/bin/sh\necho "$@" >> "{tmp_path}/pip.log"\n')
     return tmp_path
@@ -41,15 +41,15 @@ def test_setup_reports_each_step_and_skips_what_is_installed(project):
     first = run_setup(project)
     assert first.returncode == 0, first.stdout + first.stderr
     steps = first.stdout.splitlines()
-    assert len(steps) == 7
-    assert all(re.fullmatch(r"\[\d/7\] .+ \.\.\. done \(\d+\.\ds(, .+)?\)", s) for s in steps), steps
+    assert len(steps) == 9
+    assert all(re.fullmatch(r"\[\d/9\] .+ \.\.\. done \(\d+\.\ds(, .+)?\)", s) for s in steps), steps
     assert steps[0].endswith(", 3.11)")
     installs = (project / "pip.log").read_text().splitlines()
     assert [line.split()[-1] for line in installs] == list(REQUIREMENTS)
 
     second = run_setup(project)
     assert second.returncode == 0, second.stdout + second.stderr
-    assert sum(s.endswith(", up to date)") for s in second.stdout.splitlines()) == 3
+    assert sum(s.endswith(", up to date)") for s in second.stdout.splitlines()) == 4
     assert (project / "pip.log").read_text().splitlines() == installs, "nothing installed twice"
 
     (project / "requirements.txt").write_text((project / "requirements.txt").read_text() + "\n")

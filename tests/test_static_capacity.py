@@ -96,10 +96,13 @@ def test_bad_static_capacity_names_the_key(static, expected):
 
 
 def test_static_nodes_and_reservations_together_must_fit_the_limits():
-    raw = warm(copy.deepcopy(stack_raw("staging")), replicas=6)
-    parse_stack(raw)  # 6 warm + 2 reserved = the 8 GPUs of the limit
-    raw["nodePools"]["nvidia"]["static"]["replicas"] = 7
-    assert "nodePools.nvidia.static.replicas 7 x g6e.xlarge with its capacityReservations take 9 nvidia.com/gpu, beyond the pool's limits.accelerators 8" in error_of(raw)
+    raw = copy.deepcopy(stack_raw("staging"))
+    limit = raw["nodePools"]["nvidia"]["limits"]["accelerators"]
+    raw = warm(raw, replicas=limit - 2)
+    parse_stack(raw)  # the warm nodes + 2 reserved = the GPUs of the limit
+    raw["nodePools"]["nvidia"]["static"]["replicas"] = limit - 1
+    assert (f"nodePools.nvidia.static.replicas {limit - 1} x g6e.xlarge with its capacityReservations take {limit + 1} nvidia.com/gpu, "
+            f"beyond the pool's limits.accelerators {limit}") in error_of(raw)
 
 
 def test_the_pack_takes_replicas_as_a_static_pools_bound():

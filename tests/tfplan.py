@@ -12,6 +12,11 @@ from typing import Any
 
 # Terraform names that do not follow the mechanical rule.
 TYPE_OVERRIDES = {"aws:iam/openIdConnectProvider:OpenIdConnectProvider": "aws_iam_openid_connect_provider"}
+# Repeated blocks Pulumi names in the plural where Terraform's block is singular (`rules` is `rule`).
+BLOCK_OVERRIDES = {
+    "aws_s3_bucket_lifecycle_configuration": {"rules": "rule"},
+    "aws_s3_bucket_server_side_encryption_configuration": {"rules": "rule"},
+}
 # Modules whose resources Terraform names without the module (aws_vpc, not aws_ec2_vpc).
 UNPREFIXED_MODULES = {"ec2"}
 
@@ -51,6 +56,7 @@ def plan(records: list[dict]) -> dict[str, Any]:
     for r in aws:
         tf_type, name = addresses[r["urn"]]
         values = _values({**r["outputs"], **r["inputs"]})
+        values = {BLOCK_OVERRIDES.get(tf_type, {}).get(k, k): v for k, v in values.items()}
         resources.append({"address": f"{tf_type}.{name}", "mode": "managed", "type": tf_type, "name": name,
                           "provider_name": "registry.terraform.io/hashicorp/aws", "values": values})
         changes.append({"address": f"{tf_type}.{name}", "mode": "managed", "type": tf_type, "name": name,

@@ -8,6 +8,7 @@ version is refused. The platform runs the entrypoints of this module:
     python -m modelstore bootstrap --store /models --model M --version V --hub-id ID --revision SHA
     python -m modelstore compile   --store /models --model M --version V --target inf1|inf2
     python -m modelstore wait      --store /models --model M --version V [--target inf1|inf2]
+    python -m modelstore publish   --store /models --model M --version V --source DIR [--origin KEY=VALUE ...]
 """
 from __future__ import annotations
 
@@ -187,7 +188,7 @@ def neuron_compile(model_dir: Path, target: str, artifact: Path, max_length: int
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modelstore", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("bootstrap", "compile", "wait"):
+    for name in ("bootstrap", "compile", "wait", "publish"):
         p = sub.add_parser(name)
         p.add_argument("--store", type=Path, required=True)
         p.add_argument("--model", required=True)
@@ -195,9 +196,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         if name == "bootstrap":
             p.add_argument("--hub-id", required=True)
             p.add_argument("--revision", required=True)
+        elif name == "publish":
+            p.add_argument("--source", type=Path, required=True)
+            p.add_argument("--framework", default="pytorch")
+            # Where the version came from (a pipeline run, its evaluation), recorded in the manifest.
+            p.add_argument("--origin", action="append", default=[], metavar="KEY=VALUE")
         else:
             p.add_argument("--target", choices=sorted(COMPILERS), required=name == "compile")
-        if name != "bootstrap":
+        if name in ("compile", "wait"):
             p.add_argument("--poll-seconds", type=float, default=15)
             p.add_argument("--timeout-seconds", type=float, default=6 * 3600)
     args = parser.parse_args(argv)
@@ -205,6 +211,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         if args.command == "bootstrap":
             bootstrap(args.store, args.model, args.version, args.hub_id, args.revision, hub_download, log)
+        elif args.command == "publish":
+            origin = dict(item.split("=", 1) for item in args.origin)
+            publish(args.store, args.model, args.version, args.source, args.framework, origin, log)
         elif args.command == "compile":
             # The base model may still be training or downloading: wait for it first.
             wait(args.store, args.model, args.version, None, args.poll_seconds, args.timeout_seconds, log)

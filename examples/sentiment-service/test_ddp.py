@@ -30,7 +30,7 @@ def free_port() -> int:
 
 
 def worker(local_rank: int, port: int, checkpoints: Path, store: Path) -> None:
-    """One rank with the environment torchrun and the JobSet give it."""
+    """One rank with the environment torchrun and the TrainJob give it."""
     os.environ.update(
         RANK=str(local_rank), LOCAL_RANK=str(local_rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
         CHECKPOINT_DIR=str(checkpoints), MODEL_STORE=str(store), OUTPUT_MODEL="sentiment-ddp", OUTPUT_VERSION="1", JOB_NAME="nlp/sentiment-ddp",
@@ -64,7 +64,10 @@ def epochs(output: str) -> dict[tuple[int, int], tuple[int, float]]:
 
 def test_two_ranks_train_checkpoint_resume_after_a_preemption_and_publish(tmp_path, capfd):
     checkpoints, store = tmp_path / "checkpoints", tmp_path / "store"
-    first = epochs(run_job(capfd, checkpoints, store))
+    output = run_job(capfd, checkpoints, store)
+    first = epochs(output)
+    # Rank 0 reports each epoch's loss as `name=value`, the format Katib's StdOut metrics collector reads by default.
+    assert [float(v) for v in re.findall(r"^loss=(\d+\.\d+)$", output, re.MULTILINE)] == [first[1, 0][1], first[2, 0][1]]
     # 512 samples, 256 per rank: both ranks trained both epochs, and learned.
     assert sorted(first) == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert all(samples == 256 for samples, _ in first.values())

@@ -115,3 +115,15 @@ def test_command_line_compile_waits_then_compiles(tmp_path, monkeypatch, capsys)
     assert json.loads((store / "sentiment" / "1" / "manifest.json").read_text())["targets"]["inf1"]["sha256"]
     assert modelstore.main(["wait", "--store", str(store), "--model", "sentiment", "--version", "2", "--timeout-seconds", "0", "--poll-seconds", "0"]) == 1
     assert "did not appear within 0s" in capsys.readouterr().err
+
+
+def test_command_line_publish_records_where_the_version_came_from(tmp_path, capsys):
+    store, source = tmp_path / "store", model_files(tmp_path / "src")
+    argv = ["publish", "--store", str(store), "--model", "sentiment", "--version", "2", "--source", str(source), "--origin", "pipelineRun=run-7", "--origin", "accuracy=0.91"]
+    assert modelstore.main(argv) == 0
+    manifest = json.loads((store / "sentiment" / "2" / "manifest.json").read_text())
+    assert manifest["source"] == {"pipelineRun": "run-7", "accuracy": "0.91"}
+    assert modelstore.main(argv) == 0, "the same content again is a no-op"
+    (source / "extra.bin").write_bytes(b"other")
+    assert modelstore.main(argv) == 1
+    assert "versions are immutable" in capsys.readouterr().err

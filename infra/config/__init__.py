@@ -24,6 +24,9 @@ from infra.config.workloads import Accelerator, Autoscaling, Canary, ExternalMod
 from infra.config.serving import RUNTIMES, ModelFormat, Runtime, ServingConfig, model_format_for  # noqa: F401
 from infra.config.database import DatabaseConfig, SecretSync  # noqa: F401
 from infra.config.streaming import KafkaName, ProvisionedMsk, StreamingConfig, TeamStreaming, Topic  # noqa: F401
+from infra.config.registry import MLFLOW_IMAGE, ModelAlias, RegisteredModelName, RegistryConfig, RegistryRef, RegistryResources  # noqa: F401
+from infra.config.training import Algorithm, KatibConfig, Objective, Parameter, Study, TrainerConfig, TrainingConfig, TrainingRuntime, runtimes_for  # noqa: F401
 from infra.config.gitops import ArgoCdCapability, ArgoCdChart, GitOpsConfig, TeamDelivery  # noqa: F401
+from infra.config.llm import EndpointPicker, InferencePoolConfig, LlmAutoscaling, LlmCanary, LlmConfig, LlmModel, LlmWorkload, Parallelism  # noqa: F401
 from infra.config.root import MISSING_HINTS, PlatformConfig, SECRET_KEYS, from_bag, load, parse  # noqa: F401
 from infra.config.pins import PINS  # noqa: F401

@@ -14,6 +14,8 @@ PINS: dict[str, str] = {
     "istio": "1.30.3",
     "gateway-api": "v1.5.1",  # the release Istio 1.30 is built and tested against (its go.mod)
     "aws-load-balancer-controller": "3.5.0",
+    # The Inference Extension release Istio 1.30.3 is built against (its go.mod) and tests with (its integration CRDs).
+    "gateway-api-inference-extension": "v1.4.0",
     # Observability
     "kube-prometheus-stack": "88.5.3",
     "fluent-bit": "0.58.1",
@@ -24,6 +26,10 @@ PINS: dict[str, str] = {
     "volcano": "1.15.1",
     "vertical-pod-autoscaler": "0.11.0",
     "dra-driver-nvidia-gpu": "0.4.0",
+    # ML layer: the newest releases (kubeflow/pipelines, kubeflow/trainer and kubeflow/katib tags) when pinned.
+    "kubeflow-pipelines": "2.17.0",
+    "kubeflow-trainer": "2.3.0",
+    "katib": "0.19.0",
     # Serving
     "kserve": "v0.20.0",
     # KServe's webhook certificate and its CA injection (KServe's chart renders a cert-manager Certificate).
@@ -32,4 +38,6 @@ PINS: dict[str, str] = {
     "argo-cd": "10.1.1",
     # Secrets: Secrets Manager -> Kubernetes Secrets
     "external-secrets": "2.9.0",
+    # LLM serving: LeaderWorkerSet, a replica of several pods across nodes.
+    "lws": "0.10.0",
 }

@@ -19,15 +19,19 @@ from infra.config.gitops import GitOpsConfig
 from infra.config.database import DatabaseConfig
 from infra.config.images import ImagesConfig, cache_prefix
 from infra.config.karpenter import KarpenterConfig, NodePools
+from infra.config.kubeflow import KubeflowConfig
+from infra.config.llm import LlmConfig, NEURON_CORES_PER_DEVICE
 from infra.config.logging import LoggingConfig
 from infra.config.mesh import MeshConfig
 from infra.config.network import NetworkConfig
 from infra.config.observability import ObservabilityConfig
+from infra.config.registry import RegistryConfig
 from infra.config.scheduling import SchedulingConfig
 from infra.config.serving import ServingConfig
 from infra.config.storage import StorageConfig
 from infra.config.streaming import StreamingConfig
 from infra.config.tenancy import TeamConfig
+from infra.config.training import MAX_RESTARTS, TrainingConfig, runtimes_for, trains
 from infra.config.workloads import ServingWorkload, TrainingWorkload, WORKLOAD_KINDS, Workload
 
 # Keys whose values are secrets: never echoed in an error.
@@ -57,8 +61,12 @@ class PlatformConfig(Model):
     scheduling: SchedulingConfig = SchedulingConfig()
     streaming: StreamingConfig = StreamingConfig()
     serving: ServingConfig = ServingConfig()
+    registry: RegistryConfig = RegistryConfig()
+    kubeflow: KubeflowConfig = KubeflowConfig()
+    training: TrainingConfig = TrainingConfig()
     gitops: GitOpsConfig = GitOpsConfig()
     database: DatabaseConfig = DatabaseConfig()
+    llm: LlmConfig = LlmConfig()
     budget: BudgetConfig
     images: ImagesConfig = ImagesConfig()
     # Secret: `pulumi config set --secret --path 'ml-platform:alertingSecrets.<receiver>' <routing key or URL>`.
@@ -77,10 +85,14 @@ class PlatformConfig(Model):
             self._cidrs_disjoint(),
             self._workloads_fit_the_platform(),
             self._quota_per_team(),
+            self._llm_fits(),
             self._models(),
+            self._registry_references(),
             self._vertical_autoscaling(),
             self._alerting(info),
             self._queue_headroom(),
+            self._pipelines(),
+            self._training(),
             self._gitops(info),
             self._static_within_limits(),
             self._cache_prefixes(),
@@ -189,6 +201,60 @@ class PlatformConfig(Model):
                                      f"of the team's training workloads: {claims}")
         return self
 
+    def _pipelines(self) -> Iterable[str]:
+        pipelines = self.kubeflow.pipelines
+        teams = sorted(t.name for t in self.teams)
+        for team in pipelines.teams:
+            if team not in teams:
+                yield f"kubeflow.pipelines.teams.{team}: {team!r} is not one of the teams: {teams}"
+        if self.kubeflow.pipelines_on and not self.database.enabled:
+            yield "kubeflow.pipelines.enabled needs database.enabled: KFP keeps its runs and metadata on the platform's Aurora cluster"
+
+    def _training(self) -> Iterable[str]:
+        """Runtimes run on pools the stack has; distributed workloads and studies have what they run on."""
+        training, pools = self.training, self.node_pools.enabled()
+        if not training.enabled:
+            if training.katib.studies:
+                yield "training.katib.studies lists studies but training.enabled is false; enable it or drop the studies"
+            for i, w in enumerate(self.workloads):
+                if isinstance(w, TrainingWorkload) and w.workers > 1:
+                    yield f"workloads[{i}] ({w.name}) runs {w.workers} workers, which run as a TrainJob: training.enabled must be true"
+            return
+        if not self.database.enabled:
+            yield "training.enabled needs database.enabled: Katib keeps its experiments in the database `katib` on the platform's Aurora cluster; enable the database or set training.enabled: false"
+        for i, r in enumerate(training.trainer.runtimes or []):
+            key = f"training.trainer.runtimes[{i}]"
+            if r.pool not in pools:
+                yield f"{key}.pool {r.pool!r} has no enabled node pool (enabled: {sorted(pools)})"
+                continue
+            if r.pool == "neuron" and not trains(pools[r.pool]):
+                yield f"{key}.pool neuron has no Trainium instance types (trn1, trn1n, trn2) in nodePools.neuron.instanceTypes: Inferentia does not train"
+            efa = getattr(pools[r.pool], "efa", False)
+            if efa and not r.efa_devices_per_node:
+                yield f"{key}.efaDevicesPerNode is 0 but nodePools.{r.pool} has efa on: its collectives would leave EFA unused"
+            if not efa and r.efa_devices_per_node:
+                yield f"{key}.efaDevicesPerNode {r.efa_devices_per_node} but nodePools.{r.pool} has no efa"
+        covered = {r.pool for r in runtimes_for(training, pools)}
+        for i, w in enumerate(self.workloads):
+            if not (isinstance(w, TrainingWorkload) and w.workers > 1):
+                continue
+            if w.accelerator in pools and w.accelerator not in covered:
+                yield f"workloads[{i}] ({w.name}) runs {w.workers} workers on {w.accelerator} but training.trainer.runtimes has no runtime for that pool"
+            # A TrainJob's pods take their resources from resourcesPerNode; its runtime patches cannot add a DRA claim.
+            if w.accelerator == "nvidia" and self.accelerators.gpu_operator.dra.enabled:
+                yield f"workloads[{i}] ({w.name}) runs {w.workers} workers on nvidia as a TrainJob, which requests nvidia.com/gpu: with accelerators.gpuOperator.dra the device plugin is off; run it single-worker or turn DRA off"
+            if w.max_restarts != MAX_RESTARTS:
+                yield f"workloads[{i}].maxRestarts {w.max_restarts}: a distributed run restarts as its ClusterTrainingRuntime says ({MAX_RESTARTS}), which a TrainJob cannot change"
+        teams, seen = {t.name for t in self.teams}, set()
+        for i, study in enumerate(training.katib.studies):
+            key = f"training.katib.studies[{i}]"
+            if study.team not in teams:
+                yield f"{key}.team {study.team!r} is not one of the teams: {sorted(teams)}"
+            if study.accelerator not in pools:
+                yield f"{key}.accelerator {study.accelerator!r} has no enabled node pool"
+            if (study.team, study.name) in seen:
+                yield f"{key}.name {study.name!r} is used twice in team {study.team!r}"
+            seen.add((study.team, study.name))
     def _database(self) -> Iterable[str]:
         db = self.database
         if not db.enabled:
@@ -234,17 +300,62 @@ class PlatformConfig(Model):
                 if w.path in paths:
                     yield f"{where}.path {w.path!r} is already routed to another workload"
                 paths.add(w.path)
+        for i, w in enumerate(self.llm.workloads):
+            if w.path in paths:
+                yield f"llm.workloads[{i}].path {w.path!r} is already routed to another workload"
+            paths.add(w.path)
+
+    def _llm_fits(self) -> Iterable[str]:
+        """Each LLM engine fits one node of its pool (tensor parallelism within a node), on a pool that exists, for a
+        team with a model store."""
+        from policies.rules.cost import PriceError, price_table
+
+        teams = {t.name for t in self.teams}
+        try:
+            table = price_table(self.region, self.budget.price_table_region).instances
+        except PriceError:
+            return  # the cost ceiling reports the missing table, naming aws:region
+        for i, w in enumerate(self.llm.workloads):
+            where = f"llm.workloads[{i}]"
+            if w.team not in teams:
+                yield f"{where}.team {w.team!r} is not one of the teams: {sorted(teams)}"
+            elif w.team not in self.storage.model_stores:
+                yield f"{where}.model: team {w.team!r} has no model store to hold the weights; add storage.modelStores.{w.team}"
+            if w.accelerator == "nvidia" and self.accelerators.gpu_operator.dra.enabled and w.parallelism.tensor > 1:
+                # Karpenter 1.14 sizes nodes without DRA claims: a claim for several GPUs could land on a one-GPU node.
+                yield f"{where}.parallelism.tensor {w.parallelism.tensor} with DRA: claim one GPU per engine pod (Karpenter does not size nodes for DRA claims yet)"
+            pool = self.node_pools.enabled().get(w.accelerator)
+            if pool is None:
+                yield f"{where}.accelerator {w.accelerator!r} has no enabled node pool"
+                continue
+            # Accelerators per node of each instance type (the price table's, from Karpenter's instance-type reference).
+            if w.accelerator == "nvidia":
+                per_node = {t: table.get(t, {}).get("nvidiaGpus", 0) for t in pool.instance_types}
+                unit = "GPUs"
+            else:
+                per_node = {t: table.get(t, {}).get("neuronDevices", 0) * NEURON_CORES_PER_DEVICE.get(family_of(t), 0) for t in pool.instance_types}
+                unit = "NeuronCores (inf1 has no vLLM backend)"
+            if max(per_node.values(), default=0) < w.parallelism.tensor:
+                yield (
+                    f"{where}.parallelism.tensor {w.parallelism.tensor} exceeds the {unit} of any one node of the {w.accelerator} pool "
+                    f"({', '.join(f'{t}: {n}' for t, n in sorted(per_node.items()))}); lower it, add larger instance types to "
+                    f"nodePools.{w.accelerator}.instanceTypes, or span nodes with parallelism.pipeline"
+                )
 
     def _quota_per_team(self) -> Iterable[str]:
         """A team's quota caps all its pods together: its workloads at their most pods must fit it side by side."""
         quota_keys = {"nvidia": ("nvidiaGpus", "nvidia_gpus"), "neuron": ("neuronCores", "neuron_cores")}
         for t, team in enumerate(self.teams):
             for accelerator, (key, field) in quota_keys.items():
-                users = [(i, w) for i, w in enumerate(self.workloads) if w.team == team.name and w.accelerator == accelerator]
-                need = sum(w.max_pods * w.accelerator_count for _, w in users)
+                users = [(f"workloads[{i}]", w.name, w.max_pods, w.accelerator_count) for i, w in enumerate(self.workloads) if w.team == team.name and w.accelerator == accelerator]
+                users += [
+                    (f"llm.workloads[{i}]", w.name, w.max_pods, w.accelerators_per_pod())
+                    for i, w in enumerate(self.llm.workloads) if w.team == team.name and w.accelerator == accelerator
+                ]
+                need = sum(pods * count for _, _, pods, count in users)
                 quota = getattr(team.quota, field)
                 if users and need > quota:
-                    parts = " + ".join(f"workloads[{i}] ({w.name}) {w.max_pods} pods x {w.accelerator_count}" for i, w in users)
+                    parts = " + ".join(f"{where} ({name}) {pods} pods x {count}" for where, name, pods, count in users)
                     yield (
                         f"teams[{t}].quota.{key} {quota} is below what team {team.name!r} needs at most: {parts} = {need} "
                         f"{accelerator} accelerators; raise the quota or lower the workloads' pods"
@@ -291,6 +402,20 @@ class PlatformConfig(Model):
                         f"workloads[{i}].neuronTarget {w.neuron_target!r} has no compile path (nor nodes to run on): the neuron pool offers {offered}; "
                         f"add {w.neuron_target} instance types to nodePools.neuron.instanceTypes"
                     )
+
+    def _registry_references(self) -> Iterable[str]:
+        """A served registry version is fetched from the team's registry, which exists only with the registry on; the
+        registry keeps its metadata on the platform database."""
+        if self.registry.enabled:
+            if not self.database.enabled:
+                yield "registry.enabled needs database.enabled: the registry keeps its experiments and models on the platform database"
+            return
+        for i, w in enumerate(self.workloads):
+            if not isinstance(w, ServingWorkload):
+                continue
+            for key, ref in (("registry", w.registry), ("canary.stable.registry", w.canary.stable.registry if w.canary else None)):
+                if ref:
+                    yield f"workloads[{i}].{key} {ref.uri}: registry.enabled is false, so team {w.team!r} has no registry to fetch it from"
 
     def _vertical_autoscaling(self) -> Iterable[str]:
         """A VPA that changes requests needs the components that do it, and never shares CPU with an HPA."""

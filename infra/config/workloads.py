@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from infra.config.base import CpuQuantity, DnsLabel, ImageRef, Model
+from infra.config.registry import RegistryRef
 from infra.config.serving import RUNTIMES, ModelFormat, model_format_for
 from infra.lib.metrics import CUSTOM_METRICS
 
@@ -113,6 +114,7 @@ class StableTrack(Model):
 
     model: Optional[ModelRef] = None
     image: Optional[ImageRef] = None
+    registry: Optional[RegistryRef] = None
 
 
 class Canary(Model):
@@ -138,6 +140,7 @@ class Track:
     weight: int
     min_replicas: int
     max_replicas: int
+    registry: Optional[RegistryRef] = None  # a registered version instead of a store path
 
 
 class WorkloadBase(Model):
@@ -168,6 +171,8 @@ class ServingWorkload(WorkloadBase):
     # The Neuron instance family it runs on, which decides the compiler (inf1: torch-neuron, others: torch-neuronx).
     neuron_target: Optional[NeuronTarget] = None
     canary: Optional[Canary] = None
+    # What it serves, as a registered version in the team's registry instead of a store path (not both).
+    registry: Optional[RegistryRef] = None
     # What the model is, which picks its KServe runtime (infra/config/serving.py); by default what the accelerator runs.
     model_format: Optional[ModelFormat] = None
 
@@ -178,13 +183,15 @@ class ServingWorkload(WorkloadBase):
     def tracks(self) -> list[Track]:
         a = self.autoscaling
         if not self.canary or self.canary.promoted:
-            return [Track("stable", self.image, self.model, 100, a.min_replicas, a.max_replicas)]
+            return [Track("stable", self.image, self.model, 100, a.min_replicas, a.max_replicas, self.registry)]
         stable = self.canary.stable
         weight = self.canary.weight
+        # The stable track names its own source, or keeps the workload's.
+        model, registry = (stable.model, stable.registry) if (stable.model or stable.registry) else (self.model, self.registry)
         return [
-            Track("stable", stable.image or self.image, stable.model or self.model, 100 - weight, a.min_replicas, a.max_replicas),
+            Track("stable", stable.image or self.image, model, 100 - weight, a.min_replicas, a.max_replicas, registry),
             # The canary scales with its share of the traffic, never below one pod.
-            Track("canary", self.image, self.model, weight, 1, max(1, math.ceil(a.max_replicas * weight / 100))),
+            Track("canary", self.image, self.model, weight, 1, max(1, math.ceil(a.max_replicas * weight / 100)), self.registry),
         ]
 
     def models(self) -> list[ModelRef]:
@@ -201,6 +208,11 @@ class ServingWorkload(WorkloadBase):
         if (self.accelerator == "neuron") != (self.neuron_target is not None):
             raise ValueError("neuronTarget (inf1, inf2, trn1 or trn2) is required for accelerator neuron, and only for it")
         metric = self.autoscaling.custom_metric
+        if metric and custom_metrics()[metric].engine:
+            raise ValueError(
+                f"autoscaling.customMetric {metric!r} is exposed by {custom_metrics()[metric].engine} engines only: "
+                "declare the model under llm.workloads, or pick another metric"
+            )
         if metric and self.accelerator not in custom_metrics()[metric].accelerators:
             raise ValueError(
                 f"autoscaling.customMetric {metric!r} is not measured on {self.accelerator} pods (only on "
@@ -208,11 +220,15 @@ class ServingWorkload(WorkloadBase):
             )
         if self.accelerator not in RUNTIMES[self.format].accelerators:
             raise ValueError(f"modelFormat {self.format!r} is not served on {self.accelerator} (only on {', '.join(RUNTIMES[self.format].accelerators)})")
-        if self.canary and self.canary.stable.model and not self.model:
-            raise ValueError("canary.stable.model is set but the workload serves no model")
+        if self.model and self.registry:
+            raise ValueError("model (a store path) and registry (a registered version) both name what to serve; set one")
+        if self.canary and self.canary.stable.model and self.canary.stable.registry:
+            raise ValueError("canary.stable: model and registry both name what the stable version serves; set one")
+        if self.canary and (self.canary.stable.model or self.canary.stable.registry) and not (self.model or self.registry):
+            raise ValueError("canary.stable names a model but the workload serves none")
         if self.canary and not self.canary.promoted:
             stable = self.tracks()[0]
-            if (stable.image, stable.model) == (self.image, self.model):
+            if (stable.image, stable.model, stable.registry) == (self.image, self.model, self.registry):
                 raise ValueError("canary runs the same image and model as the stable version; set model or image to the new one, and canary.stable to what it replaces")
         return self
 

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from infra.lib.conventions import TRAINING_PRIORITY
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 VOLCANO_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
-VOLCANO_GROUP_ANNOTATION = "scheduling.k8s.io/group-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 # Kueue gives a Job of a managed namespace without the queue label the LocalQueue named `default`, when one exists
 # (its jobframework defaulting): the team's queue has that name, so no team Job is suspended for want of a label.
@@ -19,7 +18,7 @@ LOCAL_QUEUE = "default"
 class Submission:
     """How a training run of a team is handed to the gang scheduler."""
 
-    labels: dict[str, str]  # on the Job, CronJob job template or JobSet
+    labels: dict[str, str]  # on the Job, CronJob job template or TrainJob
     pod_annotations: dict[str, str]
     scheduler_name: Optional[str]
     # Kueue starts what it admits: runs are created suspended, and Kueue's edits on admission are not drift.
@@ -27,8 +26,8 @@ class Submission:
     ignore_changes: list[str]
 
 
-def submission(gang: str, team: str, group: Optional[str] = None, priority: str = TRAINING_PRIORITY) -> Submission:
-    """`group`: the PodGroup a distributed run's pods share under Volcano (Kueue admits a JobSet as one workload)."""
+def submission(gang: str, team: str, priority: str = TRAINING_PRIORITY) -> Submission:
+    """Kueue admits a Job or a TrainJob as one workload; under Volcano a TrainJob's runtime makes its PodGroup."""
     if gang == "kueue":
         return Submission(
             {QUEUE_LABEL: LOCAL_QUEUE, PRIORITY_LABEL: priority},
@@ -37,12 +36,4 @@ def submission(gang: str, team: str, group: Optional[str] = None, priority: str 
             True,
             ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations"],
         )
-    annotations = {VOLCANO_QUEUE_ANNOTATION: team}
-    if group:
-        annotations[VOLCANO_GROUP_ANNOTATION] = group
-    return Submission({}, annotations, "volcano", None, [])
-
-
-def pod_group_spec(team: str, workers: int) -> dict[str, Any]:
-    """Volcano binds none of a distributed run's pods until all `workers` can be bound."""
-    return {"minMember": workers, "queue": team, "priorityClassName": TRAINING_PRIORITY}
+    return Submission({}, {VOLCANO_QUEUE_ANNOTATION: team}, "volcano", None, [])

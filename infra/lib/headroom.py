@@ -1,8 +1,8 @@
 """What a team namespace runs outside Kueue, at its peak: the room its ClusterQueue leaves in the ResourceQuota.
 
-The namespace's ResourceQuota counts every pod; Kueue admits only Jobs and JobSets against the team's ClusterQueue.
+The namespace's ResourceQuota counts every pod; Kueue admits only Jobs, JobSets and TrainJobs against the team's ClusterQueue.
 Serving pods (with their Istio sidecars, and one extra pod per version while it rolls out), the data-prep consumers
-(the same way) and whatever the team
+(the same way), a study's Katib suggestion service and trial metrics collectors, and whatever the team
 declares in `quota.outsideQueue` are not Kueue's to admit: the queue's quota is the namespace's minus these, so a run
 Kueue admits is never refused by the quota (and evicted and requeued over and over by waitForPodsReady).
 Units: CPU in millicores, memory in MiB, accelerators in devices (or NeuronCores).
@@ -27,6 +27,9 @@ MODEL_WAIT_MEMORY_MIB = 256
 COMPILE_CPU = "2"
 COMPILE_MEMORY_GIB = 8
 COMPILE_NEURON_CORES = 1
+# An LLM pool's endpoint picker (components/llm_serving.py).
+EPP_CPU_MILLI = 500
+EPP_MEMORY_MIB = 1024
 # A Deployment rolls out one pod over its replicas (maxSurge: 1).
 ROLLOUT_SURGE = 1
 RESOURCES = ("cpu", "memory", NVIDIA.resource, NEURON.resource)
@@ -49,11 +52,21 @@ def serving_pod(w: "ServingWorkload", waits_for_model: bool) -> dict[str, int]:
     return pod
 
 
+# What Katib runs beside a study's trials (components/katib.py): its suggestion service, a Deployment in the team's
+# namespace, and the metrics collector it injects into each trial pod after Kueue admitted the trial's Job.
+KATIB_SUGGESTION_CPU, KATIB_SUGGESTION_MEMORY_MIB = "250m", 512
+KATIB_COLLECTOR_CPU, KATIB_COLLECTOR_MEMORY_MIB = "50m", 64
+
+
 def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
     """The team's peak outside Kueue: its serving workloads at their maximum replicas plus a rollout's extra pod per
-    version, and the team's own `quota.outsideQueue`."""
+    version, its studies' suggestion services and trials' metrics collectors, and the team's own `quota.outsideQueue`."""
     extra = team.quota.outside_queue
     total = {"cpu": extra.cpu * 1000, "memory": extra.memory_gib * 1024, NVIDIA.resource: extra.nvidia_gpus, NEURON.resource: extra.neuron_cores}
+    for study in cfg.training.katib.studies if cfg.training.enabled else []:
+        if study.team == team.name:
+            total["cpu"] += millicores(KATIB_SUGGESTION_CPU) + study.parallel_trial_count * millicores(KATIB_COLLECTOR_CPU)
+            total["memory"] += KATIB_SUGGESTION_MEMORY_MIB + study.parallel_trial_count * KATIB_COLLECTOR_MEMORY_MIB
     for w in cfg.workloads:
         if w.team != team.name or w.kind != "serving":
             continue
@@ -61,6 +74,19 @@ def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
             pod = serving_pod(w, track.model is not None)
             for resource in RESOURCES:
                 total[resource] += (track.max_replicas + ROLLOUT_SURGE) * pod[resource]
+    for w in cfg.llm.workloads:
+        if w.team != team.name:
+            continue
+        # Engine pods (a replica is `pipeline` of them) with their sidecars, and each version's endpoint picker.
+        engine = {"cpu": millicores(w.resources.cpu) + SIDECAR_CPU_MILLI, "memory": math.ceil(w.resources.memory_gib * 1024) + SIDECAR_MEMORY_MIB,
+                  NVIDIA.resource: 0, NEURON.resource: 0}
+        engine[KINDS[w.accelerator].resource] = w.accelerators_per_pod()
+        for _, _, _, _, _, max_replicas in w.tracks():
+            for resource in RESOURCES:
+                total[resource] += (max_replicas + ROLLOUT_SURGE) * w.parallelism.pipeline * engine[resource]
+            pickers = w.inference_pool.endpoint_picker.replicas + ROLLOUT_SURGE
+            total["cpu"] += pickers * (EPP_CPU_MILLI + SIDECAR_CPU_MILLI)
+            total["memory"] += pickers * (EPP_MEMORY_MIB + SIDECAR_MEMORY_MIB)
     streams = cfg.streaming.teams.get(team.name)
     if streams is not None and streams.data_prep is not None:
         # The data-prep consumers (components/streaming.py): a Deployment with sidecars, outside Kueue like serving.

@@ -7,6 +7,27 @@ from typing import Any
 # Prometheus scrapes every 30 s: a rate needs at least four samples.
 RATE_WINDOW = "2m"
 
+# vLLM's series (vllm/v1/metrics/loggers.py at the pinned image; the endpoint picker's defaults at the pinned
+# Inference Extension read the same two gauges). They reach Prometheus once, through the LLM ServiceMonitor
+# (components/llm_serving.py); the mesh's merged-metrics PodMonitor drops them.
+VLLM_SERIES = "vllm:.*"
+VLLM_QUEUE = "vllm:num_requests_waiting"
+VLLM_KV_CACHE = "vllm:kv_cache_usage_perc"
+
+
+def _vllm_gauge(series: str, name: str, aggregate: str) -> ServedMetric:
+    # The ServiceMonitor's target labels name the engine pod (namespace, pod); multi-engine pods sum their engines.
+    return ServedMetric(
+        rule={
+            "seriesQuery": f'{{__name__="{series}",namespace!="",pod!=""}}',
+            "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+            "name": {"matches": f"^{series}$", "as": name},
+            "metricsQuery": f"{aggregate} by (<<.GroupBy>>) (<<.Series>>{{<<.LabelMatchers>>}})",
+        },
+        accelerators=("nvidia", "neuron"),
+        engine="vllm",
+    )
+
 
 @dataclass(frozen=True)
 class ServedMetric:
@@ -14,6 +35,8 @@ class ServedMetric:
 
     rule: dict[str, Any]
     accelerators: tuple[str, ...]
+    # Only pods of this engine expose it (the LLM serving path's vLLM pods); None: every pod of the pools.
+    engine: str | None = None
 
 
 # Every custom metric the platform serves, by its name in the HPA: the adapter's rules.custom is built from this, and
@@ -47,6 +70,10 @@ CUSTOM_METRICS: dict[str, ServedMetric] = {
         },
         accelerators=("nvidia",),
     ),
+    # Requests waiting for a slot in the engine's batch: the queue an LLM replica can no longer absorb.
+    "vllm_queue_depth": _vllm_gauge(VLLM_QUEUE, "vllm_queue_depth", "sum"),
+    # KV-cache blocks in use (0-1): near 1 the engine preempts running requests.
+    "vllm_kv_cache_usage": _vllm_gauge(VLLM_KV_CACHE, "vllm_kv_cache_usage", "max"),
 }
 
 # Served for the platform's own consumers (components/streaming.py), not offered to serving workloads'

@@ -37,3 +37,27 @@ def alert_rule(alert: str, expr: str, for_: str, severity: str, summary: str) ->
         "labels": {"severity": severity, "team": "ml-platform"},
         "annotations": {"summary": summary, "runbook": f"docs/runbooks.md#{alert.lower()}"},
     }
+
+
+def _panel(i: int, title: str, expr: str, unit: str, legend: str) -> dict[str, Any]:
+    return {
+        "id": i + 1,
+        "type": "timeseries",
+        "title": title,
+        "datasource": {"type": "prometheus", "uid": "prometheus"},
+        "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
+        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+        "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}],
+    }
+
+
+def dashboard(uid: str, title: str, panels: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+    return {
+        "uid": uid,
+        "title": title,
+        "tags": ["ml-platform"],
+        "schemaVersion": 39,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "1m",
+        "panels": [_panel(i, *p) for i, p in enumerate(panels)],
+    }

@@ -13,7 +13,11 @@ TEAM_RULES = [
     ], ALL_VERBS),
     (["gateway.networking.k8s.io"], ["httproutes"], ALL_VERBS),
     (["monitoring.coreos.com"], ["servicemonitors", "podmonitors", "prometheusrules"], ALL_VERBS),
-    # Distributed runs and GPU claims (with DRA) of their own.
+    # Distributed runs (TrainJobs, and the JobSets they run as) and GPU claims (with DRA) of their own.
+    (["trainer.kubeflow.org"], ["trainjobs"], ALL_VERBS),
+    # Hyperparameter studies of their own (Katib), and what Katib makes of them, readable.
+    (["kubeflow.org"], ["experiments"], ALL_VERBS),
+    (["kubeflow.org"], ["trials", "suggestions"], ["get", "list", "watch"]),
     (["jobset.x-k8s.io"], ["jobsets"], ALL_VERBS),
     (["resource.k8s.io"], ["resourceclaimtemplates", "resourceclaims"], ALL_VERBS),
     # What the platform decides for them, readable: quotas, queues and admitted workloads, VPA recommendations.
@@ -22,6 +26,9 @@ TEAM_RULES = [
     (["autoscaling.k8s.io"], ["verticalpodautoscalers"], ["get", "list", "watch"]),
     # Their models' InferenceServices (and why one is not ready); the platform declares them from the team's config.
     (["serving.kserve.io"], ["inferenceservices"], ["get", "list", "watch"]),
+    # Their LLM workloads as the platform declares them (docs/app-teams/llm-serving.md).
+    (["inference.networking.k8s.io"], ["inferencepools"], ["get", "list", "watch"]),
+    (["leaderworkerset.x-k8s.io"], ["leaderworkersets"], ["get", "list", "watch"]),
 ]
 
 # Each resource a rule names, in its own API group, as a kind. Subresources and Events are not objects a team's
@@ -45,6 +52,8 @@ KINDS = {
     ("monitoring.coreos.com", "servicemonitors"): "ServiceMonitor",
     ("monitoring.coreos.com", "podmonitors"): "PodMonitor",
     ("monitoring.coreos.com", "prometheusrules"): "PrometheusRule",
+    ("trainer.kubeflow.org", "trainjobs"): "TrainJob",
+    ("kubeflow.org", "experiments"): "Experiment",
     ("jobset.x-k8s.io", "jobsets"): "JobSet",
     ("resource.k8s.io", "resourceclaimtemplates"): "ResourceClaimTemplate",
     ("resource.k8s.io", "resourceclaims"): "ResourceClaim",

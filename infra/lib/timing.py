@@ -10,6 +10,8 @@ NODE_LAUNCH = {"cpu": 150, "nvidia": 300, "neuron": 300}
 IMAGE_PULL = {"cpu": 180, "nvidia": 480, "neuron": 480}
 # Downloading a public model of a few hundred MB through the NAT gateway, and publishing it to EFS.
 MODEL_DOWNLOAD = 600
+# Copying an open LLM's weights (a few GB of safetensors) from the Hugging Face Hub through the NAT gateway to EFS.
+LLM_DOWNLOAD = 1800
 # Tracing a transformer for NeuronCores with a fixed input shape.
 NEURON_COMPILE = 1800
 # Headroom for retries (a spot capacity miss, a slow registry).

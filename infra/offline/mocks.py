@@ -7,6 +7,8 @@ The monitor records parent, dependencies and provider of every registration.
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -40,18 +42,31 @@ def _walk(value: Any, on_secret: Callable[[Any], Any], on_leaf: Callable[[Any], 
     return on_leaf(value)
 
 
+# A number with a fraction or an exponent where json.dumps writes a value: after `[`, `: ` or `, `.
+_JSON_FLOAT = re.compile(r"(?:\[|[:,] )-?\d+(?:\.\d|[eE])")
+
+
+def _plain(value: Any, floats: bool = False) -> bool:
+    """Whether a JSON value holds no secret (nor, with `floats`, any number a walk would rewrite): the C encoder
+    tells in a fraction of a Python walk's time, and most values (every vendored CRD) are plain."""
+    text = json.dumps(value)
+    return rpc._special_secret_sig not in text and not (floats and _JSON_FLOAT.search(text))
+
+
 def reveal(value: Any) -> Any:
     """Unwraps secrets, for the mock outputs a provider would compute from them."""
-    return _walk(value, reveal)
+    return value if _plain(value) else _walk(value, reveal)
 
 
 def redact(value: Any) -> Any:
     """Replaces every secret leaf with a marker, keeping the shape, so no artifact carries a secret's value."""
-    return _walk(value, lambda inner: _walk(reveal(inner), reveal, lambda _: SECRET_MARK))
+    return value if _plain(value) else _walk(value, lambda inner: _walk(reveal(inner), reveal, lambda _: SECRET_MARK))
 
 
 def integral(value: Any) -> Any:
     """The engine's wire format carries every number as a double; show whole numbers as integers."""
+    if _plain(value, floats=True):
+        return value
     return _walk(
         value,
         lambda inner: {rpc._special_sig_key: rpc._special_secret_sig, "value": integral(inner)},
@@ -130,12 +145,14 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "aws:s3/bucket:Bucket": self._s3_bucket,
             "aws:eks/capability:Capability": self._eks_capability,
             "aws:rds/cluster:Cluster": self._rds_cluster,
         }
         # Children a packaged (remote) component creates inside its own provider: recorded as the engine would
         # record them, so that policies see them and resource references in the component's outputs resolve.
-        self.remote_children: list[RemoteChild] = []
+        # By the component's URN: the monitor registers in several threads at once.
+        self.remote_children: dict[str, list[RemoteChild]] = {}
         # Outputs of a registered resource by URN (the recording monitor provides it).
         self.outputs_of: Callable[[str], dict] = lambda urn: {}
 
@@ -160,10 +177,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
         inputs = reveal(args.inputs)
         if args.typ.startswith("pulumi:providers:"):
             return f"provider-{h[:12]}", dict(args.inputs)
+        if args.typ in (CONFIG_FILE, CONFIG_GROUP):
+            # A packaged component's state is its outputs: the objects it applies are not echoed back.
+            rid, outputs = self._config_objects(args, h, inputs, urn)
+            return rid, {**outputs, "id": rid}
         if args.typ == "eks:index:Cluster":
             rid, extra = self._eks_cluster(args, h, inputs, urn)
-        elif args.typ == CONFIG_FILE:
-            rid, extra = self._config_file(args, h, inputs, urn)
         elif args.typ in self._by_type:
             rid, extra = self._by_type[args.typ](args, h, inputs)
         elif args.typ.startswith("kubernetes:"):
@@ -234,6 +253,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
         url = f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{name}"
         return url, {"name": name, "url": url, "arn": self.arn("sqs", name)}
 
+    def _s3_bucket(self, args, h, inputs):
+        # S3 names a bucket globally: its id is its name, and its ARN has neither region nor account.
+        name = inputs.get("bucket") or f"{inputs.get('bucketPrefix') or args.name + '-'}{h[:12]}"
+        return name, {"bucket": name, "arn": f"arn:aws:s3:::{name}", "region": self.region,
+                      "bucketDomainName": f"{name}.s3.amazonaws.com", "bucketRegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com"}
+
     def _event_rule(self, args, h, inputs):
         name = self._physical_name(args, h, inputs)
         return name, {"name": name, "arn": self.arn("events", f"rule/{name}")}
@@ -249,6 +274,11 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _access_entry(self, args, h, inputs):
         cluster, principal = inputs.get("clusterName"), inputs.get("principalArn")
         return f"{cluster}:{principal}", {"accessEntryArn": self.arn("eks", f"access-entry/{cluster}/role/{ACCOUNT_ID}/{h[:8]}")}
+
+    def _s3_bucket(self, args, h, inputs):
+        # A bucketPrefix gets a unique suffix from the provider (26 characters), as the real one does.
+        name = inputs.get("bucket") or f"{inputs.get('bucketPrefix') or 'terraform-'}{h[:26]}"
+        return name, {"bucket": name, "arn": f"arn:aws:s3:::{name}", "bucketRegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com", "region": self.region}
 
     def _helm_release(self, args, h, inputs):
         name = inputs.get("name") or args.name
@@ -344,29 +374,35 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "vpcConfig": {**cluster_inputs["vpcConfig"], "clusterSecurityGroupId": sg, "vpcId": inputs.get("vpcId")},
         }
         dependencies = [ref["urn"] for ref in (inputs.get("serviceRole"),) if isinstance(ref, dict)]
-        self.remote_children += [
+        self.remote_children[urn] = [
             RemoteChild(urn, "aws:eks/cluster:Cluster", f"{args.name}-eksCluster", name, cluster_inputs, cluster_outputs, dependencies),
             # pulumi-eks builds its own Kubernetes provider from the cluster; the platform uses its own stable one.
             RemoteChild(urn, "pulumi:providers:kubernetes", f"{args.name}-eks-k8s", f"provider-{h[:12]}", {}, {}, []),
         ]
         return f"{args.name}-{h[:8]}", {
-            "eksCluster": {rpc._special_sig_key: rpc._special_resource_sig, "urn": self.remote_children[0].urn, "id": name},
+            "eksCluster": {rpc._special_sig_key: rpc._special_resource_sig, "urn": self.remote_children[urn][0].urn, "id": name},
             "clusterSecurityGroupId": sg,
         }
 
-    def _config_file(self, args, h, inputs, urn: str):
-        """pulumi-kubernetes' yaml/v2 ConfigFile applies each object of the file inside the provider, as children
-        named `<prefix>:<name>` (cluster-scoped) or `<prefix>:<namespace>/<name>`."""
+    def _config_objects(self, args, h, inputs, urn: str):
+        """pulumi-kubernetes' yaml/v2 ConfigFile and ConfigGroup apply each object inside the provider, as children
+        named `<prefix>:<name>` (cluster-scoped) or `<prefix>:<namespace>/<name>`; the prefix defaults to the
+        component's name. A ConfigFile reads one file; a ConfigGroup its `files`, then its `objs` (the program passes
+        no `yaml` text)."""
         from infra.offline.helm_render import manifest_file
 
+        files = [inputs["file"]] if args.typ == CONFIG_FILE else list(inputs.get("files") or [])
+        docs = [d for f in files for d in manifest_file(f)]
+        docs += list(inputs.get("objs") or [])
         prefix = inputs.get("resourcePrefix") or args.name
+        provider = args.provider.rsplit("::", 1)[0] if args.provider else None
         children = []
-        for doc in manifest_file(inputs["file"]):
+        for doc in docs:
             api, meta = doc["apiVersion"], doc.get("metadata") or {}
             typ = f"kubernetes:{api if '/' in api else 'core/' + api}:{doc['kind']}"
             name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
-            children.append(RemoteChild(urn, typ, f"{prefix}:{name}", name, doc, doc, [], args.provider.rsplit("::", 1)[0] if args.provider else None))
-        self.remote_children += children
+            children.append(RemoteChild(urn, typ, f"{prefix}:{name}", name, doc, doc, [], provider))
+        self.remote_children[urn] = children
         return f"{args.name}-{h[:8]}", {"resources": [{rpc._special_sig_key: rpc._special_resource_sig, "urn": c.urn, "id": c.id} for c in children]}
 
     def _eks_cluster_child_inputs(self, args, inputs: dict) -> dict:
@@ -412,6 +448,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
 
 CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 
 
 @dataclass(frozen=True)
@@ -446,6 +483,10 @@ class Registration:
     protect: bool = False
     transforms: int = 0
     outputs: dict = field(default_factory=dict)
+
+
+def _identity(state: dict) -> dict:
+    return {k: state[k] for k in ("apiVersion", "kind", "metadata") if k in state}
 
 
 class RecordingMonitor(MockMonitor):
@@ -496,8 +537,13 @@ class RecordingMonitor(MockMonitor):
             transforms=len(request.transforms),
             outputs=integral(state),
         )
-        for child in self.mocks.remote_children:
-            self.resources[child.urn] = MockMonitor.ResourceRegistration(child.urn, child.id, child.outputs)
+        for child in self.mocks.remote_children.pop(urn, []):
+            # The SDK reads a component's children back (getResource) to hand out resource references. The program
+            # never reads the outputs of an object a ConfigFile or ConfigGroup applied, so that read returns the
+            # object's identity: whole CRD schemas took a third of the synth to round-trip through protobuf.
+            applied = request.type in (CONFIG_FILE, CONFIG_GROUP)
+            read_back = _identity(child.outputs) if applied else child.outputs
+            self.resources[child.urn] = MockMonitor.ResourceRegistration(child.urn, child.id, read_back)
             self.registrations[child.urn] = Registration(
                 urn=child.urn,
                 type=child.type,
@@ -505,12 +551,12 @@ class RecordingMonitor(MockMonitor):
                 parent=child.parent,
                 custom=True,
                 provider=child.provider,
-                dependencies=sorted(set(child.dependencies)),
+                # The provider applies them once the component's dependencies exist (its Construct waits for them).
+                dependencies=sorted(set(child.dependencies) | (set(request.dependencies) if applied else set())),
                 property_dependencies={},
                 inputs=integral(child.inputs),
                 outputs=integral({**child.outputs, "id": child.id}),
             )
-        self.mocks.remote_children.clear()
         obj = _sync_await(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=obj)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from .base import ADVISORY, MANDATORY, dig, resource_rule
+from .base import ADVISORY, MANDATORY, dig, resource_rule, stack_rule
 
 EKS_COMPONENT = "eks:index:Cluster"
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
@@ -43,6 +43,7 @@ TAGGABLE_TYPES = frozenset(
         "aws:eks/capability:Capability",
         "aws:sqs/queue:Queue",
         "aws:efs/fileSystem:FileSystem",
+        "aws:s3/bucket:Bucket",
         "aws:efs/accessPoint:AccessPoint",
         "aws:opensearch/domain:Domain",
         MSK_CLUSTER,
@@ -51,11 +52,19 @@ TAGGABLE_TYPES = frozenset(
         "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
         "aws:budgets/budget:Budget",
         "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+        "aws:s3/bucket:Bucket",
         EKS_CLUSTER,
         EKS_COMPONENT,
     }
 )
 WORLD = ipaddress.IPv4Network("0.0.0.0/0")
+S3_BUCKET = "aws:s3/bucket:Bucket"
+S3_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+S3_ENCRYPTION = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+S3_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+RDS_CLUSTER = "aws:rds/cluster:Cluster"
+RDS_CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
+RDS_INSTANCE = "aws:rds/instance:Instance"
 
 
 def _endpoint(props: dict, resource_type: str) -> tuple[bool, list[str]]:
@@ -263,13 +272,17 @@ def efs_encrypted_with_cmk(props, args):
 
 @resource_rule(
     "stateful-storage-protected",
-    "File systems holding datasets, checkpoints and models are protected from deletion by Pulumi.",
-    "Set ml-platform:storage.protect: true for the environment.",
+    "File systems holding datasets, checkpoints and models, and the artifact buckets of the model registry and the pipelines, are protected from deletion by Pulumi.",
+    "Set ml-platform:storage.protect: true (the file system), ml-platform:registry.protect: true and ml-platform:kubeflow.pipelines.artifacts.protect: true (the artifact buckets) for the environment.",
     ADVISORY,
-    ["aws:efs/fileSystem:FileSystem"],
+    ["aws:efs/fileSystem:FileSystem", "aws:s3/bucket:Bucket"],
 )
 def stateful_storage_protected(props, args):
-    if not args.opts.protect:
+    if args.opts.protect:
+        return
+    if args.resource_type == "aws:s3/bucket:Bucket":
+        yield "bucket is not protected; a destroy would delete it with the artifacts it holds"
+    else:
         yield "file system is not protected; a destroy would delete every dataset and checkpoint on it"
 
 
@@ -298,3 +311,45 @@ def msk_authenticated_encrypted(props, args):
         yield f"the MSK cluster accepts plaintext clients (clientBroker {transit.get('clientBroker')})"
     if transit.get("inCluster") is False:
         yield "the MSK brokers replicate in plaintext (encryptionInTransit.inCluster false)"
+
+
+def _public_statement(statement: dict) -> bool:
+    """An Allow to everyone with no condition: anyone on the internet may do what it lists."""
+    principal = statement.get("Principal")
+    everyone = principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS")))
+    return statement.get("Effect") == "Allow" and everyone and not statement.get("Condition")
+
+
+@stack_rule(
+    "data-stores-private-encrypted",
+    "Every S3 bucket and database is private and encrypted: a bucket blocks all public access and encrypts with KMS, "
+    "no bucket policy grants everyone, and every RDS/Aurora database encrypts its storage and has no public endpoint.",
+    "Create buckets with a BucketPublicAccessBlock (all four settings true) and an aws:kms BucketServerSideEncryptionConfiguration; "
+    "set storageEncrypted: true and publiclyAccessible: false on databases.",
+    MANDATORY,
+)
+def data_stores_private_encrypted(resources, settings):
+    # A bucket's settings name it by id, which the engine does not show policies before it exists; their dependency does.
+    blocked = {
+        d.urn for r in resources if r.resource_type == S3_PUBLIC_ACCESS_BLOCK
+        and all(r.props.get(k) is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"))
+        for d in r.dependencies
+    }
+    encrypted = {
+        d.urn for r in resources if r.resource_type == S3_ENCRYPTION
+        and all(dig(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm") in ("aws:kms", "aws:kms:dsse") for rule in r.props.get("rules") or [{}])
+        for d in r.dependencies
+    }
+    for r in resources:
+        if r.resource_type == S3_BUCKET:
+            if r.urn not in blocked:
+                yield "bucket has no BucketPublicAccessBlock blocking all four kinds of public access", r.urn
+            if r.urn not in encrypted:
+                yield "bucket has no KMS default encryption (BucketServerSideEncryptionConfiguration with aws:kms)", r.urn
+        elif r.resource_type == S3_POLICY and isinstance(r.props.get("policy"), str):
+            if any(_public_statement(st) for st in _statements(r.props["policy"])):
+                yield "bucket policy allows everyone without a condition", r.urn
+        elif r.resource_type in (RDS_CLUSTER, RDS_INSTANCE) and r.props.get("storageEncrypted") is not True:
+            yield "database storage is not encrypted (storageEncrypted)", r.urn
+        if r.resource_type in (RDS_CLUSTER_INSTANCE, RDS_INSTANCE) and r.props.get("publiclyAccessible") is True:
+            yield "database instance has a public endpoint (publiclyAccessible)", r.urn

@@ -52,6 +52,11 @@ MSK_PRICES = {
     "serverlessClusterHour": 0.75,
     "serverlessPartitionHour": 0.0015,
 }
+# Amazon S3 Standard in us-east-1, first 50 TB per month (https://aws.amazon.com/s3/pricing/). A bucket has no size
+# limit: the model prices the storage its owner budgets for (the bucket's BUDGETED_GIB_TAG).
+S3_PRICES = {"standardGbMonth": 0.023}
+S3_BUCKET = "aws:s3/bucket:Bucket"
+BUDGETED_GIB_TAG = "ml-platform.io/budgeted-gib"
 MSK_CLUSTER = "aws:msk/cluster:Cluster"
 MSK_SERVERLESS = "aws:msk/serverlessCluster:ServerlessCluster"
 MSK_TOPIC = "aws:msk/topic:Topic"
@@ -442,6 +447,11 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
         managers = cc.get("dedicatedMasterCount", 0) * search_prices[cc["dedicatedMasterType"]] if cc.get("dedicatedMasterEnabled") else 0.0
         fixed("opensearch-domain", data + managers, f"{cc['instanceCount']} x {cc['instanceType']} with {ebs.get('volumeSize', 0)} GiB gp3" + (f", {cc['dedicatedMasterCount']} x {cc['dedicatedMasterType']}" if managers else ""), "logging.openSearch")
     msk_item(by_type, fixed, assumptions)
+    for bucket in by_type.get(S3_BUCKET, []):
+        gib = float(_tags(bucket).get(BUDGETED_GIB_TAG, 0))
+        fixed(f"s3-{bucket.get('bucket')}", gib * S3_PRICES["standardGbMonth"] / HOURS_PER_MONTH, f"{gib:g} GiB of S3 Standard (the budgeted size)", "kubeflow.pipelines.artifacts.budgetedGib")
+    if by_type.get(S3_BUCKET):
+        assumptions.append("S3 at us-east-1 list prices for the budgeted size; not included: requests, KMS requests, data transfer")
     if by_type.get(EKS_CAPABILITY):
         # The chart path's pods are inside the cpu pool's limits; the capability is billed by EKS and not yet priced here.
         assumptions.append("not included: the EKS Argo CD capability's hourly and per-application charges (not in the price table yet)")

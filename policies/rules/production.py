@@ -2,7 +2,7 @@
 components replicated and bounds every node pool. The per-environment policy config decides where these hold."""
 from __future__ import annotations
 
-from .aws import EKS_CLUSTER, EKS_COMPONENT
+from .aws import EKS_CLUSTER, EKS_COMPONENT, RDS_CLUSTER, RDS_INSTANCE, S3_BUCKET
 from .base import ADVISORY, MANDATORY, dig, resource_rule, stack_rule
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -17,6 +17,7 @@ REPLICA_VALUES = {
     "kube-prometheus-stack": [("prometheus", "prometheusSpec", "replicas"), ("alertmanager", "alertmanagerSpec", "replicas")],
     "kueue": [("controllerManager", "replicas")],
     "jobset": [("controller", "replicas")],
+    "kubeflow-trainer": [("manager", "replicas")],
     "volcano": [("custom", "scheduler_replicas"), ("custom", "controller_replicas"), ("custom", "admission_replicas")],
 }
 
@@ -31,6 +32,22 @@ REPLICA_VALUES = {
 def eks_deletion_protection(props, args):
     if props.get("deletionProtection") is not True:
         yield "the cluster can be deleted: deletion protection is off"
+
+
+@resource_rule(
+    "data-stores-deletion-protected",
+    "Buckets and databases survive a mistaken destroy: no bucket is emptied by a destroy (forceDestroy), and every "
+    "RDS/Aurora database has deletion protection.",
+    "Leave forceDestroy off on buckets; set ml-platform:database.deletionProtection: true (turn it off deliberately before a planned teardown).",
+    ADVISORY,
+    [S3_BUCKET, RDS_CLUSTER, RDS_INSTANCE],
+)
+def data_stores_deletion_protected(props, args):
+    if args.resource_type == S3_BUCKET:
+        if props.get("forceDestroy") is True:
+            yield "a destroy would delete the bucket with every object in it (forceDestroy)"
+    elif props.get("deletionProtection") is not True:
+        yield "the database can be deleted: deletion protection is off"
 
 
 @stack_rule(

@@ -31,8 +31,10 @@ CRD_CHARTS = {
     "autoscaling.k8s.io": "vertical-pod-autoscaler",
     "kueue.x-k8s.io": "kueue",
     "jobset.x-k8s.io": "jobset",
+    "trainer.kubeflow.org": "kubeflow-trainer",
     "scheduling.volcano.sh": "volcano",
     "nvidia.com": "gpu-operator",
+    "leaderworkerset.x-k8s.io": "lws",
     "serving.kserve.io": "kserve-crd",
     "cert-manager.io": "cert-manager",
     "acme.cert-manager.io": "cert-manager",
@@ -75,6 +77,11 @@ def _ancestors_by_dependency(resource, children: dict | None = None) -> list:
 CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
 
 
+def _crd_key(crd) -> tuple[str, str]:
+    spec = crd.props.get("spec") or {}
+    return str(spec.get("group")), str((spec.get("names") or {}).get("kind"))
+
+
 @stack_rule(
     "custom-resource-after-its-crd",
     "Every custom resource depends (directly or through other resources) on what installs its CRD (the Helm release, or the CustomResourceDefinition itself), so create and destroy run in the right order.",
@@ -82,7 +89,8 @@ CRD = "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
     MANDATORY,
 )
 def custom_resource_after_its_crd(resources, settings):
-    declared = {str((r.props.get("spec") or {}).get("group")) for r in resources if r.resource_type == CRD}
+    # By group and kind: two projects may share a group (Argo CD's and Argo Workflows' argoproj.io).
+    declared = {_crd_key(r) for r in resources if r.resource_type == CRD}
     children: dict = {}
     for r in resources:
         if getattr(r, "parent", None) is not None:
@@ -91,7 +99,7 @@ def custom_resource_after_its_crd(resources, settings):
     by_release: dict = {}
     for r in resources:
         if r.resource_type == CRD and getattr(r, "parent", None) is not None and r.parent.resource_type == "kubernetes:helm.sh/v3:Release":
-            by_release.setdefault(r.parent.urn, set()).add((r.props.get("spec") or {}).get("group"))
+            by_release.setdefault(r.parent.urn, set()).add(_crd_key(r))
     for r in resources:
         if not r.resource_type.startswith("kubernetes:") or r.resource_type == CRD:
             continue
@@ -99,9 +107,9 @@ def custom_resource_after_its_crd(resources, settings):
         if group in BUILTIN_GROUPS:
             continue
         ancestors = _ancestors_by_dependency(r, children)
-        if group in declared:
-            if not any((d.resource_type == CRD and (d.props.get("spec") or {}).get("group") == group)
-                       or group in by_release.get(d.urn, ()) for d in ancestors):
+        key = (group, r.resource_type.rsplit(":", 1)[1])
+        if key in declared:
+            if not any((d.resource_type == CRD and _crd_key(d) == key) or key in by_release.get(d.urn, ()) for d in ancestors):
                 yield f"does not depend on the CustomResourceDefinitions of {group}", r.urn
             continue
         if any(d.resource_type == CAPABILITY and d.props.get("type") == CRD_CAPABILITIES.get(group) for d in ancestors):

@@ -1,11 +1,10 @@
 """Trains a model with DistributedDataParallel, one torchrun process per worker, checkpointing to CHECKPOINT_DIR (EFS)
 and publishing the result to the team's model store as OUTPUT_MODEL@OUTPUT_VERSION (MODEL_STORE).
 
-The platform runs it as a JobSet of N pods that meet over a headless service:
+The platform runs it as a Kubeflow Trainer TrainJob of N nodes; the Trainer gives torchrun its node count, processes
+per node and rendezvous at the first node in PET_* variables, so the command stays `torchrun -m trainer.ddp`.
 
-    torchrun --nnodes N --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint <pod-0>.<service>:29400 -m trainer.ddp
-
-Every rank resumes from the newest complete checkpoint, so a JobSet restarted after a spot interruption or a
+Every rank resumes from the newest complete checkpoint, so a TrainJob restarted after a spot interruption or a
 preemption carries on from its last checkpoint. `train` takes any task: a model that maps inputs to class logits and
 a dataset of (inputs, label) pairs; the default is a small classifier on a synthetic dataset from a fixed seed.
 """
@@ -140,6 +139,9 @@ def train(
                 # No rank runs ahead of (or exits before) a checkpoint that is not yet on disk.
                 dist.barrier()
         log(f"epoch {epoch + 1}/{epochs} rank {rank}/{world} samples {len(indices)} loss {loss_sum.item() / batches:.4f}")
+        if rank == 0:
+            # As `name=value`, which a Katib trial's metrics collector reads from stdout.
+            log(f"loss={loss_sum.item() / batches:.4f}")
     return model
 
 
@@ -172,7 +174,8 @@ def main(argv: Optional[list[str]] = None) -> None:
     )
     # The other ranks are done: they need not wait while rank 0 copies the model into the store.
     dist.destroy_process_group()
-    if rank == 0:
+    # A tuning trial declares no output: it reports its loss and publishes nothing.
+    if rank == 0 and "OUTPUT_MODEL" in os.environ:
         final = checkpoint_dir / "final"
         final.mkdir(parents=True, exist_ok=True)
         save_atomically({k: v.cpu() for k, v in model.state_dict().items()}, final / "model.pt")

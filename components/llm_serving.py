@@ -1,0 +1,755 @@
+"""LLM serving: vLLM engines (one node, or several through a LeaderWorkerSet) behind Gateway API Inference Extension
+InferencePools with their endpoint pickers, a weighted route per workload, engine metrics, alerts, a dashboard and
+autoscaling on the engine's queue or KV cache."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from infra.config import PlatformConfig
+from infra.config.llm import LlmModel, LlmWorkload, NEURON_CORES_PER_DEVICE
+from infra.lib import headroom, helm, timing
+from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL, family_of
+from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_CLAIM, MODEL_STORE_PATH, MONITORING_NAMESPACE, SERVING_PRIORITY, TEAM_LABEL
+from infra.lib.gang import submission
+from infra.lib.interfaces import TeamInfo
+from infra.lib.metrics import VLLM_KV_CACHE, VLLM_QUEUE, VLLM_SERIES
+from infra.lib.monitoring import alert_rule, dashboard
+from policies.rules.workloads import ENDPOINT_PICKER
+
+meta, core = k8s.meta.v1, k8s.core.v1
+RUN_AS = 10001
+ENGINE_PORT = 8000
+# The sidecar agent serves Envoy's, its own and the engine's metrics here (Istio's metrics merging), outside mTLS.
+MERGED_METRICS_PORT = 15020
+EPP_GRPC_PORT, EPP_HEALTH_PORT, EPP_METRICS_PORT = 9002, 9003, 9090
+POOL_GROUP = "inference.networking.k8s.io"
+LWS_API = "leaderworkerset.x-k8s.io/v1"
+LWS_NAMESPACE = "lws-system"
+LWS_REPOSITORY = "oci://registry.k8s.io/lws/charts"
+SKIP_AWAIT = {"pulumi.com/skipAwait": "true"}
+NO_SIDECAR = {"sidecar.istio.io/inject": "false"}
+PLATFORM_LABELS = {"app.kubernetes.io/part-of": "ml-platform"}
+LLM_LABEL = "ml-platform.io/llm"
+# The file the download Job writes last: an engine starts only on a complete copy of the weights.
+COMPLETE_MARKER = ".complete"
+# Where vLLM, PyTorch, Triton and the Hub client write caches: the root filesystem is read-only.
+CACHE_ENV = {"HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache", "HF_HOME": "/tmp/hf", "VLLM_CACHE_ROOT": "/tmp/vllm", "TRITON_CACHE_DIR": "/tmp/triton"}
+# The endpoint picker's plugins as upstream's chart configures them at the pinned release (epplib/templates/_config.yaml).
+EPP_CONFIG = {
+    "apiVersion": "inference.networking.x-k8s.io/v1alpha1",
+    "kind": "EndpointPickerConfig",
+    "plugins": [{"type": "queue-scorer"}, {"type": "kv-cache-utilization-scorer"}, {"type": "prefix-cache-scorer"}],
+    "schedulingProfiles": [
+        {
+            "name": "default",
+            "plugins": [
+                {"pluginRef": "queue-scorer", "weight": 2},
+                {"pluginRef": "kv-cache-utilization-scorer", "weight": 2},
+                {"pluginRef": "prefix-cache-scorer", "weight": 3},
+            ],
+        }
+    ],
+}
+
+
+def model_dir(model: LlmModel) -> str:
+    return f"{MODEL_STORE_PATH}/{model.name}/{model.version}"
+
+
+def restricted() -> core.SecurityContextArgs:
+    return core.SecurityContextArgs(
+        allow_privilege_escalation=False, read_only_root_filesystem=True, run_as_non_root=True, capabilities=core.CapabilitiesArgs(drop=["ALL"])
+    )
+
+
+def pod_security() -> core.PodSecurityContextArgs:
+    return core.PodSecurityContextArgs(
+        run_as_non_root=True, run_as_user=RUN_AS, run_as_group=RUN_AS, seccomp_profile=core.SeccompProfileArgs(type="RuntimeDefault")
+    )
+
+
+def small(cpu: str, memory: str) -> core.ResourceRequirementsArgs:
+    return core.ResourceRequirementsArgs(requests={"cpu": cpu, "memory": memory}, limits={"memory": memory})
+
+
+def track_name(w: LlmWorkload, role: str) -> str:
+    return w.name if role == "stable" else f"{w.name}-canary"
+
+
+# The pod's claim on its GPUs when they come through DRA (accelerators.gpuOperator.dra).
+GPU_CLAIM = "gpu"
+
+
+def engine_resources(w: LlmWorkload, accelerators: int, claimed: bool) -> core.ResourceRequirementsArgs:
+    """`claimed`: the GPUs come through the pod's DRA claim instead of the device plugin's extended resource."""
+    memory = f"{int(w.resources.memory_gib * 1024)}Mi"
+    requests, limits = {"cpu": w.resources.cpu, "memory": memory}, {"memory": memory}
+    if not claimed:
+        # Extended resources are never overcommitted: request = limit.
+        requests[KINDS[w.accelerator].resource] = limits[KINDS[w.accelerator].resource] = str(accelerators)
+    return core.ResourceRequirementsArgs(requests=requests, limits=limits, claims=[core.ResourceClaimArgs(name=GPU_CLAIM)] if claimed else None)
+
+
+def engine_args(w: LlmWorkload, model: LlmModel) -> list[str]:
+    """vLLM's OpenAI server flags: the store's copy of the weights, the parallelism, the context and memory budget."""
+    args = [
+        model_dir(model),
+        "--served-model-name", w.model_name,
+        "--port", str(ENGINE_PORT),
+        "--tensor-parallel-size", str(w.parallelism.tensor),
+        "--max-model-len", str(w.max_model_len),
+        # Weights come from the read-only store: nothing is downloaded at start.
+        "--load-format", "safetensors",
+    ]
+    if w.accelerator == "nvidia":
+        args += ["--gpu-memory-utilization", f"{w.gpu_memory_utilization:g}"]
+    if w.parallelism.pipeline > 1:
+        # Stages on the group's nodes, joined through Ray (the leader is the head, LWS_LEADER_ADDRESS its address).
+        args += ["--pipeline-parallel-size", str(w.parallelism.pipeline), "--distributed-executor-backend", "ray"]
+    return args
+
+
+def pool_family(cfg: PlatformConfig, w: LlmWorkload) -> Optional[str]:
+    """The Neuron family the engines run on (the pool's first vLLM-capable family); None on NVIDIA."""
+    if w.accelerator != "neuron" or not cfg.node_pools.neuron:
+        return None
+    return next((family_of(t) for t in cfg.node_pools.neuron.instance_types if family_of(t) in NEURON_CORES_PER_DEVICE), None)
+
+
+def placement(w: LlmWorkload, family: Optional[str]) -> dict[str, Any]:
+    """The workload's pool (and Neuron family), tolerating exactly that pool's taint."""
+    selector = {POOL_LABEL: w.accelerator}
+    if family:
+        selector["karpenter.k8s.aws/instance-family"] = family
+    return {"node_selector": selector, "tolerations": [core.TolerationArgs(**KINDS[w.accelerator].toleration)]}
+
+
+def wait_for_weights(model: LlmModel, image: str) -> core.ContainerArgs:
+    """Holds the engine until the download Job has written the whole model (its marker file last)."""
+    marker = f"{model_dir(model)}/{COMPLETE_MARKER}"
+    return core.ContainerArgs(
+        name="wait-for-weights",
+        image=image,
+        command=["sh", "-c", f'until [ -f "{marker}" ]; do echo "waiting for {model.key} in the model store"; sleep 15; done'],
+        resources=small("100m", "128Mi"),
+        security_context=restricted(),
+        volume_mounts=[core.VolumeMountArgs(name="models", mount_path=MODEL_STORE_PATH, read_only=True)],
+    )
+
+
+def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image: str, role: str, leader: Optional[bool],
+                    claim_template: Optional[str] = None) -> core.PodSpecArgs:
+    """One engine pod; `leader` None for a one-node replica, True/False for a LeaderWorkerSet group's pods;
+    `claim_template` the ResourceClaimTemplate its GPUs come from under DRA."""
+    family = pool_family(cfg, w)
+    health = core.HTTPGetActionArgs(path="/health", port="http")
+    serves = leader is None or leader
+    if serves:
+        command = ["vllm", "serve"]
+        args = engine_args(w, model)
+        if leader:
+            command = ["sh", "-c", 'ray start --head --port=6379 --block & exec vllm serve "$@"', "vllm"]
+    else:
+        command, args = ["sh", "-c", "exec ray start --address=$(LWS_LEADER_ADDRESS):6379 --block"], None
+    container = core.ContainerArgs(
+        name="engine",
+        image=image,
+        command=command,
+        args=args,
+        ports=[core.ContainerPortArgs(name="http", container_port=ENGINE_PORT, protocol="TCP")] if serves else None,
+        env=[core.EnvVarArgs(name=k, value=v) for k, v in sorted(CACHE_ENV.items())],
+        resources=engine_resources(w, w.accelerators_per_pod(family), claimed=bool(claim_template)),
+        security_context=restricted(),
+        volume_mounts=[
+            core.VolumeMountArgs(name="models", mount_path=MODEL_STORE_PATH, read_only=True),
+            core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            core.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
+        ],
+        # Loading weights from EFS and capturing CUDA graphs takes minutes; liveness starts after startup passed.
+        startup_probe=core.ProbeArgs(http_get=health, period_seconds=10, failure_threshold=max(1, w.startup_seconds // 10), timeout_seconds=5) if serves else None,
+        readiness_probe=core.ProbeArgs(http_get=health, period_seconds=10, failure_threshold=3, timeout_seconds=5) if serves else None,
+        liveness_probe=(
+            core.ProbeArgs(http_get=health, period_seconds=20, failure_threshold=3, timeout_seconds=5)
+            if serves
+            # A worker only joins the leader's Ray cluster: it is alive while Ray answers there.
+            else core.ProbeArgs(
+                exec_=core.ExecActionArgs(command=["sh", "-c", "ray status --address=$(LWS_LEADER_ADDRESS):6379"]),
+                period_seconds=30, failure_threshold=3, timeout_seconds=10, initial_delay_seconds=120,
+            )
+        ),
+    )
+    return core.PodSpecArgs(
+        service_account_name=w.name,
+        automount_service_account_token=False,
+        priority_class_name=SERVING_PRIORITY,
+        security_context=pod_security(),
+        init_containers=[wait_for_weights(model, image)],
+        containers=[container],
+        volumes=[
+            core.VolumeArgs(name="models", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=MODEL_STORE_CLAIM, read_only=True)),
+            core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="20Gi")),
+            # Tensor-parallel workers exchange tensors through shared memory; the container runtime's 64 MiB is too small.
+            core.VolumeArgs(name="shm", empty_dir=core.EmptyDirVolumeSourceArgs(medium="Memory", size_limit="8Gi")),
+        ],
+        topology_spread_constraints=[
+            core.TopologySpreadConstraintArgs(
+                max_skew=1, topology_key="topology.kubernetes.io/zone", when_unsatisfiable="ScheduleAnyway",
+                label_selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: track_name(w, role)}),
+            )
+        ],
+        resource_claims=[core.PodResourceClaimArgs(name=GPU_CLAIM, resource_claim_template_name=claim_template)] if claim_template else None,
+        **placement(w, family),
+    )
+
+
+def engine_pod_metadata(w: LlmWorkload, role: str, model: LlmModel, serves: bool = True) -> meta.ObjectMetaArgs:
+    labels = {LLM_LABEL: track_name(w, role), TEAM_LABEL: w.team, "version": role, "ml-platform.io/model": model.key.replace("@", "-")}
+    # The injector merges the engine's /metrics into the sidecar agent's endpoint, which the ServiceMonitor reads;
+    # a multi-node group's workers serve nothing of their own.
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(ENGINE_PORT), "prometheus.io/path": "/metrics"} if serves else None
+    return meta.ObjectMetaArgs(labels=labels, annotations=annotations)
+
+
+# The label LeaderWorkerSet puts on each pod of a group: 0 on the leader, the only one serving the API.
+LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
+
+
+def serving_pods(w: LlmWorkload, role: str) -> dict[str, str]:
+    """The labels of a version's pods that answer requests: all of them, or each group's leader."""
+    return {LLM_LABEL: track_name(w, role), **({LWS_WORKER_INDEX: "0"} if w.parallelism.pipeline > 1 else {})}
+
+
+def route_spec(w: LlmWorkload, parent_ref: dict[str, str], hosts: list[str]) -> dict[str, Any]:
+    """The workload's path on the shared Gateway, split by weight between its versions' InferencePools."""
+    spec: dict[str, Any] = {
+        "parentRefs": [parent_ref],
+        "rules": [
+            {
+                "name": w.name,
+                "matches": [{"path": {"type": "PathPrefix", "value": w.path}}],
+                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+                "backendRefs": [
+                    {"group": POOL_GROUP, "kind": "InferencePool", "name": track_name(w, role), "weight": weight}
+                    for role, _, _, weight, _, _ in w.tracks()
+                ],
+                # Long generations stream for minutes.
+                "timeouts": {"request": "600s"},
+            }
+        ],
+    }
+    if hosts != ["*"]:
+        spec["hostnames"] = hosts
+    return spec
+
+
+def inference_pool_spec(w: LlmWorkload, role: str) -> dict[str, Any]:
+    picker = w.inference_pool.endpoint_picker
+    return {
+        "selector": {"matchLabels": serving_pods(w, role)},
+        "targetPorts": [{"number": ENGINE_PORT}],
+        "endpointPickerRef": {"name": f"{track_name(w, role)}-epp", "port": {"number": EPP_GRPC_PORT}, "failureMode": picker.failure_mode},
+    }
+
+
+def epp_args(w: LlmWorkload, role: str, namespace: str) -> list[str]:
+    """The picker's flags as upstream's chart renders them at the pinned release (epplib/templates/_deployment.yaml),
+    with serving in plain gRPC: the sidecars carry it over mutual TLS."""
+    args = [
+        "--pool-name", track_name(w, role),
+        "--pool-namespace", namespace,
+        "--zap-encoder", "json",
+        "--config-file", "/config/default-plugins.yaml",
+        "--secure-serving=false",
+        "--tracing=false",
+        "--metrics-endpoint-auth=false",
+        "--total-queued-requests-metric", VLLM_QUEUE,
+        "--kv-cache-usage-percentage-metric", VLLM_KV_CACHE,
+    ]
+    if w.inference_pool.endpoint_picker.replicas > 1:
+        args.append("--ha-enable-leader-election")
+    return args
+
+
+def hpa_spec(w: LlmWorkload, role: str, min_replicas: int, max_replicas: int) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs:
+    hpa, a = k8s.autoscaling.v2, w.autoscaling
+    multi = w.parallelism.pipeline > 1
+    return hpa.HorizontalPodAutoscalerSpecArgs(
+        scale_target_ref=hpa.CrossVersionObjectReferenceArgs(
+            api_version=LWS_API if multi else "apps/v1", kind="LeaderWorkerSet" if multi else "Deployment", name=track_name(w, role)
+        ),
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        metrics=[
+            hpa.MetricSpecArgs(
+                type="Pods",
+                pods=hpa.PodsMetricSourceArgs(
+                    metric=hpa.MetricIdentifierArgs(name=a.metric), target=hpa.MetricTargetArgs(type="AverageValue", average_value=a.target)
+                ),
+            )
+        ],
+        # A new replica takes minutes (a GPU node, the weights): scale down slowly, never on a short lull.
+        behavior=hpa.HorizontalPodAutoscalerBehaviorArgs(scale_down=hpa.HPAScalingRulesArgs(stabilization_window_seconds=600)),
+    )
+
+
+def alert_rules() -> dict[str, Any]:
+    by = "namespace, service"
+    return {
+        "groups": [
+            {
+                "name": "ml-platform-llm",
+                "rules": [
+                    alert_rule(
+                        "LlmQueueBacklog", f"avg by ({by}) ({VLLM_QUEUE}) > 10", "10m", "warning",
+                        "vLLM engines of {{ $labels.namespace }}/{{ $labels.service }} keep more than 10 requests waiting: the autoscaler is at its maximum or new replicas are not starting",
+                    ),
+                    alert_rule(
+                        "LlmKvCacheSaturated", f"max by ({by}) ({VLLM_KV_CACHE}) > 0.95", "15m", "warning",
+                        "KV cache of {{ $labels.namespace }}/{{ $labels.service }} above 95%: the engine preempts running requests",
+                    ),
+                    alert_rule(
+                        "LlmTimeToFirstTokenHigh",
+                        f"histogram_quantile(0.95, sum by ({by}, le) (rate(vllm:time_to_first_token_seconds_bucket[5m]))) > 5",
+                        "15m", "warning",
+                        "p95 time to first token of {{ $labels.namespace }}/{{ $labels.service }} above 5 s",
+                    ),
+                ],
+            }
+        ]
+    }
+
+
+def llm_dashboard() -> dict[str, Any]:
+    by = "namespace, service"
+    legend = "{{namespace}}/{{service}}"
+    return dashboard(
+        "ml-llm",
+        "ML platform / LLM serving",
+        [
+            ("p95 time to first token", f"histogram_quantile(0.95, sum by ({by}, le) (rate(vllm:time_to_first_token_seconds_bucket[5m])))", "s", legend),
+            ("p95 inter-token latency", f"histogram_quantile(0.95, sum by ({by}, le) (rate(vllm:inter_token_latency_seconds_bucket[5m])))", "s", legend),
+            ("Generated tokens per second", f"sum by ({by}) (rate(vllm:generation_tokens_total[5m]))", "short", legend),
+            ("Prompt tokens per second", f"sum by ({by}) (rate(vllm:prompt_tokens_total[5m]))", "short", legend),
+            ("Requests waiting (queue depth)", f"sum by ({by}) ({VLLM_QUEUE})", "short", legend),
+            ("KV-cache use", f"max by ({by}) ({VLLM_KV_CACHE})", "percentunit", legend),
+        ],
+    )
+
+
+def lws_values(cfg: PlatformConfig) -> dict[str, Any]:
+    return {
+        # The chart at the tag points at `main`; the published chart at the release.
+        "image": {"manager": {"tag": f"v{cfg.llm.lws_version}", "pullPolicy": "IfNotPresent"}},
+        "resources": helm.resources("200m", "512Mi", chart_limits_cpu=False),
+        "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+
+
+@dataclass(frozen=True)
+class LlmServingArgs:
+    config: PlatformConfig
+    provider: k8s.Provider
+    teams: dict[str, TeamInfo]
+    gateway_parent_ref: dict[str, str]
+    gateway_hosts: list[str]
+    gateway_url: pulumi.Output[str]
+    istiod: pulumi.Resource  # sidecar injector, and the inference extension's controller
+    gateway_api_crds: pulumi.Resource
+    inference_pool_crds: pulumi.Resource
+    metrics_adapter: pulumi.Resource  # serves the vLLM metrics the autoscalers read
+    monitoring_release: pulumi.Resource  # ServiceMonitor and PrometheusRule CRDs
+    model_stores: dict[str, pulumi.Resource]  # by team: the store's claim
+    node_pools: dict[str, pulumi.Resource]  # by pool name
+    priority_classes: dict[str, pulumi.Resource]
+    queues: dict[str, pulumi.Resource]  # by team: where the download Job is submitted
+    gpu_claims: Optional[pulumi.Resource]  # the NVIDIA DRA driver and its DeviceClass, when GPUs are claimed through DRA
+
+
+@dataclass(frozen=True)
+class LlmEndpoint:
+    team: str
+    namespace: str
+    model: str  # what clients put in the OpenAI API's "model" field
+    url: pulumi.Output[str]  # the OpenAI-compatible base URL on the gateway
+    versions: dict[str, Any]  # stable and canary model versions and the canary's weight
+
+
+class LlmServing(pulumi.ComponentResource):
+    endpoints: dict[str, LlmEndpoint]
+    leader_worker_set: Optional[k8s.helm.v3.Release]
+
+    def __init__(self, name: str, args: LlmServingArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("ml-platform:llm:LlmServing", name, None, opts)
+        self._args = args
+        cfg = args.config
+        self._downloads: dict[tuple[str, str], k8s.batch.v1.Job] = {}
+        self.endpoints = {}
+        self.leader_worker_set = self._lws(name) if cfg.llm.multi_node else None
+        for w in cfg.llm.workloads:
+            self.endpoints[f"{w.team}/{w.name}"] = self._workload(w, args.teams[w.team])
+        if cfg.llm.workloads:
+            mon = pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=[args.monitoring_release])
+            k8s.apiextensions.CustomResource(
+                f"{name}-alerts",
+                api_version="monitoring.coreos.com/v1",
+                kind="PrometheusRule",
+                metadata=meta.ObjectMetaArgs(name="ml-platform-llm-alerts", namespace=MONITORING_NAMESPACE, labels=PLATFORM_LABELS),
+                spec=alert_rules(),
+                opts=mon,
+            )
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard",
+                metadata=meta.ObjectMetaArgs(name="dashboard-ml-llm", namespace=MONITORING_NAMESPACE, labels={**DASHBOARD_LABEL, **PLATFORM_LABELS}),
+                data={"ml-llm.json": json.dumps(llm_dashboard(), indent=2, sort_keys=True)},
+                opts=mon,
+            )
+        self.register_outputs({"endpoints": sorted(self.endpoints)})
+
+    def _lws(self, name: str) -> k8s.helm.v3.Release:
+        """The LeaderWorkerSet controller on the general CPU pool, its webhook awaited before any LeaderWorkerSet."""
+        a = self._args
+        namespace = core.Namespace(
+            f"{name}-lws-system",
+            metadata=meta.ObjectMetaArgs(name=LWS_NAMESPACE, labels={"pod-security.kubernetes.io/enforce": "restricted", **PLATFORM_LABELS}),
+            opts=pulumi.ResourceOptions(parent=self, provider=a.provider),
+        )
+        return helm.release(
+            f"{name}-lws",
+            name="lws",
+            chart="lws",
+            repository=LWS_REPOSITORY,
+            version=a.config.llm.lws_version,
+            namespace=LWS_NAMESPACE,
+            values=lws_values(a.config),
+            opts=pulumi.ResourceOptions(parent=self, provider=a.provider, depends_on=[namespace, a.node_pools["cpu"]]),
+            # Its pod may wait for Karpenter to launch a cpu node.
+            timeout=timing.HELM_ON_NEW_NODES,
+        )
+
+    def _opts(self, team: TeamInfo, *deps: pulumi.Resource) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, provider=self._args.provider, depends_on=[team.namespace_resource, *deps])
+
+    def _meta(self, name: str, team: TeamInfo, labels: dict[str, str], annotations: Optional[dict[str, str]] = None) -> meta.ObjectMetaArgs:
+        return meta.ObjectMetaArgs(name=name, namespace=team.namespace, labels={**PLATFORM_LABELS, TEAM_LABEL: team.name, **labels}, annotations=annotations)
+
+    def _download(self, w: LlmWorkload, team: TeamInfo, model: LlmModel) -> k8s.batch.v1.Job:
+        """Copies the model at its pinned commit from the Hugging Face Hub into the team's store, once per version;
+        the marker file goes last. Not awaited: the engines wait for the marker themselves."""
+        key = (team.name, model.key)
+        if key in self._downloads:
+            return self._downloads[key]
+        a = self._args
+        target = model_dir(model)
+        script = (
+            "import os, pathlib, sys\n"
+            "from huggingface_hub import snapshot_download\n"
+            "target = pathlib.Path(sys.argv[3])\n"
+            "if (target / sys.argv[4]).exists():\n"
+            "    sys.exit(0)\n"
+            "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=target, allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model', '*.tiktoken'])\n"
+            "(target / sys.argv[4]).touch()\n"
+        )
+        via = submission(a.config.scheduling.gang, team.name, priority=SERVING_PRIORITY)
+        labels = {"app.kubernetes.io/component": "model-lifecycle"}
+        job = k8s.batch.v1.Job(
+            f"{team.name}-download-{model.name}-{model.version}",
+            metadata=self._meta(f"download-{model.name}-{model.version}", team, {**labels, **via.labels}, SKIP_AWAIT),
+            spec=k8s.batch.v1.JobSpecArgs(
+                suspend=via.suspend,
+                backoff_limit=3,
+                active_deadline_seconds=timing.job_done("cpu", timing.LLM_DOWNLOAD),
+                ttl_seconds_after_finished=24 * 3600,
+                template=core.PodTemplateSpecArgs(
+                    metadata=meta.ObjectMetaArgs(labels={TEAM_LABEL: team.name, **labels}, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR, **via.pod_annotations}),
+                    spec=core.PodSpecArgs(
+                        service_account_name=team.service_account,
+                        automount_service_account_token=False,
+                        scheduler_name=via.scheduler_name,
+                        restart_policy="Never",
+                        security_context=pod_security(),
+                        containers=[
+                            core.ContainerArgs(
+                                name="download",
+                                image=w.engine_image,
+                                command=["python3", "-c", script, model.hub_id, model.revision, target, COMPLETE_MARKER],
+                                env=[core.EnvVarArgs(name=k, value=v) for k, v in sorted(CACHE_ENV.items())],
+                                resources=small("1", "4Gi"),
+                                security_context=restricted(),
+                                volume_mounts=[
+                                    core.VolumeMountArgs(name="models", mount_path=MODEL_STORE_PATH),
+                                    core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                                ],
+                            )
+                        ],
+                        volumes=[
+                            core.VolumeArgs(name="models", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=MODEL_STORE_CLAIM)),
+                            core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="20Gi")),
+                        ],
+                        node_selector={POOL_LABEL: "cpu"},
+                    ),
+                ),
+            ),
+            opts=pulumi.ResourceOptions.merge(
+                self._opts(team, a.istiod, a.node_pools["cpu"], a.model_stores[team.name], a.queues[team.name], *team.guardrails),
+                pulumi.ResourceOptions(ignore_changes=via.ignore_changes),
+            ),
+        )
+        self._downloads[key] = job
+        return job
+
+    def _workload(self, w: LlmWorkload, team: TeamInfo) -> LlmEndpoint:
+        a = self._args
+        rn = f"{w.team}-{w.name}"
+        core.ServiceAccount(f"{rn}-llm-sa", metadata=self._meta(w.name, team, {LLM_LABEL: w.name}), automount_service_account_token=False, opts=self._opts(team))
+        pod_deps = [a.istiod, a.priority_classes[SERVING_PRIORITY], a.node_pools[w.accelerator], a.model_stores[w.team], *team.guardrails]
+        claim_template = None
+        if a.gpu_claims is not None and w.accelerator == "nvidia":
+            # Under DRA each engine pod claims its GPUs from a template of the workload's own.
+            claim_template = f"{w.name}-gpu"
+            pod_deps.append(k8s.resource.v1.ResourceClaimTemplate(
+                f"{rn}-llm-gpu-claim",
+                metadata=self._meta(claim_template, team, {LLM_LABEL: w.name}),
+                spec={"spec": {"devices": {"requests": [{"name": GPU_CLAIM, "exactly": {"deviceClassName": GPU_DEVICE_CLASS, "count": w.parallelism.tensor}}]}}},
+                opts=self._opts(team, a.gpu_claims),
+            ))
+        for role, model, image, _, min_replicas, max_replicas in w.tracks():
+            name = track_name(w, role)
+            labels = {LLM_LABEL: name, "version": role}
+            download = self._download(w, team, model)
+            engines = self._engines(w, team, role, model, image, min_replicas, pod_deps, download, claim_template)
+            pool = k8s.apiextensions.CustomResource(
+                f"{rn}-{role}-pool",
+                api_version=f"{POOL_GROUP}/v1",
+                kind="InferencePool",
+                metadata=self._meta(name, team, labels),
+                spec=inference_pool_spec(w, role),
+                opts=self._opts(team, a.inference_pool_crds),
+            )
+            self._endpoint_picker(w, team, role, pool)
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{rn}-{role}-hpa",
+                metadata=self._meta(name, team, labels),
+                spec=hpa_spec(w, role, min_replicas, max_replicas),
+                # The metric is read through the adapter's APIService: without it the autoscaler never scales.
+                opts=self._opts(team, engines, a.metrics_adapter),
+            )
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{rn}-{role}-pdb",
+                metadata=self._meta(name, team, labels),
+                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: name})),
+                opts=self._opts(team),
+            )
+            # The engines' merged metrics, for the ServiceMonitor (clients go through the gateway and the pool).
+            core.Service(
+                f"{rn}-{role}-metrics",
+                metadata=self._meta(f"{name}-metrics", team, {**labels, "ml-platform.io/llm-metrics": "true"}, SKIP_AWAIT),
+                spec=core.ServiceSpecArgs(
+                    type="ClusterIP",
+                    selector=serving_pods(w, role),
+                    ports=[core.ServicePortArgs(name="http-monitoring", port=MERGED_METRICS_PORT, target_port=MERGED_METRICS_PORT, protocol="TCP")],
+                ),
+                opts=self._opts(team),
+            )
+        k8s.apiextensions.CustomResource(
+            f"{rn}-llm-metrics",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata=self._meta(f"{w.name}-llm", team, {LLM_LABEL: w.name}),
+            spec={
+                "selector": {"matchLabels": {"ml-platform.io/llm-metrics": "true", TEAM_LABEL: team.name}},
+                "endpoints": [
+                    {
+                        "port": "http-monitoring",
+                        "path": "/stats/prometheus",
+                        "interval": "15s",
+                        # Only the engine's series: Envoy's and the agent's come through the mesh's PodMonitor.
+                        "metricRelabelings": [{"action": "keep", "sourceLabels": ["__name__"], "regex": VLLM_SERIES}],
+                    }
+                ],
+            },
+            opts=self._opts(team, a.monitoring_release),
+        )
+        k8s.apiextensions.CustomResource(
+            f"{rn}-llm-route",
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata=self._meta(w.name, team, {LLM_LABEL: w.name}),
+            spec=route_spec(w, a.gateway_parent_ref, a.gateway_hosts),
+            opts=self._opts(team, a.gateway_api_crds, a.inference_pool_crds, a.istiod),
+        )
+        tracks = {t[0]: t for t in w.tracks()}
+        canary = tracks.get("canary")
+        versions = {"stable": tracks["stable"][1].key, "canary": canary[1].key if canary else None, "canaryWeight": canary[3] if canary else 0}
+        url = a.gateway_url.apply(lambda base: f"{base}{w.path}/v1")
+        return LlmEndpoint(w.team, team.namespace, w.model_name, url, versions)
+
+    def _engines(self, w: LlmWorkload, team: TeamInfo, role: str, model: LlmModel, image: str, replicas: int,
+                 pod_deps: list[pulumi.Resource], download: pulumi.Resource, claim_template: Optional[str]) -> pulumi.Resource:
+        """A Deployment of one-node replicas, or a LeaderWorkerSet whose replicas span `pipeline` nodes. Not awaited:
+        the pods wait for a GPU node and the weights."""
+        cfg, name = self._args.config, track_name(w, role)
+        labels = {LLM_LABEL: name, "version": role}
+        opts = pulumi.ResourceOptions.merge(
+            self._opts(team, *pod_deps, download),
+            # Replicas belong to the autoscaler once created.
+            pulumi.ResourceOptions(ignore_changes=["spec.replicas"]),
+        )
+        if w.parallelism.pipeline == 1:
+            return k8s.apps.v1.Deployment(
+                f"{w.team}-{w.name}-{role}-engine",
+                metadata=self._meta(name, team, labels, SKIP_AWAIT),
+                spec=k8s.apps.v1.DeploymentSpecArgs(
+                    replicas=replicas,
+                    selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: name}),
+                    # A GPU per surge pod: roll one replica at a time.
+                    strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)),
+                    template=core.PodTemplateSpecArgs(metadata=engine_pod_metadata(w, role, model), spec=engine_pod_spec(cfg, w, model, image, role, None, claim_template)),
+                ),
+                opts=opts,
+            )
+        template = lambda leader: {"metadata": engine_pod_metadata(w, role, model, serves=leader), "spec": engine_pod_spec(cfg, w, model, image, role, leader, claim_template)}  # noqa: E731
+        return k8s.apiextensions.CustomResource(
+            f"{w.team}-{w.name}-{role}-engine",
+            api_version=LWS_API,
+            kind="LeaderWorkerSet",
+            metadata=self._meta(name, team, labels, SKIP_AWAIT),
+            spec={
+                "replicas": replicas,
+                # The leader's engine is ready only once the workers joined its Ray cluster: start them together.
+                "startupPolicy": "LeaderCreated",
+                "leaderWorkerTemplate": {
+                    "size": w.parallelism.pipeline,
+                    # A failed pod restarts its whole group: a pipeline missing a stage serves nothing.
+                    "restartPolicy": "RecreateGroupOnPodRestart",
+                    "leaderTemplate": template(True),
+                    "workerTemplate": template(False),
+                },
+                "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {"maxUnavailable": 0, "maxSurge": 1}},
+            },
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.leader_worker_set])),
+        )
+
+    def _endpoint_picker(self, w: LlmWorkload, team: TeamInfo, role: str, pool: pulumi.Resource) -> None:
+        """The pool's endpoint picker, as upstream's chart builds it at the pinned release (its RBAC, config, Deployment
+        and Service), on the general CPU pool with the platform's resources and security context."""
+        a = self._args
+        picker = w.inference_pool.endpoint_picker
+        name = f"{track_name(w, role)}-epp"
+        labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": ENDPOINT_PICKER}
+        selector = {"app.kubernetes.io/name": name}
+        rn = f"{w.team}-{name}"
+        opts = self._opts(team)
+        core.ServiceAccount(f"{rn}-sa", metadata=self._meta(name, team, labels), automount_service_account_token=True, opts=opts)
+        role_obj = k8s.rbac.v1.Role(
+            f"{rn}-role",
+            metadata=self._meta(name, team, labels),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "watch", "list"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[POOL_GROUP], resources=["inferencepools"], verbs=["get", "watch", "list"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=["inference.networking.x-k8s.io"], resources=["inferenceobjectives", "inferencemodelrewrites"], verbs=["get", "watch", "list"]),
+                # Leader election between replicas.
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=["get", "list", "watch", "create", "update", "patch", "delete"]),
+            ],
+            opts=opts,
+        )
+        binding = k8s.rbac.v1.RoleBinding(
+            f"{rn}-binding",
+            metadata=self._meta(name, team, labels),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=name, namespace=team.namespace)],
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role_obj])),
+        )
+        # The team namespace denies egress but to itself, DNS, the mesh and HTTPS outside the VPC; the picker watches
+        # the API server, whose private endpoint answers on addresses inside the VPC.
+        k8s.networking.v1.NetworkPolicy(
+            f"{rn}-api",
+            metadata=self._meta(f"{name}-api-server", team, labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=meta.LabelSelectorArgs(match_labels=selector),
+                policy_types=["Egress"],
+                egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=a.config.network.cidr))],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=443)],
+                )],
+            ),
+            opts=opts,
+        )
+        config = core.ConfigMap(
+            f"{rn}-config",
+            metadata=self._meta(name, team, labels),
+            data={"default-plugins.yaml": yaml.safe_dump(EPP_CONFIG, sort_keys=False)},
+            opts=opts,
+        )
+        grpc_probe = lambda period: core.ProbeArgs(grpc=core.GRPCActionArgs(port=EPP_HEALTH_PORT, service="inference-extension"), period_seconds=period, timeout_seconds=5, failure_threshold=3)  # noqa: E731
+        # Not awaited, like every object of a team namespace (its pod may wait for a new cpu node); a picker that does
+        # not come up shows as the pool's 503s and the Deployment's status.
+        k8s.apps.v1.Deployment(
+            f"{rn}-deployment",
+            metadata=self._meta(name, team, labels, SKIP_AWAIT),
+            spec=k8s.apps.v1.DeploymentSpecArgs(
+                replicas=picker.replicas,
+                selector=meta.LabelSelectorArgs(match_labels=selector),
+                # Upstream's choice: one active picker at a time (its prefix-cache state), replaced at once.
+                strategy=k8s.apps.v1.DeploymentStrategyArgs(type="Recreate"),
+                template=core.PodTemplateSpecArgs(
+                    metadata=meta.ObjectMetaArgs(labels={**labels, TEAM_LABEL: team.name}),
+                    spec=core.PodSpecArgs(
+                        service_account_name=name,
+                        security_context=pod_security(),
+                        termination_grace_period_seconds=130,
+                        node_selector={POOL_LABEL: "cpu"},
+                        containers=[
+                            core.ContainerArgs(
+                                name="epp",
+                                image=picker.image,
+                                args=epp_args(w, role, team.namespace),
+                                ports=[
+                                    core.ContainerPortArgs(name="grpc", container_port=EPP_GRPC_PORT),
+                                    core.ContainerPortArgs(name="grpc-health", container_port=EPP_HEALTH_PORT),
+                                    core.ContainerPortArgs(name="metrics", container_port=EPP_METRICS_PORT),
+                                ],
+                                env=[
+                                    core.EnvVarArgs(name="NAMESPACE", value_from=core.EnvVarSourceArgs(field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.namespace"))),
+                                    core.EnvVarArgs(name="POD_NAME", value_from=core.EnvVarSourceArgs(field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.name"))),
+                                ],
+                                resources=small(f"{headroom.EPP_CPU_MILLI}m", f"{headroom.EPP_MEMORY_MIB}Mi"),
+                                security_context=restricted(),
+                                readiness_probe=grpc_probe(5),
+                                liveness_probe=grpc_probe(10),
+                                volume_mounts=[
+                                    core.VolumeMountArgs(name="config", mount_path="/config", read_only=True),
+                                    core.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                                ],
+                            )
+                        ],
+                        volumes=[
+                            core.VolumeArgs(name="config", config_map=core.ConfigMapVolumeSourceArgs(name=name)),
+                            # Scratch for a read-only root filesystem.
+                            core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="1Gi")),
+                        ],
+                    ),
+                ),
+            ),
+            opts=self._opts(team, a.istiod, a.node_pools["cpu"], binding, config, pool, *team.guardrails),
+        )
+        core.Service(
+            f"{rn}-service",
+            metadata=self._meta(name, team, labels, SKIP_AWAIT),
+            spec=core.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=selector,
+                ports=[
+                    # grpc-: Istio carries it as HTTP/2 over mutual TLS.
+                    core.ServicePortArgs(name="grpc-ext-proc", port=EPP_GRPC_PORT, target_port=EPP_GRPC_PORT, protocol="TCP"),
+                    core.ServicePortArgs(name="http-metrics", port=EPP_METRICS_PORT, target_port=EPP_METRICS_PORT, protocol="TCP"),
+                ],
+            ),
+            opts=opts,
+        )
+
