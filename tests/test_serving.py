@@ -214,8 +214,10 @@ def test_a_canary_weight_outside_its_range_names_the_key(weight):
 
 
 def _broken_isvc(mutate) -> list[dict]:
-    records = copy.deepcopy(synth_of("staging").resources)
-    target = next(r for r in records if r["type"] == ISVC and r["name"] == "nlp-sentiment-stable-isvc")
+    # Only the changed record is copied: the shared synth's records stay as they are.
+    records = list(synth_of("staging").resources)
+    i = next(i for i, r in enumerate(records) if r["type"] == ISVC and r["name"] == "nlp-sentiment-stable-isvc")
+    target = records[i] = copy.deepcopy(records[i])
     mutate(target["inputs"])
     target["outputs"] = copy.deepcopy(target["inputs"])
     return records
