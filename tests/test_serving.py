@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import json
 
+import jsonschema
 import pytest
 
+from infra import contract
 from infra.config import ConfigError, ServingWorkload
 from infra.offline.policy_check import check
 from policies.rules import RULES
@@ -113,6 +115,11 @@ def test_a_registry_reference_is_fetched_as_on_the_hand_built_path():
     served = ServedModel("sentiment", "nlp", "nlp", "sentiment", None, {t: {"service": t, "model": None, "registry": ref(t), "weight": 50} for t in ("stable", "canary")})
     models = _served_workload(served)["models"]
     assert (models["stableRegistry"], models["canaryRegistry"], models["stable"]) == (ref("stable"), ref("canary"), None)
+    # ... and the contract's serving output takes a registered version in place of a store model.
+    version = {"service": "sentiment-predictor", "endpoint": "http://sentiment-predictor.nlp.svc.cluster.local", "weight": 100,
+               "inferenceService": "sentiment", "registry": {"model": "sentiment", "version": 3}}
+    serving = {"engine": "kserve", "models": {"nlp/sentiment": {"url": "http://gw/sentiment", "namespace": "nlp", "versions": {"stable": version}}}}
+    jsonschema.Draft202012Validator({**contract.load(), "required": []}).validate({"serving": serving})
 
 
 def test_each_version_autoscales_its_predictor_deployment():
