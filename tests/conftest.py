@@ -50,6 +50,17 @@ class Synth:
         return found[0]
 
 
+def lean(config: dict, *, llm: bool = False) -> dict:
+    """A variant stack's config for a test about something else, without the layers that cost the most synth time
+    and take no part in it: Kubeflow Pipelines, Argo CD, the model registry and, unless asked for, the LLM engines."""
+    config["ml-platform:kubeflow"] = {"enabled": False}
+    config["ml-platform:gitops"] = {"enabled": False}
+    config["ml-platform:registry"] = {"enabled": False}
+    if not llm:
+        config.pop("ml-platform:llm", None)
+    return config
+
+
 _cache: dict[str, Synth] = {}
 
 
