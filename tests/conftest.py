@@ -53,14 +53,17 @@ class Synth:
         return found[0]
 
 
-def lean(config: dict, *, llm: bool = False) -> dict:
+def lean(config: dict, *, llm: bool = False, kserve: bool = False) -> dict:
     """A variant stack's config for a test about something else, without the layers that cost the most synth time
-    and take no part in it: Kubeflow Pipelines, Argo CD, the model registry and, unless asked for, the LLM engines."""
+    and take no part in it: Kubeflow Pipelines, Argo CD, the model registry and, unless asked for, the LLM engines
+    and KServe (its serving workloads on the hand-built path)."""
     config["ml-platform:kubeflow"] = {"enabled": False}
     config["ml-platform:gitops"] = {"enabled": False}
     config["ml-platform:registry"] = {"enabled": False}
     if not llm:
         config.pop("ml-platform:llm", None)
+    if not kserve:
+        config["ml-platform:serving"] = {"mode": "deployment"}
     return config
 
 

@@ -19,7 +19,8 @@ def dra(tmp_path_factory):
     text = (ROOT / "stacks" / "Pulumi.staging.yaml").read_text().replace("  ml-platform:scheduling:\n", DRA_ON + "  ml-platform:scheduling:\n", 1)
     # A distributed run is a TrainJob, which requests GPUs through the device plugin only (refused with DRA on).
     doc = yaml.safe_load(text)
-    lean(doc["config"], llm=True)
+    # Staging's classic model as KServe serves it: its predictors claim their GPUs too.
+    lean(doc["config"], llm=True, kserve=True)
     doc["config"]["ml-platform:workloads"] = [w for w in doc["config"]["ml-platform:workloads"] if w.get("workers", 1) == 1]
     text = yaml.safe_dump(doc, sort_keys=False)
     path = tmp_path_factory.mktemp("dra") / "Pulumi.staging.yaml"
