@@ -145,6 +145,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "random:index/randomId:RandomId": lambda a, h, i: (f"id-{h[:8]}", {"hex": h[: 2 * int(i.get("byteLength", 8))]}),
             "aws:s3/bucket:Bucket": self._s3_bucket,
             "aws:eks/capability:Capability": self._eks_capability,
             "aws:rds/cluster:Cluster": self._rds_cluster,
