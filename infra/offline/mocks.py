@@ -145,6 +145,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "random:index/randomId:RandomId": lambda a, h, i: (f"id-{h[:8]}", {"hex": h[: 2 * int(i.get("byteLength", 8))]}),
             "aws:s3/bucket:Bucket": self._s3_bucket,
             "aws:eks/capability:Capability": self._eks_capability,
             "aws:rds/cluster:Cluster": self._rds_cluster,
@@ -389,10 +390,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
         named `<prefix>:<name>` (cluster-scoped) or `<prefix>:<namespace>/<name>`; the prefix defaults to the
         component's name. A ConfigFile reads one file; a ConfigGroup its `files`, then its `objs` (the program passes
         no `yaml` text)."""
-        from infra.offline.helm_render import manifest_file
+        from infra.lib.upstream import SCHEMAS, manifest_documents
 
         files = [inputs["file"]] if args.typ == CONFIG_FILE else list(inputs.get("files") or [])
-        docs = [d for f in files for d in manifest_file(f)]
+        docs = [d for f in files for d in manifest_documents(SCHEMAS.parent / f)]
         vendored = len(docs)
         # The objects the program passed, as the wire carried them (numbers as doubles, secrets still marked).
         docs += [integral(o) for o in args.inputs.get("objs") or []]
