@@ -1,7 +1,7 @@
 """The stack outputs: a versioned contract that app teams read through StackReference."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import pulumi
 
@@ -16,7 +16,6 @@ from components.network import Network
 from components.observability import Observability
 from components.pipelines import Pipelines
 from components.registry import Registry
-from components.serving import ServedModel, Serving
 from components.storage import Storage
 from components.streaming import IAM_PORT, Streaming, team_topic
 from components.tenancy import Tenancy
@@ -26,6 +25,9 @@ from infra.config import UPSTREAMS, PlatformConfig, ServingWorkload, runtimes_fo
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.model_source import registered
 from policies.rules.cost import Ceiling
+
+if TYPE_CHECKING:  # for the annotations only: the stacks without KServe do not load it
+    from components.serving import ServedModel, Serving
 
 # 3.0: keys of features a stack does not have are absent rather than null (the Python SDK drops null-valued keys
 # when it deserializes outputs, so a null could never reach a StackReference consumer as a null).

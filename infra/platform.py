@@ -23,7 +23,6 @@ from components.model_store import ModelStores, ModelStoresArgs
 from components.observability import Observability, ObservabilityArgs
 from components.registry import Registry, RegistryArgs
 from components.pipelines import Pipelines, PipelinesArgs
-from components.serving import Serving, ServingArgs
 from components.storage import Storage, StorageArgs
 from components.streaming import Streaming, StreamingArgs
 from components.tenancy import Tenancy, TenancyArgs, team_group
@@ -387,6 +386,9 @@ def build(cfg: PlatformConfig) -> None:
 
     serving = None
     if cfg.serving.kserve:
+        # Loaded only by the stacks that serve through KServe.
+        from components.serving import Serving, ServingArgs
+
         serving = Serving(
             "serving",
             ServingArgs(
