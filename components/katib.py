@@ -35,9 +35,10 @@ from infra.lib import headroom
 from infra.lib.accelerators import KINDS, POOL_LABEL
 from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, GATEWAY_NAMESPACE, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY, UPSTREAM_LABEL
 from infra.lib.database import credentials_secret
-from infra.lib.gateway_auth import USER_HEADER, require_token
 from infra.lib.gang import submission
+from infra.lib.gateway_auth import USER_HEADER, require_token
 from infra.lib.interfaces import DatabaseInfo, TeamInfo
+from infra.lib.upstream import manifest_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "kubeflow"  # upstream's; its webhook's matchCondition names the controller's service account in it
@@ -89,7 +90,7 @@ def rendered_path(version: str) -> Path:
 @lru_cache(maxsize=2)
 def upstream_objects(version: str) -> tuple[dict[str, Any], ...]:
     """The vendored render, parsed once per process."""
-    return tuple(d for d in yaml.load_all(rendered_path(version).read_text(), Loader=LOADER) if d)
+    return manifest_documents(rendered_path(version))
 
 
 def _resources(cpu: str, memory: str) -> dict[str, Any]:
