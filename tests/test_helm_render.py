@@ -233,3 +233,10 @@ def test_rendered_secrets_carry_no_generated_key():
     tls = [s for s in secrets if s["metadata"]["name"] == "aws-load-balancer-tls"]
     assert tls and set(tls[0]["data"]) == {"ca.crt", "tls.crt", "tls.key"}
     assert {v for s in secrets for v in (s.get("data") or {}).values()} <= {helm_render.REDACTED, ""}
+
+
+def test_templates_split_into_documents_as_helm_writes_them():
+    """Helm trims each document and ends it with a line break in the release manifest; a separator may carry text."""
+    text = "a: 1\n---# Permission to approve\nkind: ConfigMap\ndata:\n  config.yaml: |\n    rules: []\n\n---\n\nkind: Secret\n"
+    docs = helm_render._split({"chart/templates/x.yaml": text, "chart/templates/NOTES.txt": "kind: Note\n"})
+    assert docs == {"chart/templates/x.yaml": [{"a": 1}, {"kind": "ConfigMap", "data": {"config.yaml": "rules: []\n"}}, {"kind": "Secret"}]}

@@ -76,7 +76,10 @@ def _split(manifests: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
         # NOTES.txt and helpers render to text that Helm never applies.
         if not template.endswith((".yaml", ".yml", ".json")):
             continue
-        docs = [d for part in MANIFEST_SEPARATOR.split(text) if isinstance(d := yaml.load(part, Loader=SAFE_LOADER), dict) and d]
+        # Each document trimmed and ended by a line break, as Helm writes it into the release's manifest (a block
+        # scalar at a document's end keeps its final newline).
+        parts = (part.strip() for part in MANIFEST_SEPARATOR.split(text.strip()))
+        docs = [d for part in parts if part and isinstance(d := yaml.load(part + "\n", Loader=SAFE_LOADER), dict) and d]
         if docs:
             out[template] = docs
     return out
