@@ -90,4 +90,4 @@ def test_each_team_has_a_model_store_only_its_namespace_can_mount(stack_name):
     assert volume["persistentVolumeReclaimPolicy"] == "Retain" and volume["accessModes"] == ["ReadWriteMany"] and volume["mountOptions"] == ["tls"]
     claim = m["persistentvolumeclaim--nlp--model-store.yaml"]["spec"]
     assert claim["volumeName"] == "model-store-nlp" and claim["storageClassName"] == ""
-    assert synth.result.outputs["teams"]["nlp"]["modelStore"] == {"claim": "model-store", "mountPath": "/models"}
+    assert synth.result.outputs["teams"]["nlp"]["modelStore"] == {"claim": "model-store", "mountPath": "/models", "backend": "efs"}
