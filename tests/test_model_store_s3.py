@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
 
 import pytest
 
@@ -11,6 +12,7 @@ from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PUBLISH_CLAIM
 from tests.iam_eval import decide
 from tests.test_config import parse_stack, stack_raw
 from infra import cost
+from infra.lib import timing
 from infra.config import ConfigError
 
 BUCKET = "ml-platform-staging-models-nlp-111122223333"
@@ -149,3 +151,22 @@ def error_of(mutate) -> str:
 )
 def test_bad_store_settings_are_one_clear_error(mutate, expected):
     assert expected in error_of(mutate)
+
+
+def test_the_efs_path_is_unchanged_where_the_store_is_on_efs(dev):
+    """dev's store is on EFS: its publishers keep the one claim and the rename protocol, and no S3 object exists."""
+    assert not [r for r in dev.of_type("aws:eks/addon:Addon") if "mountpoint" in r["name"]]
+    jobs = [r for r in dev.of_type("kubernetes:batch/v1:Job") if r["inputs"]["metadata"]["name"].startswith(("bootstrap-", "compile-"))]
+    assert jobs
+    for job in jobs:
+        pod = job["inputs"]["spec"]["template"]["spec"]
+        assert {"name": "models", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": False}} in pod["volumes"]
+        assert pod["containers"][0]["env"] == [{"name": "HF_HOME", "value": "/tmp/hf"}]
+    assert "model-store-publish" not in json.dumps(dev.result.manifests)
+
+
+def test_the_cold_start_reads_staging_weights_from_s3(staging, dev):
+    nvidia = staging.result.cold_start["pools"]["nvidia"]
+    assert nvidia["weightsFrom"].startswith("S3 through Mountpoint, 1192 MiB/s")
+    assert nvidia["weightsSeconds"] == timing.MOUNTPOINT_POD + round(nvidia["weightsGib"] * 1024 / 1192)
+    assert dev.result.cold_start["pools"]["neuron"]["weightsFrom"].startswith("EFS ")
