@@ -42,6 +42,9 @@ def test_the_bucket_is_private_encrypted_versioned_and_tls_only(staging):
     policy = staging.one("aws:s3/bucketPolicy:BucketPolicy", "model-stores-nlp")["inputs"]["policy"]
     assert decide(policy, "s3:GetObject", f"{BUCKET_ARN}/m/1/manifest.json", {"aws:SecureTransport": "false"}) == "ExplicitDeny"
     assert decide(policy, "s3:GetObject", f"{BUCKET_ARN}/m/1/manifest.json", {"aws:SecureTransport": "true"}) == "ImplicitDeny"
+    # Protected with the file system (storage.protect, on in prod); staging's is not, and the pack says so.
+    assert not any(u == bucket["urn"] for u in staging.result.protected)
+    assert any(v["policy"] == "stateful-storage-protected" and v["urn"] == bucket["urn"] for v in staging.result.policy["violations"])
     # The cost ceiling counts the budgeted size, driven by the store's own setting, as the graph and the plan agree.
     assert staging.result.cost["fixed"][f"s3-{BUCKET}"]["detail"] == "500 GiB of S3 Standard (the budgeted size)"
     item = next(i for i in cost.checked_ceiling(parse_stack(stack_raw("staging")), datetime.date(2026, 12, 5)).items if i.name == f"s3-{BUCKET}")
