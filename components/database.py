@@ -7,6 +7,7 @@ from typing import Sequence
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from infra.config import PlatformConfig
 from infra.lib.kms import encryption_key, via_service
@@ -91,6 +92,11 @@ class Database(pulumi.ComponentResource):
             )
             for log in LOG_EXPORTS
         ]
+        # A final snapshot outlives the stack: a name of its own per cluster's life, or the next destroy after a
+        # re-create would fail on the snapshot the last one left.
+        final_snapshot = None if db.skip_final_snapshot else random.RandomId(
+            f"{name}-final-snapshot", random.RandomIdArgs(byte_length=4), opts=pulumi.ResourceOptions(parent=self),
+        )
         cluster = aws.rds.Cluster(
             name,
             aws.rds.ClusterArgs(
@@ -116,7 +122,7 @@ class Database(pulumi.ComponentResource):
                 copy_tags_to_snapshot=True,
                 deletion_protection=db.deletion_protection,
                 skip_final_snapshot=db.skip_final_snapshot,
-                final_snapshot_identifier=None if db.skip_final_snapshot else f"{identifier}-final",
+                final_snapshot_identifier=None if db.skip_final_snapshot else final_snapshot.hex.apply(lambda h: f"{identifier}-final-{h}"),
                 iam_database_authentication_enabled=True,
                 enabled_cloudwatch_logs_exports=list(LOG_EXPORTS),
                 tags=cfg.tags_for(identifier),

@@ -33,10 +33,12 @@ import yaml
 from infra.config import PlatformConfig, Study
 from infra.lib import headroom
 from infra.lib.accelerators import KINDS, POOL_LABEL
-from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY, UPSTREAM_LABEL
+from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, GATEWAY_NAMESPACE, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY, UPSTREAM_LABEL
 from infra.lib.database import credentials_secret
 from infra.lib.gang import submission
+from infra.lib.gateway_auth import USER_HEADER, require_token
 from infra.lib.interfaces import DatabaseInfo, TeamInfo
+from infra.lib.upstream import manifest_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "kubeflow"  # upstream's; its webhook's matchCondition names the controller's service account in it
@@ -88,7 +90,7 @@ def rendered_path(version: str) -> Path:
 @lru_cache(maxsize=2)
 def upstream_objects(version: str) -> tuple[dict[str, Any], ...]:
     """The vendored render, parsed once per process."""
-    return tuple(d for d in yaml.load_all(rendered_path(version).read_text(), Loader=LOADER) if d)
+    return manifest_documents(rendered_path(version))
 
 
 def _resources(cpu: str, memory: str) -> dict[str, Any]:
@@ -135,11 +137,13 @@ def _deployment(obj: dict[str, Any], database: dict[str, Any]) -> None:
         container["readinessProbe"], container["livenessProbe"] = probe, probe
 
 
-CHANGED_KINDS = frozenset({"Namespace", "ConfigMap", "Deployment", "MutatingWebhookConfiguration"})
+CHANGED_KINDS = frozenset({"Namespace", "ConfigMap", "Deployment", "MutatingWebhookConfiguration", "ClusterRole"})
 
 
-def platform_objects(version: str, database: dict[str, Any]) -> list[dict[str, Any]]:
-    """Upstream's objects as the platform creates them; `database`: host (the writer endpoint, an output) and port."""
+def platform_objects(version: str, database: dict[str, Any], ui_behind_gateway: bool = False) -> list[dict[str, Any]]:
+    """Upstream's objects as the platform creates them; `database`: host (the writer endpoint, an output) and port.
+    With the UI behind the Gateway's token check, the UI authorizes each caller (the user header) by a
+    SubjectAccessReview, as upstream's Kubeflow install sets it up; otherwise it acts with its own rights."""
     out = []
     for upstream in upstream_objects(version):
         kind, name = upstream["kind"], upstream["metadata"]["name"]
@@ -155,12 +159,59 @@ def platform_objects(version: str, database: dict[str, Any]) -> list[dict[str, A
             obj["data"]["katib-config.yaml"] = katib_config(obj["data"]["katib-config.yaml"])
         elif kind == "Deployment":
             _deployment(obj, database)
+            if name == "katib-ui" and ui_behind_gateway:
+                [container] = obj["spec"]["template"]["spec"]["containers"]
+                container["env"] = [*container.get("env", []), {"name": "APP_DISABLE_AUTH", "value": "false"}, {"name": "USERID_HEADER", "value": USER_HEADER}]
+        elif kind == "ClusterRole" and name == "katib-ui" and ui_behind_gateway:
+            obj["rules"] = [*obj["rules"], {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}]
         elif kind == "MutatingWebhookConfiguration":
             for hook in obj["webhooks"]:
                 if hook["name"] == "mutator.pod.katib.kubeflow.org":
                     hook["objectSelector"] = {"matchLabels": {TRIAL_LABEL: "true"}}
         out.append(obj)
     return out
+
+
+UI_PATH = "/katib"  # where the UI serves (cmd/ui/v1beta1/main.go)
+UI_PORT = 8080
+UI_ROLE = "katib-ui-user"
+# What the UI checks a caller for (pkg/ui/v1beta1/backend.go): their studies, what Katib makes of them, the trial
+# templates (ConfigMaps) and the trials' logs, in the namespace the caller picks.
+UI_USER_RULES = [
+    (["kubeflow.org"], ["experiments"], ["get", "list", "watch", "create", "update", "patch", "delete"]),
+    (["kubeflow.org"], ["trials", "suggestions"], ["get", "list", "watch"]),
+    ([""], ["configmaps"], ["get", "list", "create", "update", "delete"]),
+    ([""], ["pods", "pods/log"], ["get", "list"]),
+]
+
+
+def ui_route(gateway_parent_ref: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": "katib-ui", "namespace": NAMESPACE, "labels": PLATFORM_LABELS},
+        "spec": {
+            "parentRefs": [gateway_parent_ref],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": UI_PATH}}], "backendRefs": [{"name": "katib-ui", "port": 80}]}],
+        },
+    }
+
+
+def ui_network_policy(gateway_selector: dict[str, str]) -> dict[str, Any]:
+    """Only the Gateway's pods reach the UI's port."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "katib-ui-from-gateway", "namespace": NAMESPACE, "labels": PLATFORM_LABELS},
+        "spec": {
+            "podSelector": {"matchLabels": {"katib.kubeflow.org/component": "ui"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": GATEWAY_NAMESPACE}}, "podSelector": {"matchLabels": gateway_selector}}],
+                "ports": [{"protocol": "TCP", "port": UI_PORT}],
+            }],
+        },
+    }
 
 
 def experiment_spec(cfg: PlatformConfig, study: Study) -> dict[str, Any]:
@@ -276,6 +327,20 @@ class KatibArgs:
     general_capacity: pulumi.Resource
     # The `kubeflow` namespace when Kubeflow Pipelines already creates it (one owner per object); Katib's otherwise.
     shared_namespace: Optional[k8s.core.v1.Namespace] = None
+    # The UI on the platform Gateway, when Pipelines' UI is there behind a token check; port-forward only otherwise.
+    ui: Optional["KatibUi"] = None
+
+
+@dataclass(frozen=True)
+class KatibUi:
+    """The Gateway the UI is routed through, and the token check (Pipelines' RequestAuthentication) that writes the
+    user header there; who, by the token's user claim, may use each team's studies in the UI."""
+    gateway_parent_ref: dict[str, str]
+    gateway_selector: dict[str, str]
+    token_check: pulumi.Resource
+    istiod: pulumi.Resource
+    gateway_api_crds: pulumi.Resource
+    users: dict[str, list[str]]
 
 
 def _type(obj: dict[str, Any]) -> str:
@@ -293,7 +358,7 @@ class Katib(pulumi.ComponentResource):
         self._provider = args.provider
         base = lambda *deps, **kw: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(deps), **kw)  # noqa: E731
 
-        objects = platform_objects(cfg.training.katib.version, {"host": info.host, "port": str(info.port)})
+        objects = platform_objects(cfg.training.katib.version, {"host": info.host, "port": str(info.port)}, ui_behind_gateway=args.ui is not None)
         by_kind: dict[str, list[dict[str, Any]]] = {}
         for obj in objects:
             by_kind.setdefault(obj["kind"], []).append(obj)
@@ -322,6 +387,8 @@ class Katib(pulumi.ComponentResource):
             deployments[deployment_name] = self._create(name, o, base(*setup, *crds, *webhooks, *needs, args.general_capacity))
         self._database_job(name, info, base(namespace, credentials, *info.ready, args.general_capacity))
         self.controller = deployments["katib-controller"]
+        if args.ui:
+            self._ui(name, args.ui, args.teams, namespace, deployments["katib-ui"], cfg)
         team_setup: dict[str, list[pulumi.Resource]] = {}
         for team_name in sorted({study.team for study in cfg.training.katib.studies}):
             team_setup[team_name] = self._team(name, args.teams[team_name])
@@ -362,6 +429,31 @@ class Katib(pulumi.ComponentResource):
             opts=base(args.monitoring_release),
         )
         self.register_outputs({"experiments": sorted(self.experiments)})
+
+    def _ui(self, name: str, ui: KatibUi, teams: dict[str, TeamInfo], namespace: pulumi.Resource, server: pulumi.Resource, cfg: PlatformConfig) -> None:
+        """The UI at UI_PATH on the Gateway: refused there without a valid token, reachable in the cluster from the
+        gateway only (its pods are outside the mesh, so a network policy keeps other pods from sending a user header
+        of their choice), and each team's UI users allowed what the UI does for them in the team's namespace."""
+        opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=list(deps))  # noqa: E731
+        policy = require_token("katib-ui-require-jwt", UI_PATH, cfg.kubeflow.pipelines.ui, ui.gateway_selector, PLATFORM_LABELS)
+        required = self._create(name, policy, opts(ui.istiod))
+        self._create(name, ui_network_policy(ui.gateway_selector), opts(namespace))
+        # Opened once the token is required and checked, and the UI is up.
+        self._create(name, ui_route(ui.gateway_parent_ref), opts(namespace, ui.gateway_api_crds, required, ui.token_check, server))
+        for team_name, users in sorted(ui.users.items()):
+            team = teams[team_name]
+            meta = k8s.meta.v1.ObjectMetaArgs(name=UI_ROLE, namespace=team.namespace, labels=PLATFORM_LABELS)
+            role = k8s.rbac.v1.Role(
+                f"{name}-{team_name}-ui", metadata=meta,
+                rules=[k8s.rbac.v1.PolicyRuleArgs(api_groups=g, resources=r, verbs=v) for g, r, v in UI_USER_RULES],
+                opts=opts(team.namespace_resource),
+            )
+            k8s.rbac.v1.RoleBinding(
+                f"{name}-{team_name}-ui", metadata=meta,
+                role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=UI_ROLE),
+                subjects=[k8s.rbac.v1.SubjectArgs(kind="User", name=u, api_group="rbac.authorization.k8s.io") for u in users],
+                opts=opts(role),
+            )
 
     def _team(self, name: str, team: TeamInfo) -> list[pulumi.Resource]:
         """What a team with studies needs: the label under which Katib injects its metrics collector into trial pods,

@@ -17,8 +17,9 @@ import yaml
 
 from infra.config import PlatformConfig
 from infra.config.pins import PINS
-from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, GATEWAY_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL
+from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, MONITORING_NAMESPACE, ROUTES_LABEL
 from infra.lib.database import credentials_secret
+from infra.lib.gateway_auth import require_token, token_check
 from infra.lib.interfaces import DatabaseInfo
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
@@ -37,7 +38,6 @@ DB_SECRET = "mysql-secret"
 PLATFORM_PREFIX = "_kfp"
 # Argo's archived step logs go under the team's own prefix (the runner's role writes them).
 LOG_KEY_FORMAT = "{{workflow.namespace}}/_logs/{{workflow.name}}/{{pod.name}}"
-USER_HEADER = "kubeflow-userid"
 UI_PATH = "/pipeline"
 PLATFORM_LABELS = {"app.kubernetes.io/part-of": "ml-platform"}
 
@@ -315,24 +315,11 @@ def launcher_config(root: str, region: str) -> dict[str, str]:
 
 
 def gateway_policies(cfg: PlatformConfig, gateway_selector: dict[str, str]) -> list[dict[str, Any]]:
-    """Istio at the platform Gateway: a valid token from the configured issuer is required on the UI's path, and
-    its user claim becomes the header KFP authorizes by (Istio overwrites any header the client sent)."""
+    """Istio at the platform Gateway: tokens of the configured issuer validated, and required on the UI's path."""
     ui = cfg.kubeflow.pipelines.ui
-    paths = [UI_PATH, f"{UI_PATH}/*"]
-    rule = {"issuer": ui.issuer, "audiences": list(ui.audiences), "forwardOriginalToken": False,
-            "outputClaimToHeaders": [{"header": USER_HEADER, "claim": ui.user_claim}]}
-    if ui.jwks_uri:
-        rule["jwksUri"] = ui.jwks_uri
-    meta = lambda n: {"name": n, "namespace": GATEWAY_NAMESPACE, "labels": PLATFORM_LABELS}  # noqa: E731
     return [
-        {"apiVersion": "security.istio.io/v1", "kind": "RequestAuthentication", "metadata": meta("kubeflow-pipelines-jwt"),
-         "spec": {"selector": {"matchLabels": gateway_selector}, "jwtRules": [rule]}},
-        {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy", "metadata": meta("kubeflow-pipelines-require-jwt"),
-         "spec": {"selector": {"matchLabels": gateway_selector}, "action": "DENY", "rules": [
-             {"from": [{"source": {"notRequestPrincipals": ["*"]}}], "to": [{"operation": {"paths": paths}}]},
-             # A token without the user claim would leave a client-sent header in place.
-             {"to": [{"operation": {"paths": paths}}], "when": [{"key": f"request.auth.claims[{ui.user_claim}]", "notValues": ["*"]}]},
-         ]}},
+        token_check("kubeflow-pipelines-jwt", ui, gateway_selector, PLATFORM_LABELS),
+        require_token("kubeflow-pipelines-require-jwt", UI_PATH, ui, gateway_selector, PLATFORM_LABELS),
     ]
 
 
@@ -432,6 +419,7 @@ class PipelinesArgs:
 class Pipelines(pulumi.ComponentResource):
     namespace = NAMESPACE
     runner_service_account = RUNNER_SERVICE_ACCOUNT
+    token_check: Optional[pulumi.Resource] = None
     bucket: pulumi.Output[str]
     endpoint: Optional[pulumi.Output[str]]
     pipeline_roots: dict[str, str]
@@ -589,10 +577,12 @@ class Pipelines(pulumi.ComponentResource):
         # Access: the UI through the Gateway with a token from the configured issuer, or port-forward only.
         self.endpoint = None
         if spec.ui.mode == "oidc":
+            policies = [create(resource_name(name, p), p, k8s_opts(args.istiod)) for p in gateway_policies(cfg, args.gateway_selector)]
+            # The RequestAuthentication: the Gateway checks the issuer's tokens and writes the user header.
+            self.token_check = policies[0]
             route = ui_route(args.gateway_parent_ref)
-            create(resource_name(name, route), route, k8s_opts(namespace, args.gateway_api_crds))
-            for policy in gateway_policies(cfg, args.gateway_selector):
-                create(resource_name(name, policy), policy, k8s_opts(args.istiod))
+            # Opened once the token is required at the Gateway.
+            create(resource_name(name, route), route, k8s_opts(namespace, args.gateway_api_crds, *policies))
             self.endpoint = args.gateway_url.apply(lambda u: f"{u}{UI_PATH}")
 
         k8s.core.v1.ConfigMap(

@@ -11,7 +11,7 @@ from components.autoscaling import Autoscaling, AutoscalingArgs
 from components.budget import Budget, BudgetArgs
 from components.cluster import Cluster, ClusterArgs
 from components.database import Database, DatabaseArgs
-from components.katib import Katib, KatibArgs
+from components.katib import Katib, KatibArgs, KatibUi
 from components.encryption import Encryption, EncryptionArgs
 from components.gitops import GitOps, GitOpsArgs
 from components.images import ImageCache, ImageCacheArgs
@@ -363,6 +363,14 @@ def build(cfg: PlatformConfig) -> None:
                 monitoring_release=observability.release,
                 general_capacity=karpenter.node_pool_resources["cpu"],
                 shared_namespace=pipelines.namespace_resource if pipelines else None,
+                ui=KatibUi(
+                    gateway_parent_ref=mesh.gateway_parent_ref,
+                    gateway_selector=mesh.gateway_selector,
+                    token_check=pipelines.token_check,
+                    istiod=mesh.istiod,
+                    gateway_api_crds=mesh.gateway_api_crds,
+                    users={team: spec.users for team, spec in cfg.kubeflow.pipelines.teams.items() if spec.users},
+                ) if pipelines and pipelines.token_check else None,
             ),
         )
     llm = LlmServing(

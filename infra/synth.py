@@ -238,8 +238,8 @@ def _resource_records(registrations) -> list[dict]:
                 "custom": r.custom,
                 "provider": r.provider,
                 "dependencies": r.dependencies,
-                "inputs": redact(r.inputs),
-                "outputs": redact(r.outputs),
+                "inputs": r.inputs if r.vendored else redact(r.inputs),
+                "outputs": r.outputs if r.vendored else redact(r.outputs),
             }
         )
     return records
@@ -343,12 +343,14 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         (out / "manifests" / fname).write_text(helm_render.cached_yaml(body, _dump_yaml))
     for fname, body in sorted(result.helm.items()):
         (out / "helm" / fname).write_text(_dump_yaml(body))
+    # One file per chart template, its documents in render order.
+    templates: dict[Path, list[str]] = defaultdict(list)
     for r in result.rendered:
         release, template = r["chartRendered"]["release"], r["chartRendered"]["template"]
-        path = out / "rendered" / release / template.split("/", 1)[1]
+        templates[out / "rendered" / release / template.split("/", 1)[1]].append("---\n" + helm_render.cached_yaml(r["inputs"], _dump_yaml))
+    for path, docs in templates.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a") as f:
-            f.write("---\n" + helm_render.cached_yaml(r["inputs"], _dump_yaml))
+        path.write_text("".join(docs))
     (out / "policy.json").write_text(json.dumps(result.policy, indent=2, sort_keys=True) + "\n")
     (out / "graph.mmd").write_text(result.graph)
     (out / "cost.json").write_text(json.dumps(result.cost, indent=2, sort_keys=True) + "\n")

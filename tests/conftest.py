@@ -1,6 +1,9 @@
 """One synth per shipped stack, shared by every test of the session."""
 from __future__ import annotations
 
+import fcntl
+import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -50,13 +53,50 @@ class Synth:
         return found[0]
 
 
+def lean(config: dict, *, llm: bool = False) -> dict:
+    """A variant stack's config for a test about something else, without the layers that cost the most synth time
+    and take no part in it: Kubeflow Pipelines, Argo CD, the model registry and, unless asked for, the LLM engines."""
+    config["ml-platform:kubeflow"] = {"enabled": False}
+    config["ml-platform:gitops"] = {"enabled": False}
+    config["ml-platform:registry"] = {"enabled": False}
+    if not llm:
+        config.pop("ml-platform:llm", None)
+    return config
+
+
 _cache: dict[str, Synth] = {}
+# Under pytest-xdist, the directory where the first worker to need a stack leaves its synth for the others.
+_shared: Path | None = None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _share_synths_between_workers(tmp_path_factory):
+    global _shared
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Each worker's base temp is a directory of the run's: their parent is the run's own, rotated by pytest.
+        _shared = tmp_path_factory.getbasetemp().parent / "synths"
+        _shared.mkdir(exist_ok=True)
 
 
 def synth_of(stack: str) -> Synth:
     if stack not in _cache:
-        _cache[stack] = Synth(synthesize(stack))
+        _cache[stack] = Synth(_synthesized(stack))
     return _cache[stack]
+
+
+def _synthesized(stack: str) -> SynthResult:
+    if _shared is None:
+        return synthesize(stack)
+    with open(_shared / f"{stack}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = _shared / f"{stack}.pickle"
+        if done.exists():
+            return pickle.loads(done.read_bytes())
+        result = synthesize(stack)
+        partial = done.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(result))
+        partial.replace(done)
+        return result
 
 
 @pytest.fixture(params=STACKS)

@@ -9,7 +9,7 @@ import yaml
 from infra.config import ConfigError, parse
 from infra.lib.alertmanager import CREDENTIALS_DIR, alertmanager_config
 from infra.synth import SynthConfigError, read_stack_file
-from tests.conftest import ROOT, synth_of
+from tests.conftest import ROOT, lean, synth_of
 from tests.test_config import SECRET_KEYS, stack_raw
 
 
@@ -72,7 +72,7 @@ def test_a_teams_receiver_gets_its_namespace_alerts(tmp_path):
     from tests.schemas import validate
 
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
-    doc["config"]["ml-platform:teams"][0]["alertReceiver"] = "ml-chat"
+    lean(doc["config"])["ml-platform:teams"][0]["alertReceiver"] = "ml-chat"
     stack_file = tmp_path / "Pulumi.staging.yaml"
     stack_file.write_text(yaml.safe_dump(doc))
     result = synthesize("staging", stack_file)

@@ -16,7 +16,7 @@ from infra.synth import synthesize
 from policies.rules import RULES
 from policies.rules.autoscaling import custom_metrics, maps_resource, metric_name, series_name, served
 from tests import schemas
-from tests.conftest import ROOT, STACKS, Synth, synth_of
+from tests.conftest import ROOT, STACKS, Synth, lean, synth_of
 from tests.test_config import parse_stack, stack_raw
 
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
@@ -41,6 +41,7 @@ SCALED_WORKLOADS = [
 @pytest.fixture(scope="module")
 def scaled(tmp_path_factory) -> Synth:
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
+    lean(doc["config"], llm=True)
     doc["config"]["ml-platform:workloads"] = SCALED_WORKLOADS
     doc["config"]["ml-platform:autoscaling"] = {"verticalPodAutoscaler": {"updater": True, "admissionController": True}}
     path = tmp_path_factory.mktemp("scaled") / "Pulumi.prod.yaml"

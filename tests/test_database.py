@@ -44,7 +44,11 @@ def test_only_the_nodes_reach_mysql(stack):
 
 def test_prod_keeps_its_database_and_dev_may_drop_it(prod, dev):
     kept = prod.one(CLUSTER)["inputs"]
-    assert kept["deletionProtection"] is True and kept["skipFinalSnapshot"] is False and kept["finalSnapshotIdentifier"]
+    assert kept["deletionProtection"] is True and kept["skipFinalSnapshot"] is False
+    # Named per cluster's life: a re-created cluster's final snapshot does not collide with the one its predecessor left.
+    suffix = prod.one("random:index/randomId:RandomId")
+    assert kept["finalSnapshotIdentifier"] == f"{kept['clusterIdentifier']}-final-{suffix['outputs']['hex']}"
+    assert suffix["urn"] in prod.one(CLUSTER)["dependencies"] and not dev.of_type("random:index/randomId:RandomId")
     assert kept["backupRetentionPeriod"] == 14 and len(prod.of_type(INSTANCE)) == 2
     assert prod.one(CLUSTER)["urn"] in prod.result.protected
     assert dev.one(CLUSTER)["inputs"]["skipFinalSnapshot"] is True

@@ -7,7 +7,7 @@ import yaml
 from infra.lib.accelerators import GPU_DEVICE_CLASS, POOL_LABEL
 from infra.lib.headroom import with_borrowing
 from infra.synth import synthesize
-from tests.conftest import ROOT
+from tests.conftest import ROOT, lean
 from tests.schemas import validate
 from tests.test_config import parse_stack, stack_raw
 
@@ -19,6 +19,7 @@ def dra(tmp_path_factory):
     text = (ROOT / "stacks" / "Pulumi.staging.yaml").read_text().replace("  ml-platform:scheduling:\n", DRA_ON + "  ml-platform:scheduling:\n", 1)
     # A distributed run is a TrainJob, which requests GPUs through the device plugin only (refused with DRA on).
     doc = yaml.safe_load(text)
+    lean(doc["config"], llm=True)
     doc["config"]["ml-platform:workloads"] = [w for w in doc["config"]["ml-platform:workloads"] if w.get("workers", 1) == 1]
     text = yaml.safe_dump(doc, sort_keys=False)
     path = tmp_path_factory.mktemp("dra") / "Pulumi.staging.yaml"

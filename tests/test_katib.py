@@ -182,3 +182,36 @@ def test_one_owner_for_the_kubeflow_namespace_and_katib_out_of_its_mesh(stack):
     assert katib and all(d["inputs"]["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"] == "false" for d in katib)
     if "pipelines" in stack.result.outputs:
         assert any(stack.depends_on(d, owners[0]) or stack.depends_transitively(d, owners[0]) for d in katib)
+
+
+def test_the_ui_is_on_the_gateway_behind_the_token_check_where_pipelines_ui_is(prod, dev):
+    from components.katib import UI_PATH, UI_PORT
+
+    m = prod.result.manifests
+    route = m["httproute--kubeflow--katib-ui.yaml"]["spec"]
+    assert route["rules"][0]["matches"] == [{"path": {"type": "PathPrefix", "value": UI_PATH}}]
+    assert route["rules"][0]["backendRefs"] == [{"name": "katib-ui", "port": 80}]
+    deny = m["authorizationpolicy--istio-ingress--katib-ui-require-jwt.yaml"]["spec"]
+    assert deny["action"] == "DENY" and deny["rules"][0]["from"] == [{"source": {"notRequestPrincipals": ["*"]}}]
+    assert deny["rules"][0]["to"] == [{"operation": {"paths": [UI_PATH, f"{UI_PATH}/*"]}}]
+    # The UI authorizes each caller by the header the Gateway writes from the token, with rights to ask the API server.
+    env = {e["name"]: e.get("value") for e in m["deployment--kubeflow--katib-ui.yaml"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["APP_DISABLE_AUTH"] == "false" and env["USERID_HEADER"] == "kubeflow-userid"
+    assert {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]} in m["clusterrole--cluster--katib-ui.yaml"]["rules"]
+    # Its pods are outside the mesh: only the Gateway's pods reach them.
+    [ingress] = m["networkpolicy--kubeflow--katib-ui-from-gateway.yaml"]["spec"]["ingress"]
+    assert ingress["from"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "istio-ingress"}}
+    assert ingress["from"][0]["podSelector"] == {"matchLabels": {"istio": "ingressgateway"}} and ingress["ports"] == [{"protocol": "TCP", "port": UI_PORT}]
+    # The team's UI users (Pipelines' list) may do in its namespace what the UI does for them.
+    binding = m["rolebinding--nlp--katib-ui-user.yaml"]
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "nlp-lead@example.com"}]
+    # The route opens once the token is checked and required, and the UI runs.
+    by_name = {r["inputs"]["metadata"]["name"]: r for r in prod.resources if r["custom"] and "metadata" in r["inputs"]}
+    route_record = next(r for r in prod.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute") if r["inputs"]["metadata"]["name"] == "katib-ui")
+    for needed in ("kubeflow-pipelines-jwt", "katib-ui-require-jwt"):
+        assert prod.depends_on(route_record, by_name[needed]), needed
+    assert prod.depends_on(route_record, upstream(prod)[("Deployment", "katib-ui")])
+    # Port-forward only where Pipelines' UI is: the UI keeps upstream's standalone mode.
+    assert "httproute--kubeflow--katib-ui.yaml" not in dev.result.manifests and "role--nlp--katib-ui-user.yaml" not in dev.result.manifests
+    dev_env = dev.result.manifests["deployment--kubeflow--katib-ui.yaml"]["spec"]["template"]["spec"]["containers"][0].get("env", [])
+    assert "APP_DISABLE_AUTH" not in {e["name"] for e in dev_env}

@@ -215,7 +215,8 @@ def test_the_bucket_is_private_encrypted_versioned_tls_only_and_expires_old_runs
 
 
 def test_the_ui_is_routed_only_with_a_token_from_the_configured_issuer(prod, dev):
-    [route] = [r for r in prod.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute") if r["inputs"]["metadata"]["namespace"] == "kubeflow"]
+    [route] = [r for r in prod.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute") if r["inputs"]["metadata"]["name"] == "ml-pipeline-ui"]
+    assert route["inputs"]["metadata"]["namespace"] == "kubeflow"
     assert route["inputs"]["spec"]["rules"][0]["backendRefs"] == [{"name": "ml-pipeline-ui", "port": 80}]
     [jwt] = prod.of_type("kubernetes:security.istio.io/v1:RequestAuthentication")
     [rule] = jwt["inputs"]["spec"]["jwtRules"]
@@ -225,6 +226,8 @@ def test_the_ui_is_routed_only_with_a_token_from_the_configured_issuer(prod, dev
     assert deny["inputs"]["spec"]["action"] == "DENY"
     assert {"source": {"notRequestPrincipals": ["*"]}} in deny["inputs"]["spec"]["rules"][0]["from"]
     assert jwt["inputs"]["spec"]["selector"] == deny["inputs"]["spec"]["selector"] == {"matchLabels": {"istio": "ingressgateway"}}
+    # The route opens once the token is checked and required.
+    assert prod.depends_on(route, jwt) and prod.depends_on(route, deny)
     assert prod.result.outputs["pipelines"]["endpoint"].endswith("/pipeline")
     # Port-forward only: nothing routed, no endpoint key.
     assert not [r for r in dev.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute") if r["inputs"]["metadata"]["namespace"] == "kubeflow"]

@@ -7,11 +7,11 @@ import copy
 import pytest
 import yaml
 
-from infra.lib import timing
 from infra.config import ConfigError
+from infra.lib import timing
 from infra.synth import synthesize
 from policies.rules.scheduling import matching_pools
-from tests.conftest import ROOT, synth_of
+from tests.conftest import ROOT, lean, synth_of
 from tests.test_config import parse_stack, stack_raw
 
 HUB = {"hubId": "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "revision": "714eb0fa89d2f80546fda750413ed43d93601a13"}
@@ -81,7 +81,7 @@ def test_lifecycle_jobs_are_restricted_and_keep_their_node():
 # -- promotion by config: before, canary, promoted ------------------------------------------------
 def promotion_stack(tmp_path, serving_update: dict, name: str) -> dict:
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.dev.yaml").read_text())
-    serving = doc["config"]["ml-platform:workloads"][0]
+    serving = lean(doc["config"])["ml-platform:workloads"][0]
     serving.update(copy.deepcopy(serving_update))
     # Two tracks at their peak hold 5 NeuronCores: room for the compile Jobs beside them.
     doc["config"]["ml-platform:teams"][0]["quota"]["neuronCores"] = 6

@@ -9,7 +9,7 @@ import yaml
 from infra.config import ConfigError
 from infra.offline.policy_check import enforcement_levels
 from infra.synth import synthesize
-from tests.conftest import ROOT
+from tests.conftest import ROOT, lean
 from tests.test_config import parse_stack, stack_raw
 
 PROD = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
@@ -17,7 +17,7 @@ PROD = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
 
 def mandatory_after_removing(tmp_path, *path: str) -> set[str]:
     doc = copy.deepcopy(PROD)
-    node = doc["config"]
+    node = lean(doc["config"])
     for key in path[:-1]:
         node = node[key]
     del node[path[-1]]

@@ -15,7 +15,7 @@ from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.gang import LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, VOLCANO_QUEUE_ANNOTATION
 from infra.synth import synthesize
 from policies.rules.base import quantity as k8s_quantity
-from tests.conftest import ROOT, STACKS, synth_of
+from tests.conftest import ROOT, STACKS, lean, synth_of
 from tests.test_config import error_of, parse_stack, stack_raw
 
 NODE_POOL = "kubernetes:karpenter.sh/v1:NodePool"
@@ -178,8 +178,10 @@ def test_a_distributed_run_must_fit_the_team_quota_in_accelerators():
 def volcano(tmp_path_factory):
     text = (ROOT / "stacks" / "Pulumi.staging.yaml").read_text()
     text = text.replace("    borrowingLimitPercent: 25\n", "    borrowingLimitPercent: 25\n    gang: volcano\n")
+    doc = yaml.safe_load(text)
+    lean(doc["config"], llm=True)
     path = tmp_path_factory.mktemp("volcano") / "Pulumi.staging.yaml"
-    path.write_text(text)
+    path.write_text(yaml.safe_dump(doc))
     result = synthesize("staging", path)
     assert result.mandatory_violations == []
     return result

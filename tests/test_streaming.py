@@ -11,7 +11,7 @@ import yaml
 
 from components.streaming import resource_arn, team_policy
 from infra.config import ConfigError
-from tests.conftest import ROOT, Synth
+from tests.conftest import ROOT, Synth, lean
 from tests.test_config import parse_stack, stack_raw
 from tests.test_policies import broken, violations
 
@@ -26,7 +26,7 @@ def provisioned(tmp_path_factory) -> Synth:
     from infra.synth import synthesize
 
     doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.staging.yaml").read_text())
-    doc["config"]["ml-platform:streaming"]["mode"] = "provisioned"
+    lean(doc["config"])["ml-platform:streaming"]["mode"] = "provisioned"
     path = Path(tmp_path_factory.mktemp("provisioned")) / "Pulumi.staging.yaml"
     path.write_text(yaml.safe_dump(doc))
     return Synth(synthesize("staging", path))

@@ -115,6 +115,7 @@ CREATE: dict[str, int] = {
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 3,
     "aws:s3/bucketPolicy:BucketPolicy": 3,
     "random:index/randomPassword:RandomPassword": 1,
+    "random:index/randomId:RandomId": 1,
     "pulumi:providers:kubernetes": 1,
 }
 SERVICE = "kubernetes:core/v1:Service"

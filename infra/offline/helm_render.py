@@ -224,20 +224,6 @@ def render_releases(records: list[dict], stack: str, cache_dir: Optional[pathlib
         return {i["name"]: result for i, result in zip(releases, pool.map(one, releases))}
 
 
-def manifest_file(relative: str) -> list[dict[str, Any]]:
-    """The objects of a vendored multi-document YAML file the program applies as a ConfigFile, parsed once and kept
-    in the render cache by the file's digest (parsing a large CRD bundle costs more than the rest of its use)."""
-    from infra.lib.upstream import YamlLoader
-
-    data = (ROOT / relative).read_bytes()
-    cached = CACHE / "files" / f"{hashlib.sha256(data).hexdigest()[:32]}.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    docs = [d for d in yaml.load_all(data, Loader=YamlLoader) if d]
-    _write_atomic(cached, json.dumps(docs))
-    return docs
-
-
 def cached_yaml(obj: dict[str, Any], dump: Callable[[Any], str]) -> str:
     """`dump(obj)`, kept in the render cache by the object's hash: the charts' CRDs take most of a warm synth's
     artefact writing otherwise."""

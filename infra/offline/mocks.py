@@ -145,6 +145,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:msk/cluster:Cluster": self._msk_cluster,
             "aws:msk/serverlessCluster:ServerlessCluster": self._msk_cluster,
             "random:index/randomPassword:RandomPassword": self._random_password,
+            "random:index/randomId:RandomId": lambda a, h, i: (f"id-{h[:8]}", {"hex": h[: 2 * int(i.get("byteLength", 8))]}),
             "aws:s3/bucket:Bucket": self._s3_bucket,
             "aws:eks/capability:Capability": self._eks_capability,
             "aws:rds/cluster:Cluster": self._rds_cluster,
@@ -389,19 +390,21 @@ class PlatformMocks(pulumi.runtime.Mocks):
         named `<prefix>:<name>` (cluster-scoped) or `<prefix>:<namespace>/<name>`; the prefix defaults to the
         component's name. A ConfigFile reads one file; a ConfigGroup its `files`, then its `objs` (the program passes
         no `yaml` text)."""
-        from infra.offline.helm_render import manifest_file
+        from infra.lib.upstream import SCHEMAS, manifest_documents
 
         files = [inputs["file"]] if args.typ == CONFIG_FILE else list(inputs.get("files") or [])
-        docs = [d for f in files for d in manifest_file(f)]
-        docs += list(inputs.get("objs") or [])
+        docs = [d for f in files for d in manifest_documents(SCHEMAS.parent / f)]
+        vendored = len(docs)
+        # The objects the program passed, as the wire carried them (numbers as doubles, secrets still marked).
+        docs += [integral(o) for o in args.inputs.get("objs") or []]
         prefix = inputs.get("resourcePrefix") or args.name
         provider = args.provider.rsplit("::", 1)[0] if args.provider else None
         children = []
-        for doc in docs:
+        for i, doc in enumerate(docs):
             api, meta = doc["apiVersion"], doc.get("metadata") or {}
             typ = f"kubernetes:{api if '/' in api else 'core/' + api}:{doc['kind']}"
             name = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
-            children.append(RemoteChild(urn, typ, f"{prefix}:{name}", name, doc, doc, [], provider))
+            children.append(RemoteChild(urn, typ, f"{prefix}:{name}", name, doc, doc, [], provider, vendored=i < vendored))
         self.remote_children[urn] = children
         return f"{args.name}-{h[:8]}", {"resources": [{rpc._special_sig_key: rpc._special_resource_sig, "urn": c.urn, "id": c.id} for c in children]}
 
@@ -462,6 +465,8 @@ class RemoteChild:
     dependencies: list[str]
     # The component's provider, where its children use it (a ConfigFile's objects go through the cluster's).
     provider: Optional[str] = None
+    # Parsed from a file of the repository: no secret in it, and its numbers are the file's.
+    vendored: bool = False
 
     @property
     def urn(self) -> str:
@@ -483,6 +488,7 @@ class Registration:
     protect: bool = False
     transforms: int = 0
     outputs: dict = field(default_factory=dict)
+    vendored: bool = False
 
 
 def _identity(state: dict) -> dict:
@@ -554,8 +560,10 @@ class RecordingMonitor(MockMonitor):
                 # The provider applies them once the component's dependencies exist (its Construct waits for them).
                 dependencies=sorted(set(child.dependencies) | (set(request.dependencies) if applied else set())),
                 property_dependencies={},
-                inputs=integral(child.inputs),
-                outputs=integral({**child.outputs, "id": child.id}),
+                # An applied object is recorded as the provider applies it: its numbers are already the program's.
+                inputs=child.inputs if applied else integral(child.inputs),
+                outputs={**child.outputs, "id": child.id} if applied else integral({**child.outputs, "id": child.id}),
+                vendored=child.vendored,
             )
         obj = _sync_await(rpc.serialize_properties(state, {}))
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=obj)
