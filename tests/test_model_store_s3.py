@@ -173,3 +173,9 @@ def test_the_cold_start_reads_staging_weights_from_s3(staging, dev):
     assert nvidia["weightsFrom"].startswith("S3 through Mountpoint, 1192 MiB/s")
     assert nvidia["weightsSeconds"] == timing.MOUNTPOINT_POD + round(nvidia["weightsGib"] * 1024 / 1192)
     assert dev.result.cold_start["pools"]["neuron"]["weightsFrom"].startswith("EFS ")
+
+
+def test_no_service_account_has_two_pod_identity_associations(stack):
+    """EKS keeps one association per service account: the store's must not collide with another component's."""
+    keys = [(a["inputs"]["namespace"], a["inputs"]["serviceAccount"]) for a in stack.of_type(ASSOCIATION)]
+    assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
