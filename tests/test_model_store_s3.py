@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import re
 
 import pytest
 
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PUBLISH_CLAIM
+from tests.conftest import ROOT
 from tests.iam_eval import decide
 from tests.test_config import parse_stack, stack_raw
 from infra import cost
@@ -179,3 +181,21 @@ def test_no_service_account_has_two_pod_identity_associations(stack):
     """EKS keeps one association per service account: the store's must not collide with another component's."""
     keys = [(a["inputs"]["namespace"], a["inputs"]["serviceAccount"]) for a in stack.of_type(ASSOCIATION)]
     assert len(keys) == len(set(keys)), sorted(k for k in keys if keys.count(k) > 1)
+
+
+def test_volume_attributes_and_mount_options_exist_upstream_at_the_pin(staging):
+    """Against the vendored sources: the driver release the pinned add-on build carries, and the mount-s3 release that
+    driver ships (its Dockerfile): an unknown attribute is ignored by the driver, an unknown flag fails every mount."""
+    upstream = ROOT / "schemas" / "upstream"
+    driver = parse_stack(stack_raw("staging")).storage.mountpoint_csi_driver_version.split("-eksbuild.")[0]
+    context = (upstream / "mountpoint-s3-csi-driver" / driver / "pkg/driver/node/volumecontext/volume_context.go").read_text()
+    known_values = set(re.findall(r'^\s*\w+\s*=\s*"([^"]+)"', context, re.M))
+    [mountpoint] = re.findall(r"^ARG MOUNTPOINT_VERSION=(\S+)$", (upstream / "mountpoint-s3-csi-driver" / driver / "Dockerfile").read_text(), re.M)
+    cli = (upstream / "mountpoint-s3" / mountpoint / "mountpoint-s3/src/cli.rs").read_text()
+    flags = {name.replace("_", "-") for name in re.findall(r"^\s*pub (\w+):", cli, re.M)}
+    assert {"allow-delete", "allow-overwrite", "read-only", "metadata-ttl"} <= flags and "allow-rename" not in flags
+    for name in ("model-store-nlp", "model-store-publish-nlp"):
+        volume = staging.result.manifests[f"persistentvolume--cluster--{name}.yaml"]["spec"]
+        attributes = volume["csi"]["volumeAttributes"]
+        assert set(attributes) <= known_values and attributes.get("cache", "emptyDir") in known_values, name
+        assert {option.split(" ")[0] for option in volume["mountOptions"]} <= flags, name
