@@ -9,6 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+
+from tests.conftest import lean
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ("resources.json", "manifests", "helm", "policy.json", "graph.mmd")
@@ -84,8 +87,9 @@ def test_unreadable_stack_file_exits_2(tmp_path, capsys):
 
 def test_mandatory_violation_exits_1_and_names_the_rule(tmp_path, capsys):
     bad = tmp_path / "open.yaml"
-    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
-    bad.write_text(text.replace("publicAccess: false", "publicAccess: true\n      publicAccessCidrs: [0.0.0.0/0]"))
+    doc = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())
+    lean(doc["config"])["ml-platform:cluster"]["endpoint"].update(publicAccess=True, publicAccessCidrs=["0.0.0.0/0"])
+    bad.write_text(yaml.safe_dump(doc))
     proc = synth_main(capsys, "--stack", "prod", "--config", str(bad), "--out", str(tmp_path / "out"))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[mandatory] eks-endpoint-not-world-open" in proc.stdout
@@ -120,9 +124,7 @@ def test_program_imports_when_launched_like_the_language_host(tmp_path):
             """
         )
     )
-    import yaml
-
-    config = yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())["config"]
+    config = lean(yaml.safe_load((ROOT / "stacks" / "Pulumi.prod.yaml").read_text())["config"])
     config["ml-platform:alertingSecrets"] = {"oncall": "0" * 32}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PULUMI_CONFIG"] = json.dumps({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
