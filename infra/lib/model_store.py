@@ -9,15 +9,11 @@ local cache. Both claims reach the bucket with the pod's own Pod Identity: reade
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pulumi_kubernetes as k8s
 
+from infra.config import PlatformConfig, S3ModelStore, ServingWorkload, TrainingWorkload
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, MODEL_STORE_PUBLISH_CLAIM, WORKLOAD_UID, team_service_account
 from infra.lib.iam import policy_document
-
-if TYPE_CHECKING:
-    from infra.config import PlatformConfig, S3ModelStore
 
 core = k8s.core.v1
 
@@ -26,15 +22,15 @@ S3_DRIVER = "s3.csi.aws.com"
 BACKEND_ENV = "MODEL_STORE_BACKEND"
 
 
-def backend(cfg: "PlatformConfig", team: str) -> str:
+def backend(cfg: PlatformConfig, team: str) -> str:
     return cfg.storage.model_stores[team].backend
 
 
-def claim(cfg: "PlatformConfig", team: str, publish: bool) -> str:
+def claim(cfg: PlatformConfig, team: str, publish: bool) -> str:
     return MODEL_STORE_PUBLISH_CLAIM if publish and backend(cfg, team) == "s3" else MODEL_STORE_CLAIM
 
 
-def volume(cfg: "PlatformConfig", team: str, publish: bool, name: str = "models") -> tuple[core.VolumeArgs, core.VolumeMountArgs]:
+def volume(cfg: PlatformConfig, team: str, publish: bool, name: str = "models") -> tuple[core.VolumeArgs, core.VolumeMountArgs]:
     """The pod's volume and its container mount at /models: read-only for readers, writable for publishers."""
     read_only = not publish
     return (
@@ -43,30 +39,26 @@ def volume(cfg: "PlatformConfig", team: str, publish: bool, name: str = "models"
     )
 
 
-def publisher_env(cfg: "PlatformConfig", team: str) -> dict[str, str]:
+def publisher_env(cfg: PlatformConfig, team: str) -> dict[str, str]:
     """What a publishing pod's environment adds: the S3 protocol; nothing on EFS (modelstore.py's default)."""
     return {BACKEND_ENV: "s3"} if backend(cfg, team) == "s3" else {}
 
 
-def readers(cfg: "PlatformConfig", team: str) -> list[str]:
+def readers(cfg: PlatformConfig, team: str) -> list[str]:
     """Service accounts of the team's pods that read the store: serving workloads with a store model, LLM engines."""
-    from infra.config import ServingWorkload
-
     names = {w.name for w in cfg.workloads if isinstance(w, ServingWorkload) and w.team == team and w.models()}
     names |= {w.name for w in cfg.llm.workloads if w.team == team}
     # One Pod Identity association per service account: one that also publishes gets the publishers' role.
     return sorted(names - set(publishers(cfg, team)))
 
 
-def publishers(cfg: "PlatformConfig", team: str) -> list[str]:
+def publishers(cfg: PlatformConfig, team: str) -> list[str]:
     """Service accounts of the team's pods that publish: the platform's lifecycle Jobs, training runs with an output."""
-    from infra.config import TrainingWorkload
-
     names = {w.name for w in cfg.workloads if isinstance(w, TrainingWorkload) and w.team == team and w.output}
     return sorted(names | {team_service_account(team)})
 
 
-def reader_mount_options(store: "S3ModelStore", region: str) -> list[str]:
+def reader_mount_options(store: S3ModelStore, region: str) -> list[str]:
     """Mountpoint flags (awslabs/mountpoint-s3 doc/CONFIGURATION.md at 1.22.3, the build CSI driver v2.7.0 ships):
     read-only; other users than Mountpoint's own may read (the pods run as WORKLOAD_UID); listed entries, a missing
     marker included, are trusted for metadataTtlSeconds."""
