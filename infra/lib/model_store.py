@@ -30,12 +30,12 @@ def claim(cfg: PlatformConfig, team: str, publish: bool) -> str:
     return MODEL_STORE_PUBLISH_CLAIM if publish and backend(cfg, team) == "s3" else MODEL_STORE_CLAIM
 
 
-def volume(cfg: PlatformConfig, team: str, publish: bool, name: str = "models") -> tuple[core.VolumeArgs, core.VolumeMountArgs]:
+def volume(cfg: PlatformConfig, team: str, publish: bool) -> tuple[core.VolumeArgs, core.VolumeMountArgs]:
     """The pod's volume and its container mount at /models: read-only for readers, writable for publishers."""
     read_only = not publish
     return (
-        core.VolumeArgs(name=name, persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim(cfg, team, publish), read_only=read_only)),
-        core.VolumeMountArgs(name=name, mount_path=MODEL_STORE_PATH, read_only=read_only),
+        core.VolumeArgs(name="models", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=claim(cfg, team, publish), read_only=read_only)),
+        core.VolumeMountArgs(name="models", mount_path=MODEL_STORE_PATH, read_only=read_only),
     )
 
 
