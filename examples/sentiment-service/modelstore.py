@@ -150,16 +150,16 @@ def add_target(store: Path, model: str, version: str, target: str, compile_with:
         # Built on local disk, then written once into the store: the manifest names it only after it is whole.
         with tempfile.TemporaryDirectory() as tmp:
             partial = Path(tmp) / ARTIFACT
-            compiler = compile_with(directory, target, partial)
+            compiler, sha = compile_with(directory, target, partial), _file_sha256(partial)
             _copy_file(partial, artifact)
     else:
         artifact.parent.mkdir(parents=True, exist_ok=True)
         partial = artifact.with_suffix(".partial")
-        compiler = compile_with(directory, target, partial)
+        compiler, sha = compile_with(directory, target, partial), _file_sha256(partial)
         os.replace(partial, artifact)
     # Re-read: another target may have been added meanwhile.
     manifest = read_manifest(store, model, version) or manifest
-    manifest["targets"][target] = {"path": artifact.relative_to(directory).as_posix(), "sha256": _file_sha256(artifact), "compiler": compiler}
+    manifest["targets"][target] = {"path": artifact.relative_to(directory).as_posix(), "sha256": sha, "compiler": compiler}
     _write_manifest(directory, manifest, backend)
     log(f"compiled {model}@{version} for {target} with {compiler}")
     return manifest
