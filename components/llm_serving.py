@@ -13,7 +13,7 @@ import yaml
 
 from infra.config import PlatformConfig
 from infra.config.llm import LlmModel, LlmWorkload, NEURON_CORES_PER_DEVICE
-from infra.lib import headroom, helm, timing
+from infra.lib import headroom, helm, model_store, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL, family_of
 from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_CLAIM, MODEL_STORE_PATH, MONITORING_NAMESPACE, SERVING_PRIORITY, TEAM_LABEL
 from infra.lib.gang import submission
@@ -56,6 +56,26 @@ EPP_CONFIG = {
         }
     ],
 }
+
+
+# On an S3 store (Mountpoint: no rename, each file written once from the start): the Hub client downloads to local
+# disk (it renames its partial files), then each file is copied into the store and the marker written last.
+S3_DOWNLOAD = (
+    "import pathlib, shutil, sys\n"
+    "from huggingface_hub import snapshot_download\n"
+    "target = pathlib.Path(sys.argv[3])\n"
+    "if (target / sys.argv[4]).exists():\n"
+    "    sys.exit(0)\n"
+    "local = pathlib.Path('/tmp/weights')\n"
+    "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=local, allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model', '*.tiktoken'])\n"
+    "files = sorted(p for p in local.rglob('*') if p.is_file() and '.cache' not in p.relative_to(local).parts)\n"
+    "for path in files:\n"
+    "    out = target / path.relative_to(local)\n"
+    "    out.parent.mkdir(parents=True, exist_ok=True)\n"
+    "    with path.open('rb') as src, out.open('wb') as dst:\n"
+    "        shutil.copyfileobj(src, dst, 8 << 20)\n"
+    "(target / sys.argv[4]).write_text('\\n'.join(p.relative_to(local).as_posix() for p in files) + '\\n')\n"
+)
 
 
 def model_dir(model: LlmModel) -> str:
@@ -454,7 +474,7 @@ class LlmServing(pulumi.ComponentResource):
             "    sys.exit(0)\n"
             "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=target, allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model', '*.tiktoken'])\n"
             "(target / sys.argv[4]).touch()\n"
-        )
+        ) if model_store.backend(a.config, team.name) == "efs" else S3_DOWNLOAD
         via = submission(a.config.scheduling.gang, team.name, priority=SERVING_PRIORITY)
         labels = {"app.kubernetes.io/component": "model-lifecycle"}
         job = k8s.batch.v1.Job(
@@ -488,7 +508,8 @@ class LlmServing(pulumi.ComponentResource):
                             )
                         ],
                         volumes=[
-                            core.VolumeArgs(name="models", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=MODEL_STORE_CLAIM)),
+                            core.VolumeArgs(name="models", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(
+                                claim_name=model_store.claim(a.config, team.name, publish=True))),
                             core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="20Gi")),
                         ],
                         node_selector={POOL_LABEL: "cpu"},

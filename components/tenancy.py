@@ -10,7 +10,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig, TeamConfig
 from infra.lib.accelerators import GPU_DEVICE_CLASS, NVIDIA
-from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL, SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL, SERVING_PRIORITY, TRAINING_PRIORITY, team_service_account
 from infra.lib.interfaces import TeamInfo
 from infra.lib import headroom
 from infra.lib.team_access import TEAM_RULES
@@ -185,7 +185,7 @@ class Tenancy(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        service_account = f"{team.name}-workloads"
+        service_account = team_service_account(team.name)
         k8s.core.v1.ServiceAccount(
             f"{prefix}-workloads",
             metadata=in_ns(service_account),

@@ -17,9 +17,9 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig, TrainingRuntime, TrainingWorkload, runtimes_for
 from infra.config.training import MAX_RESTARTS
-from infra.lib import helm
+from infra.lib import helm, model_store
 from infra.lib.accelerators import KINDS, POOL_LABEL
-from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_CLAIM, MODEL_STORE_PATH, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY
+from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_PATH, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY
 from infra.lib.gang import VOLCANO_QUEUE_ANNOTATION, submission
 from infra.lib.interfaces import TeamInfo
 from policies.rules.efa import EFA_RESOURCE
@@ -147,9 +147,10 @@ def trainjob_spec(cfg: PlatformConfig, w: TrainingWorkload, team: TeamInfo) -> d
         {"name": "checkpoints", "mountPath": w.checkpoints.mount_path},
     ]
     if w.output:
-        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": MODEL_STORE_CLAIM}})
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": model_store.claim(cfg, w.team, publish=True)}})
         mounts.append({"name": "models", "mountPath": MODEL_STORE_PATH})
-        env.update(MODEL_STORE=MODEL_STORE_PATH, OUTPUT_MODEL=w.output.name, OUTPUT_VERSION=w.output.version, JOB_NAME=f"{team.namespace}/{name}")
+        env.update(MODEL_STORE=MODEL_STORE_PATH, OUTPUT_MODEL=w.output.name, OUTPUT_VERSION=w.output.version, JOB_NAME=f"{team.namespace}/{name}",
+                   **model_store.publisher_env(cfg, w.team))
     via = submission(cfg.scheduling.gang, w.team)
     pod_annotations = {"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR}
     spec: dict[str, Any] = {

@@ -9,7 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.config import ModelRef, PlatformConfig, Resources, ServingWorkload, Track, TrainingWorkload, VolumeConfig
-from infra.lib import headroom, timing
+from infra.lib import headroom, model_store, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.gang import submission
@@ -197,6 +197,7 @@ def serving_pod_spec(
 
 
 def training_pod_spec(
+    cfg: PlatformConfig,
     w: TrainingWorkload,
     service_account: str,
     claims: dict[str, str],
@@ -210,10 +211,11 @@ def training_pod_spec(
     ]
     volumes = [tmp_volume()] + [claim_volume(n, c) for n, c in sorted(claims.items())]
     if w.output:
-        volume, mount = model_store_volume(read_only=False)
+        volume, mount = model_store.volume(cfg, w.team, publish=True)
         volumes.append(volume)
         mounts.append(mount)
-        env.update(MODEL_STORE=MODEL_STORE_PATH, OUTPUT_MODEL=w.output.name, OUTPUT_VERSION=w.output.version, JOB_NAME=job_name)
+        env.update(MODEL_STORE=MODEL_STORE_PATH, OUTPUT_MODEL=w.output.name, OUTPUT_VERSION=w.output.version, JOB_NAME=job_name,
+                   **model_store.publisher_env(cfg, w.team))
     return core.PodSpecArgs(
         service_account_name=service_account,
         automount_service_account_token=False,
@@ -383,7 +385,10 @@ class Workloads(pulumi.ComponentResource):
                        resources: core.ResourceRequirementsArgs, neuron_target: Optional[str], seconds: int,
                        *deps: pulumi.Resource) -> k8s.batch.v1.Job:
         labels = {"app.kubernetes.io/part-of": "ml-platform", "app.kubernetes.io/component": "model-lifecycle", "ml-platform.io/team": team.name}
-        volume, mount = model_store_volume(read_only=False)
+        cfg = self._args.config
+        volume, mount = model_store.volume(cfg, team.name, publish=True)
+        # Hugging Face caches under /tmp: the root filesystem is read-only.
+        env = {"HF_HOME": "/tmp/hf", **model_store.publisher_env(cfg, team.name)}
         # Through the team's queue like any Job of its namespace, ahead of training: serving waits for it.
         via = submission(self._args.config.scheduling.gang, team.name, priority=SERVING_PRIORITY)
         return k8s.batch.v1.Job(
@@ -409,8 +414,7 @@ class Workloads(pulumi.ComponentResource):
                                 name="lifecycle",
                                 image=image,
                                 command=command,
-                                # Hugging Face caches under /tmp: the root filesystem is read-only.
-                                env=env_vars({"HF_HOME": "/tmp/hf"}),
+                                env=env_vars(env),
                                 resources=resources,
                                 security_context=restricted_container_security(),
                                 volume_mounts=[mount, core.VolumeMountArgs(name="tmp", mount_path="/tmp")],
@@ -611,7 +615,7 @@ class Workloads(pulumi.ComponentResource):
                 ttl_seconds_after_finished=w.ttl_after_finished_hours * 3600,
                 template=core.PodTemplateSpecArgs(
                     metadata=pod_metadata,
-                    spec=training_pod_spec(w, w.name, claims, f"{team.namespace}/{job_name}", via.scheduler_name, claim_template),
+                    spec=training_pod_spec(args.config, w, w.name, claims, f"{team.namespace}/{job_name}", via.scheduler_name, claim_template),
                 ),
             )
 

@@ -18,6 +18,7 @@ from policies.rules.cost import (
     AURORA_CLUSTER,
     AURORA_INSTANCE,
     BUDGET,
+    BUDGETED_BY_TAG,
     BUDGETED_GIB_TAG,
     S3_BUCKET,
     EKS_CAPABILITY,
@@ -83,6 +84,7 @@ def planned_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
         }))
     planned.extend(streaming_resources(cfg))
     planned.extend(pipelines_resources(cfg))
+    planned.extend(model_store_resources(cfg))
     if cfg.gitops.enabled and cfg.gitops.mode == "capability":
         planned.append((EKS_CAPABILITY, {"type": "ARGOCD"}))
     planned.extend(database_resources(cfg))
@@ -96,6 +98,14 @@ def pipelines_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]
     if not cfg.kubeflow.pipelines_on or artifacts is None:
         return []
     return [(S3_BUCKET, {"bucket": artifacts.bucket_name, "tags": {BUDGETED_GIB_TAG: str(artifacts.budgeted_gib)}})]
+
+
+def model_store_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:
+    """The S3 model stores' buckets, as components/model_store.py creates them."""
+    return [
+        (S3_BUCKET, {"bucket": s3.bucket_name, "tags": {BUDGETED_GIB_TAG: str(s3.budgeted_gib), BUDGETED_BY_TAG: f"storage.modelStores.{team}.s3.budgetedGib"}})
+        for team, s3 in cfg.storage.s3_stores().items()
+    ]
 
 
 def database_resources(cfg: PlatformConfig) -> list[tuple[str, dict[str, Any]]]:

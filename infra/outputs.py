@@ -12,6 +12,7 @@ from components.karpenter import Karpenter
 from components.llm_serving import LlmServing
 from components.logging import Logging
 from components.mesh import Mesh
+from components.model_store import ModelStores
 from components.network import Network
 from components.observability import Observability
 from components.pipelines import Pipelines
@@ -22,7 +23,7 @@ from components.tenancy import Tenancy
 from components.workloads import WorkloadInfo, Workloads, deployment_name
 from infra import cost
 from infra.config import UPSTREAMS, PlatformConfig, ServingWorkload, runtimes_for
-from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, MODEL_STORE_PUBLISH_CLAIM, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.model_source import registered
 from policies.rules.cost import Ceiling
 
@@ -39,7 +40,20 @@ if TYPE_CHECKING:  # for the annotations only: the stacks without KServe do not 
 # 3.6: `training` (Kubeflow Trainer's runtimes, Katib), present when the stack runs them.
 # 3.7: `llmEndpoints` (each LLM workload's OpenAI-compatible endpoint), present when the stack serves an LLM.
 # 3.8: `serving`, the serving path and the endpoint of each served model version.
-SCHEMA_VERSION = "3.8.0"
+# 3.9: `teams.<team>.modelStore.backend`, and on an S3 store its `bucket` and `publishClaim`.
+SCHEMA_VERSION = "3.9.0"
+
+
+def _model_store(cfg: PlatformConfig, team: str, model_stores: ModelStores) -> dict:
+    """Where the team's pods read the store; on S3 also its bucket and the claim its publishers write through."""
+    s3 = cfg.storage.model_stores[team].backend == "s3"
+    return {
+        "claim": MODEL_STORE_CLAIM,
+        "mountPath": MODEL_STORE_PATH,
+        "backend": cfg.storage.model_stores[team].backend,
+        "bucket": model_stores.buckets[team] if s3 else None,
+        "publishClaim": MODEL_STORE_PUBLISH_CLAIM if s3 else None,
+    }
 
 
 def _absent_not_null(value):
@@ -73,6 +87,7 @@ def export(
     gitops: GitOps | None,
     images: ImageCache,
     ceiling: Ceiling,
+    model_stores: ModelStores,
     pipelines: Optional[Pipelines] = None,
     streaming: Optional[Streaming] = None,
 ) -> None:
@@ -185,7 +200,7 @@ def export(
                     [team.service_account]
                     + [w.service_account for w in [*workloads.workloads.values(), *served.values()] if w.team == name]
                 ),
-                "modelStore": {"claim": MODEL_STORE_CLAIM, "mountPath": MODEL_STORE_PATH} if name in cfg.storage.model_stores else None,
+                "modelStore": _model_store(cfg, name, model_stores) if name in cfg.storage.model_stores else None,
                 "logGroup": logging.log_groups[team.namespace],
                 "registry": {"trackingUri": registry.urls[name]} if registry else None,
                 "pipelines": {"pipelineRoot": pipelines.pipeline_roots[name], "serviceAccount": pipelines.runner_service_account} if pipelines else None,

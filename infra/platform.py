@@ -194,9 +194,12 @@ def build(cfg: PlatformConfig) -> None:
         ModelStoresArgs(
             config=cfg,
             provider=cluster.provider,
+            cluster_name=cluster.name,
             file_system_id=storage.file_system_id,
             csi_driver=storage.csi_driver,
             team_namespaces=team_namespaces,
+            depends_on=cluster.critical_addons,
+            general_capacity=karpenter.node_pool_resources["cpu"],
         ),
     )
 
@@ -438,6 +441,7 @@ def build(cfg: PlatformConfig) -> None:
         gitops=gitops,
         images=images,
         ceiling=ceiling,
+        model_stores=model_stores,
         pipelines=pipelines,
         streaming=streaming,
     )

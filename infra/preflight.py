@@ -364,6 +364,8 @@ def check_kubernetes_version(cfg: PlatformConfig, clients: Clients) -> Check:
 def pinned_addons(cfg: PlatformConfig) -> dict[str, tuple[str, str]]:
     """EKS add-on -> (pinned version, where it is configured)."""
     a = cfg.cluster.addons
+    # Installed only when a team's model store is on S3 (components/model_store.py).
+    mountpoint = {"aws-mountpoint-s3-csi-driver": (cfg.storage.mountpoint_csi_driver_version, "storage.mountpointCsiDriverVersion")} if cfg.storage.s3_stores() else {}
     return {
         "vpc-cni": (a.vpc_cni, "cluster.addons.vpcCni"),
         "coredns": (a.coredns, "cluster.addons.coredns"),
@@ -371,6 +373,7 @@ def pinned_addons(cfg: PlatformConfig) -> dict[str, tuple[str, str]]:
         "eks-pod-identity-agent": (a.eks_pod_identity_agent, "cluster.addons.eksPodIdentityAgent"),
         "aws-ebs-csi-driver": (a.aws_ebs_csi_driver, "cluster.addons.awsEbsCsiDriver"),
         "aws-efs-csi-driver": (cfg.storage.efs_csi_driver_version, "storage.efsCsiDriverVersion"),
+        **mountpoint,
     }
 
 

@@ -174,7 +174,7 @@ def outputs(server: str, token: str = TOKEN) -> dict:
         "cost": {"ceilingHourlyUsd": 10, "fixedHourlyUsd": 1, "budgetHourlyUsd": 20, "largestPool": "nvidia", "pricesDate": "2026-11-01"},
         "scheduling": {"servingPriorityClass": "serving", "trainingPriorityClass": "training"},
         "teams": {"ml": {"namespace": "ml", "iamRoleArn": "arn:aws:iam::123456789012:role/ml", "serviceAccounts": ["ml", "sentiment"],
-                         "modelStore": {"claim": "model-store", "mountPath": "/models"}, "logGroup": "/ml"}},
+                         "modelStore": {"claim": "model-store", "mountPath": "/models", "backend": "efs"}, "logGroup": "/ml"}},
         "workloads": {
             "ml/sentiment": {"kind": "serving", "team": "ml", "namespace": "ml", "service": "sentiment", "url": "http://lb/sentiment",
                              "models": {"stable": "sentiment@v1", "canary": "sentiment@v2", "canaryWeight": 10}},

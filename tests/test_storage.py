@@ -73,8 +73,9 @@ def test_file_system_policy_admits_tls_mounts_through_mount_targets_only(stack):
     assert decide(policy, "elasticfilesystem:ClientRootAccess", arn, tls_mount) == "ImplicitDeny"
 
 
-@pytest.mark.parametrize("stack_name", ["dev", "staging", "prod"])
+@pytest.mark.parametrize("stack_name", ["dev", "prod"])
 def test_each_team_has_a_model_store_only_its_namespace_can_mount(stack_name):
+    """The EFS stores (staging's is on S3: tests/test_model_store_s3.py)."""
     synth = synth_of(stack_name)
     ap = synth.one("aws:efs/accessPoint:AccessPoint", "model-stores-nlp")["inputs"]
     assert ap["fileSystemId"] == synth.one(EFS)["outputs"]["id"]
@@ -89,4 +90,4 @@ def test_each_team_has_a_model_store_only_its_namespace_can_mount(stack_name):
     assert volume["persistentVolumeReclaimPolicy"] == "Retain" and volume["accessModes"] == ["ReadWriteMany"] and volume["mountOptions"] == ["tls"]
     claim = m["persistentvolumeclaim--nlp--model-store.yaml"]["spec"]
     assert claim["volumeName"] == "model-store-nlp" and claim["storageClassName"] == ""
-    assert synth.result.outputs["teams"]["nlp"]["modelStore"] == {"claim": "model-store", "mountPath": "/models"}
+    assert synth.result.outputs["teams"]["nlp"]["modelStore"] == {"claim": "model-store", "mountPath": "/models", "backend": "efs"}

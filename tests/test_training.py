@@ -85,9 +85,10 @@ def test_staging_runs_its_two_worker_gpu_training_as_a_trainjob_through_the_team
     pod = job["template"]["spec"]["template"]["spec"]
     assert job["name"] == NODE and pod["serviceAccountName"] == "sentiment-ddp"
     mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
-    # Checkpoints to the team's storage, and the model it publishes to the team's store.
-    assert {env["CHECKPOINT_DIR"], env["DATA_DIR"], MODEL_STORE_PATH} <= mounts
-    assert {"models": "model-store", "checkpoints": "sentiment-ddp-checkpoints"}.items() <= {
+    # Checkpoints to the team's storage, and the model it publishes to the team's store (on S3 in staging: through
+    # the publishing claim, with the S3 protocol).
+    assert {env["CHECKPOINT_DIR"], env["DATA_DIR"], MODEL_STORE_PATH} <= mounts and env["MODEL_STORE_BACKEND"] == "s3"
+    assert {"models": "model-store-publish", "checkpoints": "sentiment-ddp-checkpoints"}.items() <= {
         v["name"]: v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}.items()
     queue = next(r for r in staging.resources if r["type"].endswith(":LocalQueue") and r["inputs"]["metadata"]["namespace"] == "nlp")
     assert staging.depends_on(trainjob, queue) and staging.depends_on(trainjob, runtimes(staging)["torch-nvidia"])

@@ -1,7 +1,9 @@
 """The model store protocol: immutable versions, waiting with one clear line, bootstrap and compile with fakes."""
 from __future__ import annotations
 
+import errno
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -127,3 +129,69 @@ def test_command_line_publish_records_where_the_version_came_from(tmp_path, caps
     (source / "extra.bin").write_bytes(b"other")
     assert modelstore.main(argv) == 1
     assert "versions are immutable" in capsys.readouterr().err
+
+
+# -- the S3 protocol (Mountpoint for Amazon S3) ---------------------------------------------------------------------
+
+@pytest.fixture
+def s3_store(tmp_path, monkeypatch):
+    """A store that behaves like a Mountpoint mount of a general purpose bucket: nothing is renamed there."""
+    store = tmp_path / "bucket"
+    store.mkdir()
+    real_replace, real_rename = os.replace, os.rename
+
+    def no_rename_in_store(real):
+        def call(src, dst, *args, **kwargs):
+            if str(store) in (str(src) + str(dst)):
+                raise OSError(errno.ENOSYS, "Mountpoint: rename is not supported on a general purpose bucket", str(src))
+            return real(src, dst, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "replace", no_rename_in_store(real_replace))
+    monkeypatch.setattr(os, "rename", no_rename_in_store(real_rename))
+    return store
+
+
+def test_s3_publish_writes_the_files_under_the_prefix_then_the_marker(tmp_path, s3_store, monkeypatch):
+    written_before_marker = []
+    real_write = modelstore._write_manifest
+
+    def watch(directory, manifest, backend="efs"):
+        written_before_marker.extend(sorted(p.name for p in directory.iterdir()))
+        real_write(directory, manifest, backend)
+
+    monkeypatch.setattr(modelstore, "_write_manifest", watch)
+    manifest = publish(s3_store, "sentiment", "1", model_files(tmp_path / "src"), "pytorch", {}, log=lambda _: None, backend="s3")
+    assert written_before_marker == ["config.json", "model.safetensors"], "every model file is in place before the marker"
+    assert read_manifest(s3_store, "sentiment", "1") == manifest
+    assert sorted(p.name for p in (s3_store / "sentiment" / "1").iterdir()) == ["config.json", "manifest.json", "model.safetensors"]
+    with pytest.raises(OSError, match="rename is not supported"):
+        publish(s3_store, "sentiment", "2", model_files(tmp_path / "src"), "pytorch", {}, log=lambda _: None, backend="efs")
+
+
+def test_s3_readers_ignore_a_version_without_its_marker(tmp_path, s3_store):
+    # A publisher that died midway: the files are there, the marker is not.
+    model_files(s3_store / "sentiment" / "1")
+    assert modelstore.missing(s3_store, "sentiment", "1", None) == f"no manifest.json at {s3_store / 'sentiment' / '1'} yet"
+    with pytest.raises(TimeoutError):
+        wait(s3_store, "sentiment", "1", None, 0, 0, log=lambda _: None, sleep=lambda _: None)
+    # The retried publish rewrites the files and completes the version.
+    publish(s3_store, "sentiment", "1", model_files(tmp_path / "src", b"weights-v1"), "pytorch", {}, log=lambda _: None, backend="s3")
+    assert modelstore.missing(s3_store, "sentiment", "1", None) is None
+
+
+def test_s3_bootstrap_and_compile_never_rename_in_the_store(tmp_path, s3_store, monkeypatch):
+    monkeypatch.setenv(modelstore.BACKEND_ENV, "s3")
+    scratch = []
+
+    def download(hub_id, revision, into):
+        scratch.append(into)
+        model_files(into)
+
+    bootstrap(s3_store, "base", "1", "org/model", "0123abc", download, log=lambda _: None)
+    assert not str(scratch[0]).startswith(str(s3_store)), "downloaded on local disk, not in the bucket"
+    manifest = add_target(s3_store, "base", "1", "inf2", fake_compiler([]), log=lambda _: None)
+    artifact = s3_store / "base" / "1" / manifest["targets"]["inf2"]["path"]
+    assert artifact.read_bytes() == b"compiled for inf2"
+    assert modelstore.missing(s3_store, "base", "1", "inf2") is None
+    assert modelstore.main(["wait", "--store", str(s3_store), "--model", "base", "--version", "1", "--target", "inf2", "--backend", "s3"]) == 0

@@ -10,7 +10,7 @@ from infra.config.network import FlowLogs, NetworkConfig, plan_subnets  # noqa: 
 from infra.config.cluster import AddonVersions, ClusterAccess, ClusterConfig, EndpointAccess, NODE_AMI_TYPES, SUPPORTED_KUBERNETES_VERSIONS, SystemNodeGroup  # noqa: F401
 from infra.config.karpenter import ACCELERATOR_DISRUPTION, AcceleratorPool, AmiAlias, CapacityReservation, CapacityType, CpuPool, Disruption, DisruptionBudget, InstanceType, KarpenterConfig, NeuronPool, NodePoolBase, NodePools, NvidiaPool, PoolLimits, StaticCapacity  # noqa: F401
 from infra.config.accelerators import AcceleratorsConfig, GpuOperator, GpuSharing, NvidiaDra  # noqa: F401
-from infra.config.storage import EfsStorageClass, ModelStore, StorageConfig  # noqa: F401
+from infra.config.storage import EfsStorageClass, ModelStore, S3ModelStore, StorageConfig  # noqa: F401
 from infra.config.mesh import GatewayConfig, MeshConfig  # noqa: F401
 from infra.config.alerting import AlertReceiver, AlertRoutes, AlertingConfig, Watchdog  # noqa: F401
 from infra.config.logging import LoggingConfig, OpenSearchConfig  # noqa: F401

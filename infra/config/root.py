@@ -98,6 +98,7 @@ class PlatformConfig(Model):
             self._cache_prefixes(),
             self._mig_capable(),
             self._database(),
+            self._model_store_buckets(),
         )
         problems = [p for check in checks for p in check]
         if problems:
@@ -341,6 +342,15 @@ class PlatformConfig(Model):
                     f"({', '.join(f'{t}: {n}' for t, n in sorted(per_node.items()))}); lower it, add larger instance types to "
                     f"nodePools.{w.accelerator}.instanceTypes, or span nodes with parallelism.pipeline"
                 )
+
+    def _model_store_buckets(self) -> Iterable[str]:
+        """Each S3 model store has a bucket of its own: a team's role reaches its whole bucket."""
+        artifacts = self.kubeflow.pipelines.artifacts
+        owners = {artifacts.bucket_name: "kubeflow.pipelines.artifacts"} if self.kubeflow.pipelines_on and artifacts else {}
+        for team, store in self.storage.s3_stores().items():
+            other = owners.setdefault(store.bucket_name, f"storage.modelStores.{team}")
+            if other != f"storage.modelStores.{team}":
+                yield f"storage.modelStores.{team}.s3.bucketName {store.bucket_name!r} is already the bucket of {other}; give each store its own bucket"
 
     def _quota_per_team(self) -> Iterable[str]:
         """A team's quota caps all its pods together: its workloads at their most pods must fit it side by side."""

@@ -32,3 +32,13 @@ def registry_url(team: str) -> str:
     return f"http://{registry_service(team)}.{REGISTRY_NAMESPACE}.svc.cluster.local:{REGISTRY_PORT}"
 # On each object the program creates from a vendored kustomize render: the upstream project it comes from.
 UPSTREAM_LABEL = "ml-platform.io/upstream"
+# A team's model store: the claim every pod reads it through, and on an S3 store the claim its publishers write
+# through (infra/lib/model_store.py).
+MODEL_STORE_PUBLISH_CLAIM = "model-store-publish"
+# The user every platform-built pod runs as (their pod security contexts); an S3 store's files are presented as theirs.
+WORKLOAD_UID = 10001
+
+
+def team_service_account(team: str) -> str:
+    """The service account of a team's platform Jobs (the model lifecycle), created with its namespace."""
+    return f"{team}-workloads"

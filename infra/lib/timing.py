@@ -12,6 +12,10 @@ IMAGE_PULL = {"cpu": 180, "nvidia": 480, "neuron": 480}
 MODEL_DOWNLOAD = 600
 # Copying an open LLM's weights (a few GB of safetensors) from the Hugging Face Hub through the NAT gateway to EFS.
 LLM_DOWNLOAD = 1800
+# An S3 model store's volume on a fresh node: the CSI driver starts a Mountpoint Pod, whose image is the driver's own,
+# pulled by the driver's DaemonSet when the node joined (beside the workload's pull); then mount-s3 starts. Seconds,
+# not minutes, until a deploy measures it (mountpoint-s3-csi-driver v2.7.0: charts/.../controller.yaml MOUNTPOINT_IMAGE).
+MOUNTPOINT_POD = 15
 # Tracing a transformer for NeuronCores with a fixed input shape.
 NEURON_COMPILE = 1800
 # Headroom for retries (a spot capacity miss, a slow registry).

@@ -12,7 +12,11 @@ store's file system, and the serving Deployments that mount a team model store. 
 - weights: a serving pod reads its model from the team's store before it is Ready; its memory request bounds the
   weights it can hold, so the model counts that many GiB, read at the store's per-client throughput: Amazon EFS
   Elastic throughput 1,500 MiB/s per client ("Amazon EFS performance specifications"); Bursting 100 MiB/s, the burst
-  rate of a file system under 1 TiB (AWS Knowledge Center, "What throughput modes are available in EFS").
+  rate of a file system under 1 TiB (AWS Knowledge Center, "What throughput modes are available in EFS"). A team store
+  on S3 (its claim's volume is the Mountpoint driver's) is read at the throughput Mountpoint aims for when it does not
+  know the instance's network bandwidth, 10 Gbps (awslabs/mountpoint-s3 doc/CONFIGURATION.md at 1.22.3, "Configuring
+  Mountpoint performance"; on EC2 it aims for the instance's bandwidth), after its Mountpoint Pod starts
+  (`timing.MOUNTPOINT_POD`).
 
 A pool with static (warm) nodes also gets the time for a pod placed on one of them: image pull and weights only.
 """
@@ -30,11 +34,14 @@ NODE_CLASS = "kubernetes:karpenter.k8s.aws/v1:EC2NodeClass"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 FILE_SYSTEM = "aws:efs/fileSystem:FileSystem"
+PV, PVC = "kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim"
+S3_DRIVER = "s3.csi.aws.com"
 POOL_LABEL = "ml-platform.io/pool"
 
 PARALLEL_PULL_GAIN = 0.14
 FAST_PULL_FLOOR = (4, 7.0)  # vCPUs, GiB
 EFS_CLIENT_MIBPS = {"elastic": 1500, "bursting": 100}
+S3_CLIENT_MIBPS = round(10e9 / 8 / 2**20)
 
 
 def _instance_types(spec: dict) -> list[str]:
@@ -49,6 +56,15 @@ def _parallel_pull(node_class: dict, types: list[str], instances: dict[str, dict
         return False
     floor_cpu, floor_gib = FAST_PULL_FLOOR
     return bool(types) and all(t in instances and instances[t]["vcpu"] >= floor_cpu and instances[t]["memoryGib"] >= floor_gib for t in types)
+
+
+def _s3_stores(records: list[dict]) -> set[str]:
+    """Namespaces whose model-store claim binds a Mountpoint (S3) volume."""
+    s3_volumes = {r["inputs"]["metadata"]["name"] for r in records if r["type"] == PV and (r["inputs"]["spec"].get("csi") or {}).get("driver") == S3_DRIVER}
+    return {
+        r["inputs"]["metadata"]["namespace"] for r in records
+        if r["type"] == PVC and r["inputs"]["metadata"]["name"] == MODEL_STORE_CLAIM and r["inputs"]["spec"].get("volumeName") in s3_volumes
+    }
 
 
 def _serving(records: list[dict]) -> dict[str, tuple[str, float]]:
@@ -85,6 +101,7 @@ def report(records: list[dict]) -> dict[str, Any]:
     mode = next((r["inputs"].get("throughputMode") for r in records if r["type"] == FILE_SYSTEM), None)
     mibps: Optional[int] = EFS_CLIENT_MIBPS.get(mode or "")
     serving = _serving(records)
+    s3_stores = _s3_stores(records)
 
     out: dict[str, Any] = {}
     for name, spec in sorted(pools.items()):
@@ -96,7 +113,11 @@ def report(records: list[dict]) -> dict[str, Any]:
         entry: dict[str, Any] = {"nodeLaunchSeconds": timing.NODE_LAUNCH[kind], "imagePullSeconds": pull, "parallelPull": parallel}
         workload = serving.get(name)
         weights = 0
-        if workload and mibps:
+        if workload and workload[0].split("/")[0] in s3_stores:
+            weights = timing.MOUNTPOINT_POD + round(workload[1] * 1024 / S3_CLIENT_MIBPS)
+            entry.update(workload=workload[0], weightsGib=round(workload[1], 2), weightsSeconds=weights,
+                         weightsFrom=f"S3 through Mountpoint, {S3_CLIENT_MIBPS} MiB/s per client after its pod's {timing.MOUNTPOINT_POD}s start")
+        elif workload and mibps:
             weights = round(workload[1] * 1024 / mibps)
             entry.update(workload=workload[0], weightsGib=round(workload[1], 2), weightsSeconds=weights, weightsFrom=f"EFS {mode}, {mibps} MiB/s per client")
         entry["readySeconds"] = entry["nodeLaunchSeconds"] + pull + weights

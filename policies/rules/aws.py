@@ -272,8 +272,8 @@ def efs_encrypted_with_cmk(props, args):
 
 @resource_rule(
     "stateful-storage-protected",
-    "File systems holding datasets, checkpoints and models, and the artifact buckets of the model registry and the pipelines, are protected from deletion by Pulumi.",
-    "Set ml-platform:storage.protect: true (the file system), ml-platform:registry.protect: true and ml-platform:kubeflow.pipelines.artifacts.protect: true (the artifact buckets) for the environment.",
+    "File systems holding datasets, checkpoints and models, the teams' S3 model stores, and the artifact buckets of the model registry and the pipelines, are protected from deletion by Pulumi.",
+    "Set ml-platform:storage.protect: true (the file system and the S3 model stores), ml-platform:registry.protect: true and ml-platform:kubeflow.pipelines.artifacts.protect: true (the artifact buckets) for the environment.",
     ADVISORY,
     ["aws:efs/fileSystem:FileSystem", "aws:s3/bucket:Bucket"],
 )

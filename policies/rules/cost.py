@@ -57,6 +57,8 @@ MSK_PRICES = {
 S3_PRICES = {"standardGbMonth": 0.023}
 S3_BUCKET = "aws:s3/bucket:Bucket"
 BUDGETED_GIB_TAG = "ml-platform.io/budgeted-gib"
+# The setting that holds a bucket's budgeted size, when it is not the pipeline artifacts' (a team model store's).
+BUDGETED_BY_TAG = "ml-platform.io/budgeted-by"
 MSK_CLUSTER = "aws:msk/cluster:Cluster"
 MSK_SERVERLESS = "aws:msk/serverlessCluster:ServerlessCluster"
 MSK_TOPIC = "aws:msk/topic:Topic"
@@ -449,7 +451,8 @@ def ceiling(resources: Iterable[tuple[str, dict]], region: str, today: datetime.
     msk_item(by_type, fixed, assumptions)
     for bucket in by_type.get(S3_BUCKET, []):
         gib = float(_tags(bucket).get(BUDGETED_GIB_TAG, 0))
-        fixed(f"s3-{bucket.get('bucket')}", gib * S3_PRICES["standardGbMonth"] / HOURS_PER_MONTH, f"{gib:g} GiB of S3 Standard (the budgeted size)", "kubeflow.pipelines.artifacts.budgetedGib")
+        setting = _tags(bucket).get(BUDGETED_BY_TAG, "kubeflow.pipelines.artifacts.budgetedGib")
+        fixed(f"s3-{bucket.get('bucket')}", gib * S3_PRICES["standardGbMonth"] / HOURS_PER_MONTH, f"{gib:g} GiB of S3 Standard (the budgeted size)", setting)
     if by_type.get(S3_BUCKET):
         assumptions.append("S3 at us-east-1 list prices for the budgeted size; not included: requests, KMS requests, data transfer")
     if by_type.get(EKS_CAPABILITY):
