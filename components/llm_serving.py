@@ -20,6 +20,7 @@ from infra.lib.gang import submission
 from infra.lib.interfaces import TeamInfo
 from infra.lib.metrics import VLLM_KV_CACHE, VLLM_QUEUE, VLLM_SERIES
 from infra.lib.monitoring import alert_rule, dashboard
+from infra.lib.routes import weighted_route
 from policies.rules.workloads import ENDPOINT_PICKER
 
 meta, core = k8s.meta.v1, k8s.core.v1
@@ -247,25 +248,9 @@ def serving_pods(w: LlmWorkload, role: str) -> dict[str, str]:
 
 def route_spec(w: LlmWorkload, parent_ref: dict[str, str], hosts: list[str]) -> dict[str, Any]:
     """The workload's path on the shared Gateway, split by weight between its versions' InferencePools."""
-    spec: dict[str, Any] = {
-        "parentRefs": [parent_ref],
-        "rules": [
-            {
-                "name": w.name,
-                "matches": [{"path": {"type": "PathPrefix", "value": w.path}}],
-                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
-                "backendRefs": [
-                    {"group": POOL_GROUP, "kind": "InferencePool", "name": track_name(w, role), "weight": weight}
-                    for role, _, _, weight, _, _ in w.tracks()
-                ],
-                # Long generations stream for minutes.
-                "timeouts": {"request": "600s"},
-            }
-        ],
-    }
-    if hosts != ["*"]:
-        spec["hostnames"] = hosts
-    return spec
+    backends = [{"group": POOL_GROUP, "kind": "InferencePool", "name": track_name(w, role), "weight": weight} for role, _, _, weight, _, _ in w.tracks()]
+    # Long generations stream for minutes.
+    return weighted_route(w.name, w.path, parent_ref, hosts, backends, timeout="600s")
 
 
 def inference_pool_spec(w: LlmWorkload, role: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY
 from infra.lib.interfaces import TeamInfo
 from infra.lib.model_source import as_manifest, registered, registry_model_source
+from infra.lib.routes import weighted_route
 
 CERT_MANAGER_NAMESPACE = "cert-manager"
 KSERVE_NAMESPACE = "kserve"
@@ -258,21 +259,8 @@ def inference_service(
 
 def route_spec(w: ServingWorkload, parent_ref: dict[str, str], hosts: list[str]) -> dict[str, Any]:
     """The workload's path on the shared Gateway, split between its versions' predictors by weight."""
-    spec: dict[str, Any] = {
-        "parentRefs": [parent_ref],
-        "rules": [
-            {
-                "name": w.name,
-                "matches": [{"path": {"type": "PathPrefix", "value": w.path}}],
-                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
-                "backendRefs": [{"name": predictor_service(w, t), "port": 80, "weight": t.weight} for t in w.tracks()],
-                "timeouts": {"request": "60s"},
-            }
-        ],
-    }
-    if hosts != ["*"]:
-        spec["hostnames"] = hosts
-    return spec
+    backends = [{"name": predictor_service(w, t), "port": 80, "weight": t.weight} for t in w.tracks()]
+    return weighted_route(w.name, w.path, parent_ref, hosts, backends, timeout="60s")
 
 
 def hpa_spec(w: ServingWorkload, track: Track) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_P
 from infra.lib.gang import submission
 from infra.lib.interfaces import TeamInfo
 from infra.lib.model_source import registry_model_source
+from infra.lib.routes import weighted_route
 
 RUN_AS = 10001
 INSTANCE_FAMILY = "karpenter.k8s.aws/instance-family"
@@ -246,21 +247,8 @@ def deployment_name(w: ServingWorkload, track: Track) -> str:
 
 def route_spec(w: ServingWorkload, parent_ref: dict[str, str], hosts: list[str]) -> dict[str, Any]:
     """The workload's path on the shared Gateway, split between its versions by weight."""
-    spec: dict[str, Any] = {
-        "parentRefs": [parent_ref],
-        "rules": [
-            {
-                "name": w.name,
-                "matches": [{"path": {"type": "PathPrefix", "value": w.path}}],
-                "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
-                "backendRefs": [{"name": deployment_name(w, t), "port": 80, "weight": t.weight} for t in w.tracks()],
-                "timeouts": {"request": "60s"},
-            }
-        ],
-    }
-    if hosts != ["*"]:
-        spec["hostnames"] = hosts
-    return spec
+    backends = [{"name": deployment_name(w, t), "port": 80, "weight": t.weight} for t in w.tracks()]
+    return weighted_route(w.name, w.path, parent_ref, hosts, backends, timeout="60s")
 
 
 def hpa_metrics(w: ServingWorkload) -> list[k8s.autoscaling.v2.MetricSpecArgs]:
