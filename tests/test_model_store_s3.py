@@ -26,7 +26,6 @@ POD_OWNERS = {
     "kubernetes:batch/v1:CronJob": lambda i: i["spec"]["jobTemplate"]["spec"]["template"]["spec"],
     # KServe makes the predictor's pod from this spec (staging serves on the KServe path).
     "kubernetes:serving.kserve.io/v1beta1:InferenceService": lambda i: i["spec"]["predictor"],
-    "kubernetes:serving.kserve.io/v1beta1:InferenceService": lambda i: i["spec"]["predictor"],
     "kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob": lambda i: i["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]["template"]["spec"],
 }
 
