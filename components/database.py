@@ -11,6 +11,7 @@ import pulumi_random as random
 
 from infra.config import PlatformConfig
 from infra.lib.kms import encryption_key, via_service
+from infra.lib.security_groups import nodes_only
 
 MYSQL_PORT = 3306
 # The engine logs worth keeping: errors, and queries slower than the parameter group's long_query_time.
@@ -58,25 +59,10 @@ class Database(pulumi.ComponentResource):
             aws.rds.SubnetGroupArgs(name=identifier, description=f"Private subnets of {cfg.cluster_name}", subnet_ids=list(args.private_subnet_ids), tags=cfg.tags_for(identifier)),
             opts=child,
         )
-        # A separate ingress rule, not an inline one naming the EKS security group: the database's long creation
-        # then runs beside the control plane's instead of after it.
-        security_group = aws.ec2.SecurityGroup(
-            f"{name}-clients",
-            aws.ec2.SecurityGroupArgs(description=f"Aurora MySQL of {cfg.cluster_name}: MySQL from the nodes", vpc_id=args.vpc_id, egress=[], tags=cfg.tags_for(identifier)),
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-nodes",
-            aws.vpc.SecurityGroupIngressRuleArgs(
-                security_group_id=security_group.id,
-                referenced_security_group_id=args.node_security_group_id,
-                ip_protocol="tcp",
-                from_port=MYSQL_PORT,
-                to_port=MYSQL_PORT,
-                description="MySQL from cluster nodes",
-                tags=cfg.tags_for(f"{identifier}-from-nodes"),
-            ),
-            opts=child,
+        security_group = nodes_only(
+            name, "clients", description=f"Aurora MySQL of {cfg.cluster_name}: MySQL from the nodes", vpc_id=args.vpc_id,
+            node_security_group_id=args.node_security_group_id, port=MYSQL_PORT, rule_description="MySQL from cluster nodes",
+            tags=cfg.tags_for(identifier), rule_tags=cfg.tags_for(f"{identifier}-from-nodes"), parent=self,
         )
         # Created first, encrypted and with a retention: RDS would otherwise create them plain and keep them forever.
         log_groups = [

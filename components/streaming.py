@@ -18,6 +18,7 @@ from infra.lib.accelerators import POOL_LABEL
 from infra.lib.conventions import MONITORING_NAMESPACE
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
+from infra.lib.security_groups import nodes_only
 
 core, meta = k8s.core.v1, k8s.meta.v1
 
@@ -200,25 +201,10 @@ class Streaming(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         msk_name = f"{cfg.cluster_name}-stream"
 
-        # No inline rule naming the EKS security group: the cluster would wait for the control plane; a separate
-        # rule lets MSK's long creation run beside it.
-        security_group = aws.ec2.SecurityGroup(
-            f"{name}-brokers",
-            aws.ec2.SecurityGroupArgs(description=f"MSK brokers of {cfg.cluster_name}: SASL/IAM over TLS from the nodes", vpc_id=args.vpc_id, egress=[], tags=cfg.tags_for(msk_name)),
-            opts=child,
-        )
-        aws.vpc.SecurityGroupIngressRule(
-            f"{name}-from-nodes",
-            aws.vpc.SecurityGroupIngressRuleArgs(
-                security_group_id=security_group.id,
-                referenced_security_group_id=args.node_security_group_id,
-                ip_protocol="tcp",
-                from_port=IAM_PORT,
-                to_port=IAM_PORT,
-                description="Kafka SASL/IAM over TLS from cluster nodes",
-                tags=cfg.tags_for(f"{msk_name}-from-nodes"),
-            ),
-            opts=child,
+        security_group = nodes_only(
+            name, "brokers", description=f"MSK brokers of {cfg.cluster_name}: SASL/IAM over TLS from the nodes", vpc_id=args.vpc_id,
+            node_security_group_id=args.node_security_group_id, port=IAM_PORT, rule_description="Kafka SASL/IAM over TLS from cluster nodes",
+            tags=cfg.tags_for(msk_name), rule_tags=cfg.tags_for(f"{msk_name}-from-nodes"), parent=self,
         )
 
         if spec.mode == "serverless":
