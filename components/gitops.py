@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.config.gitops import GitOpsConfig, TeamDelivery
-from infra.lib import account, helm, timing
+from infra.lib import account, helm, monitoring, timing
 from infra.lib.argocd_health import IGNORE_DIFFERENCES, argocd_cm
 from infra.lib.conventions import DASHBOARD_LABEL, MONITORING_NAMESPACE, TEAM_LABEL
 from infra.lib.iam import service_trust_policy
@@ -139,26 +139,7 @@ def dashboard() -> dict[str, Any]:
         ("Applications out of sync", 'argocd_app_info{sync_status="OutOfSync"}', "short", "{{dest_namespace}}/{{name}}"),
         ("Syncs per hour by phase", "sum by (phase) (increase(argocd_app_sync_total[1h]))", "short", "{{phase}}"),
     ]
-    return {
-        "uid": "ml-gitops",
-        "title": "ML platform / GitOps delivery",
-        "tags": ["ml-platform"],
-        "schemaVersion": 39,
-        "time": {"from": "now-6h", "to": "now"},
-        "refresh": "1m",
-        "panels": [
-            {
-                "id": i + 1,
-                "type": "timeseries",
-                "title": title,
-                "datasource": {"type": "prometheus", "uid": "prometheus"},
-                "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
-                "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-                "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}],
-            }
-            for i, (title, expr, unit, legend) in enumerate(panels)
-        ],
-    }
+    return monitoring.dashboard("ml-gitops", "ML platform / GitOps delivery", panels)
 
 
 def alert_rules() -> dict[str, Any]:

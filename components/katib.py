@@ -31,7 +31,7 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from infra.config import PlatformConfig, Study
-from infra.lib import headroom
+from infra.lib import headroom, monitoring
 from infra.lib.accelerators import KINDS, POOL_LABEL
 from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, GATEWAY_NAMESPACE, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY, UPSTREAM_LABEL
 from infra.lib.database import credentials_secret
@@ -294,23 +294,7 @@ def dashboard() -> dict[str, Any]:
         ("Experiments running, by team", "sum by (namespace) (katib_experiments_current{status=\"Running\"})", "{{namespace}}"),
         ("Experiments failed per day", "sum by (namespace) (increase(katib_experiment_failed_total[1d]))", "{{namespace}}"),
     ]
-    return {
-        "title": "ML platform: tuning",
-        "uid": "ml-tuning",
-        "schemaVersion": 39,
-        "time": {"from": "now-24h", "to": "now"},
-        "panels": [
-            {
-                "id": i + 1,
-                "type": "timeseries",
-                "title": title,
-                "gridPos": {"x": (i % 2) * 12, "y": (i // 2) * 8, "w": 12, "h": 8},
-                "datasource": {"type": "prometheus", "uid": "prometheus"},
-                "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}],
-            }
-            for i, (title, expr, legend) in enumerate(panels)
-        ],
-    }
+    return monitoring.dashboard("ml-tuning", "ML platform: tuning", [(t, e, "short", legend) for t, e, legend in panels], since="now-24h")
 
 
 @dataclass(frozen=True)

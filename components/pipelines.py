@@ -17,6 +17,7 @@ import yaml
 
 from infra.config import PlatformConfig
 from infra.config.pins import PINS
+from infra.lib import monitoring
 from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, MONITORING_NAMESPACE, ROUTES_LABEL
 from infra.lib.database import credentials_secret
 from infra.lib.gateway_auth import require_token, token_check
@@ -383,16 +384,7 @@ def dashboard() -> dict[str, Any]:
         ("Run duration p95 by team", f"histogram_quantile(0.95, sum by (le, team) (rate({metric}_bucket[6h])))", "s"),
         ("Workflows by phase", "sum by (phase) (argo_workflows_gauge)", "short"),
     ]
-    return {
-        "uid": "ml-pipelines", "title": "ML platform / Pipelines", "tags": ["ml-platform"], "schemaVersion": 39,
-        "time": {"from": "now-24h", "to": "now"}, "refresh": "1m",
-        "panels": [
-            {"id": i, "type": "timeseries", "title": title, "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": (i // 2) * 8},
-             "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-             "targets": [{"expr": expr, "refId": "A", "datasource": {"type": "prometheus", "uid": "prometheus"}}]}
-            for i, (title, expr, unit) in enumerate(panels)
-        ],
-    }
+    return monitoring.dashboard("ml-pipelines", "ML platform / Pipelines", [(t, e, u, "") for t, e, u in panels], since="now-24h")
 
 
 @dataclass(frozen=True)

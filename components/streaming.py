@@ -14,6 +14,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.config.streaming import DataPrep, broker_zones
+from infra.lib import monitoring
 from infra.lib.accelerators import POOL_LABEL
 from infra.lib.conventions import MONITORING_NAMESPACE
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
@@ -150,21 +151,11 @@ def lag_hpa_spec(dp: DataPrep) -> k8s.autoscaling.v2.HorizontalPodAutoscalerSpec
 
 def lag_dashboard() -> dict[str, Any]:
     """Consumer lag per team topic and group, and the consumers running: one Grafana dashboard for every team."""
-    def panel(i: int, title: str, expr: str, legend: str) -> dict[str, Any]:
-        return {
-            "id": i + 1, "type": "timeseries", "title": title, "datasource": {"type": "prometheus", "uid": "prometheus"},
-            "gridPos": {"h": 8, "w": 12, "x": (i % 2) * 12, "y": 0}, "fieldConfig": {"defaults": {"unit": "short"}, "overrides": []},
-            "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}],
-        }
-    return {
-        "uid": "ml-streaming", "title": "ML platform / Streaming", "tags": ["ml-platform"], "schemaVersion": 39,
-        "time": {"from": "now-6h", "to": "now"}, "refresh": "1m",
-        "panels": [
-            panel(0, "Consumer lag by topic and group", "sum by (namespace, topic, consumer_group) (kafka_consumer_lag)", "{{consumer_group}} on {{topic}}"),
-            panel(1, "Data-prep consumers", f'count by (namespace) (kafka_consumer_lag{{pod=~"{DATA_PREP}-.*"}}) > 0 or '
-                  f'kube_deployment_status_replicas{{deployment="{DATA_PREP}"}}', "{{namespace}}"),
-        ],
-    }
+    return monitoring.dashboard("ml-streaming", "ML platform / Streaming", [
+        ("Consumer lag by topic and group", "sum by (namespace, topic, consumer_group) (kafka_consumer_lag)", "short", "{{consumer_group}} on {{topic}}"),
+        ("Data-prep consumers", f'count by (namespace) (kafka_consumer_lag{{pod=~"{DATA_PREP}-.*"}}) > 0 or '
+         f'kube_deployment_status_replicas{{deployment="{DATA_PREP}"}}', "short", "{{namespace}}"),
+    ])
 
 
 def team_policy(cluster_arn: str, topics: Sequence[str], groups: Sequence[str]) -> str:

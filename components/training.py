@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig, TrainingRuntime, TrainingWorkload, runtimes_for
 from infra.config.training import MAX_RESTARTS
-from infra.lib import helm, model_store
+from infra.lib import helm, model_store, monitoring
 from infra.lib.accelerators import KINDS, POOL_LABEL
 from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_PATH, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY
 from infra.lib.gang import VOLCANO_QUEUE_ANNOTATION, submission
@@ -201,28 +201,12 @@ def trainjob_spec(cfg: PlatformConfig, w: TrainingWorkload, team: TeamInfo) -> d
 def dashboard() -> dict[str, Any]:
     """Grafana: TrainJobs by state (the Trainer's controller metrics), and the JobSets it runs, per namespace."""
 
-    def panel(i: int, title: str, expr: str, legend: str) -> dict[str, Any]:
-        return {
-            "id": i + 1,
-            "type": "timeseries",
-            "title": title,
-            "gridPos": {"x": (i % 2) * 12, "y": (i // 2) * 8, "w": 12, "h": 8},
-            "datasource": {"type": "prometheus", "uid": "prometheus"},
-            "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}],
-        }
-
     panels = [
         ("TrainJob reconciles per second", 'sum by (result) (rate(controller_runtime_reconcile_total{controller="trainjob_controller"}[5m]))', "{{result}}"),
         ("TrainJob reconcile errors per second", 'sum(rate(controller_runtime_reconcile_errors_total{controller="trainjob_controller"}[5m]))', "errors"),
         ("Training pods running, by team", 'sum by (namespace) (kube_pod_status_phase{phase="Running", pod=~".+-node-[0-9]+-[0-9]+-.+"})', "{{namespace}}"),
     ]
-    return {
-        "title": "ML platform: training",
-        "uid": "ml-training",
-        "schemaVersion": 39,
-        "time": {"from": "now-6h", "to": "now"},
-        "panels": [panel(i, *p) for i, p in enumerate(panels)],
-    }
+    return monitoring.dashboard("ml-training", "ML platform: training", [(t, e, "short", legend) for t, e, legend in panels])
 
 
 @dataclass(frozen=True)

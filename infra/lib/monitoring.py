@@ -51,13 +51,14 @@ def _panel(i: int, title: str, expr: str, unit: str, legend: str) -> dict[str, A
     }
 
 
-def dashboard(uid: str, title: str, panels: list[tuple[str, str, str, str]]) -> dict[str, Any]:
+def dashboard(uid: str, title: str, panels: list[tuple[str, str, str, str]], since: str = "now-6h") -> dict[str, Any]:
+    """A platform Grafana dashboard: one time series per (title, expression, unit, legend), two to a row."""
     return {
         "uid": uid,
         "title": title,
         "tags": ["ml-platform"],
         "schemaVersion": 39,
-        "time": {"from": "now-6h", "to": "now"},
+        "time": {"from": since, "to": "now"},
         "refresh": "1m",
         "panels": [_panel(i, *p) for i, p in enumerate(panels)],
     }
