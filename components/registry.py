@@ -17,15 +17,15 @@ import pulumi_kubernetes as k8s
 from infra.config import PlatformConfig
 from infra.lib.accelerators import POOL_LABEL
 from infra.lib.interfaces import DatabaseInfo
-from infra.lib.conventions import DATABASE_CLIENT_LABEL, ISTIO_NAMESPACE, REGISTRY_NAMESPACE, REGISTRY_PORT, registry_service, registry_url
+from infra.lib.conventions import DATABASE_CLIENT_LABEL, REGISTRY_NAMESPACE, REGISTRY_PORT, registry_service, registry_url
 from infra.lib.database import credentials_secret
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
+from infra.lib.network_policies import POD_IDENTITY_AGENT_EGRESS, baseline
 
 core, meta = k8s.core.v1, k8s.meta.v1
 RUN_AS = 10001
 # The EKS Pod Identity agent on every node (link-local): the servers' AWS credentials come from it.
-POD_IDENTITY_AGENT = "169.254.170.23/32"
 # The Kubernetes Secret (username, password) kept in sync with the Aurora credentials.
 DATABASE_SECRET = "mlflow-database"
 # Readiness and first schema migration depend on the database and its synced credentials, which converge after
@@ -138,9 +138,8 @@ def probe(period: int, failures: int) -> core.ProbeArgs:
 def network_policies(vpc_cidr: str, database_port: int) -> dict[str, dict]:
     """The registry namespace: deny by default; team namespaces may reach the servers' port (the mesh decides which
     server); the servers reach DNS, the mesh control plane, the Pod Identity agent, Aurora in the VPC and S3."""
-    ns = lambda name: {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}  # noqa: E731
     return {
-        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        **baseline(),
         "allow-from-teams": {
             "podSelector": {},
             "policyTypes": ["Ingress"],
@@ -148,25 +147,10 @@ def network_policies(vpc_cidr: str, database_port: int) -> dict[str, dict]:
                 {"from": [{"namespaceSelector": {"matchExpressions": [{"key": "ml-platform.io/team", "operator": "Exists"}]}}], "ports": [{"protocol": "TCP", "port": REGISTRY_PORT}]}
             ],
         },
-        "allow-dns": {
-            "podSelector": {},
-            "policyTypes": ["Egress"],
-            "egress": [
-                {
-                    "to": [{**ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                }
-            ],
-        },
-        "allow-mesh-control-plane": {
-            "podSelector": {},
-            "policyTypes": ["Egress"],
-            "egress": [{"to": [ns(ISTIO_NAMESPACE)], "ports": [{"protocol": "TCP", "port": 15012}, {"protocol": "TCP", "port": 15017}]}],
-        },
         "allow-pod-identity-agent": {
             "podSelector": {},
             "policyTypes": ["Egress"],
-            "egress": [{"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}], "ports": [{"protocol": "TCP", "port": 80}]}],
+            "egress": [POD_IDENTITY_AGENT_EGRESS],
         },
         "allow-database": {
             "podSelector": {},

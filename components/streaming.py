@@ -20,6 +20,7 @@ from infra.lib.conventions import MONITORING_NAMESPACE
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
 from infra.lib.security_groups import nodes_only
+from infra.lib.network_policies import POD_IDENTITY_AGENT_EGRESS
 
 core, meta = k8s.core.v1, k8s.meta.v1
 
@@ -64,8 +65,6 @@ METRICS_PORT = 9102
 RUN_AS = 10001
 # Pods that talk to the team's topics carry it: the NetworkPolicy opening the brokers' port selects them.
 KAFKA_CLIENT_LABEL = {"ml-platform.io/kafka-client": "true"}
-# EKS Pod Identity's agent on every node (link-local), where the SDKs fetch the role's credentials.
-POD_IDENTITY_AGENT = "169.254.170.23/32"
 
 
 def kafka_egress_policy(vpc_cidr: str) -> dict[str, Any]:
@@ -76,7 +75,7 @@ def kafka_egress_policy(vpc_cidr: str) -> dict[str, Any]:
         "policyTypes": ["Egress"],
         "egress": [
             {"to": [{"ipBlock": {"cidr": vpc_cidr}}], "ports": [{"protocol": "TCP", "port": IAM_PORT}]},
-            {"to": [{"ipBlock": {"cidr": POD_IDENTITY_AGENT}}], "ports": [{"protocol": "TCP", "port": 80}]},
+            POD_IDENTITY_AGENT_EGRESS,
         ],
     }
 

@@ -10,10 +10,11 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig, TeamConfig
 from infra.lib.accelerators import GPU_DEVICE_CLASS, NVIDIA
-from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL, SERVING_PRIORITY, TRAINING_PRIORITY, team_service_account
+from infra.lib.conventions import GATEWAY_NAMESPACE, MONITORING_NAMESPACE, ROUTES_LABEL, SERVING_PRIORITY, TRAINING_PRIORITY, team_service_account
 from infra.lib.interfaces import TeamInfo
 from infra.lib import headroom
 from infra.lib.team_access import TEAM_RULES
+from infra.lib.network_policies import baseline, in_namespace
 
 
 def team_group(team: str) -> str:
@@ -37,31 +38,15 @@ def quota_hard(team: TeamConfig, borrowing_percent: int, gpu_device_class: Optio
 
 def network_policies(namespace: str, vpc_cidr: str) -> dict[str, dict]:
     """Deny by default; admit the gateway and monitoring; let pods reach DNS, the mesh control plane and HTTPS outside the VPC."""
-    ns = lambda name: {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}  # noqa: E731
     return {
-        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-        "allow-from-gateway": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [ns(GATEWAY_NAMESPACE)]}]},
-        "allow-from-monitoring": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [ns(MONITORING_NAMESPACE)]}]},
+        **baseline(),
+        "allow-from-gateway": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [in_namespace(GATEWAY_NAMESPACE)]}]},
+        "allow-from-monitoring": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [in_namespace(MONITORING_NAMESPACE)]}]},
         "allow-same-namespace": {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": [{"podSelector": {}}]}],
             "egress": [{"to": [{"podSelector": {}}]}],
-        },
-        "allow-dns": {
-            "podSelector": {},
-            "policyTypes": ["Egress"],
-            "egress": [
-                {
-                    "to": [{**ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                }
-            ],
-        },
-        "allow-mesh-control-plane": {
-            "podSelector": {},
-            "policyTypes": ["Egress"],
-            "egress": [{"to": [ns(ISTIO_NAMESPACE)], "ports": [{"protocol": "TCP", "port": 15012}, {"protocol": "TCP", "port": 15017}]}],
         },
         "allow-https-outside-vpc": {
             "podSelector": {},
