@@ -91,15 +91,6 @@ CREATE: dict[str, int] = {
     "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": 2,
     "aws:cloudwatch/eventRule:EventRule": 2,
     "aws:cloudwatch/eventTarget:EventTarget": 2,
-    # S3: CreateBucket and each bucket configuration are one API call; the provider then polls until the new
-    # bucket (or setting) reads back, a few seconds of eventual consistency.
-    "aws:s3/bucket:Bucket": 5,
-    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 3,
-    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": 3,
-    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 3,
-    "aws:s3/bucketVersioning:BucketVersioning": 3,
-    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 3,
-    "aws:s3/bucketPolicy:BucketPolicy": 3,
     "aws:sqs/queue:Queue": 2,
     "aws:sqs/queuePolicy:QueuePolicy": 2,
     "aws:budgets/budget:Budget": 3,
