@@ -13,13 +13,12 @@ import yaml
 
 from infra.config import PlatformConfig
 from infra.config.llm import LlmModel, LlmWorkload, NEURON_CORES_PER_DEVICE
-from infra.lib import headroom, helm, model_store, timing
+from infra.lib import headroom, helm, llm_monitoring, model_store, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL, family_of
 from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_CLAIM, MODEL_STORE_PATH, MONITORING_NAMESPACE, SERVING_PRIORITY, TEAM_LABEL
 from infra.lib.gang import submission
 from infra.lib.interfaces import TeamInfo
 from infra.lib.metrics import VLLM_KV_CACHE, VLLM_QUEUE, VLLM_SERIES
-from infra.lib.monitoring import alert_rule, dashboard
 from infra.lib.routes import weighted_route
 from policies.rules.workloads import ENDPOINT_PICKER
 
@@ -57,26 +56,6 @@ EPP_CONFIG = {
         }
     ],
 }
-
-
-# On an S3 store (Mountpoint: no rename, each file written once from the start): the Hub client downloads to local
-# disk (it renames its partial files), then each file is copied into the store and the marker written last.
-S3_DOWNLOAD = (
-    "import pathlib, shutil, sys\n"
-    "from huggingface_hub import snapshot_download\n"
-    "target = pathlib.Path(sys.argv[3])\n"
-    "if (target / sys.argv[4]).exists():\n"
-    "    sys.exit(0)\n"
-    "local = pathlib.Path('/tmp/weights')\n"
-    "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=local, allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model', '*.tiktoken'])\n"
-    "files = sorted(p for p in local.rglob('*') if p.is_file() and '.cache' not in p.relative_to(local).parts)\n"
-    "for path in files:\n"
-    "    out = target / path.relative_to(local)\n"
-    "    out.parent.mkdir(parents=True, exist_ok=True)\n"
-    "    with path.open('rb') as src, out.open('wb') as dst:\n"
-    "        shutil.copyfileobj(src, dst, 8 << 20)\n"
-    "(target / sys.argv[4]).write_text('\\n'.join(p.relative_to(local).as_posix() for p in files) + '\\n')\n"
-)
 
 
 def model_dir(model: LlmModel) -> str:
@@ -303,50 +282,6 @@ def hpa_spec(w: LlmWorkload, role: str, min_replicas: int, max_replicas: int) ->
     )
 
 
-def alert_rules() -> dict[str, Any]:
-    by = "namespace, service"
-    return {
-        "groups": [
-            {
-                "name": "ml-platform-llm",
-                "rules": [
-                    alert_rule(
-                        "LlmQueueBacklog", f"avg by ({by}) ({VLLM_QUEUE}) > 10", "10m", "warning",
-                        "vLLM engines of {{ $labels.namespace }}/{{ $labels.service }} keep more than 10 requests waiting: the autoscaler is at its maximum or new replicas are not starting",
-                    ),
-                    alert_rule(
-                        "LlmKvCacheSaturated", f"max by ({by}) ({VLLM_KV_CACHE}) > 0.95", "15m", "warning",
-                        "KV cache of {{ $labels.namespace }}/{{ $labels.service }} above 95%: the engine preempts running requests",
-                    ),
-                    alert_rule(
-                        "LlmTimeToFirstTokenHigh",
-                        f"histogram_quantile(0.95, sum by ({by}, le) (rate(vllm:time_to_first_token_seconds_bucket[5m]))) > 5",
-                        "15m", "warning",
-                        "p95 time to first token of {{ $labels.namespace }}/{{ $labels.service }} above 5 s",
-                    ),
-                ],
-            }
-        ]
-    }
-
-
-def llm_dashboard() -> dict[str, Any]:
-    by = "namespace, service"
-    legend = "{{namespace}}/{{service}}"
-    return dashboard(
-        "ml-llm",
-        "ML platform / LLM serving",
-        [
-            ("p95 time to first token", f"histogram_quantile(0.95, sum by ({by}, le) (rate(vllm:time_to_first_token_seconds_bucket[5m])))", "s", legend),
-            ("p95 inter-token latency", f"histogram_quantile(0.95, sum by ({by}, le) (rate(vllm:inter_token_latency_seconds_bucket[5m])))", "s", legend),
-            ("Generated tokens per second", f"sum by ({by}) (rate(vllm:generation_tokens_total[5m]))", "short", legend),
-            ("Prompt tokens per second", f"sum by ({by}) (rate(vllm:prompt_tokens_total[5m]))", "short", legend),
-            ("Requests waiting (queue depth)", f"sum by ({by}) ({VLLM_QUEUE})", "short", legend),
-            ("KV-cache use", f"max by ({by}) ({VLLM_KV_CACHE})", "percentunit", legend),
-        ],
-    )
-
-
 def lws_values(cfg: PlatformConfig) -> dict[str, Any]:
     return {
         # The chart at the tag points at `main`; the published chart at the release.
@@ -405,13 +340,13 @@ class LlmServing(pulumi.ComponentResource):
                 api_version="monitoring.coreos.com/v1",
                 kind="PrometheusRule",
                 metadata=meta.ObjectMetaArgs(name="ml-platform-llm-alerts", namespace=MONITORING_NAMESPACE, labels=PLATFORM_LABELS),
-                spec=alert_rules(),
+                spec=llm_monitoring.alert_rules(),
                 opts=mon,
             )
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard",
                 metadata=meta.ObjectMetaArgs(name="dashboard-ml-llm", namespace=MONITORING_NAMESPACE, labels={**DASHBOARD_LABEL, **PLATFORM_LABELS}),
-                data={"ml-llm.json": json.dumps(llm_dashboard(), indent=2, sort_keys=True)},
+                data={"ml-llm.json": json.dumps(llm_monitoring.llm_dashboard(), indent=2, sort_keys=True)},
                 opts=mon,
             )
         self.register_outputs({"endpoints": sorted(self.endpoints)})
@@ -459,7 +394,7 @@ class LlmServing(pulumi.ComponentResource):
             "    sys.exit(0)\n"
             "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=target, allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model', '*.tiktoken'])\n"
             "(target / sys.argv[4]).touch()\n"
-        ) if model_store.backend(a.config, team.name) == "efs" else S3_DOWNLOAD
+        ) if model_store.backend(a.config, team.name) == "efs" else model_store.S3_HUB_DOWNLOAD
         via = submission(a.config.scheduling.gang, team.name, priority=SERVING_PRIORITY)
         labels = {"app.kubernetes.io/component": "model-lifecycle"}
         job = k8s.batch.v1.Job(

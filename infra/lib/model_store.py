@@ -89,3 +89,23 @@ def write_policy(bucket_arn: str, key_arn: str, region: str) -> str:
         {"Sid": "EncryptThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": key_arn,
          "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}}},
     ])
+
+
+# On an S3 store (Mountpoint: no rename, each file written once from the start): the Hub client downloads to local
+# disk (it renames its partial files), then each file is copied into the store and the marker written last.
+S3_HUB_DOWNLOAD = (
+    "import pathlib, shutil, sys\n"
+    "from huggingface_hub import snapshot_download\n"
+    "target = pathlib.Path(sys.argv[3])\n"
+    "if (target / sys.argv[4]).exists():\n"
+    "    sys.exit(0)\n"
+    "local = pathlib.Path('/tmp/weights')\n"
+    "snapshot_download(repo_id=sys.argv[1], revision=sys.argv[2], local_dir=local, allow_patterns=['*.json', '*.safetensors', '*.txt', '*.model', '*.tiktoken'])\n"
+    "files = sorted(p for p in local.rglob('*') if p.is_file() and '.cache' not in p.relative_to(local).parts)\n"
+    "for path in files:\n"
+    "    out = target / path.relative_to(local)\n"
+    "    out.parent.mkdir(parents=True, exist_ok=True)\n"
+    "    with path.open('rb') as src, out.open('wb') as dst:\n"
+    "        shutil.copyfileobj(src, dst, 8 << 20)\n"
+    "(target / sys.argv[4]).write_text('\\n'.join(p.relative_to(local).as_posix() for p in files) + '\\n')\n"
+)
