@@ -10,21 +10,14 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig, S3ModelStore
 from infra.lib import model_store as store_lib
+from infra.lib.buckets import private_encrypted
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PUBLISH_CLAIM
-from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
+from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, role_with_policies
 from infra.lib.kms import encryption_key, via_service
 from policies.rules.cost import BUDGETED_BY_TAG, BUDGETED_GIB_TAG
 
 ROOT = "/model-stores"
 MOUNTPOINT_ADDON = "aws-mountpoint-s3-csi-driver"
-
-
-def tls_only_policy(bucket_arn: str) -> str:
-    """Only TLS requests reach the bucket (S3 user guide, "Security best practices": aws:SecureTransport)."""
-    return policy_document([{
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }])
 
 
 @dataclass(frozen=True)
@@ -144,7 +137,7 @@ class ModelStores(pulumi.ComponentResource):
     def _s3_store(self, name: str, team: str, store: S3ModelStore, size_gib: int, driver: aws.eks.Addon, args: ModelStoresArgs) -> pulumi.Resource:
         cfg = args.config
         protect = cfg.storage.protect
-        rn, child = f"{name}-{team}", pulumi.ResourceOptions(parent=self)
+        rn = f"{name}-{team}"
         tags = cfg.tags_for(store.bucket_name)
         key = encryption_key(
             rn, alias=f"{cfg.cluster_name}-model-store-{team}", description=f"Model store of team {team} in {cfg.cluster_name}",
@@ -155,35 +148,13 @@ class ModelStores(pulumi.ComponentResource):
             tags={**tags, BUDGETED_GIB_TAG: str(store.budgeted_gib), BUDGETED_BY_TAG: f"storage.modelStores.{team}.s3.budgetedGib"},
             opts=pulumi.ResourceOptions(parent=self, protect=protect),
         )
-        settings = [
-            aws.s3.BucketOwnershipControls(rn, bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child),
-            aws.s3.BucketPublicAccessBlock(
-                rn, bucket=bucket.id, block_public_acls=True, block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True, opts=child,
-            ),
-            aws.s3.BucketServerSideEncryptionConfiguration(
-                rn, bucket=bucket.id,
-                rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                    apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                        sse_algorithm="aws:kms", kms_master_key_id=key.arn),
-                    # S3 Bucket Keys: a cold start reading thousands of parts makes no KMS call per object.
-                    bucket_key_enabled=True,
-                )],
-                opts=child,
-            ),
-            aws.s3.BucketVersioning(rn, bucket=bucket.id, versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"), opts=child),
-            aws.s3.BucketLifecycleConfiguration(
-                rn, bucket=bucket.id,
-                rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-                    # Versions are immutable: current objects never expire; replaced ones (a manifest that gained a
-                    # Neuron target, a file a retried publish rewrote) go after noncurrentDays.
-                    id="replaced-objects", status="Enabled", filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(),
-                    noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=store.noncurrent_days),
-                    abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7),
-                )],
-                opts=child,
-            ),
-            aws.s3.BucketPolicy(rn, bucket=bucket.id, policy=bucket.arn.apply(tls_only_policy), opts=child),
-        ]
+        settings = private_encrypted(rn, bucket, key.arn, aws.s3.BucketLifecycleConfigurationRuleArgs(
+            # Versions are immutable: current objects never expire; replaced ones (a manifest that gained a Neuron
+            # target, a file a retried publish rewrote) go after noncurrentDays.
+            id="replaced-objects", status="Enabled", filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(),
+            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=store.noncurrent_days),
+            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7),
+        ), parent=self)
         self.buckets[team] = bucket.bucket
 
         # Pod Identity per service account: the readers' role only reads, the publishers' also writes.

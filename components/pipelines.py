@@ -18,6 +18,7 @@ import yaml
 from infra.config import PlatformConfig
 from infra.config.pins import PINS
 from infra.lib import monitoring
+from infra.lib.buckets import private_encrypted
 from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, MONITORING_NAMESPACE, ROUTES_LABEL
 from infra.lib.database import credentials_secret
 from infra.lib.gateway_auth import require_token, token_check
@@ -273,18 +274,6 @@ def resource_name(prefix: str, obj: dict[str, Any]) -> str:
     return f"{prefix}-{obj['kind'].lower()}-{ns + '-' if ns and ns != NAMESPACE else ''}{obj['metadata']['name']}"
 
 
-def bucket_policy(bucket_arn: str) -> str:
-    """Only TLS requests reach the bucket (S3 user guide, "Security best practices": aws:SecureTransport)."""
-    return policy_document([{
-        "Sid": "DenyInsecureTransport",
-        "Effect": "Deny",
-        "Principal": "*",
-        "Action": "s3:*",
-        "Resource": [bucket_arn, f"{bucket_arn}/*"],
-        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-    }])
-
-
 def prefix_policy(bucket_arn: str, key_arn: str, prefix: str, sid: str) -> str:
     """Read, write and delete objects under one prefix, list only that prefix, use the bucket's key through S3."""
     return policy_document([
@@ -422,7 +411,6 @@ class Pipelines(pulumi.ComponentResource):
         cfg = args.config
         spec = cfg.kubeflow.pipelines
         assert spec.artifacts is not None
-        child = pulumi.ResourceOptions(parent=self)
         k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(deps))  # noqa: E731
         bucket_name = spec.artifacts.bucket_name
 
@@ -437,41 +425,14 @@ class Pipelines(pulumi.ComponentResource):
             tags={**cfg.tags_for(bucket_name), BUDGETED_GIB_TAG: str(spec.artifacts.budgeted_gib)},
             opts=pulumi.ResourceOptions(parent=self, protect=spec.artifacts.protect),
         )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-artifacts", bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child,
-        )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-artifacts", bucket=bucket.id, block_public_acls=True, block_public_policy=True, ignore_public_acls=True,
-            restrict_public_buckets=True, opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-artifacts",
-            bucket=bucket.id,
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="aws:kms", kms_master_key_id=key.arn),
-                # S3 Bucket Keys: one KMS call per bucket-level key, not per object.
-                bucket_key_enabled=True,
-            )],
-            opts=child,
-        )
-        aws.s3.BucketVersioning(
-            f"{name}-artifacts", bucket=bucket.id, versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled"), opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-artifacts",
-            bucket=bucket.id,
-            rules=[aws.s3.BucketLifecycleConfigurationRuleArgs(
-                id="old-run-artifacts",
-                status="Enabled",
-                filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(),
-                expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=spec.artifacts.expire_days),
-                noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=spec.artifacts.noncurrent_days),
-                abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7),
-            )],
-            opts=child,
-        )
-        aws.s3.BucketPolicy(f"{name}-artifacts", bucket=bucket.id, policy=bucket.arn.apply(bucket_policy), opts=child)
+        private_encrypted(f"{name}-artifacts", bucket, key.arn, aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="old-run-artifacts",
+            status="Enabled",
+            filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(),
+            expiration=aws.s3.BucketLifecycleConfigurationRuleExpirationArgs(days=spec.artifacts.expire_days),
+            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=spec.artifacts.noncurrent_days),
+            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7),
+        ), parent=self)
         self.bucket = bucket.bucket
 
         # The namespace of the servers: meshed (KFP's own authorization policies need the callers' identities).

@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 
 from infra.config import PlatformConfig
 from infra.lib.accelerators import POOL_LABEL
+from infra.lib.buckets import private_encrypted
 from infra.lib.interfaces import DatabaseInfo
 from infra.lib.conventions import DATABASE_CLIENT_LABEL, REGISTRY_NAMESPACE, REGISTRY_PORT, registry_service, registry_url
 from infra.lib.database import credentials_secret
@@ -68,19 +69,6 @@ def artifact_policy(bucket_arn: str, key_arn: str, team: str, region: str) -> st
             "Resource": key_arn,
             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
         },
-    ])
-
-
-def tls_only_policy(bucket_arn: str) -> str:
-    return policy_document([
-        {
-            "Sid": "DenyInsecureTransport",
-            "Effect": "Deny",
-            "Principal": "*",
-            "Action": "s3:*",
-            "Resource": [bucket_arn, f"{bucket_arn}/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }
     ])
 
 
@@ -215,7 +203,6 @@ class Registry(pulumi.ComponentResource):
     def __init__(self, name: str, args: RegistryArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("ml-platform:registry:Registry", name, None, opts)
         cfg, spec = args.config, args.config.registry
-        child = pulumi.ResourceOptions(parent=self)
         teams = sorted(t.name for t in cfg.teams)
         base = f"{cfg.cluster_name}-mlflow"
 
@@ -234,57 +221,11 @@ class Registry(pulumi.ComponentResource):
             aws.s3.BucketArgs(bucket_prefix=f"{base}-", force_destroy=not spec.protect, tags=cfg.tags_for(f"{base}-artifacts")),
             opts=pulumi.ResourceOptions(parent=self, protect=spec.protect),
         )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-artifacts",
-            aws.s3.BucketPublicAccessBlockArgs(bucket=bucket.id, block_public_acls=True, block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True),
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-artifacts",
-            aws.s3.BucketOwnershipControlsArgs(bucket=bucket.id, rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced")),
-            opts=child,
-        )
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-artifacts",
-            aws.s3.BucketServerSideEncryptionConfigurationInitArgs(
-                bucket=bucket.id,
-                rules=[
-                    aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                        apply_server_side_encryption_by_default=aws.s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                            sse_algorithm="aws:kms", kms_master_key_id=key.arn
-                        ),
-                        # One data key per bucket, not per object: far fewer KMS calls.
-                        bucket_key_enabled=True,
-                    )
-                ],
-            ),
-            opts=child,
-        )
-        versioning = aws.s3.BucketVersioning(
-            f"{name}-artifacts",
-            aws.s3.BucketVersioningInitArgs(bucket=bucket.id, versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(status="Enabled")),
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-artifacts",
-            aws.s3.BucketLifecycleConfigurationArgs(
-                bucket=bucket.id,
-                rules=[
-                    aws.s3.BucketLifecycleConfigurationRuleArgs(
-                        id="expire-old-versions",
-                        status="Enabled",
-                        filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
-                        noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(
-                            noncurrent_days=spec.noncurrent_version_days
-                        ),
-                        abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7),
-                    )
-                ],
-            ),
-            # S3 refuses lifecycle rules on noncurrent versions until versioning is on.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
-        )
-        aws.s3.BucketPolicy(f"{name}-artifacts", aws.s3.BucketPolicyArgs(bucket=bucket.id, policy=bucket.arn.apply(tls_only_policy)), opts=child)
+        private_encrypted(f"{name}-artifacts", bucket, key.arn, aws.s3.BucketLifecycleConfigurationRuleArgs(
+            id="expire-old-versions", status="Enabled", filter=aws.s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
+            noncurrent_version_expiration=aws.s3.BucketLifecycleConfigurationRuleNoncurrentVersionExpirationArgs(noncurrent_days=spec.noncurrent_version_days),
+            abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7),
+        ), parent=self)
         self.bucket_name = bucket.bucket
 
         k8s_opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=args.provider, depends_on=list(deps))  # noqa: E731
