@@ -36,7 +36,7 @@ from infra.lib.accelerators import KINDS, POOL_LABEL
 from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, GATEWAY_NAMESPACE, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY, UPSTREAM_LABEL
 from infra.lib.database import credentials_secret
 from infra.lib.gang import submission
-from infra.lib.gateway_auth import USER_HEADER, require_token
+from infra.lib.gateway_auth import USER_HEADER, require_token, ui_route
 from infra.lib.interfaces import DatabaseInfo, TeamInfo
 from infra.lib.upstream import manifest_documents
 
@@ -183,18 +183,6 @@ UI_USER_RULES = [
     ([""], ["configmaps"], ["get", "list", "create", "update", "delete"]),
     ([""], ["pods", "pods/log"], ["get", "list"]),
 ]
-
-
-def ui_route(gateway_parent_ref: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "katib-ui", "namespace": NAMESPACE, "labels": PLATFORM_LABELS},
-        "spec": {
-            "parentRefs": [gateway_parent_ref],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": UI_PATH}}], "backendRefs": [{"name": "katib-ui", "port": 80}]}],
-        },
-    }
 
 
 def ui_network_policy(gateway_selector: dict[str, str]) -> dict[str, Any]:
@@ -423,7 +411,7 @@ class Katib(pulumi.ComponentResource):
         required = self._create(name, policy, opts(ui.istiod))
         self._create(name, ui_network_policy(ui.gateway_selector), opts(namespace))
         # Opened once the token is required and checked, and the UI is up.
-        self._create(name, ui_route(ui.gateway_parent_ref), opts(namespace, ui.gateway_api_crds, required, ui.token_check, server))
+        self._create(name, ui_route("katib-ui", NAMESPACE, UI_PATH, ui.gateway_parent_ref, PLATFORM_LABELS), opts(namespace, ui.gateway_api_crds, required, ui.token_check, server))
         for team_name, users in sorted(ui.users.items()):
             team = teams[team_name]
             meta = k8s.meta.v1.ObjectMetaArgs(name=UI_ROLE, namespace=team.namespace, labels=PLATFORM_LABELS)

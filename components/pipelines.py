@@ -21,7 +21,7 @@ from infra.lib import monitoring
 from infra.lib.buckets import private_encrypted
 from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, MONITORING_NAMESPACE, ROUTES_LABEL
 from infra.lib.database import credentials_secret
-from infra.lib.gateway_auth import require_token, token_check
+from infra.lib.gateway_auth import require_token, token_check, ui_route
 from infra.lib.interfaces import DatabaseInfo
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
@@ -313,19 +313,6 @@ def gateway_policies(cfg: PlatformConfig, gateway_selector: dict[str, str]) -> l
     ]
 
 
-def ui_route(gateway_parent_ref: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": {"name": "ml-pipeline-ui", "namespace": NAMESPACE, "labels": PLATFORM_LABELS},
-        "spec": {
-            "parentRefs": [gateway_parent_ref],
-            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": UI_PATH}}],
-                       "backendRefs": [{"name": "ml-pipeline-ui", "port": 80}], "timeouts": {"request": "300s"}}],
-        },
-    }
-
-
 def team_network_policy(team: str) -> dict[str, Any]:
     """The team namespace denies by default: its runs may call the KFP API and the metadata service."""
     return {
@@ -533,7 +520,7 @@ class Pipelines(pulumi.ComponentResource):
             policies = [create(resource_name(name, p), p, k8s_opts(args.istiod)) for p in gateway_policies(cfg, args.gateway_selector)]
             # The RequestAuthentication: the Gateway checks the issuer's tokens and writes the user header.
             self.token_check = policies[0]
-            route = ui_route(args.gateway_parent_ref)
+            route = ui_route("ml-pipeline-ui", NAMESPACE, UI_PATH, args.gateway_parent_ref, PLATFORM_LABELS, timeout="300s")
             # Opened once the token is required at the Gateway.
             create(resource_name(name, route), route, k8s_opts(namespace, args.gateway_api_crds, *policies))
             self.endpoint = args.gateway_url.apply(lambda u: f"{u}{UI_PATH}")

@@ -34,3 +34,17 @@ def require_token(name: str, path: str, ui: PipelinesUi, gateway_selector: dict[
                 # A token without the user claim would leave a client-sent header in place.
                 {"to": [{"operation": {"paths": paths}}], "when": [{"key": f"request.auth.claims[{ui.user_claim}]", "notValues": ["*"]}]},
             ]}}
+
+
+def ui_route(service: str, namespace: str, path: str, parent_ref: dict[str, str], labels: dict[str, str], timeout: str = "60s") -> dict[str, Any]:
+    """A Kubeflow UI on the Gateway: its path, unrewritten (the UIs serve under it), to its Service's port 80."""
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": {"name": service, "namespace": namespace, "labels": labels},
+        "spec": {
+            "parentRefs": [parent_ref],
+            "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": path}}], "backendRefs": [{"name": service, "port": 80}],
+                       "timeouts": {"request": timeout}}],
+        },
+    }
