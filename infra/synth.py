@@ -174,7 +174,7 @@ def _run_program(stack: str, bag: dict[str, str], secret_keys: list[str]):
     from pulumi.runtime.config import set_all_config
 
     from infra.config import ConfigError
-    from infra.offline.mocks import SECRET_MARK, PlatformMocks, RecordingMonitor, redact
+    from infra.offline.mocks import SECRET_MARK, PlatformMocks, RecordingMonitor, redact, without_source_positions
 
     # Without a region the program stops at config validation; the mocks only need some name meanwhile.
     mocks = PlatformMocks(bag.get("aws:region") or "us-east-1")
@@ -209,7 +209,8 @@ def _run_program(stack: str, bag: dict[str, str], secret_keys: list[str]):
     saved_cwd = os.getcwd()
     try:
         os.chdir(ROOT)
-        program()
+        with without_source_positions():
+            program()
     finally:
         os.chdir(saved_cwd)
         for k, v in previous_env.items():
@@ -322,15 +323,25 @@ def _dump_yaml(doc: Any) -> str:
     return yaml.dump(doc, Dumper=YAML_DUMPER, sort_keys=True, default_flow_style=False, width=120)
 
 
-def write_artifacts(result: SynthResult, out: Path) -> None:
-    if out.exists():
-        shutil.rmtree(out)
-    (out / "manifests").mkdir(parents=True)
-    (out / "helm").mkdir()
+_OBJECT = "\0object\0"
+
+
+def _rendered_line(record: dict, object_json: str) -> str:
+    """A chart-rendered record as one JSON line; its inputs and outputs, the same object, from its JSON."""
+    if record["outputs"] is not record["inputs"]:
+        return json.dumps(record, sort_keys=True)
+    return json.dumps({**record, "inputs": _OBJECT, "outputs": _OBJECT}, sort_keys=True).replace(json.dumps(_OBJECT), object_json)
+
+
+def artifact_files(result: SynthResult) -> dict[str, str]:
+    """Each artefact's path under the output folder, and its text."""
+    files: dict[str, str] = {}
     # One resource per line: diffs show which resources changed, and the C encoder keeps large stacks fast.
     lines = ",\n".join(f"    {json.dumps(r, sort_keys=True)}" for r in result.resources)
-    rendered = ",\n".join(f"    {json.dumps(r, sort_keys=True)}" for r in result.rendered)
-    (out / "resources.json").write_text(
+    # Chart-rendered objects are the bulk (CRDs): each is encoded once, for its line and its YAML's cache key.
+    rendered_json = [json.dumps(r["inputs"], sort_keys=True) for r in result.rendered]
+    rendered = ",\n".join(f"    {_rendered_line(r, text)}" for r, text in zip(result.rendered, rendered_json))
+    files["resources.json"] = (
         "{\n"
         f'  "outputs": {json.dumps(result.outputs, indent=2, sort_keys=True)},\n'
         f'  "project": {json.dumps(PROJECT)},\n'
@@ -340,22 +351,44 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         "}\n"
     )
     for fname, body in sorted(result.manifests.items()):
-        (out / "manifests" / fname).write_text(helm_render.cached_yaml(body, _dump_yaml))
+        files[f"manifests/{fname}"] = helm_render.cached_yaml(body, _dump_yaml)
     for fname, body in sorted(result.helm.items()):
-        (out / "helm" / fname).write_text(_dump_yaml(body))
+        files[f"helm/{fname}"] = _dump_yaml(body)
     # One file per chart template, its documents in render order.
-    templates: dict[Path, list[str]] = defaultdict(list)
-    for r in result.rendered:
+    templates: dict[str, list[str]] = defaultdict(list)
+    for r, text in zip(result.rendered, rendered_json):
         release, template = r["chartRendered"]["release"], r["chartRendered"]["template"]
-        templates[out / "rendered" / release / template.split("/", 1)[1]].append("---\n" + helm_render.cached_yaml(r["inputs"], _dump_yaml))
-    for path, docs in templates.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(docs))
-    (out / "policy.json").write_text(json.dumps(result.policy, indent=2, sort_keys=True) + "\n")
-    (out / "graph.mmd").write_text(result.graph)
-    (out / "cost.json").write_text(json.dumps(result.cost, indent=2, sort_keys=True) + "\n")
-    (out / "critical-path.json").write_text(json.dumps(result.critical_path, indent=2, sort_keys=True) + "\n")
-    (out / "cold-start.json").write_text(json.dumps(result.cold_start, indent=2, sort_keys=True) + "\n")
+        templates[f"rendered/{release}/{template.split('/', 1)[1]}"].append("---\n" + helm_render.cached_yaml(r["inputs"], _dump_yaml, text))
+    files.update((path, "".join(docs)) for path, docs in templates.items())
+    files["policy.json"] = json.dumps(result.policy, indent=2, sort_keys=True) + "\n"
+    files["graph.mmd"] = result.graph
+    files["cost.json"] = json.dumps(result.cost, indent=2, sort_keys=True) + "\n"
+    files["critical-path.json"] = json.dumps(result.critical_path, indent=2, sort_keys=True) + "\n"
+    files["cold-start.json"] = json.dumps(result.cold_start, indent=2, sort_keys=True) + "\n"
+    return files
+
+
+def write_artifacts(result: SynthResult, out: Path) -> None:
+    """Leaves `out` holding exactly the synth's artefacts. A file whose text is unchanged is left alone: creating
+    hundreds of files costs several times more than comparing them, and unchanged artefacts keep their times."""
+    files = artifact_files(result)
+    if out.exists() and not out.is_dir():
+        out.unlink()
+    for path in sorted(out.rglob("*"), reverse=True) if out.exists() else []:
+        rel = path.relative_to(out).as_posix()
+        if path.is_dir() and not path.is_symlink():
+            if not any(f.startswith(rel + "/") for f in files):
+                shutil.rmtree(path)
+        elif rel not in files:
+            path.unlink()
+    for rel, text in files.items():
+        path = out / rel
+        try:
+            if path.read_text() == text:
+                continue
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
 # -- entry points -----------------------------------------------------------------------------
@@ -480,4 +513,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # A one-shot process: the interpreter's teardown of the SDKs' objects takes about a second and frees nothing
+    # the system would not. Everything written is closed; flush what was printed, then leave.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -240,3 +240,28 @@ def test_templates_split_into_documents_as_helm_writes_them():
     text = "a: 1\n---# Permission to approve\nkind: ConfigMap\ndata:\n  config.yaml: |\n    rules: []\n\n---\n\nkind: Secret\n"
     docs = helm_render._split({"chart/templates/x.yaml": text, "chart/templates/NOTES.txt": "kind: Note\n"})
     assert docs == {"chart/templates/x.yaml": [{"a": 1}, {"kind": "ConfigMap", "data": {"config.yaml": "rules: []\n"}}, {"kind": "Secret"}]}
+
+
+def test_a_remembered_digest_follows_each_change_of_the_files(tmp_path, monkeypatch):
+    """The digest a warm synth takes from the cache (by sizes and modification times) is the digest of the bytes."""
+    import hashlib
+    import os
+
+    monkeypatch.setattr(helm_render, "CACHE", tmp_path / "cache")
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    files = [chart / "Chart.yaml", chart / "templates" / "a.yaml"]
+    files[0].write_text("name: x\n")
+    files[1].write_text("kind: A\n")
+
+    def full() -> str:
+        digest = hashlib.sha256()
+        for f in files:
+            digest.update(f.relative_to(chart).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+        return digest.hexdigest()
+
+    first = helm_render.chart_digest(chart)
+    assert first == full() == helm_render.chart_digest(chart)
+    files[1].write_text("kind: B\n")  # same size, a new modification time
+    os.utime(files[1], ns=(10**18, 10**18))
+    assert helm_render.chart_digest(chart) == full() != first

@@ -183,3 +183,64 @@ def test_summary_counts_match_the_artifacts(tmp_path):
     assert rendered == len(json.loads((tmp_path / "resources.json").read_text())["chartRendered"]) == policy["summary"]["chartRendered"] > 0
     assert manifests == len(list((tmp_path / "manifests").iterdir()))
     assert releases == len(list((tmp_path / "helm").iterdir()))
+
+
+def test_artifacts_rewritten_in_place_hold_exactly_what_a_fresh_folder_does(tmp_path):
+    """A second synth into the same folder leaves an unchanged file alone, rewrites a changed one and removes what
+    the stack no longer makes; the result is byte for byte a fresh folder's."""
+    from infra.synth import write_artifacts
+    from tests.conftest import synth_of
+
+    result = synth_of("dev").result
+    fresh, reused = tmp_path / "fresh", tmp_path / "reused"
+    write_artifacts(result, fresh)
+    write_artifacts(result, reused)
+    kept = reused / "graph.mmd"
+    os.utime(kept, ns=(1, 1))
+    changed = next((reused / "manifests").iterdir())
+    changed.write_text("stale\n")
+    (reused / "manifests" / "gone--cluster--old.yaml").write_text("kind: Gone\n")
+    (reused / "rendered" / "old-release" / "templates").mkdir(parents=True)
+    (reused / "rendered" / "old-release" / "templates" / "x.yaml").write_text("x\n")
+    write_artifacts(result, reused)
+    assert kept.stat().st_mtime_ns == 1
+    files = sorted(p.relative_to(fresh) for p in fresh.rglob("*"))
+    assert files == sorted(p.relative_to(reused) for p in reused.rglob("*"))
+    assert all((fresh / f).read_bytes() == (reused / f).read_bytes() for f in files if (fresh / f).is_file())
+    # Each chart-rendered line, spliced from its object's JSON, reads back as the record itself.
+    assert json.loads((fresh / "resources.json").read_text())["chartRendered"] == json.loads(json.dumps(result.rendered))
+
+
+def test_the_mock_answers_a_registration_with_the_wire_state_the_sdk_would_serialize():
+    """Inputs sent back as they came, plus what the provider adds: the SDK reads the same outputs as from the whole
+    state serialized again (which lifts a nested secret to its top-level property; the SDK's reading does too)."""
+    from pulumi.runtime import rpc
+    from pulumi.runtime.mocks import _ensure_event_loop
+    from pulumi.runtime.sync_await import _sync_await
+
+    from infra.offline.mocks import _state_struct
+
+    _ensure_event_loop()
+    secret = {rpc._special_sig_key: rpc._special_secret_sig, "value": "s3cr3t"}
+    struct = _sync_await(rpc.serialize_properties({"metadata": {"name": "a", "labels": {"x": "1"}}, "spec": {"replicas": 2, "token": secret}}, {}))
+    inputs = rpc.deserialize_properties(struct)
+    state = {**inputs, "arn": "arn:aws:x", "id": "ns/a"}
+    read = lambda wire: rpc.deserialize_properties(wire)  # noqa: E731
+    assert read(_state_struct(struct, inputs, state, "kubernetes:apps/v1:Deployment")) == read(_sync_await(rpc.serialize_properties(state, {})))
+    assert read(_state_struct(struct, inputs, state, "kubernetes:apps/v1:Deployment"))["spec"] == secret | {"value": {"replicas": 2, "token": "s3cr3t"}}
+    # A state that changed an input is serialized whole.
+    changed = {**state, "spec": {"replicas": 3}}
+    assert _state_struct(struct, inputs, changed, "kubernetes:apps/v1:Deployment") == _sync_await(rpc.serialize_properties(changed, {}))
+
+
+def test_source_positions_are_skipped_only_while_the_program_runs():
+    """The SDK function the synth stands in for exists at the pinned SDK, and is back once the program ran."""
+    from pulumi.runtime import resource
+    from pulumi.runtime.proto import source_pb2
+
+    from infra.offline.mocks import without_source_positions
+
+    real = resource._get_stack_trace
+    with without_source_positions():
+        assert resource._get_stack_trace() == source_pb2.StackTrace()
+    assert resource._get_stack_trace is real

@@ -49,12 +49,27 @@ def chart_dir(chart: str, version: str) -> pathlib.Path:
     return path
 
 
+def files_digest(root: pathlib.Path, files: list[pathlib.Path]) -> str:
+    """sha256 over files (path under `root` and bytes). Remembered in the render cache by the files' sizes and
+    modification times, as git's index does: a warm synth stats the vendored charts and CRDs instead of reading them."""
+    names = [f.relative_to(root).as_posix() for f in files]
+    stats = [f.stat() for f in files]
+    signature = hashlib.sha256("\0".join(f"{n}\0{s.st_size}\0{s.st_mtime_ns}" for n, s in zip(names, stats)).encode())
+    memo = CACHE / "digests" / f"{signature.hexdigest()[:32]}.txt"
+    try:
+        return memo.read_text()
+    except OSError:
+        pass
+    digest = hashlib.sha256()
+    for name, f in zip(names, files):
+        digest.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+    _write_atomic(memo, digest.hexdigest())
+    return digest.hexdigest()
+
+
 def chart_digest(path: pathlib.Path) -> str:
     """sha256 over the chart's files (path and bytes), so a changed file invalidates cached renders."""
-    digest = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f.relative_to(path).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return files_digest(path, sorted(p for p in path.rglob("*") if p.is_file()))
 
 
 def _inputs_hash(release: str, values: dict[str, Any], kube_version: str, api_versions: tuple[str, ...], namespace: str) -> str:
@@ -179,7 +194,7 @@ def vendored_charts() -> set[str]:
 def api_versions() -> tuple[str, ...]:
     """The custom resource kinds the platform installs (the vendored CRDs), as Helm's `.Capabilities.APIVersions`."""
     paths = sorted((ROOT / "schemas" / "crds").rglob("*.yaml"))
-    digest = hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:32]
+    digest = files_digest(ROOT / "schemas" / "crds", paths)[:32]
     cached = CACHE / "api-versions" / f"{digest}.json"
     if cached.is_file():
         return tuple(json.loads(cached.read_text()))
@@ -235,10 +250,10 @@ def render_releases(records: list[dict], stack: str, cache_dir: Optional[pathlib
         return {i["name"]: result for i, result in zip(releases, pool.map(one, releases))}
 
 
-def cached_yaml(obj: dict[str, Any], dump: Callable[[Any], str]) -> str:
+def cached_yaml(obj: dict[str, Any], dump: Callable[[Any], str], text: Optional[str] = None) -> str:
     """`dump(obj)`, kept in the render cache by the object's hash: the charts' CRDs take most of a warm synth's
-    artefact writing otherwise."""
-    text = json.dumps(obj, sort_keys=True)
+    artefact writing otherwise. `text`: the object's JSON with sorted keys, where the caller has it already."""
+    text = text if text is not None else json.dumps(obj, sort_keys=True)
     cached = CACHE / "yaml" / f"{hashlib.sha256(text.encode()).hexdigest()[:32]}.yaml"
     if cached.is_file():
         return cached.read_text()
