@@ -1,5 +1,5 @@
 """Katib: hyperparameter tuning. Upstream's external-database overlay, rendered with Kustomize and vendored unmodified
-(schemas/rendered/katib/), is created object by object; its database is the database `katib` on the platform's Aurora
+(schemas/rendered/katib/), is created object by object, in groups applied in dependency order; its database is the database `katib` on the platform's Aurora
 cluster. Each study of `training.katib.studies` becomes an Experiment whose trials are Jobs of the team, submitted
 through its Kueue queue.
 
@@ -38,7 +38,7 @@ from infra.lib.database import credentials_secret
 from infra.lib.gang import submission
 from infra.lib.gateway_auth import USER_HEADER, require_token, ui_route
 from infra.lib.interfaces import DatabaseInfo, TeamInfo
-from infra.lib.upstream import manifest_documents
+from infra.lib.upstream import manifest_documents, object_group
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "kubeflow"  # upstream's; its webhook's matchCondition names the controller's service account in it
@@ -336,31 +336,32 @@ class Katib(pulumi.ComponentResource):
             by_kind.setdefault(obj["kind"], []).append(obj)
         [ns_obj] = by_kind["Namespace"]
         namespace = args.shared_namespace or self._create(name, ns_obj, base())
-        crds = [self._create(name, o, base()) for o in by_kind["CustomResourceDefinition"]]
-        setup = [namespace] + [
-            self._create(name, o, base(namespace, ignore_changes=["data"] if o["kind"] == "Secret" else None))
-            for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Secret", "Service")
-            for o in by_kind.get(kind, [])
-        ]
+        # Katib's certificate generator writes the webhook certificate into this Secret: created empty, its data left
+        # to the generator on every later `up`.
+        [cert] = by_kind["Secret"]
+        cert_secret = self._create(name, cert, base(namespace, ignore_changes=["data"]))
+        # The provider applies each group's objects one by one (each its own resource, awaited and judged alone) once
+        # the group's dependencies exist.
+        group = lambda suffix, objs, *deps: object_group(f"{name}-{suffix}", objs, base(*deps))  # noqa: E731
+        crds = group("crds", by_kind["CustomResourceDefinition"])
+        setup = group("setup", [o for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service") for o in by_kind.get(kind, [])], namespace)
         # Registered before the controller starts, as upstream applies them: its certificate generator (OPA's
         # cert-controller) writes its CA into them when it creates the certificate. Until Experiments exist
         # nothing calls them (the pod webhook sees trial pods only).
-        webhooks = [self._create(name, o, base(*setup)) for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration") for o in by_kind[kind]]
+        webhooks = group("webhooks", [o for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration") for o in by_kind[kind]], setup, cert_secret)
 
         credentials = credentials_secret(CREDENTIALS, NAMESPACE, info, cfg.database.secret_sync.refresh_interval, base(namespace))
-        deployments = {}
-        for o in by_kind["Deployment"]:
-            deployment_name = o["metadata"]["name"]
-            needs = []
-            if deployment_name == "katib-db-manager":
-                # Its database exists once the init Job ran, and the Job's completion is not awaited: neither is this.
-                o["metadata"]["annotations"] = {**o["metadata"].get("annotations", {}), **SKIP_AWAIT}
-                needs = [credentials]
-            deployments[deployment_name] = self._create(name, o, base(*setup, *crds, *webhooks, *needs, args.general_capacity))
+        servers_after = [setup, cert_secret, crds, webhooks, args.general_capacity]
+        [db_manager] = [o for o in by_kind["Deployment"] if o["metadata"]["name"] == "katib-db-manager"]
+        # Its database exists once the init Job ran, and the Job's completion is not awaited: neither is this.
+        db_manager["metadata"]["annotations"] = {**db_manager["metadata"].get("annotations", {}), **SKIP_AWAIT}
+        servers = group("servers", [o for o in by_kind["Deployment"] if o is not db_manager], *servers_after)
+        group("database-server", [db_manager], *servers_after, credentials)
         self._database_job(name, info, base(namespace, credentials, *info.ready, args.general_capacity))
-        self.controller = deployments["katib-controller"]
+        # The controller and the UI.
+        self.controller = servers
         if args.ui:
-            self._ui(name, args.ui, args.teams, namespace, deployments["katib-ui"], cfg)
+            self._ui(name, args.ui, args.teams, namespace, servers, cfg)
         team_setup: dict[str, list[pulumi.Resource]] = {}
         for team_name in sorted({study.team for study in cfg.training.katib.studies}):
             team_setup[team_name] = self._team(name, args.teams[team_name])
@@ -377,7 +378,7 @@ class Katib(pulumi.ComponentResource):
                 ),
                 spec=experiment_spec(cfg, study),
                 opts=base(
-                    *crds, *webhooks, self.controller, *team_setup[study.team], team.namespace_resource, *team.guardrails, args.queues[study.team],
+                    crds, webhooks, self.controller, *team_setup[study.team], team.namespace_resource, *team.guardrails, args.queues[study.team],
                     args.node_pools[study.accelerator], args.priority_classes[TRAINING_PRIORITY],
                 ),
             )
@@ -462,7 +463,7 @@ class Katib(pulumi.ComponentResource):
         ]
 
     def _create(self, name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Resource:
-        """One Pulumi resource per upstream object, so the policy pack judges each."""
+        """An object registered on its own: one with options of its own (the certificate's Secret) or outside the groups."""
         namespace = obj["metadata"].get("namespace")
         suffix = f"{namespace}-{obj['metadata']['name']}" if namespace else obj["metadata"]["name"]
         return pulumi.CustomResource(_type(obj), f"{name}-{obj['kind'].lower()}-{suffix}", obj, opts=opts)

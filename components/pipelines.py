@@ -25,7 +25,7 @@ from infra.lib.gateway_auth import require_token, token_check, ui_route
 from infra.lib.interfaces import DatabaseInfo
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
-from infra.lib.upstream import SCHEMAS, manifest_documents
+from infra.lib.upstream import SCHEMAS, manifest_documents, object_group
 from policies.rules.cost import BUDGETED_GIB_TAG
 from policies.rules.workloads import API_TOKEN_REASON
 
@@ -461,12 +461,12 @@ class Pipelines(pulumi.ComponentResource):
                      else "database-servers" if kind == "Deployment" and needs_database(o)
                      else "servers" if kind in ("Deployment", "Service") else "mesh-policies")
             groups[group].append(o)
-        crds = k8s.yaml.v2.ConfigGroup(f"{name}-crds", objs=groups["crds"], opts=k8s_opts())
-        config = k8s.yaml.v2.ConfigGroup(f"{name}-config", objs=groups["config"], opts=k8s_opts(namespace))
+        crds = object_group(f"{name}-crds", groups["crds"], k8s_opts())
+        config = object_group(f"{name}-config", groups["config"], k8s_opts(namespace))
         servers_after = [namespace, crds, config, bucket, *api_role.attachments, api_identity, args.general_capacity]
-        k8s.yaml.v2.ConfigGroup(f"{name}-servers", objs=groups["servers"], opts=k8s_opts(*servers_after))
-        k8s.yaml.v2.ConfigGroup(f"{name}-database-servers", objs=groups["database-servers"], opts=k8s_opts(*servers_after, db_secret))
-        k8s.yaml.v2.ConfigGroup(f"{name}-mesh-policies", objs=groups["mesh-policies"], opts=k8s_opts(namespace, args.istiod))
+        object_group(f"{name}-servers", groups["servers"], k8s_opts(*servers_after))
+        object_group(f"{name}-database-servers", groups["database-servers"], k8s_opts(*servers_after, db_secret))
+        object_group(f"{name}-mesh-policies", groups["mesh-policies"], k8s_opts(namespace, args.istiod))
 
         # Each team's namespace is a KFP namespace.
         self.pipeline_roots = {}

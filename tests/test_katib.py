@@ -66,7 +66,7 @@ def test_katib_runs_on_the_general_pool_with_its_webhooks_registered_before_it_s
     assert s.depends_on(controller, cpu)
     # The webhooks exist when the controller starts, so its certificate generator writes its CA into them.
     for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
-        assert s.depends_on(controller, created[(kind, "katib.kubeflow.org")])
+        assert s.depends_transitively(controller, created[(kind, "katib.kubeflow.org")])
     # Its database appears once the init Job ran, which nothing awaits: neither is the DB manager.
     assert created[("Deployment", "katib-db-manager")]["inputs"]["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
     job = s.one("kubernetes:batch/v1:Job", "katib-database")
@@ -89,8 +89,8 @@ def test_staging_tunes_through_the_team_queue_with_an_experiment_that_validates(
     queue = next(r for r in staging.resources if r["type"].endswith(":LocalQueue") and r["inputs"]["metadata"]["namespace"] == "nlp")
     assert staging.depends_on(experiment, queue)
     hooks = upstream(staging)
-    assert staging.depends_on(experiment, hooks[("ValidatingWebhookConfiguration", "katib.kubeflow.org")])
-    assert staging.depends_on(experiment, hooks[("Deployment", "katib-controller")])
+    assert staging.depends_transitively(experiment, hooks[("ValidatingWebhookConfiguration", "katib.kubeflow.org")])
+    assert staging.depends_transitively(experiment, hooks[("Deployment", "katib-controller")])
     patch = staging.one("kubernetes:core/v1:NamespacePatch")
     assert patch["inputs"]["metadata"] == {"name": "nlp", "labels": {INJECTION_LABEL: "enabled"}}
     assert staging.depends_on(experiment, patch)
@@ -210,7 +210,7 @@ def test_the_ui_is_on_the_gateway_behind_the_token_check_where_pipelines_ui_is(p
     route_record = next(r for r in prod.of_type("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute") if r["inputs"]["metadata"]["name"] == "katib-ui")
     for needed in ("kubeflow-pipelines-jwt", "katib-ui-require-jwt"):
         assert prod.depends_on(route_record, by_name[needed]), needed
-    assert prod.depends_on(route_record, upstream(prod)[("Deployment", "katib-ui")])
+    assert prod.depends_transitively(route_record, upstream(prod)[("Deployment", "katib-ui")])
     # Port-forward only where Pipelines' UI is: the UI keeps upstream's standalone mode.
     assert "httproute--kubeflow--katib-ui.yaml" not in dev.result.manifests and "role--nlp--katib-ui-user.yaml" not in dev.result.manifests
     dev_env = dev.result.manifests["deployment--kubeflow--katib-ui.yaml"]["spec"]["template"]["spec"]["containers"][0].get("env", [])

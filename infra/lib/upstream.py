@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pulumi
+import pulumi_kubernetes as k8s
 import yaml
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -55,3 +57,25 @@ def manifest_documents(path: Path) -> tuple[dict[str, Any], ...]:
     except OSError:
         pass
     return docs
+
+
+def object_group(name: str, objects: list[dict[str, Any]], opts: pulumi.ResourceOptions) -> k8s.yaml.v2.ConfigGroup:
+    """Objects the provider applies one by one (each its own resource, awaited and judged alone), handed to it as one
+    manifest of JSON documents: a string crosses to the engine in a tenth of the time the same objects take as nested
+    values. An object holding outputs (an endpoint) is written once they resolve."""
+    def document(obj: dict[str, Any]) -> pulumi.Input[str]:
+        try:
+            return json.dumps(obj)
+        except TypeError:  # an Output inside
+            return pulumi.Output.json_dumps(obj)
+
+    manifest = pulumi.Output.all(*map(document, objects)).apply(lambda docs: "".join(f"---\n{d}\n" for d in docs))
+    return k8s.yaml.v2.ConfigGroup(name, yaml=manifest, opts=opts)
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    """The documents of a manifest: JSON ones (object_group's) read as JSON, anything else as YAML."""
+    try:
+        return [json.loads(d) for d in text.split("---\n") if d.strip()]
+    except ValueError:
+        return [d for d in yaml.load_all(text, Loader=YamlLoader) if d]

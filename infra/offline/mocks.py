@@ -401,13 +401,16 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _config_objects(self, args, h, inputs, urn: str):
         """pulumi-kubernetes' yaml/v2 ConfigFile and ConfigGroup apply each object inside the provider, as children
         named `<prefix>:<name>` (cluster-scoped) or `<prefix>:<namespace>/<name>`; the prefix defaults to the
-        component's name. A ConfigFile reads one file; a ConfigGroup its `files`, then its `objs` (the program passes
-        no `yaml` text)."""
-        from infra.lib.upstream import SCHEMAS, manifest_documents
+        component's name. A ConfigFile reads one file; a ConfigGroup its `files`, its `yaml` text, then its `objs`."""
+        from infra.lib.upstream import SCHEMAS, documents, manifest_documents
 
         files = [inputs["file"]] if args.typ == CONFIG_FILE else list(inputs.get("files") or [])
         docs = [d for f in files for d in manifest_documents(SCHEMAS.parent / f)]
         vendored = len(docs)
+        if args.inputs.get("yaml") is not None:
+            if is_secret(args.inputs["yaml"]):
+                raise NotImplementedError(f"{args.name}: the offline synth cannot record objects of a secret manifest; keep secrets in Secrets of their own")
+            docs += documents(inputs["yaml"])
         # The objects the program passed, as the wire carried them (numbers as doubles, secrets still marked).
         docs += [integral(o) for o in args.inputs.get("objs") or []]
         prefix = inputs.get("resourcePrefix") or args.name
