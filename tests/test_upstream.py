@@ -152,16 +152,16 @@ def test_the_check_catches_a_typo():
 
 
 def test_an_object_group_hands_the_provider_a_manifest_its_yaml_reader_reads_as_the_objects(stack):
-    """The groups' manifests are JSON documents: read as YAML (the provider's reader), each is the object the synth
-    records as the group's child, endpoints resolved."""
+    """A group's objects are a manifest of JSON documents: read as YAML (the provider's reader), they are the objects
+    the synth records as the group's children, endpoints resolved."""
     from infra.lib.upstream import YamlLoader
 
     s = synth_of(stack) if isinstance(stack, str) else stack
     groups = [r for r in s.resources if r["type"] == "kubernetes:yaml/v2:ConfigGroup" and "yaml" in r["inputs"]]
     assert groups
+    key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731
     for group in groups:
-        key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731
-        docs = sorted((d for d in yaml.load_all(group["inputs"]["yaml"], Loader=YamlLoader) if d), key=key)
-        assert docs == sorted((r["inputs"] for r in s.resources if r["parent"] == group["urn"]), key=key), group["name"]
+        docs = [d for d in yaml.load_all(group["inputs"]["yaml"], Loader=YamlLoader) if d]
+        assert sorted(docs, key=key) == sorted((r["inputs"] for r in s.resources if r["parent"] == group["urn"]), key=key), group["name"]
     database_host = next(r for r in s.resources if r["type"] == "aws:rds/cluster:Cluster")["outputs"]["endpoint"]
     assert any(database_host in g["inputs"]["yaml"] for g in groups)

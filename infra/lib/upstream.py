@@ -62,7 +62,9 @@ def manifest_documents(path: Path) -> tuple[dict[str, Any], ...]:
 def object_group(name: str, objects: list[dict[str, Any]], opts: pulumi.ResourceOptions) -> k8s.yaml.v2.ConfigGroup:
     """Objects the provider applies one by one (each its own resource, awaited and judged alone), handed to it as one
     manifest of JSON documents: a string crosses to the engine in a tenth of the time the same objects take as nested
-    values. An object holding outputs (an endpoint) is written once they resolve."""
+    values. Objects holding an output (an endpoint) are written once it resolves; the provider applies a group only
+    once all of its inputs are known, objects or text alike (yaml/v2 ConfigGroup's Construct), so a preview where the
+    output is unknown leaves the group's objects out either way."""
     def document(obj: dict[str, Any]) -> pulumi.Input[str]:
         try:
             return json.dumps(obj)
