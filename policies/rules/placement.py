@@ -7,7 +7,6 @@ Pods are read from what the program declares: Helm values over the vendored char
 """
 from __future__ import annotations
 
-import copy
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -58,12 +57,10 @@ def chart_defaults(chart: str, version: str) -> dict:
 
 
 def _merge(base: Any, over: Any) -> Any:
+    """`over` over `base`, sharing what `over` leaves alone: merged values are only read (the defaults are cached)."""
     if isinstance(base, dict) and isinstance(over, dict):
-        out = copy.deepcopy(base)
-        for k, v in over.items():
-            out[k] = _merge(out.get(k), v)
-        return out
-    return copy.deepcopy(over) if over is not None else copy.deepcopy(base)
+        return {**base, **{k: _merge(base.get(k), v) for k, v in over.items()}}
+    return over if over is not None else base
 
 
 def _requests(resources: Any) -> tuple[float, float]:
