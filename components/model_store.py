@@ -41,12 +41,15 @@ class ModelStores(pulumi.ComponentResource):
     `model-store-publish` for the pods that publish. A consumer that depends on `claims[team]` waits for all of it."""
 
     claims: dict[str, pulumi.Resource]
+    # By S3-backed team: what publishing into its store takes (IAM policy JSON), for a publisher the wiring knows of
+    # whose role is another component's (the team's Kubeflow Pipelines runner).
+    publish_policies: dict[str, pulumi.Output[str]]
     buckets: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: ModelStoresArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("ml-platform:models:ModelStores", name, None, opts)
         cfg = args.config
-        self.claims, self.buckets = {}, {}
+        self.claims, self.buckets, self.publish_policies = {}, {}, {}
         s3_stores = cfg.storage.s3_stores()
         mountpoint = self._mountpoint_driver(args) if s3_stores else None
         for team, store in sorted(cfg.storage.model_stores.items()):
@@ -156,6 +159,7 @@ class ModelStores(pulumi.ComponentResource):
             abort_incomplete_multipart_upload=aws.s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(days_after_initiation=7),
         ), parent=self)
         self.buckets[team] = bucket.bucket
+        self.publish_policies[team] = pulumi.Output.all(bucket.arn, key.arn).apply(lambda a: store_lib.write_policy(a[0], a[1], cfg.region))
 
         # Pod Identity per service account: the readers' role only reads, the publishers' also writes.
         identities: list[pulumi.Resource] = []

@@ -6,7 +6,7 @@ changed here, in code, and listed in docs/app-teams/pipelines.md."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Callable, Optional
 
@@ -23,7 +23,7 @@ from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, MONITO
 from infra.lib.database import credentials_secret
 from infra.lib.gateway_auth import require_token, token_check, ui_route
 from infra.lib.interfaces import DatabaseInfo
-from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
+from infra.lib.iam import POD_IDENTITY_TRUST, merged_policy, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
 from infra.lib.upstream import SCHEMAS, manifest_documents, object_group
 from policies.rules.cost import BUDGETED_GIB_TAG
@@ -382,6 +382,9 @@ class PipelinesArgs:
     monitoring_release: pulumi.Resource
     # The platform's Aurora cluster: KFP keeps its runs (mlpipeline) and ML Metadata (metadb) there.
     database: DatabaseInfo
+    # By team with an S3 model store: the policy that publishes into it. A run's steps mount the store's publishing
+    # claim through Mountpoint with the runner's own Pod Identity, so its role carries it.
+    model_store_publish_policies: dict[str, pulumi.Input[str]] = field(default_factory=dict)
 
 
 class Pipelines(pulumi.ComponentResource):
@@ -477,8 +480,10 @@ class Pipelines(pulumi.ComponentResource):
             meta = lambda n, t=team, lab=labels: k8s.meta.v1.ObjectMetaArgs(name=n, namespace=t, labels=lab)  # noqa: E731
             role = role_with_policies(
                 f"{name}-{team}-runner", trust=POD_IDENTITY_TRUST, tags=cfg.tags_for(f"{cfg.cluster_name}-kfp-{team}"), parent=self,
-                policy=pulumi.Output.all(bucket.arn, key.arn).apply(lambda a, t=team: prefix_policy(a[0], a[1], t, "TeamArtifacts")),
-                description=f"Team {team}: its pipeline runs' artifacts and logs, under its own prefix of the artifacts bucket",
+                policy=pulumi.Output.all(bucket.arn, key.arn, args.model_store_publish_policies.get(team)).apply(
+                    lambda a, t=team: merged_policy(prefix_policy(a[0], a[1], t, "TeamArtifacts"), *([a[2]] if a[2] else []))),
+                description=f"Team {team}: its pipeline runs' artifacts and logs, under its own prefix of the artifacts bucket"
+                + (", and publishing into its S3 model store" if team in args.model_store_publish_policies else ""),
             )
             runner = k8s.core.v1.ServiceAccount(f"{name}-{team}-runner", metadata=meta(RUNNER_SERVICE_ACCOUNT), opts=k8s_opts(team_ns))
             pod_identity(

@@ -293,6 +293,7 @@ def build(cfg: PlatformConfig) -> None:
                 gateway_api_crds=mesh.gateway_api_crds,
                 monitoring_release=observability.release,
                 database=database_info,
+                model_store_publish_policies=model_stores.publish_policies,
             ),
         )
 

@@ -121,6 +121,25 @@ def test_every_pod_that_mounts_the_store_has_the_pod_identity_its_claim_needs(st
     assert seen == {("sentiment", False), ("assistant", False), ("nlp-workloads", True), ("sentiment-ddp", True)}
 
 
+def test_a_pipeline_run_publishes_into_its_teams_s3_store_through_the_runners_one_role(staging, prod):
+    """The runner's Pod Identity names one role: on an S3 store it publishes there too (docs/app-teams/model-store.md),
+    and still reaches only its own prefix of the artifacts; a runner of an EFS team has no store statement."""
+    from components.pipelines import RUNNER_SERVICE_ACCOUNT
+
+    [association] = [a for a in staging.of_type(ASSOCIATION) if (a["inputs"]["namespace"], a["inputs"]["serviceAccount"]) == ("nlp", RUNNER_SERVICE_ACCOUNT)]
+    policy = _policy_of_role(staging, association["inputs"]["roleArn"])
+    key_arn = staging.one("aws:kms/key:Key", "model-stores-nlp")["outputs"]["arn"]
+    version = f"{BUCKET_ARN}/sentiment/2/model.safetensors"
+    assert decide(policy, "s3:PutObject", version, {}) == "Allow" and decide(policy, "s3:GetObject", version, {}) == "Allow"
+    assert decide(policy, "s3:DeleteObject", version, {}) == "ImplicitDeny"
+    assert decide(policy, "kms:GenerateDataKey", key_arn, {"kms:ViaService": "s3.us-west-2.amazonaws.com"}) == "Allow"
+    artifacts = "arn:aws:s3:::ml-platform-staging-pipelines-111122223333"
+    assert decide(policy, "s3:PutObject", f"{artifacts}/nlp/runs/x", {}) == "Allow"
+    assert decide(policy, "s3:PutObject", f"{artifacts}/other/runs/x", {}) == "ImplicitDeny"
+    [efs_runner] = [r for r in prod.of_type("aws:iam/policy:Policy") if r["name"] == "pipelines-nlp-runner"]
+    assert "PublishModels" not in efs_runner["inputs"]["policy"]
+
+
 def test_the_llm_download_writes_the_marker_last_without_renames(staging):
     job = next(r for r in staging.of_type("kubernetes:batch/v1:Job") if r["inputs"]["metadata"]["name"] == "download-qwen2-5-1-5b-instruct-1")
     script = job["inputs"]["spec"]["template"]["spec"]["containers"][0]["command"][2]

@@ -79,6 +79,21 @@ def test_each_step_is_pinned_sized_and_placed_on_its_pool(compiled):
     assert injected == {"register"}
 
 
+def test_the_store_writing_steps_follow_the_runs_store_backend(compiled):
+    """A team with an S3 store runs with its writable claim and the S3 protocol (docs/app-teams/model-store.md); the
+    defaults are an EFS store's."""
+    spec, platform = compiled
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert (params["store_backend"]["defaultValue"], params["store_claim"]["defaultValue"]) == ("efs", "model-store")
+    tasks = spec["root"]["dag"]["tasks"]
+    for step in ("publish", "compile-for-neuron"):
+        args = spec["deploymentSpec"]["executors"][f"exec-{step}"]["container"]["args"]
+        assert args[args.index("--backend") + 1] == "{{$.inputs.parameters['backend']}}", step
+        assert tasks[step]["inputs"]["parameters"]["backend"] == {"componentInputParameter": "store_backend"}, step
+        [mount] = [m for m in platform[f"exec-{step}"]["pvcMount"] if m["mountPath"] == "/models"]
+        assert mount["pvcNameParameter"] == {"componentInputParameter": "store_claim"}, step
+
+
 def test_the_register_step_runs_the_checked_in_script(compiled):
     spec, _ = compiled
     command = spec["deploymentSpec"]["executors"]["exec-register"]["container"]["command"]

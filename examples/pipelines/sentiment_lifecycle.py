@@ -23,7 +23,8 @@ SERVICE_IMAGE = "111122223333.dkr.ecr.us-west-2.amazonaws.com/sentiment-service:
 NEURON_IMAGE = "111122223333.dkr.ecr.us-west-2.amazonaws.com/sentiment-service:1.0.0-neuronx"
 MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow:v3.17.0-full"
 
-# The team's claims: its dataset, its checkpoints and its model store (`model-store`, from the platform).
+# The team's claims: its dataset, its checkpoints and its model store (`model-store`, from the platform; on an S3
+# store the run mounts its writable `model-store-publish` and passes store_backend=s3).
 DATA, CHECKPOINTS, STORE = "/data", "/checkpoints", "/models"
 RUN_AS = 10001
 # Each accelerator pool's node label and taint (infra/lib/accelerators.py).
@@ -56,13 +57,14 @@ def evaluate(candidate: str, min_accuracy: float, metrics: dsl.OutputPath(str)):
 
 
 @dsl.container_component
-def publish(candidate: str, model: str, version: str):
-    """Publishes the evaluated candidate as model@version (immutable; the same content again is a no-op)."""
+def publish(candidate: str, model: str, version: str, backend: str):
+    """Publishes the evaluated candidate as model@version (immutable; the same content again is a no-op), by the
+    store's protocol (`efs` or `s3`)."""
     return dsl.ContainerSpec(
         image=SERVICE_IMAGE,
         command=["python", "-m", "modelstore", "publish"],
         args=[
-            "--store", STORE, "--model", model, "--version", version,
+            "--store", STORE, "--model", model, "--version", version, "--backend", backend,
             "--source", dsl.ConcatPlaceholder([CHECKPOINTS, "/", candidate, "/final"]),
             "--origin", dsl.ConcatPlaceholder(["pipelineRun=", dsl.PIPELINE_JOB_ID_PLACEHOLDER]),
         ],
@@ -70,12 +72,12 @@ def publish(candidate: str, model: str, version: str):
 
 
 @dsl.container_component
-def compile_for_neuron(model: str, version: str):
+def compile_for_neuron(model: str, version: str, backend: str):
     """Adds the Neuron artifact to the published version (the store records it in the version's manifest)."""
     return dsl.ContainerSpec(
         image=NEURON_IMAGE,
         command=["python", "-m", "modelstore", "compile"],
-        args=["--store", STORE, "--model", model, "--version", version, "--target", NEURON_TARGET],
+        args=["--store", STORE, "--model", model, "--version", version, "--target", NEURON_TARGET, "--backend", backend],
     )
 
 
@@ -119,6 +121,7 @@ def sentiment_lifecycle(
     data_claim: str = "sentiment-finetune-data",
     checkpoints_claim: str = "sentiment-finetune-checkpoints",
     store_claim: str = "model-store",
+    store_backend: str = "efs",
 ):
     # The candidate lives in <checkpoints>/<version>/ until it is evaluated and published.
     trained = _placed(train(epochs=epochs, candidate=version), "4", "16Gi", "nvidia", 1).set_display_name("train")
@@ -132,12 +135,12 @@ def sentiment_lifecycle(
     kubernetes.mount_pvc(evaluated, data_claim, DATA)
     kubernetes.mount_pvc(evaluated, checkpoints_claim, CHECKPOINTS)
 
-    published = _placed(publish(candidate=version, model=model, version=version), "1", "4Gi").after(evaluated).set_display_name("publish")
+    published = _placed(publish(candidate=version, model=model, version=version, backend=store_backend), "1", "4Gi").after(evaluated).set_display_name("publish")
     kubernetes.mount_pvc(published, checkpoints_claim, CHECKPOINTS)
     kubernetes.mount_pvc(published, store_claim, STORE)
 
     compiled = _placed(
-        compile_for_neuron(model=model, version=version), COMPILE["cpu"], COMPILE["memory"], "neuron", COMPILE["cores"], NEURON_TARGET
+        compile_for_neuron(model=model, version=version, backend=store_backend), COMPILE["cpu"], COMPILE["memory"], "neuron", COMPILE["cores"], NEURON_TARGET
     ).after(published).set_display_name("compile-for-inferentia")
     kubernetes.mount_pvc(compiled, store_claim, STORE)
 

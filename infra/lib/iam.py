@@ -13,6 +13,14 @@ def policy_document(statements: list[dict[str, Any]]) -> str:
     return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
 
 
+def merged_policy(*documents: str) -> str:
+    """One policy of the statements of several (a Pod Identity association names one role, with one policy of ours)."""
+    statements = [st for d in documents for st in json.loads(d)["Statement"]]
+    sids = [st["Sid"] for st in statements if "Sid" in st]
+    assert len(sids) == len(set(sids)), f"statement ids repeat across the merged policies: {sids}"
+    return policy_document(statements)
+
+
 def service_trust_policy(service: str, actions: tuple[str, ...] = ("sts:AssumeRole",)) -> str:
     return policy_document([{"Effect": "Allow", "Principal": {"Service": service}, "Action": list(actions)}])
 
