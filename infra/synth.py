@@ -381,6 +381,9 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
                 shutil.rmtree(path)
         elif rel not in files:
             path.unlink()
+    # The folders of the contract exist even when a stack has nothing to put in them.
+    for folder in ("manifests", "helm"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
     for rel, text in files.items():
         path = out / rel
         try:
