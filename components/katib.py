@@ -24,7 +24,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -315,6 +315,24 @@ class KatibUi:
     users: dict[str, list[str]]
 
 
+def resource_name(prefix: str, kind: str, namespace: Optional[str], name: str) -> str:
+    """The Pulumi name of an object registered on its own."""
+    return f"{prefix}-{kind.lower()}-{namespace + '-' if namespace else ''}{name}"
+
+
+def own_resource_names(prefix: str, component: pulumi.Resource) -> Callable[[pulumi.ResourceTransformArgs], Optional[pulumi.ResourceTransformResult]]:
+    """A transform giving each object a group applies (named `<group>:<namespace>/<name>` by the provider) an alias
+    to the resource it was under `component` when registered on its own."""
+    def transform(args: pulumi.ResourceTransformArgs) -> Optional[pulumi.ResourceTransformResult]:
+        if args.type_.startswith("kubernetes:yaml/") or ":" not in args.name:
+            return None
+        namespace, _, name = args.name.split(":", 1)[1].rpartition("/")
+        alias = pulumi.Alias(name=resource_name(prefix, args.type_.rsplit(":", 1)[1], namespace or None, name), parent=component)
+        return pulumi.ResourceTransformResult(args.props, pulumi.ResourceOptions.merge(args.opts, pulumi.ResourceOptions(aliases=[alias])))
+
+    return transform
+
+
 def _type(obj: dict[str, Any]) -> str:
     api = obj["apiVersion"]
     return f"kubernetes:{api if '/' in api else 'core/' + api}:{obj['kind']}"
@@ -342,7 +360,11 @@ class Katib(pulumi.ComponentResource):
         cert_secret = self._create(name, cert, base(namespace, ignore_changes=["data"]))
         # The provider applies each group's objects one by one (each its own resource, awaited and judged alone) once
         # the group's dependencies exist.
-        group = lambda suffix, objs, *deps: object_group(f"{name}-{suffix}", objs, base(*deps))  # noqa: E731
+        # Each group's objects answer to the names they had when the platform registered them one by one: an `up` over
+        # a stack made then adopts them in place, instead of creating them again and deleting the old resources (and
+        # with the CRDs every Experiment).
+        formerly = own_resource_names(name, self)
+        group = lambda suffix, objs, *deps: object_group(f"{name}-{suffix}", objs, base(*deps, transforms=[formerly]))  # noqa: E731
         crds = group("crds", by_kind["CustomResourceDefinition"])
         setup = group("setup", [o for kind in ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service") for o in by_kind.get(kind, [])], namespace)
         # Registered before the controller starts, as upstream applies them: its certificate generator (OPA's
@@ -464,9 +486,8 @@ class Katib(pulumi.ComponentResource):
 
     def _create(self, name: str, obj: dict[str, Any], opts: pulumi.ResourceOptions) -> pulumi.Resource:
         """An object registered on its own: one with options of its own (the certificate's Secret) or outside the groups."""
-        namespace = obj["metadata"].get("namespace")
-        suffix = f"{namespace}-{obj['metadata']['name']}" if namespace else obj["metadata"]["name"]
-        return pulumi.CustomResource(_type(obj), f"{name}-{obj['kind'].lower()}-{suffix}", obj, opts=opts)
+        meta = obj["metadata"]
+        return pulumi.CustomResource(_type(obj), resource_name(name, obj["kind"], meta.get("namespace"), meta["name"]), obj, opts=opts)
 
     def _database_job(self, name: str, info: DatabaseInfo, opts: pulumi.ResourceOptions) -> k8s.batch.v1.Job:
         """Creates the database `katib` once (the DB manager expects it and creates only its tables). Not awaited:

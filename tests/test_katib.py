@@ -215,3 +215,30 @@ def test_the_ui_is_on_the_gateway_behind_the_token_check_where_pipelines_ui_is(p
     assert "httproute--kubeflow--katib-ui.yaml" not in dev.result.manifests and "role--nlp--katib-ui-user.yaml" not in dev.result.manifests
     dev_env = dev.result.manifests["deployment--kubeflow--katib-ui.yaml"]["spec"]["template"]["spec"]["containers"][0].get("env", [])
     assert "APP_DISABLE_AUTH" not in {e["name"] for e in dev_env}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_grouped_objects_answer_to_the_urns_they_had_as_resources_of_their_own(stack):
+    """Each Katib group registers the alias transform; it gives every object a group applies the name and parent it
+    had when registered alone (as the certificate's Secret still is), so an `up` over an older stack adopts the
+    objects instead of replacing them."""
+    import pulumi
+
+    from components.katib import own_resource_names
+
+    s = synth_of(stack)
+    [component] = [r for r in s.resources if r["type"] == "ml-platform:katib:Katib"]
+    groups = {r["urn"] for r in s.resources if r["type"] == "kubernetes:yaml/v2:ConfigGroup" and r["parent"] == component["urn"]}
+    assert groups and all(s.result.transforms.get(u) == 1 for u in groups)
+    transform = own_resource_names(component["name"], "the component")
+    formerly = {}
+    for child in (r for r in s.resources if r["parent"] in groups):
+        result = transform(pulumi.ResourceTransformArgs(True, child["type"], child["name"], child["inputs"], pulumi.ResourceOptions()))
+        [alias] = result.opts.aliases
+        assert alias.parent == "the component" and result.props is child["inputs"]
+        formerly[(child["inputs"]["kind"], child["inputs"]["metadata"]["name"])] = alias.name
+    assert formerly[("Deployment", "katib-controller")] == "katib-deployment-kubeflow-katib-controller"
+    assert formerly[("CustomResourceDefinition", "experiments.kubeflow.org")] == "katib-customresourcedefinition-experiments.kubeflow.org"
+    secret = next(r for r in s.resources if r["type"] == "kubernetes:core/v1:Secret" and r["parent"] == component["urn"])
+    assert secret["name"] == "katib-secret-kubeflow-katib-webhook-cert"
+    assert transform(pulumi.ResourceTransformArgs(False, "kubernetes:yaml/v2:ConfigGroup", "katib-crds", {}, pulumi.ResourceOptions())) is None
