@@ -376,7 +376,9 @@ def write_artifacts(result: SynthResult, out: Path) -> None:
         out.unlink()
     for path in sorted(out.rglob("*"), reverse=True) if out.exists() else []:
         rel = path.relative_to(out).as_posix()
-        if path.is_dir() and not path.is_symlink():
+        if path.is_symlink():
+            path.unlink()  # written as a file of its own, never through the link
+        elif path.is_dir():
             if not any(f.startswith(rel + "/") for f in files):
                 shutil.rmtree(path)
         elif rel not in files:
@@ -517,6 +519,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 if __name__ == "__main__":
     status = main()
+    if sys.getprofile() or sys.gettrace():
+        sys.exit(status)  # a profiler or coverage writes its report at exit
     # A one-shot process: the interpreter's teardown of the SDKs' objects takes about a second and frees nothing
     # the system would not. Everything written is closed; flush what was printed, then leave.
     sys.stdout.flush()

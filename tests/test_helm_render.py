@@ -265,3 +265,15 @@ def test_a_remembered_digest_follows_each_change_of_the_files(tmp_path, monkeypa
     files[1].write_text("kind: B\n")  # same size, a new modification time
     os.utime(files[1], ns=(10**18, 10**18))
     assert helm_render.chart_digest(chart) == full() != first
+
+
+def test_folders_alike_in_names_sizes_and_times_have_their_own_digests(tmp_path, monkeypatch):
+    """A copy that keeps times (cp -p, tar) of another version of a chart is not taken for it."""
+    import os
+
+    monkeypatch.setattr(helm_render, "CACHE", tmp_path / "cache")
+    for version, text in (("1.0.0", "kind: A\n"), ("1.0.1", "kind: B\n")):
+        (tmp_path / version).mkdir()
+        (tmp_path / version / "Chart.yaml").write_text(text)
+        os.utime(tmp_path / version / "Chart.yaml", ns=(10**18, 10**18))
+    assert helm_render.chart_digest(tmp_path / "1.0.0") != helm_render.chart_digest(tmp_path / "1.0.1")

@@ -202,7 +202,12 @@ def test_artifacts_rewritten_in_place_hold_exactly_what_a_fresh_folder_does(tmp_
     (reused / "manifests" / "gone--cluster--old.yaml").write_text("kind: Gone\n")
     (reused / "rendered" / "old-release" / "templates").mkdir(parents=True)
     (reused / "rendered" / "old-release" / "templates" / "x.yaml").write_text("x\n")
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text("not an artefact\n")
+    (reused / "cost.json").unlink()
+    (reused / "cost.json").symlink_to(elsewhere)
     write_artifacts(result, reused)
+    assert elsewhere.read_text() == "not an artefact\n" and not (reused / "cost.json").is_symlink(), "never written through a link"
     assert kept.stat().st_mtime_ns == 1
     files = sorted(p.relative_to(fresh) for p in fresh.rglob("*"))
     assert files == sorted(p.relative_to(reused) for p in reused.rglob("*"))

@@ -66,10 +66,11 @@ def object_group(name: str, objects: list[dict[str, Any]], opts: pulumi.Resource
     once all of its inputs are known, objects or text alike (yaml/v2 ConfigGroup's Construct), so a preview where the
     output is unknown leaves the group's objects out either way."""
     def document(obj: dict[str, Any]) -> pulumi.Input[str]:
+        # Characters as they are: YAML readers refuse JSON's escaped surrogate pairs (a character beyond U+FFFF).
         try:
-            return json.dumps(obj)
+            return json.dumps(obj, ensure_ascii=False)
         except TypeError:  # an Output inside
-            return pulumi.Output.json_dumps(obj)
+            return pulumi.Output.json_dumps(obj, ensure_ascii=False)
 
     manifest = pulumi.Output.all(*map(document, objects)).apply(lambda docs: "".join(f"---\n{d}\n" for d in docs))
     return k8s.yaml.v2.ConfigGroup(name, yaml=manifest, opts=opts)

@@ -54,7 +54,7 @@ def files_digest(root: pathlib.Path, files: list[pathlib.Path]) -> str:
     modification times, as git's index does: a warm synth stats the vendored charts and CRDs instead of reading them."""
     names = [f.relative_to(root).as_posix() for f in files]
     stats = [f.stat() for f in files]
-    signature = hashlib.sha256("\0".join(f"{n}\0{s.st_size}\0{s.st_mtime_ns}" for n, s in zip(names, stats)).encode())
+    signature = hashlib.sha256("\0".join([str(root.resolve()), *(f"{n}\0{s.st_size}\0{s.st_mtime_ns}\0{s.st_ino}" for n, s in zip(names, stats))]).encode())
     memo = CACHE / "digests" / f"{signature.hexdigest()[:32]}.txt"
     try:
         return memo.read_text()
@@ -63,7 +63,10 @@ def files_digest(root: pathlib.Path, files: list[pathlib.Path]) -> str:
     digest = hashlib.sha256()
     for name, f in zip(names, files):
         digest.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
-    _write_atomic(memo, digest.hexdigest())
+    try:
+        _write_atomic(memo, digest.hexdigest())
+    except OSError:  # an unwritable cache only costs reading the files next time
+        pass
     return digest.hexdigest()
 
 
