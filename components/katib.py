@@ -37,7 +37,7 @@ from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, GATEWA
 from infra.lib.database import credentials_secret
 from infra.lib.gang import submission
 from infra.lib.gateway_auth import USER_HEADER, require_token, ui_route
-from infra.lib.interfaces import DatabaseInfo, TeamInfo
+from infra.lib.interfaces import DatabaseInfo, GatewayInfo, TeamInfo
 from infra.lib.upstream import manifest_documents, object_group
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,8 +307,7 @@ class KatibArgs:
 class KatibUi:
     """The Gateway the UI is routed through, and the token check (Pipelines' RequestAuthentication) that writes the
     user header there; who, by the token's user claim, may use each team's studies in the UI."""
-    gateway_parent_ref: dict[str, str]
-    gateway_selector: dict[str, str]
+    gateway: GatewayInfo
     token_check: pulumi.Resource
     istiod: pulumi.Resource
     gateway_api_crds: pulumi.Resource
@@ -430,11 +429,11 @@ class Katib(pulumi.ComponentResource):
         gateway only (its pods are outside the mesh, so a network policy keeps other pods from sending a user header
         of their choice), and each team's UI users allowed what the UI does for them in the team's namespace."""
         opts = lambda *deps: pulumi.ResourceOptions(parent=self, provider=self._provider, depends_on=list(deps))  # noqa: E731
-        policy = require_token("katib-ui-require-jwt", UI_PATH, cfg.kubeflow.pipelines.ui, ui.gateway_selector, PLATFORM_LABELS)
+        policy = require_token("katib-ui-require-jwt", UI_PATH, cfg.kubeflow.pipelines.ui, ui.gateway.selector, PLATFORM_LABELS)
         required = self._create(name, policy, opts(ui.istiod))
-        self._create(name, ui_network_policy(ui.gateway_selector), opts(namespace))
+        self._create(name, ui_network_policy(ui.gateway.selector), opts(namespace))
         # Opened once the token is required and checked, and the UI is up.
-        self._create(name, ui_route("katib-ui", NAMESPACE, UI_PATH, ui.gateway_parent_ref, PLATFORM_LABELS), opts(namespace, ui.gateway_api_crds, required, ui.token_check, server))
+        self._create(name, ui_route("katib-ui", NAMESPACE, UI_PATH, ui.gateway.parent_ref, PLATFORM_LABELS), opts(namespace, ui.gateway_api_crds, required, ui.token_check, server))
         for team_name, users in sorted(ui.users.items()):
             team = teams[team_name]
             meta = k8s.meta.v1.ObjectMetaArgs(name=UI_ROLE, namespace=team.namespace, labels=PLATFORM_LABELS)

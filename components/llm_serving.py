@@ -17,7 +17,7 @@ from infra.lib import headroom, helm, llm_monitoring, model_store, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL, family_of
 from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_CLAIM, MODEL_STORE_PATH, MONITORING_NAMESPACE, SERVING_PRIORITY, TEAM_LABEL
 from infra.lib.gang import submission
-from infra.lib.interfaces import TeamInfo
+from infra.lib.interfaces import GatewayInfo, TeamInfo
 from infra.lib.metrics import VLLM_KV_CACHE, VLLM_QUEUE, VLLM_SERIES
 from infra.lib.routes import weighted_route
 from policies.rules.workloads import ENDPOINT_PICKER
@@ -296,9 +296,7 @@ class LlmServingArgs:
     config: PlatformConfig
     provider: k8s.Provider
     teams: dict[str, TeamInfo]
-    gateway_parent_ref: dict[str, str]
-    gateway_hosts: list[str]
-    gateway_url: pulumi.Output[str]
+    gateway: GatewayInfo
     istiod: pulumi.Resource  # sidecar injector, and the inference extension's controller
     gateway_api_crds: pulumi.Resource
     inference_pool_crds: pulumi.Resource
@@ -521,13 +519,13 @@ class LlmServing(pulumi.ComponentResource):
             api_version="gateway.networking.k8s.io/v1",
             kind="HTTPRoute",
             metadata=self._meta(w.name, team, {LLM_LABEL: w.name}),
-            spec=route_spec(w, a.gateway_parent_ref, a.gateway_hosts),
+            spec=route_spec(w, a.gateway.parent_ref, a.gateway.hosts),
             opts=self._opts(team, a.gateway_api_crds, a.inference_pool_crds, a.istiod),
         )
         tracks = {t[0]: t for t in w.tracks()}
         canary = tracks.get("canary")
         versions = {"stable": tracks["stable"][1].key, "canary": canary[1].key if canary else None, "canaryWeight": canary[3] if canary else 0}
-        url = a.gateway_url.apply(lambda base: f"{base}{w.path}/v1")
+        url = a.gateway.url.apply(lambda base: f"{base}{w.path}/v1")
         return LlmEndpoint(w.team, team.namespace, w.model_name, url, versions)
 
     def _engines(self, w: LlmWorkload, team: TeamInfo, role: str, model: LlmModel, image: str, replicas: int,

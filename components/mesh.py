@@ -12,6 +12,7 @@ from infra.lib import helm, timing
 from infra.lib.conventions import GATEWAY_NAMESPACE, ISTIO_NAMESPACE, ROUTES_LABEL
 from infra.lib.metrics import VLLM_SERIES
 from infra.lib.iam import POD_IDENTITY_TRUST, pod_identity, policy_document, role_with_policies
+from infra.lib.interfaces import GatewayInfo
 from infra.lib.monitoring import ScrapeTarget
 from infra.lib.upstream import crd_files
 
@@ -229,12 +230,10 @@ class Mesh(pulumi.ComponentResource):
     gateway_api_crds: k8s.yaml.v2.ConfigGroup
     inference_pool_crds: k8s.yaml.v2.ConfigGroup
     gateway: k8s.apiextensions.CustomResource
-    gateway_parent_ref: dict[str, str]
+    gateway_info: GatewayInfo
     gateway_name: str = f"{GATEWAY_NAMESPACE}/{GATEWAY_NAME}"
     gateway_hostname: pulumi.Output[str]
-    gateway_hosts: list[str]
     gateway_scheme: str
-    gateway_url: pulumi.Output[str]
     scrape_targets: list[ScrapeTarget]
 
     def __init__(self, name: str, args: MeshArgs, opts: pulumi.ResourceOptions | None = None):
@@ -423,7 +422,6 @@ class Mesh(pulumi.ComponentResource):
             spec={"mtls": {"mode": "STRICT"}},
             opts=k8s_opts(self.istiod),
         )
-        self.gateway_hosts = list(mc.gateway.hosts)
         # Gateway API with Istio as the implementation, bound to the gateway deployed above (Istio's manual
         # deployment): Istio creates no Service of its own, so the NLB stays the Pulumi-managed one.
         self.gateway = k8s.apiextensions.CustomResource(
@@ -431,13 +429,9 @@ class Mesh(pulumi.ComponentResource):
             api_version="gateway.networking.k8s.io/v1",
             kind="Gateway",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=GATEWAY_NAME, namespace=GATEWAY_NAMESPACE, labels={"app.kubernetes.io/part-of": "ml-platform"}),
-            spec=gateway_spec(self.gateway_hosts),
+            spec=gateway_spec(list(mc.gateway.hosts)),
             opts=k8s_opts(self.istiod, gateway, self.gateway_api_crds),
         )
-        self.gateway_selector = dict(GATEWAY_SELECTOR)
-        # The gateway chart's service account is its release's name: the workload identity of its proxies.
-        self.gateway_principal = f"cluster.local/ns/{GATEWAY_NAMESPACE}/sa/{GATEWAY_SERVICE}"
-        self.gateway_parent_ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE}
 
         self.scrape_targets = [
             ScrapeTarget(
@@ -468,7 +462,14 @@ class Mesh(pulumi.ComponentResource):
         ]
         self.gateway_scheme = mc.gateway.scheme
         self.gateway_hostname = lb_service.status.load_balancer.ingress[0].hostname
-        self.gateway_url = self.gateway_hostname.apply(lambda h: f"{'https' if port == 443 else 'http'}://{h}")
+        self.gateway_info = GatewayInfo(
+            parent_ref={"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME, "namespace": GATEWAY_NAMESPACE},
+            hosts=list(mc.gateway.hosts),
+            url=self.gateway_hostname.apply(lambda h: f"{'https' if port == 443 else 'http'}://{h}"),
+            selector=dict(GATEWAY_SELECTOR),
+            # The gateway chart's service account is its release's name: the workload identity of its proxies.
+            principal=f"cluster.local/ns/{GATEWAY_NAMESPACE}/sa/{GATEWAY_SERVICE}",
+        )
         self.register_outputs({"gatewayHostname": self.gateway_hostname})
 
     def _namespace(

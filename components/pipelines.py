@@ -22,7 +22,7 @@ from infra.lib.buckets import private_encrypted
 from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, MONITORING_NAMESPACE, ROUTES_LABEL
 from infra.lib.database import credentials_secret
 from infra.lib.gateway_auth import require_token, token_check, ui_route
-from infra.lib.interfaces import DatabaseInfo
+from infra.lib.interfaces import DatabaseInfo, GatewayInfo
 from infra.lib.iam import POD_IDENTITY_TRUST, merged_policy, pod_identity, policy_document, role_with_policies
 from infra.lib.kms import encryption_key, via_service
 from infra.lib.upstream import SCHEMAS, manifest_documents, object_group
@@ -371,10 +371,7 @@ class PipelinesArgs:
     team_namespaces: dict[str, pulumi.Resource]
     # Team name -> the Kubernetes group its members act as (kubectl); they get KFP's edit role in their namespace.
     team_groups: dict[str, str]
-    gateway_parent_ref: dict[str, str]
-    gateway_selector: dict[str, str]
-    gateway_principal: str
-    gateway_url: pulumi.Output[str]
+    gateway: GatewayInfo
     # The Karpenter CPU NodePool: the servers run on general capacity.
     general_capacity: pulumi.Resource
     istiod: pulumi.Resource
@@ -451,7 +448,7 @@ class Pipelines(pulumi.ComponentResource):
             role=api_role.role, tags=cfg.tags_for(f"{cfg.cluster_name}-kfp-api-server"), parent=self,
         )
 
-        settings = Settings(region=cfg.region, bucket=bucket_name, db_host=args.database.host, db_port=args.database.port, gateway_principal=args.gateway_principal)
+        settings = Settings(region=cfg.region, bucket=bucket_name, db_host=args.database.host, db_port=args.database.port, gateway_principal=args.gateway.principal)
         objects = platform_objects(settings)
         # The provider applies each group's objects one by one (each its own resource, awaited and judged alone) once
         # the group's dependencies exist: the CRDs first; configuration and RBAC in the namespace; the servers after
@@ -522,13 +519,13 @@ class Pipelines(pulumi.ComponentResource):
         # Access: the UI through the Gateway with a token from the configured issuer, or port-forward only.
         self.endpoint = None
         if spec.ui.mode == "oidc":
-            policies = [create(resource_name(name, p), p, k8s_opts(args.istiod)) for p in gateway_policies(cfg, args.gateway_selector)]
+            policies = [create(resource_name(name, p), p, k8s_opts(args.istiod)) for p in gateway_policies(cfg, args.gateway.selector)]
             # The RequestAuthentication: the Gateway checks the issuer's tokens and writes the user header.
             self.token_check = policies[0]
-            route = ui_route("ml-pipeline-ui", NAMESPACE, UI_PATH, args.gateway_parent_ref, PLATFORM_LABELS, timeout="300s")
+            route = ui_route("ml-pipeline-ui", NAMESPACE, UI_PATH, args.gateway.parent_ref, PLATFORM_LABELS, timeout="300s")
             # Opened once the token is required at the Gateway.
             create(resource_name(name, route), route, k8s_opts(namespace, args.gateway_api_crds, *policies))
-            self.endpoint = args.gateway_url.apply(lambda u: f"{u}{UI_PATH}")
+            self.endpoint = args.gateway.url.apply(lambda u: f"{u}{UI_PATH}")
 
         k8s.core.v1.ConfigMap(
             f"{name}-dashboard",

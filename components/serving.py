@@ -19,7 +19,7 @@ from infra.config import ModelRef, PlatformConfig, ServingConfig, ServingWorkloa
 from infra.lib import helm, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY
-from infra.lib.interfaces import TeamInfo
+from infra.lib.interfaces import GatewayInfo, TeamInfo
 from infra.lib.model_source import as_manifest, registered, registry_model_source
 from infra.lib.routes import weighted_route
 
@@ -299,9 +299,7 @@ class ServingArgs:
     config: PlatformConfig
     provider: k8s.Provider
     teams: dict[str, TeamInfo]
-    gateway_parent_ref: dict[str, str]
-    gateway_hosts: list[str]
-    gateway_url: pulumi.Output[str]
+    gateway: GatewayInfo
     gateway_api_crds: pulumi.Resource
     istiod: pulumi.Resource  # sidecar injector
     metrics_adapter: pulumi.Resource  # serves custom.metrics.k8s.io
@@ -375,7 +373,7 @@ class Serving(pulumi.ComponentResource):
             repository=KSERVE_CHARTS,
             version=sc.kserve_version,
             namespace=KSERVE_NAMESPACE,
-            values=kserve_values(sc, args.gateway_parent_ref),
+            values=kserve_values(sc, args.gateway.parent_ref),
             opts=release_opts(kserve_ns, crds, cert_manager),
         )
         self.served = {}
@@ -456,8 +454,8 @@ class Serving(pulumi.ComponentResource):
             api_version="gateway.networking.k8s.io/v1",
             kind="HTTPRoute",
             metadata=meta(w.name),
-            spec=route_spec(w, args.gateway_parent_ref, args.gateway_hosts),
+            spec=route_spec(w, args.gateway.parent_ref, args.gateway.hosts),
             opts=self._opts(team, args.gateway_api_crds),
         )
-        url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
+        url = args.gateway.url.apply(lambda base: f"{base}{w.path}")
         return ServedModel(w.name, w.team, team.namespace, w.name, url, versions)

@@ -13,7 +13,7 @@ from infra.lib import headroom, model_store, timing
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, POOL_LABEL
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, SERVING_PRIORITY, TRAINING_PRIORITY
 from infra.lib.gang import submission
-from infra.lib.interfaces import TeamInfo
+from infra.lib.interfaces import GatewayInfo, TeamInfo
 from infra.lib.model_source import registry_model_source
 from infra.lib.routes import weighted_route
 
@@ -278,9 +278,7 @@ class WorkloadsArgs:
     config: PlatformConfig
     provider: k8s.Provider
     teams: dict[str, TeamInfo]
-    gateway_parent_ref: dict[str, str]
-    gateway_hosts: list[str]
-    gateway_url: pulumi.Output[str]
+    gateway: GatewayInfo
     # What each kind of object needs first (and outlives it on destroy).
     istiod: pulumi.Resource  # sidecar injector
     gateway_api_crds: pulumi.Resource
@@ -552,10 +550,10 @@ class Workloads(pulumi.ComponentResource):
             api_version="gateway.networking.k8s.io/v1",
             kind="HTTPRoute",
             metadata=self._meta(w.name, team, labels),
-            spec=route_spec(w, args.gateway_parent_ref, args.gateway_hosts),
+            spec=route_spec(w, args.gateway.parent_ref, args.gateway.hosts),
             opts=self._opts(team, args.gateway_api_crds),
         )
-        url = args.gateway_url.apply(lambda base: f"{base}{w.path}")
+        url = args.gateway.url.apply(lambda base: f"{base}{w.path}")
         tracks = {t.role: t for t in w.tracks()}
         models = None
         if any(t.model or t.registry for t in tracks.values()):

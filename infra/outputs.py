@@ -148,13 +148,13 @@ def export(
         {
             "name": mesh.gateway_name,
             "hostname": mesh.gateway_hostname,
-            "url": mesh.gateway_url,
+            "url": mesh.gateway_info.url,
             "scheme": mesh.gateway_scheme,
-            "hosts": mesh.gateway_hosts,
+            "hosts": mesh.gateway_info.hosts,
             "attach": {
                 "kind": "HTTPRoute",
                 "apiVersion": "gateway.networking.k8s.io/v1",
-                "parentRefs": [mesh.gateway_parent_ref],
+                "parentRefs": [mesh.gateway_info.parent_ref],
                 "howTo": "create an HTTPRoute in your team namespace with spec.parentRefs set to the value above and a unique path prefix",
             },
         },

@@ -18,6 +18,16 @@ class TeamInfo:
 
 
 @dataclass(frozen=True)
+class GatewayInfo:
+    """The platform's shared Gateway, as what routes through it needs it."""
+    parent_ref: dict[str, str]  # an HTTPRoute's parentRefs entry
+    hosts: list[str]
+    url: pulumi.Output[str]
+    selector: dict[str, str]  # its pods' labels
+    principal: str  # its proxies' workload identity
+
+
+@dataclass(frozen=True)
 class DatabaseInfo:
     """The platform's Aurora MySQL cluster as its consumers need it; each consumer keeps its own database on it."""
     host: pulumi.Output[str]
