@@ -17,7 +17,7 @@ from infra.lib.accelerators import NVIDIA
 from policies.rules import cost as rule
 from tests.conftest import synth_of
 from tests.schemas import validate
-from tests.test_config import parse_stack, stack_raw
+from tests.test_config import error_of, parse_stack, stack_raw
 from tests.test_preflight import REGION, aws, by_name, clients_with  # noqa: F401 (aws is a fixture)
 
 TODAY = datetime.date(2026, 12, 1)
@@ -27,14 +27,6 @@ RESERVATION = {"id": "cr-0a1b2c3d4e5f60718", "instanceType": "g6e.xlarge", "avai
 def reserving(raw: dict, *reservations: dict, types=("reserved", "on-demand")) -> dict:
     raw["nodePools"]["nvidia"].update(capacityTypes=list(types), capacityReservations=[dict(r) for r in reservations])
     return raw
-
-
-def error_of(mutate) -> str:
-    raw = copy.deepcopy(stack_raw("prod"))
-    mutate(raw)
-    with pytest.raises(ConfigError) as exc:
-        parse_stack(raw)
-    return str(exc.value)
 
 
 @pytest.mark.parametrize(

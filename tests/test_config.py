@@ -33,12 +33,11 @@ def parse_stack(raw: dict):
     return parse(raw, SECRET_KEYS)
 
 
-def error_of(mutate) -> str:
-    raw = copy.deepcopy(stack_raw())
+def error_of(mutate, stack: str = "prod") -> str:
+    """The configuration error of a stack's file changed by `mutate`."""
+    raw = copy.deepcopy(stack_raw(stack))
     mutate(raw)
-    with pytest.raises(ConfigError) as exc:
-        parse_stack(raw)
-    return str(exc.value)
+    return error_of_raw(raw)
 
 
 @pytest.mark.parametrize("stack", ["dev", "staging", "prod"])

@@ -7,10 +7,9 @@ import pytest
 
 from components.accelerators import gpu_operator_values
 from components.karpenter import MIG_CONFIG_LABEL, mig_labels, node_pool_spec, static_node_pool_spec
-from infra.config import ConfigError
 from infra.lib.accelerators import NEURON, NVIDIA
 from tests.schemas import validate
-from tests.test_config import parse_stack, stack_raw
+from tests.test_config import error_of_raw, parse_stack, stack_raw
 
 
 def with_sharing(raw: dict, types: list[str] | None = None, **sharing) -> dict:
@@ -18,12 +17,6 @@ def with_sharing(raw: dict, types: list[str] | None = None, **sharing) -> dict:
     if types:
         raw["nodePools"]["nvidia"]["instanceTypes"] = types
     return raw
-
-
-def error_of(raw: dict) -> str:
-    with pytest.raises(ConfigError) as exc:
-        parse_stack(raw)
-    return str(exc.value)
 
 
 def test_mig_labels_the_nvidia_nodes_with_their_partition_and_validates_against_the_crd():
@@ -54,4 +47,4 @@ def test_mig_labels_the_nvidia_nodes_with_their_partition_and_validates_against_
     ],
 )
 def test_bad_gpu_sharing_names_the_key(types, sharing, expected):
-    assert expected in error_of(with_sharing(copy.deepcopy(stack_raw("prod")), types, **sharing))
+    assert expected in error_of_raw(with_sharing(copy.deepcopy(stack_raw("prod")), types, **sharing))

@@ -2,7 +2,6 @@
 Pod Identity of every pod that mounts them; the settings' errors."""
 from __future__ import annotations
 
-import copy
 import datetime
 import json
 import re
@@ -12,10 +11,9 @@ import pytest
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PUBLISH_CLAIM
 from tests.conftest import ROOT
 from tests.iam_eval import decide
-from tests.test_config import parse_stack, stack_raw
+from tests.test_config import error_of, parse_stack, stack_raw
 from infra import cost
 from infra.lib import timing
-from infra.config import ConfigError
 
 BUCKET = "ml-platform-staging-models-nlp-111122223333"
 BUCKET_ARN = f"arn:aws:s3:::{BUCKET}"
@@ -146,14 +144,6 @@ def test_the_llm_download_writes_the_marker_last_without_renames(staging):
     assert "local_dir=local" in script and script.rstrip().splitlines()[-1].startswith("(target / sys.argv[4]).write_text(")
 
 
-def error_of(mutate) -> str:
-    raw = copy.deepcopy(stack_raw("staging"))
-    mutate(raw)
-    with pytest.raises(ConfigError) as exc:
-        parse_stack(raw)
-    return str(exc.value)
-
-
 @pytest.mark.parametrize(
     "mutate, expected",
     [
@@ -176,7 +166,7 @@ def error_of(mutate) -> str:
     ],
 )
 def test_bad_store_settings_are_one_clear_error(mutate, expected):
-    assert expected in error_of(mutate)
+    assert expected in error_of(mutate, "staging")
 
 
 def test_the_efs_path_is_unchanged_where_the_store_is_on_efs(dev):

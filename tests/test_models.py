@@ -7,12 +7,11 @@ import copy
 import pytest
 import yaml
 
-from infra.config import ConfigError
 from infra.lib import timing
 from infra.synth import synthesize
 from policies.rules.scheduling import matching_pools
 from tests.conftest import ROOT, lean, synth_of
-from tests.test_config import parse_stack, stack_raw
+from tests.test_config import error_of, stack_raw
 
 HUB = {"hubId": "distilbert/distilbert-base-uncased-finetuned-sst-2-english", "revision": "714eb0fa89d2f80546fda750413ed43d93601a13"}
 
@@ -129,14 +128,6 @@ def test_promotion_by_config(tmp_path):
 
 
 # -- bad input ---------------------------------------------------------------------------------
-def error_of(mutate) -> str:
-    raw = copy.deepcopy(stack_raw("dev"))
-    mutate(raw)
-    with pytest.raises(ConfigError) as exc:
-        parse_stack(raw)
-    return str(exc.value)
-
-
 @pytest.mark.parametrize(
     "mutate, expected",
     [
@@ -165,7 +156,7 @@ def test_bad_model_config_is_one_clear_error(mutate, expected):
         def two_sources(r):
             mutate(r)
             r["workloads"].append({**copy.deepcopy(stack_raw("dev")["workloads"][0]), "name": "sentiment-b", "path": "/sentiment-b"})
-        message = error_of(two_sources)
+        message = error_of(two_sources, "dev")
         assert "model sentiment-base@1 of team 'nlp' already comes from distilbert/" in message
         return
-    assert expected in error_of(mutate)
+    assert expected in error_of(mutate, "dev")

@@ -11,7 +11,7 @@ import pytest
 from components.registry import allowed_hosts, database_name
 from components.workloads import serving_pod_spec
 from infra.config import ConfigError, MLFLOW_IMAGE
-from tests.test_config import parse_stack, stack_raw
+from tests.test_config import error_of_raw, parse_stack, stack_raw
 from tests.test_policies import broken, unprotect, violations
 
 REGISTRY = "urn:pulumi:{stack}::ml-platform::ml-platform:registry:Registry"
@@ -156,9 +156,7 @@ def test_a_registry_reference_is_fetched_into_the_pods_model_volume():
 def error_of(mutate) -> str:
     raw = serving_raw()
     mutate(raw["workloads"][0])
-    with pytest.raises(ConfigError) as exc:
-        parse_stack(raw)
-    return str(exc.value)
+    return error_of_raw(raw)
 
 
 @pytest.mark.parametrize(

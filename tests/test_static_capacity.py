@@ -8,11 +8,10 @@ import datetime
 import pytest
 
 from infra import cost
-from infra.config import ConfigError
 from policies.rules import cost as rule
 from tests.conftest import synth_of
 from tests.schemas import validate
-from tests.test_config import parse_stack, stack_raw
+from tests.test_config import error_of_raw, parse_stack, stack_raw
 
 TODAY = datetime.date(2026, 12, 1)
 
@@ -20,12 +19,6 @@ TODAY = datetime.date(2026, 12, 1)
 def warm(raw: dict, **static) -> dict:
     raw["nodePools"]["nvidia"]["static"] = {"replicas": 2, "instanceType": "g6e.xlarge", **static}
     return raw
-
-
-def error_of(raw: dict) -> str:
-    with pytest.raises(ConfigError) as exc:
-        parse_stack(raw)
-    return str(exc.value)
 
 
 def manifest(stack: str, kind: str, name: str) -> dict:
@@ -92,7 +85,7 @@ def test_static_nodes_are_a_fixed_line_and_are_not_priced_twice():
     ],
 )
 def test_bad_static_capacity_names_the_key(static, expected):
-    assert expected in error_of(warm(copy.deepcopy(stack_raw("prod")), **static))
+    assert expected in error_of_raw(warm(copy.deepcopy(stack_raw("prod")), **static))
 
 
 def test_static_nodes_and_reservations_together_must_fit_the_limits():
@@ -102,7 +95,7 @@ def test_static_nodes_and_reservations_together_must_fit_the_limits():
     parse_stack(raw)  # the warm nodes + 2 reserved = the GPUs of the limit
     raw["nodePools"]["nvidia"]["static"]["replicas"] = limit - 1
     assert (f"nodePools.nvidia.static.replicas {limit - 1} x g6e.xlarge with its capacityReservations take {limit + 1} nvidia.com/gpu, "
-            f"beyond the pool's limits.accelerators {limit}") in error_of(raw)
+            f"beyond the pool's limits.accelerators {limit}") in error_of_raw(raw)
 
 
 def test_the_pack_takes_replicas_as_a_static_pools_bound():
