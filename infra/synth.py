@@ -32,10 +32,10 @@ import yaml
 
 from infra.offline import cold_start, critical_path, helm_render
 from infra.config import SECRET_KEYS
+from policies.rules.base import HELM_RELEASE
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "ml-platform"
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 class SynthConfigError(Exception):

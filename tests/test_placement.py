@@ -25,16 +25,16 @@ def fixture(desired: int, instance_type: str = "m7i.large") -> list[dict]:
     metrics-server, whose requests and replica count come from the vendored chart defaults."""
     return [
         record(placement.NODE_GROUP, "system", {"instanceTypes": [instance_type], "labels": SYSTEM, "scalingConfig": {"desiredSize": desired}}),
-        record(placement.RELEASE, "istiod", {
+        record(placement.HELM_RELEASE, "istiod", {
             "name": "istiod", "chart": "istiod", "version": "1.30.3",
             "values": {"replicaCount": 4, "nodeSelector": SYSTEM, "tolerations": [TOLERATION],
                        "resources": {"requests": {"cpu": "500m", "memory": "2Gi"}}},
         }),
-        record(placement.RELEASE, "metrics-server", {
+        record(placement.HELM_RELEASE, "metrics-server", {
             "name": "metrics-server", "chart": "metrics-server", "version": "3.13.1",
             "values": {"nodeSelector": SYSTEM, "tolerations": [TOLERATION]},
         }),
-        record(placement.RELEASE, "fluent-bit", {
+        record(placement.HELM_RELEASE, "fluent-bit", {
             "name": "fluent-bit", "chart": "fluent-bit", "version": "0.58.1",
             "values": {"tolerations": [{"operator": "Exists"}], "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}}},
         }),

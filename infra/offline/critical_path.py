@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from infra.lib import timing
+from policies.rules.base import HELM_RELEASE
 
 DEFAULT = 10
 
@@ -126,7 +127,6 @@ RANGES = {
     "aws:opensearch/domain:Domain": (15, 25),
 }
 # Helm releases by chart: what their pods wait for. Charts not listed install on running nodes in a minute.
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 CHART_CREATE = {
     # Prometheus, Alertmanager and Grafana wait for a Karpenter node and their EBS volumes.
     "kube-prometheus-stack": timing.NODE_LAUNCH["cpu"] + timing.IMAGE_PULL["cpu"],

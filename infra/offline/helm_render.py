@@ -17,6 +17,8 @@ from typing import Any, Callable, Optional
 
 import yaml
 
+from policies.rules.base import HELM_RELEASE
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART_SOURCES = ROOT / "schemas" / "chart-sources"
 REFRESH = ".venv/bin/python schemas/refresh.py --charts"
@@ -180,7 +182,6 @@ def containers(rendered: Rendered) -> list[tuple[str, dict[str, Any], dict[str, 
     return found
 
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 CACHE = ROOT / "build" / ".render-cache"
 
 

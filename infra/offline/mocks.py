@@ -151,7 +151,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             "aws:cloudwatch/eventRule:EventRule": self._event_rule,
             "aws:eks/podIdentityAssociation:PodIdentityAssociation": self._pod_identity,
             "aws:eks/accessEntry:AccessEntry": self._access_entry,
-            "kubernetes:helm.sh/v3:Release": self._helm_release,
+            HELM_RELEASE: self._helm_release,
             "kubernetes:core/v1:Service": self._k8s_service,
             "aws:efs/fileSystem:FileSystem": self._efs,
             "aws:opensearch/domain:Domain": self._search_domain,
@@ -467,6 +467,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
 
 CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
+# Its own: the module loads by path, with nothing of the project importable (tests/test_synth.py).
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
 

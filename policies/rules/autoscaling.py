@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Iterator, Optional
 
-from .base import MANDATORY, dig, stack_rule
+from .base import HELM_RELEASE, MANDATORY, dig, stack_rule
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 VPA = "kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler"
 ADAPTER_CHART = "prometheus-adapter"

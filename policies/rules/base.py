@@ -15,6 +15,8 @@ from pulumi_policy import (
 )
 
 ADVISORY, MANDATORY = EnforcementLevel.ADVISORY, EnforcementLevel.MANDATORY
+# The resource type of a Helm release, as the rules and the offline tooling name it.
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 
 
 @dataclass(frozen=True)

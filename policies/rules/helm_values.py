@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .base import ADVISORY, resource_rule
+from .base import ADVISORY, HELM_RELEASE, resource_rule
 
 CHART_SOURCES = Path(__file__).resolve().parents[2] / "schemas" / "chart-sources"
 LOCK = Path(__file__).resolve().parents[2] / "schemas" / "VENDORED.yaml"
@@ -141,7 +141,7 @@ def _prefixes(chart: str, version: str) -> frozenset[Path_]:
     "Remove the key from the release's values, or move it to where the pinned chart reads it (see the chart's values.yaml "
     "and templates at schemas/chart-sources/<chart>/<version>/).",
     ADVISORY,
-    ["kubernetes:helm.sh/v3:Release"],
+    [HELM_RELEASE],
 )
 def helm_values_read(props, args):
     chart = str(props.get("chart", "")).rsplit("/", 1)[-1]

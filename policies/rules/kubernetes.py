@@ -1,10 +1,9 @@
 """Kubernetes and ML-aware rules over individual resources."""
 from __future__ import annotations
 
-from .base import MANDATORY, dig, resource_rule
+from .base import HELM_RELEASE, MANDATORY, dig, resource_rule
 from .scheduling import offered_resources
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 NODEPOOL = "kubernetes:karpenter.sh/v1:NodePool"
 
 

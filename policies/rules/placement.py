@@ -15,11 +15,10 @@ import yaml
 
 from .capacity import Allocatable, allocatable
 
-from .base import MANDATORY, dig, quantity, stack_rule
+from .base import HELM_RELEASE, MANDATORY, dig, quantity, stack_rule
 
 CHARTS = Path(__file__).resolve().parent.parent.parent / "schemas" / "charts"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
-RELEASE = "kubernetes:helm.sh/v3:Release"
 ADDON = "aws:eks/addon:Addon"
 WORKLOADS = {"kubernetes:apps/v1:Deployment": "Deployment", "kubernetes:apps/v1:StatefulSet": "StatefulSet", "kubernetes:apps/v1:DaemonSet": "DaemonSet"}
 CONFIG_KEY = "ml-platform:cluster.systemNodeGroup"
@@ -118,9 +117,9 @@ def system_pods(resources: list, labels: dict) -> list[tuple[str, Optional[int],
     pods = []
     for r in resources:
         props = r.props
-        if getattr(r, "parent", None) is not None and r.parent.resource_type == RELEASE:
+        if getattr(r, "parent", None) is not None and r.parent.resource_type == HELM_RELEASE:
             continue  # a chart's rendered pod: counted from its release's values below
-        if r.resource_type == RELEASE:
+        if r.resource_type == HELM_RELEASE:
             chart = str(props.get("chart", "")).rsplit("/", 1)[-1]
             values = _merge(chart_defaults(chart, str(props.get("version", ""))), props.get("values") or {})
             pods.extend(_release_pods(values, labels, f"release {props.get('name')}"))

@@ -3,9 +3,8 @@ components replicated and bounds every node pool. The per-environment policy con
 from __future__ import annotations
 
 from .aws import EKS_CLUSTER, EKS_COMPONENT, RDS_CLUSTER, RDS_INSTANCE, S3_BUCKET
-from .base import ADVISORY, MANDATORY, dig, resource_rule, stack_rule
+from .base import ADVISORY, HELM_RELEASE, MANDATORY, dig, resource_rule, stack_rule
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 # Where each chart the platform installs takes the replica count of its control component.
 REPLICA_VALUES = {

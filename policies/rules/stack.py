@@ -1,7 +1,7 @@
 """Rules over the whole stack: how resources relate to each other."""
 from __future__ import annotations
 
-from .base import MANDATORY, stack_rule
+from .base import HELM_RELEASE, MANDATORY, stack_rule
 
 
 @stack_rule(
@@ -98,7 +98,7 @@ def custom_resource_after_its_crd(resources, settings):
     # A CRD a chart renders is applied by its release: depending on the release is depending on the CRD.
     by_release: dict = {}
     for r in resources:
-        if r.resource_type == CRD and getattr(r, "parent", None) is not None and r.parent.resource_type == "kubernetes:helm.sh/v3:Release":
+        if r.resource_type == CRD and getattr(r, "parent", None) is not None and r.parent.resource_type == HELM_RELEASE:
             by_release.setdefault(r.parent.urn, set()).add(_crd_key(r))
     for r in resources:
         if not r.resource_type.startswith("kubernetes:") or r.resource_type == CRD:
@@ -120,6 +120,6 @@ def custom_resource_after_its_crd(resources, settings):
             continue
         # A chart's own custom resources: Helm applies its crds/ before its templates.
         owners = [*ancestors, *([r.parent] if getattr(r, "parent", None) else [])]
-        if not any(d.resource_type == "kubernetes:helm.sh/v3:Release" and _chart_name(d) == chart for d in owners):
+        if not any(d.resource_type == HELM_RELEASE and _chart_name(d) == chart for d in owners):
             capability = f" or the EKS {CRD_CAPABILITIES[group]} capability" if group in CRD_CAPABILITIES else ""
             yield f"does not depend on the {chart!r} release{capability} that installs the {group} CRDs", r.urn

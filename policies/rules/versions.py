@@ -6,7 +6,7 @@ import datetime
 from typing import Optional
 
 from .aws import EKS_CLUSTER, EKS_COMPONENT
-from .base import ADVISORY, MANDATORY, resource_rule
+from .base import ADVISORY, HELM_RELEASE, MANDATORY, resource_rule
 
 REVIEWED = "2026-11-25"
 SUPPORTED, EXTENDED, DEPRECATED, ENDED = "supported", "extended support", "deprecated", "end of support"
@@ -64,7 +64,7 @@ def _status(props: dict, args) -> Optional[tuple[str, str]]:
     return chart_status(str(props.get("chart", "")).rsplit("/", 1)[-1], str(props.get("version", "")))
 
 
-TYPES = [EKS_COMPONENT, EKS_CLUSTER, "kubernetes:helm.sh/v3:Release"]
+TYPES = [EKS_COMPONENT, EKS_CLUSTER, HELM_RELEASE]
 
 
 @resource_rule(

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from .base import ADVISORY, MANDATORY, dig, quantity, resource_rule, stack_rule
+from .base import ADVISORY, HELM_RELEASE, MANDATORY, dig, quantity, resource_rule, stack_rule
 from .scheduling import matching_pools, requested_extended_resources, tolerates
 
 # Platform components that legitimately need node access; team workloads never run here.
@@ -451,7 +451,7 @@ def unqueued_peak(resources) -> dict[str, dict[str, float]]:
                for r in resources if r.resource_type == "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"}
     injecting = {dig(r.props, "metadata", "name") for r in resources if r.resource_type == "kubernetes:core/v1:Namespace"
                  and (dig(r.props, "metadata", "labels") or {}).get("istio-injection") == "enabled"}
-    istiod = [r for r in resources if r.resource_type == "kubernetes:helm.sh/v3:Release" and r.props.get("name") == "istiod"]
+    istiod = [r for r in resources if r.resource_type == HELM_RELEASE and r.props.get("name") == "istiod"]
     sidecar = dig(istiod[0].props, "values", "global", "proxy", "resources", "requests", default={}) if istiod else {}
     peak: dict[str, dict[str, float]] = {}
     for r in resources:
