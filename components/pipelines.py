@@ -21,6 +21,7 @@ from infra.lib import monitoring
 from infra.lib.buckets import private_encrypted
 from infra.lib.conventions import DASHBOARD_LABEL, DATABASE_CLIENT_LABEL, MONITORING_NAMESPACE, ROUTES_LABEL
 from infra.lib.database import credentials_secret
+from infra.lib.gang import queue_labels
 from infra.lib.gateway_auth import require_token, token_check, ui_route
 from infra.lib.interfaces import DatabaseInfo, GatewayInfo
 from infra.lib.iam import POD_IDENTITY_TRUST, merged_policy, pod_identity, policy_document, role_with_policies
@@ -130,6 +131,8 @@ class Settings:
     db_port: int
     # The gateway's workload identity, the only caller allowed to set the user header on the UI.
     gateway_principal: str
+    # On every step's pod: the team queue's labels where Kueue admits runs.
+    step_labels: dict[str, str] = field(default_factory=dict)
 
 
 def _container_key(deployment: str, container: str) -> str:
@@ -348,6 +351,9 @@ def run_metrics() -> dict[str, Any]:
 def _workflow_controller_config(data: dict[str, Any], settings: "Settings") -> dict[str, Any]:
     defaults = yaml.safe_load(data["workflowDefaults"])
     defaults["spec"] = {**defaults["spec"], "metrics": run_metrics()}
+    if settings.step_labels:
+        # Argo merges them into each run's own podMetadata (util.MergeTo, a strategic merge): KFP's labels stay.
+        defaults["spec"]["podMetadata"] = {"labels": settings.step_labels}
     return {**data, "artifactRepository": artifact_repository(settings), "metricsConfig": yaml.safe_dump(ARGO_METRICS_CONFIG, sort_keys=False),
             "workflowDefaults": yaml.safe_dump(defaults, sort_keys=False)}
 
@@ -448,7 +454,9 @@ class Pipelines(pulumi.ComponentResource):
             role=api_role.role, tags=cfg.tags_for(f"{cfg.cluster_name}-kfp-api-server"), parent=self,
         )
 
-        settings = Settings(region=cfg.region, bucket=bucket_name, db_host=args.database.host, db_port=args.database.port, gateway_principal=args.gateway.principal)
+        settings = Settings(region=cfg.region, bucket=bucket_name, db_host=args.database.host, db_port=args.database.port, gateway_principal=args.gateway.principal,
+                            # Each step's pod through its team's queue (Kueue's pod integration).
+                            step_labels=queue_labels() if cfg.scheduling.gang == "kueue" else {})
         objects = platform_objects(settings)
         # The provider applies each group's objects one by one (each its own resource, awaited and judged alone) once
         # the group's dependencies exist: the CRDs first; configuration and RBAC in the namespace; the servers after

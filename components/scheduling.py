@@ -20,7 +20,7 @@ from infra.config import PlatformConfig, SchedulingConfig, TeamConfig
 from infra.lib import headroom, helm
 from infra.lib.accelerators import GPU_DEVICE_CLASS, KINDS, NVIDIA, pool_labels
 from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
-from infra.lib.gang import LOCAL_QUEUE
+from infra.lib.gang import LOCAL_QUEUE, QUEUE_LABEL
 
 KUEUE_NAMESPACE = "kueue-system"
 JOBSET_NAMESPACE = "jobset-system"
@@ -90,8 +90,9 @@ def kueue_manager_config(cfg: PlatformConfig, team_namespaces: list[str]) -> str
         "webhook": {"port": 9443},
         "leaderElection": {"leaderElect": True, "resourceName": "c1f6bfd2.kueue.x-k8s.io"},
         "clientConnection": {"qps": 50, "burst": 100},
-        # Every Job and JobSet of a team namespace goes through Kueue, labelled or not: no run skips its queue.
-        "manageJobsWithoutQueueName": True,
+        # Only what names a queue: with its pod integration on, Kueue would otherwise gate every pod of a team namespace,
+        # serving pods included. A run that names none is refused at admission instead (run_queue_policy).
+        "manageJobsWithoutQueueName": False,
         "managedJobsNamespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(team_namespaces)}]},
         # All-or-nothing: a run whose pods do not all run in time gives its quota back and waits again.
         "waitForPodsReady": {
@@ -100,12 +101,51 @@ def kueue_manager_config(cfg: PlatformConfig, team_namespaces: list[str]) -> str
             "requeuingStrategy": {"timestamp": "Eviction", "backoffBaseSeconds": 60, "backoffMaxSeconds": 3600},
         },
         # TrainJobs (Kubeflow Trainer) are admitted whole; the JobSet each runs as is their child, not a second workload.
-        "integrations": {"frameworks": ["batch/job", "jobset.x-k8s.io/jobset", *(["trainer.kubeflow.org/trainjob"] if cfg.training.enabled else [])]},
+        # Pipeline steps are Argo pods, each admitted as a workload of its own (the `pod` integration).
+        "integrations": {"frameworks": [
+            "batch/job", "jobset.x-k8s.io/jobset", *(["trainer.kubeflow.org/trainjob"] if cfg.training.enabled else []),
+            *(["pod"] if cfg.kubeflow.pipelines_on else []),
+        ]},
     }
     if cfg.accelerators.gpu_operator.dra.enabled:
         # GPUs claimed through DRA count against the queue's nvidia.com/gpu quota.
         config["resources"] = {"deviceClassMappings": [{"name": NVIDIA.resource, "deviceClassNames": [GPU_DEVICE_CLASS]}]}
     return yaml.safe_dump(config, sort_keys=False)
+
+
+# A Job of a JobSet, or the JobSet of a TrainJob, is admitted with its parent, as Kueue decides it
+# (jobframework.FindAncestorJobManagedByKueue): only the parent names the queue.
+QUEUED_PARENTS = {"JobSet": "jobset.x-k8s.io/", "TrainJob": "trainer.kubeflow.org/"}
+RUN_RESOURCES = {"batch": "jobs", "jobset.x-k8s.io": "jobsets", "trainer.kubeflow.org": "trainjobs"}
+RUN_QUEUE_POLICY = "ml-platform-runs-name-their-queue"
+
+
+def run_queue_expressions() -> tuple[str, str]:
+    """The policy's match condition (not the child of a queued run) and validation (names a queue), in CEL."""
+    parents = " || ".join(f"(o.kind == '{kind}' && o.apiVersion.startsWith('{group}'))" for kind, group in sorted(QUEUED_PARENTS.items()))
+    not_a_child = f"!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(o, {parents})"
+    names_queue = f"has(object.metadata.labels) && '{QUEUE_LABEL}' in object.metadata.labels && object.metadata.labels['{QUEUE_LABEL}'] != ''"
+    return not_a_child, names_queue
+
+
+def run_queue_policy() -> k8s.admissionregistration.v1.ValidatingAdmissionPolicySpecArgs:
+    """Kueue manages only runs that name a queue (manageJobsWithoutQueueName: false): one created without would run
+    beside the team's queue, unadmitted. A CronJob's Jobs are judged as they are created."""
+    admission = k8s.admissionregistration.v1
+    not_a_child, names_queue = run_queue_expressions()
+    return admission.ValidatingAdmissionPolicySpecArgs(
+        failure_policy="Fail",
+        match_constraints=admission.MatchResourcesArgs(resource_rules=[
+            admission.NamedRuleWithOperationsArgs(api_groups=[group], api_versions=["*"], operations=["CREATE"], resources=[resource])
+            for group, resource in sorted(RUN_RESOURCES.items())
+        ]),
+        match_conditions=[admission.MatchConditionArgs(name="not-the-child-of-a-queued-run", expression=not_a_child)],
+        validations=[admission.ValidationArgs(
+            expression=names_queue,
+            reason="Invalid",
+            message=f"a run in a team namespace names the team's Kueue queue: set the label {QUEUE_LABEL}: {LOCAL_QUEUE}",
+        )],
+    )
 
 
 def kueue_values(cfg: PlatformConfig, team_namespaces: list[str], selector: dict[str, str], toleration: dict[str, str]) -> dict[str, Any]:
@@ -261,6 +301,25 @@ class Scheduling(pulumi.ComponentResource):
                 },
                 opts=k8s_opts(controller),
             )
+        admission = k8s.admissionregistration.v1
+        policy = admission.ValidatingAdmissionPolicy(
+            f"{name}-run-queue-policy",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=RUN_QUEUE_POLICY, labels=PLATFORM_LABELS),
+            spec=run_queue_policy(),
+            opts=k8s_opts(),
+        )
+        binding = admission.ValidatingAdmissionPolicyBinding(
+            f"{name}-run-queue-policy-binding",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=RUN_QUEUE_POLICY, labels=PLATFORM_LABELS),
+            spec=admission.ValidatingAdmissionPolicyBindingSpecArgs(
+                policy_name=policy.metadata.name,
+                validation_actions=["Deny"],
+                match_resources=admission.MatchResourcesArgs(namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                    match_expressions=[k8s.meta.v1.LabelSelectorRequirementArgs(key="kubernetes.io/metadata.name", operator="In", values=teams)],
+                )),
+            ),
+            opts=k8s_opts(policy),
+        )
         queues: dict[str, pulumi.Resource] = {}
         for team in cfg.teams:
             cluster_queue = custom(f"{name}-{team.name}-cluster-queue", "ClusterQueue", {"name": team.name}, cluster_queue_spec(team, cfg), *flavors)
@@ -271,6 +330,8 @@ class Scheduling(pulumi.ComponentResource):
                 {"clusterQueue": team.name},
                 cluster_queue,
                 args.team_namespaces[team.name],
+                # A team's runs wait for their queue: by then, one that names none is refused.
+                binding,
             )
         return queues
 

@@ -20,7 +20,7 @@ from infra.config.training import MAX_RESTARTS
 from infra.lib import helm, model_store, monitoring
 from infra.lib.accelerators import KINDS, POOL_LABEL
 from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_PATH, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY
-from infra.lib.gang import VOLCANO_QUEUE_ANNOTATION, submission
+from infra.lib.gang import QUEUE_LABEL_PATH, VOLCANO_QUEUE_ANNOTATION, submission
 from infra.lib.interfaces import TeamInfo
 from policies.rules.efa import EFA_RESOURCE
 
@@ -287,7 +287,7 @@ class Training(pulumi.ComponentResource):
                         team.namespace_resource, *team.guardrails, args.queues[w.team], self.runtimes[w.accelerator],
                         args.node_pools[w.accelerator], args.priority_classes[TRAINING_PRIORITY], *store, *args.distributed[key],
                     ],
-                    ignore_changes=["spec.suspend"] if via.suspend else None,
+                    ignore_changes=["spec.suspend", QUEUE_LABEL_PATH] if via.suspend else None,
                 ),
             )
 

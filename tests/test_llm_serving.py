@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from infra.config import ConfigError
+from infra.lib.gang import LOCAL_QUEUE
 from infra.lib.metrics import CUSTOM_METRICS, VLLM_SERIES
 from tests.conftest import synth_of
 from tests.test_config import parse_stack, stack_raw
@@ -50,7 +51,7 @@ def test_nothing_that_waits_for_weights_blocks_the_deploy():
     assert staging.depends_on(engine, download)
     # The download writes the store (read-write claim) from the cpu pool, through the team's queue.
     job = manifest("staging", "job--nlp--download-qwen2-5-1-5b-instruct-1.yaml")
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "default"
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == LOCAL_QUEUE
     assert "989aa7980e4cf806f80c7fef2b1adb7bc71aa306" in job["spec"]["template"]["spec"]["containers"][0]["command"]
 
 

@@ -47,8 +47,9 @@ def test_kueue_runs_the_released_image_and_gang_admits_with_a_timeout_longer_tha
     slowest_start = max(timing.NODE_LAUNCH[p] + timing.IMAGE_PULL[p] for p in timing.NODE_LAUNCH)
     assert minutes * 60 > slowest_start
     teams = [t.name for t in parse_stack(stack_raw(stack)).teams]
-    assert config["manageJobsWithoutQueueName"] is True
+    assert config["manageJobsWithoutQueueName"] is False
     assert config["managedJobsNamespaceSelector"]["matchExpressions"][0]["values"] == sorted(teams)
+    assert ("pod" in config["integrations"]["frameworks"]) == parse_stack(stack_raw(stack)).kubeflow.pipelines_on
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -239,14 +240,14 @@ def test_a_team_job_without_its_queue_fails_training_queued(staging):
     records = copy.deepcopy(staging.resources)
     assert _violations(records, "training-queued") == []
     job = next(r for r in records if r["type"] == "kubernetes:batch/v1:Job" and r["outputs"]["metadata"]["namespace"] == "nlp")
-    # No label: Kueue gives it the namespace's `default` LocalQueue, which is the team's.
+    # No label: Kueue would not manage it, and the cluster's admission policy refuses it.
     del job["outputs"]["metadata"]["labels"][QUEUE_LABEL]
-    assert _violations(records, "training-queued") == []
+    assert _violations(records, "training-queued") == ["Job in team namespace 'nlp' names no LocalQueue: the cluster refuses it"]
     job["outputs"]["metadata"]["labels"][QUEUE_LABEL] = "training"
     trainjob = next(r for r in records if r["type"] == TRAINJOB)
     trainjob["outputs"]["spec"]["suspend"] = False
     assert sorted(_violations(records, "training-queued")) == [
-        "Job in team namespace 'nlp' does not name its LocalQueue 'default'",
+        f"Job in team namespace 'nlp' does not name its LocalQueue {LOCAL_QUEUE!r}",
         "TrainJob in team namespace 'nlp' is not created suspended: it would start before Kueue admits it",
     ]
 
@@ -263,23 +264,97 @@ def test_a_cluster_queue_above_the_namespace_quota_fails_queue_within_team_quota
     assert message == "ClusterQueue 'nlp' admits nvidia.com/gpu 10 beside 12 of pods outside the queue but namespace 'nlp' allows 18"
 
 
-def test_a_team_job_without_the_queue_label_reaches_the_team_queue():
-    """Kueue 0.19 labels a Job that names no queue with its DefaultLocalQueueName, only when a LocalQueue of that name
-    exists in the namespace and the namespace is managed: the team's LocalQueue must have exactly that name."""
-    upstream = ROOT / "schemas/upstream/kueue" / PINS["kueue"] / "pkg/controller"
-    [default] = re.findall(r'DefaultLocalQueueName\s+kueue\.LocalQueueName\s*=\s*"([^"]+)"', (upstream / "constants/constants.go").read_text())
-    defaults = (upstream / "jobframework/defaults.go").read_text()
-    applies = defaults.split("func defaultLocalQueueApplies(", 1)[1].split("\n}\n", 1)[0]
-    assert "defaultQueueExist(jobObj.GetNamespace())" in applies and 'QueueNameForObject(jobObj) != ""' in applies
-    assert "jobLabels[constants.QueueLabel] = string(constants.DefaultLocalQueueName)" in defaults
-    assert LOCAL_QUEUE == default
+def _upstream_kueue(path: str) -> str:
+    return (ROOT / "schemas/upstream/kueue" / PINS["kueue"] / "pkg/controller" / path).read_text()
+
+
+def test_no_pod_of_a_team_namespace_is_gated_unless_it_names_the_queue():
+    """Kueue's pod webhook (0.19) gives a pod that names no queue the LocalQueue named DefaultLocalQueueName when one
+    exists, then gates every pod that names a queue, or every pod at all under manageJobsWithoutQueueName: the team's
+    LocalQueue has another name and Kueue manages only what names it, so serving pods start as they are."""
+    [default] = re.findall(r'DefaultLocalQueueName\s+kueue\.LocalQueueName\s*=\s*"([^"]+)"', _upstream_kueue("constants/constants.go"))
+    webhook = _upstream_kueue("jobs/pod/pod_webhook.go")
+    defaulting = webhook.split("// Local queue defaulting", 1)[1].split("if suspend {", 1)[0]
+    assert 'QueueNameForObject(pod.Object()) == ""' in defaulting and "DefaultLocalQueueExist(pod.pod.GetNamespace())" in defaulting
+    assert 'suspend = jobframework.QueueNameForObject(pod.Object()) != "" || w.manageJobsWithoutQueueName' in defaulting
+    assert LOCAL_QUEUE != default
     for stack in STACKS:
         s = synth_of(stack)
         config = yaml.safe_load(s.release("kueue")["inputs"]["values"]["managerConfig"]["controllerManagerConfigYaml"])
-        assert config["manageJobsWithoutQueueName"] is True
+        assert config["manageJobsWithoutQueueName"] is False
         managed = set(config["managedJobsNamespaceSelector"]["matchExpressions"][0]["values"])
         queues = {q["inputs"]["metadata"]["namespace"]: q["inputs"]["metadata"]["name"] for q in custom(s, "LocalQueue")}
-        assert queues == {team: default for team in managed}, stack
+        assert queues == {team: LOCAL_QUEUE for team in managed}, stack
+
+
+def test_kueue_gates_pods_only_in_team_namespaces_and_only_with_pipelines():
+    """With the `pod` integration on, the chart's pod webhook fails closed: it sees only the team namespaces."""
+    for stack in STACKS:
+        s = synth_of(stack)
+        [hooks] = [r["inputs"]["webhooks"] for r in s.result.rendered
+                   if r["chartRendered"]["release"] == "kueue" and r["type"].endswith(":MutatingWebhookConfiguration")]
+        [pod_hook] = [h for h in hooks if h["name"] == "mpod.kb.io"]
+        teams = sorted(t.name for t in parse_stack(stack_raw(stack)).teams)
+        assert pod_hook["namespaceSelector"] == {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In", "values": teams}]}
+        assert pod_hook["failurePolicy"] == ("Fail" if parse_stack(stack_raw(stack)).kubeflow.pipelines_on else "Ignore"), stack
+
+
+def _admits(policy: dict, obj: dict) -> bool:
+    """The policy's CEL, evaluated as the API server does for a CREATE: skipped unless every match condition holds."""
+    import celpy
+
+    env = celpy.Environment()
+    activation = celpy.json_to_cel({"object": obj})
+    holds = lambda expression: bool(env.program(env.compile(expression)).evaluate(activation))  # noqa: E731
+    if not all(holds(c["expression"]) for c in policy["matchConditions"]):
+        return True
+    return all(holds(v["expression"]) for v in policy["validations"])
+
+
+def test_a_run_that_names_no_queue_is_refused_in_a_team_namespace():
+    s = synth_of("staging")
+    policy = s.one("kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicy")["inputs"]
+    binding = s.one("kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding")["inputs"]
+    spec = policy["spec"]
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"] and binding["spec"]["validationActions"] == ["Deny"]
+    teams = sorted(t.name for t in parse_stack(stack_raw("staging")).teams)
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": teams}]
+    assert spec["failurePolicy"] == "Fail"
+    assert {(r["apiGroups"][0], r["resources"][0]) for r in spec["matchConstraints"]["resourceRules"]} == {
+        ("batch", "jobs"), ("jobset.x-k8s.io", "jobsets"), ("trainer.kubeflow.org", "trainjobs")}
+    assert all(r["operations"] == ["CREATE"] for r in spec["matchConstraints"]["resourceRules"])
+    assert LOCAL_QUEUE in spec["validations"][0]["message"]
+
+    def run(labels=None, owner=None) -> dict:
+        meta: dict = {"name": "r", "namespace": teams[0]}
+        if labels is not None:
+            meta["labels"] = labels
+        if owner:
+            meta["ownerReferences"] = [{"apiVersion": owner[0], "kind": owner[1], "name": "p", "uid": "u"}]
+        return {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta, "spec": {}}
+
+    assert _admits(spec, run({QUEUE_LABEL: LOCAL_QUEUE}))
+    assert not _admits(spec, run())
+    assert not _admits(spec, run({"app": "x"}))
+    assert not _admits(spec, run({QUEUE_LABEL: ""}))
+    # A CronJob's Job carries its template's labels, and is judged as any Job.
+    assert not _admits(spec, run({"app": "x"}, ("batch/v1", "CronJob")))
+    assert _admits(spec, run({}, ("jobset.x-k8s.io/v1alpha2", "JobSet")))
+    assert _admits(spec, run({}, ("trainer.kubeflow.org/v1alpha1", "TrainJob")))
+    assert not _admits(spec, run({}, ("example.com/v1", "JobSet")))
+    # The team's runs wait for their queue, and their queue for the policy's binding.
+    binding_urn = s.one("kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding")["urn"]
+    assert all(binding_urn in q["dependencies"] for q in custom(s, "LocalQueue"))
+
+
+def test_pipeline_steps_name_the_team_queue():
+    """Argo merges the controller's workflow defaults into each run (util.MergeTo): every step's pod names the queue."""
+    s = synth_of("staging")
+    [config] = [r["inputs"] for r in s.resources if r["type"] == "kubernetes:core/v1:ConfigMap"
+                and r["inputs"]["metadata"]["name"] == "workflow-controller-configmap"]
+    defaults = yaml.safe_load(config["data"]["workflowDefaults"])
+    assert defaults["spec"]["podMetadata"]["labels"] == {QUEUE_LABEL: LOCAL_QUEUE, PRIORITY_LABEL: TRAINING_PRIORITY}
 
 
 def pod_requests(spec: dict, sidecar: dict) -> dict[str, float]:

@@ -9,9 +9,20 @@ from infra.lib.conventions import TRAINING_PRIORITY
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 VOLCANO_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
-# Kueue gives a Job of a managed namespace without the queue label the LocalQueue named `default`, when one exists
-# (its jobframework defaulting): the team's queue has that name, so no team Job is suspended for want of a label.
-LOCAL_QUEUE = "default"
+# Each team namespace's one LocalQueue. Not `default`: Kueue gives whatever names no queue in a managed namespace the
+# LocalQueue of that name (LocalQueueDefaulting, GA), pods included once its pod integration admits pipeline steps,
+# and would then gate every serving pod. A run names its queue; an admission policy refuses one that does not.
+LOCAL_QUEUE = "team"
+
+
+# Kueue refuses a change of queue once a run is admitted (jobframework validateUpdateForQueueName): the queue a run was
+# submitted to stays its own.
+QUEUE_LABEL_PATH = f'metadata.labels["{QUEUE_LABEL}"]'
+
+
+def queue_labels(priority: str = TRAINING_PRIORITY) -> dict[str, str]:
+    """What Kueue reads on a run, or on a pipeline step's pod: the team's LocalQueue and the workload priority."""
+    return {QUEUE_LABEL: LOCAL_QUEUE, PRIORITY_LABEL: priority}
 
 
 @dataclass(frozen=True)
@@ -30,10 +41,10 @@ def submission(gang: str, team: str, priority: str = TRAINING_PRIORITY) -> Submi
     """Kueue admits a Job or a TrainJob as one workload; under Volcano a TrainJob's runtime makes its PodGroup."""
     if gang == "kueue":
         return Submission(
-            {QUEUE_LABEL: LOCAL_QUEUE, PRIORITY_LABEL: priority},
+            queue_labels(priority),
             {},
             None,
             True,
-            ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations"],
+            ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations", QUEUE_LABEL_PATH],
         )
     return Submission({}, {VOLCANO_QUEUE_ANNOTATION: team}, "volcano", None, [])

@@ -376,17 +376,15 @@ def accelerator_workload_schedulable(resources, settings):
 
 
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-# The LocalQueue Kueue's webhook gives a Job that names none (its DefaultLocalQueueName).
-KUEUE_DEFAULT_LOCAL_QUEUE = "default"
 KUEUE_GROUP = "kubernetes:kueue.x-k8s.io/"
 BATCH_TYPES = ("kubernetes:batch/v1:Job", "kubernetes:jobset.x-k8s.io/v1alpha2:JobSet", "kubernetes:trainer.kubeflow.org/v1alpha1:TrainJob")
 
 
 @stack_rule(
     "training-queued",
-    "Where Kueue admits a team's runs, every Job, CronJob, JobSet and TrainJob of a team namespace reaches its team's LocalQueue "
-    "(by the queue label, or unlabelled through Kueue's default LocalQueue, which each team's is) and is created "
-    "suspended: Kueue holds any other until it is admitted, which never happens without a queue.",
+    "Where Kueue admits a team's runs, every Job, CronJob, JobSet and TrainJob of a team namespace names its team's "
+    "LocalQueue by the queue label and is created suspended: Kueue manages only runs that name a queue (the cluster "
+    "refuses one that names none), and holds one naming another queue until it is admitted, which never happens.",
     "Create training through ml-platform:workloads (the workloads component labels it), or set the "
     "kueue.x-k8s.io/queue-name label to the namespace's LocalQueue and spec.suspend: true.",
     MANDATORY,
@@ -405,8 +403,10 @@ def training_queued(resources, settings):
         ns = namespace_of(r.props)
         if ns not in local_queues:
             continue
-        queue = labels.get(KUEUE_QUEUE_LABEL, KUEUE_DEFAULT_LOCAL_QUEUE)
-        if queue != local_queues[ns]:
+        queue = labels.get(KUEUE_QUEUE_LABEL)
+        if queue is None:
+            yield f"{r.resource_type.split(':')[-1]} in team namespace {ns!r} names no LocalQueue: the cluster refuses it", r.urn
+        elif queue != local_queues[ns]:
             yield f"{r.resource_type.split(':')[-1]} in team namespace {ns!r} does not name its LocalQueue {local_queues[ns]!r}", r.urn
         elif spec.get("suspend") is not True:
             yield f"{r.resource_type.split(':')[-1]} in team namespace {ns!r} is not created suspended: it would start before Kueue admits it", r.urn
