@@ -24,6 +24,7 @@ from components.workloads import WorkloadInfo, Workloads, deployment_name
 from infra import cost
 from infra.config import UPSTREAMS, PlatformConfig, ServingWorkload, runtimes_for
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, MODEL_STORE_PUBLISH_CLAIM, SERVING_PRIORITY, TRAINING_PRIORITY
+from infra.lib.gang import LOCAL_QUEUE, submission
 from infra.lib.model_source import registered
 from policies.rules.cost import Ceiling
 
@@ -41,7 +42,15 @@ if TYPE_CHECKING:  # for the annotations only: the stacks without KServe do not 
 # 3.7: `llmEndpoints` (each LLM workload's OpenAI-compatible endpoint), present when the stack serves an LLM.
 # 3.8: `serving`, the serving path and the endpoint of each served model version.
 # 3.9: `teams.<team>.modelStore.backend`, and on an S3 store its `bucket` and `publishClaim`.
-SCHEMA_VERSION = "3.9.0"
+# 3.10: `teams.<team>.queue`, what a team's run carries to reach its queue (the cluster refuses a Kueue run without).
+SCHEMA_VERSION = "3.10.0"
+
+
+def _queue(cfg: PlatformConfig, team: str) -> dict:
+    via = submission(cfg.scheduling.gang, team)
+    queue = {"gang": cfg.scheduling.gang, "name": LOCAL_QUEUE if cfg.scheduling.gang == "kueue" else team,
+             "labels": via.labels, "podAnnotations": via.pod_annotations}
+    return {**queue, "schedulerName": via.scheduler_name} if via.scheduler_name else queue
 
 
 def _model_store(cfg: PlatformConfig, team: str, model_stores: ModelStores) -> dict:
@@ -204,6 +213,7 @@ def export(
                 "logGroup": logging.log_groups[team.namespace],
                 "registry": {"trackingUri": registry.urls[name]} if registry else None,
                 "pipelines": {"pipelineRoot": pipelines.pipeline_roots[name], "serviceAccount": pipelines.runner_service_account} if pipelines else None,
+                "queue": _queue(cfg, name),
             }
             for name, team in sorted(tenancy.teams.items())
         },

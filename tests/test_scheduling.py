@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from components.scheduling import COHORT, DEFAULT_FLAVOR
+from components.scheduling import COHORT, DEFAULT_FLAVOR, RUN_QUEUE_POLICY
 from infra.config import ConfigError
 from infra.config.pins import PINS
 from infra.lib import headroom, timing
@@ -221,6 +221,20 @@ def test_volcano_gangs_a_distributed_run_through_its_runtimes_pod_group(volcano)
     assert pod["schedulerName"] == "volcano"
     assert trainjob["inputs"]["metadata"]["annotations"][VOLCANO_QUEUE_ANNOTATION] == "nlp"
     assert "suspend" not in trainjob["inputs"]["spec"]
+
+
+def test_each_team_is_told_what_its_runs_carry_to_reach_their_queue(staging, volcano):
+    import jsonschema
+
+    from infra import contract
+
+    assert staging.result.outputs["teams"]["nlp"]["queue"] == {
+        "gang": "kueue", "name": LOCAL_QUEUE, "labels": {QUEUE_LABEL: LOCAL_QUEUE, PRIORITY_LABEL: TRAINING_PRIORITY}, "podAnnotations": {}}
+    assert volcano.outputs["teams"]["nlp"]["queue"] == {
+        "gang": "volcano", "name": "nlp", "labels": {}, "podAnnotations": {VOLCANO_QUEUE_ANNOTATION: "nlp"}, "schedulerName": "volcano"}
+    jsonschema.Draft202012Validator(contract.load()).validate(volcano.outputs)
+    # Volcano has no queue label to require.
+    assert not any(r["type"].endswith(":ValidatingAdmissionPolicy") and r["inputs"]["metadata"]["name"] == RUN_QUEUE_POLICY for r in volcano.resources)
 
 
 # The policy rules that hold any stack to the same.
