@@ -40,4 +40,6 @@ PINS: dict[str, str] = {
     "external-secrets": "2.9.0",
     # LLM serving: LeaderWorkerSet, a replica of several pods across nodes.
     "lws": "0.10.0",
+    # Prefill/decode disaggregation: llm-d's endpoint picker and routing sidecar, one release (llm-d/llm-d-router tag).
+    "llm-d-router": "0.10.0",
 }
