@@ -20,7 +20,7 @@ from infra.lib.gang import submission
 from infra.lib.interfaces import GatewayInfo, TeamInfo
 from infra.lib.metrics import VLLM_KV_CACHE, VLLM_QUEUE, VLLM_SERIES
 from infra.lib.routes import weighted_route
-from policies.rules.workloads import ENDPOINT_PICKER
+from policies.rules.workloads import ENDPOINT_PICKER, LLM_D_ROLE_LABEL
 
 meta, core = k8s.meta.v1, k8s.core.v1
 RUN_AS = 10001
@@ -56,6 +56,67 @@ EPP_CONFIG = {
         }
     ],
 }
+
+
+# Prefill/decode disaggregation (llm-d): pods carry their role for the picker's filters (its bylabel roles); a decode
+# pod's routing sidecar answers on the pool's port with vLLM behind it on llm-d's model-server port, a prefill pod's
+# vLLM on the pool's port itself.
+ROLE_LABEL = LLM_D_ROLE_LABEL
+PREFILL, DECODE = "prefill", "decode"
+DECODE_ENGINE_PORT = 8200
+# NIXL's side channel (vLLM's VLLM_NIXL_SIDE_CHANNEL_PORT default), then the ports UCX listens on for the KV cache
+# over TCP (one per engine process at least: a tensor-parallel rank each).
+NIXL_SIDE_CHANNEL_PORT = 5600
+KV_TRANSFER = {"kv_connector": "NixlConnector", "kv_role": "kv_both"}
+API_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+# The picker's plugins for prefill/decode, as llm-d's sample configures them at the pinned release
+# (deploy/config/pd-epp-config.yaml): a request goes through a prefill pod when a decode pod has not cached more than
+# `nonCachedTokens` of its prompt.
+PD_EPP_CONFIG = {
+    "apiVersion": "llm-d.ai/v1alpha1",
+    "kind": "EndpointPickerConfig",
+    "plugins": [
+        {"type": "approx-prefix-cache-producer", "parameters": {"maxPrefixTokensToMatch": 16384, "lruCapacityPerServer": 31250}},
+        {"type": "prefix-cache-scorer"},
+        {"type": "queue-scorer"},
+        {"type": "prefill-filter"},
+        {"type": "decode-filter"},
+        {"type": "max-score-picker"},
+        {"type": "disagg-profile-handler", "parameters": {"deciders": {"prefill": "prefix-based-pd-decider"}}},
+        {"type": "prefix-based-pd-decider", "parameters": {"nonCachedTokens": 16}},
+    ],
+    "schedulingProfiles": [
+        {"name": role, "plugins": [
+            {"pluginRef": f"{role}-filter"},
+            {"pluginRef": "max-score-picker"},
+            {"pluginRef": "prefix-cache-scorer", "weight": 2},
+            {"pluginRef": "queue-scorer", "weight": 1},
+        ]}
+        for role in (PREFILL, DECODE)
+    ],
+}
+
+
+def pd_epp_config(w: LlmWorkload) -> dict[str, Any]:
+    decider = {"type": "prefix-based-pd-decider", "parameters": {"nonCachedTokens": w.disaggregation.non_cached_tokens}}
+    return {**PD_EPP_CONFIG, "plugins": [decider if p["type"] == decider["type"] else p for p in PD_EPP_CONFIG["plugins"]]}
+
+
+def kv_transfer_ports(w: LlmWorkload) -> list[int]:
+    """NIXL's side channel and the range UCX listens in: fixed, so the mesh can leave exactly these to the engines."""
+    return [NIXL_SIDE_CHANNEL_PORT, *range(NIXL_SIDE_CHANNEL_PORT + 1, NIXL_SIDE_CHANNEL_PORT + 1 + max(8, 4 * w.parallelism.tensor))]
+
+
+def kv_transfer_env(w: LlmWorkload) -> list[core.EnvVarArgs]:
+    """NIXL over UCX's TCP transport (no RDMA needed), on the pod's own address and the fixed ports."""
+    ports = kv_transfer_ports(w)
+    return [
+        core.EnvVarArgs(name="VLLM_NIXL_SIDE_CHANNEL_HOST", value_from=core.EnvVarSourceArgs(field_ref=core.ObjectFieldSelectorArgs(field_path="status.podIP"))),
+        core.EnvVarArgs(name="VLLM_NIXL_SIDE_CHANNEL_PORT", value=str(ports[0])),
+        core.EnvVarArgs(name="UCX_TLS", value="tcp,cuda_copy"),
+        core.EnvVarArgs(name="UCX_NET_DEVICES", value="eth0"),
+        core.EnvVarArgs(name="UCX_TCP_PORT_RANGE", value=f"{ports[1]}-{ports[-1]}"),
+    ]
 
 
 def model_dir(model: LlmModel) -> str:
@@ -96,12 +157,13 @@ def engine_resources(w: LlmWorkload, accelerators: int, claimed: bool) -> core.R
     return core.ResourceRequirementsArgs(requests=requests, limits=limits, claims=[core.ResourceClaimArgs(name=GPU_CLAIM)] if claimed else None)
 
 
-def engine_args(w: LlmWorkload, model: LlmModel) -> list[str]:
-    """vLLM's OpenAI server flags: the store's copy of the weights, the parallelism, the context and memory budget."""
+def engine_args(w: LlmWorkload, model: LlmModel, disaggregated: Optional[str] = None) -> list[str]:
+    """vLLM's OpenAI server flags: the store's copy of the weights, the parallelism, the context and memory budget;
+    for a prefill or decode pod also the KV cache's transfer through NIXL (vLLM ignores the role: kv_both)."""
     args = [
         model_dir(model),
         "--served-model-name", w.model_name,
-        "--port", str(ENGINE_PORT),
+        "--port", str(DECODE_ENGINE_PORT if disaggregated == DECODE else ENGINE_PORT),
         "--tensor-parallel-size", str(w.parallelism.tensor),
         "--max-model-len", str(w.max_model_len),
         # Weights come from the read-only store: nothing is downloaded at start.
@@ -112,6 +174,8 @@ def engine_args(w: LlmWorkload, model: LlmModel) -> list[str]:
     if w.parallelism.pipeline > 1:
         # Stages on the group's nodes, joined through Ray (the leader is the head, LWS_LEADER_ADDRESS its address).
         args += ["--pipeline-parallel-size", str(w.parallelism.pipeline), "--distributed-executor-backend", "ray"]
+    if disaggregated:
+        args += ["--kv-transfer-config", json.dumps(KV_TRANSFER, separators=(",", ":"))]
     return args
 
 
@@ -143,16 +207,58 @@ def wait_for_weights(model: LlmModel, image: str) -> core.ContainerArgs:
     )
 
 
-def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image: str, role: str, leader: Optional[bool],
-                    claim_template: Optional[str] = None) -> core.PodSpecArgs:
-    """One engine pod; `leader` None for a one-node replica, True/False for a LeaderWorkerSet group's pods;
-    `claim_template` the ResourceClaimTemplate its GPUs come from under DRA."""
-    family = pool_family(cfg, w)
+def routing_sidecar(w: LlmWorkload, role: str, namespace: str) -> core.ContainerArgs:
+    """llm-d's routing sidecar of a decode pod: on the pool's port, it has the prefill pod the picker chose (its
+    header) compute the prompt's KV cache, then its own vLLM generate from it. It answers only prefill pods of its
+    pool (SSRF protection: it watches the pool and its pods, with a token mounted into it alone)."""
     health = core.HTTPGetActionArgs(path="/health", port="http")
+    return core.ContainerArgs(
+        name="routing-sidecar",
+        image=w.disaggregation.sidecar_image,
+        args=[
+            f"--port={ENGINE_PORT}",
+            f"--model-server-port={DECODE_ENGINE_PORT}",
+            "--kv-connector=nixlv2",
+            # Plain HTTP: the mesh's sidecar carries it over mutual TLS.
+            "--secure-proxy=false",
+            "--enable-ssrf-protection=true",
+            f"--pool-group={POOL_GROUP}",
+            f"--inference-pool={namespace}/{track_name(w, role)}",
+            "--zap-encoder=json",
+        ],
+        ports=[core.ContainerPortArgs(name="http", container_port=ENGINE_PORT, protocol="TCP")],
+        resources=small(f"{headroom.PD_SIDECAR_CPU_MILLI}m", f"{headroom.PD_SIDECAR_MEMORY_MIB}Mi"),
+        security_context=restricted(),
+        # It answers /health once listening, which it does once it has read its pool.
+        startup_probe=core.ProbeArgs(http_get=health, period_seconds=5, failure_threshold=24, timeout_seconds=5),
+        readiness_probe=core.ProbeArgs(http_get=health, period_seconds=10, failure_threshold=3, timeout_seconds=5),
+        liveness_probe=core.ProbeArgs(http_get=health, period_seconds=20, failure_threshold=3, timeout_seconds=5),
+        volume_mounts=[core.VolumeMountArgs(name="api-token", mount_path=API_TOKEN_PATH, read_only=True)],
+    )
+
+
+def api_token_volume() -> core.VolumeArgs:
+    """What automountServiceAccountToken would mount, for one container of the pod only."""
+    return core.VolumeArgs(name="api-token", projected=core.ProjectedVolumeSourceArgs(sources=[
+        core.VolumeProjectionArgs(service_account_token=core.ServiceAccountTokenProjectionArgs(path="token", expiration_seconds=3607)),
+        core.VolumeProjectionArgs(config_map=core.ConfigMapProjectionArgs(name="kube-root-ca.crt", items=[core.KeyToPathArgs(key="ca.crt", path="ca.crt")])),
+        core.VolumeProjectionArgs(downward_api=core.DownwardAPIProjectionArgs(items=[
+            core.DownwardAPIVolumeFileArgs(path="namespace", field_ref=core.ObjectFieldSelectorArgs(field_path="metadata.namespace")),
+        ])),
+    ]))
+
+
+def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image: str, role: str, leader: Optional[bool],
+                    claim_template: Optional[str] = None, disaggregated: Optional[str] = None, namespace: str = "") -> core.PodSpecArgs:
+    """One engine pod; `leader` None for a one-node replica, True/False for a LeaderWorkerSet group's pods;
+    `claim_template` the ResourceClaimTemplate its GPUs come from under DRA; `disaggregated` its role (prefill or
+    decode) in a disaggregated workload, in `namespace`."""
+    family = pool_family(cfg, w)
+    health = core.HTTPGetActionArgs(path="/health", port="engine" if disaggregated == DECODE else "http")
     serves = leader is None or leader
     if serves:
         command = ["vllm", "serve"]
-        args = engine_args(w, model)
+        args = engine_args(w, model, disaggregated)
         if leader:
             command = ["sh", "-c", 'ray start --head --port=6379 --block & exec vllm serve "$@"', "vllm"]
     else:
@@ -162,8 +268,9 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
         image=image,
         command=command,
         args=args,
-        ports=[core.ContainerPortArgs(name="http", container_port=ENGINE_PORT, protocol="TCP")] if serves else None,
-        env=[core.EnvVarArgs(name=k, value=v) for k, v in sorted(CACHE_ENV.items())],
+        ports=[(core.ContainerPortArgs(name="engine", container_port=DECODE_ENGINE_PORT, protocol="TCP") if disaggregated == DECODE
+                else core.ContainerPortArgs(name="http", container_port=ENGINE_PORT, protocol="TCP"))] if serves else None,
+        env=[core.EnvVarArgs(name=k, value=v) for k, v in sorted(CACHE_ENV.items())] + (kv_transfer_env(w) if disaggregated else []),
         resources=engine_resources(w, w.accelerators_per_pod(family), claimed=bool(claim_template)),
         security_context=restricted(),
         volume_mounts=[
@@ -190,12 +297,13 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
         priority_class_name=SERVING_PRIORITY,
         security_context=pod_security(),
         init_containers=[wait_for_weights(model, image)],
-        containers=[container],
+        containers=[container, *([routing_sidecar(w, role, namespace)] if disaggregated == DECODE else [])],
         volumes=[
             core.VolumeArgs(name="models", persistent_volume_claim=core.PersistentVolumeClaimVolumeSourceArgs(claim_name=MODEL_STORE_CLAIM, read_only=True)),
             core.VolumeArgs(name="tmp", empty_dir=core.EmptyDirVolumeSourceArgs(size_limit="20Gi")),
             # Tensor-parallel workers exchange tensors through shared memory; the container runtime's 64 MiB is too small.
             core.VolumeArgs(name="shm", empty_dir=core.EmptyDirVolumeSourceArgs(medium="Memory", size_limit="8Gi")),
+            *([api_token_volume()] if disaggregated == DECODE else []),
         ],
         topology_spread_constraints=[
             core.TopologySpreadConstraintArgs(
@@ -208,11 +316,18 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
     )
 
 
-def engine_pod_metadata(w: LlmWorkload, role: str, model: LlmModel, serves: bool = True) -> meta.ObjectMetaArgs:
+def engine_pod_metadata(w: LlmWorkload, role: str, model: LlmModel, serves: bool = True, disaggregated: Optional[str] = None) -> meta.ObjectMetaArgs:
     labels = {LLM_LABEL: track_name(w, role), TEAM_LABEL: w.team, "version": role, "ml-platform.io/model": model.key.replace("@", "-")}
     # The injector merges the engine's /metrics into the sidecar agent's endpoint, which the ServiceMonitor reads;
     # a multi-node group's workers serve nothing of their own.
-    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(ENGINE_PORT), "prometheus.io/path": "/metrics"} if serves else None
+    port = DECODE_ENGINE_PORT if disaggregated == DECODE else ENGINE_PORT
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"} if serves else None
+    if disaggregated:
+        labels[ROLE_LABEL] = disaggregated
+        # The KV cache moves engine to engine as raw TCP to the pod's address, which Envoy can only pass on in clear
+        # and a STRICT peer would refuse: these ports bypass the mesh (the team namespace's policies still apply).
+        ports = ",".join(str(p) for p in kv_transfer_ports(w))
+        annotations = {**(annotations or {}), "traffic.sidecar.istio.io/excludeInboundPorts": ports, "traffic.sidecar.istio.io/excludeOutboundPorts": ports}
     return meta.ObjectMetaArgs(labels=labels, annotations=annotations)
 
 
@@ -243,7 +358,8 @@ def inference_pool_spec(w: LlmWorkload, role: str) -> dict[str, Any]:
 
 def epp_args(w: LlmWorkload, role: str, namespace: str) -> list[str]:
     """The picker's flags as upstream's chart renders them at the pinned release (epplib/templates/_deployment.yaml),
-    with serving in plain gRPC: the sidecars carry it over mutual TLS."""
+    with serving in plain gRPC: the sidecars carry it over mutual TLS. llm-d's picker refuses the metric flags (its
+    vLLM defaults are the same series)."""
     args = [
         "--pool-name", track_name(w, role),
         "--pool-namespace", namespace,
@@ -252,9 +368,9 @@ def epp_args(w: LlmWorkload, role: str, namespace: str) -> list[str]:
         "--secure-serving=false",
         "--tracing=false",
         "--metrics-endpoint-auth=false",
-        "--total-queued-requests-metric", VLLM_QUEUE,
-        "--kv-cache-usage-percentage-metric", VLLM_KV_CACHE,
     ]
+    if not w.disaggregation:
+        args += ["--total-queued-requests-metric", VLLM_QUEUE, "--kv-cache-usage-percentage-metric", VLLM_KV_CACHE]
     if w.inference_pool.endpoint_picker.replicas > 1:
         args.append("--ha-enable-leader-election")
     return args
@@ -457,11 +573,28 @@ class LlmServing(pulumi.ComponentResource):
                 spec={"spec": {"devices": {"requests": [{"name": GPU_CLAIM, "exactly": {"deviceClassName": GPU_DEVICE_CLASS, "count": w.parallelism.tensor}}]}}},
                 opts=self._opts(team, a.gpu_claims),
             ))
-        for role, model, image, _, min_replicas, max_replicas in w.tracks():
+        if w.disaggregation:
+            self._routing_access(w, team)
+        for role, model, image, weight, min_replicas, max_replicas in w.tracks():
             name = track_name(w, role)
             labels = {LLM_LABEL: name, "version": role}
             download = self._download(w, team, model)
-            engines = self._engines(w, team, role, model, image, min_replicas, pod_deps, download, claim_template)
+            engines = self._engines(w, team, role, model, image, min_replicas, pod_deps, download, claim_template, DECODE if w.disaggregation else None)
+            if w.disaggregation:
+                self._engines(w, team, role, model, image, w.prefill_replicas(weight), pod_deps, download, claim_template, PREFILL)
+                # Decode pods reach prefill pods at their addresses: a headless Service of them gives the mesh each
+                # address, so that traffic is mutual TLS like the rest.
+                core.Service(
+                    f"{rn}-{role}-prefill",
+                    # Not awaited: its endpoints are GPU pods that come after the `up`.
+                    metadata=self._meta(f"{name}-prefill", team, {**labels, ROLE_LABEL: PREFILL}, SKIP_AWAIT),
+                    spec=core.ServiceSpecArgs(
+                        cluster_ip="None",
+                        selector={LLM_LABEL: name, ROLE_LABEL: PREFILL},
+                        ports=[core.ServicePortArgs(name="http", port=ENGINE_PORT, target_port=ENGINE_PORT, protocol="TCP")],
+                    ),
+                    opts=self._opts(team),
+                )
             pool = k8s.apiextensions.CustomResource(
                 f"{rn}-{role}-pool",
                 api_version=f"{POOL_GROUP}/v1",
@@ -529,26 +662,31 @@ class LlmServing(pulumi.ComponentResource):
         return LlmEndpoint(w.team, team.namespace, w.model_name, url, versions)
 
     def _engines(self, w: LlmWorkload, team: TeamInfo, role: str, model: LlmModel, image: str, replicas: int,
-                 pod_deps: list[pulumi.Resource], download: pulumi.Resource, claim_template: Optional[str]) -> pulumi.Resource:
-        """A Deployment of one-node replicas, or a LeaderWorkerSet whose replicas span `pipeline` nodes. Not awaited:
-        the pods wait for a GPU node and the weights."""
+                 pod_deps: list[pulumi.Resource], download: pulumi.Resource, claim_template: Optional[str],
+                 disaggregated: Optional[str] = None) -> pulumi.Resource:
+        """A Deployment of one-node replicas, or a LeaderWorkerSet whose replicas span `pipeline` nodes; in a
+        disaggregated workload, the version's decode or prefill Deployment. Not awaited: the pods wait for a GPU node
+        and the weights."""
         cfg, name = self._args.config, track_name(w, role)
         labels = {LLM_LABEL: name, "version": role}
-        opts = pulumi.ResourceOptions.merge(
-            self._opts(team, *pod_deps, download),
-            # Replicas belong to the autoscaler once created.
-            pulumi.ResourceOptions(ignore_changes=["spec.replicas"]),
-        )
+        selector = {LLM_LABEL: name}
+        if disaggregated:
+            labels[ROLE_LABEL] = selector[ROLE_LABEL] = disaggregated
+        opts = self._opts(team, *pod_deps, download)
+        if disaggregated != PREFILL:
+            # Replicas belong to the autoscaler once created (the decode pods': prefill pods are as many as configured).
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["spec.replicas"]))
         if w.parallelism.pipeline == 1:
+            pod = engine_pod_spec(cfg, w, model, image, role, None, claim_template, disaggregated, team.namespace)
             return k8s.apps.v1.Deployment(
-                f"{w.team}-{w.name}-{role}-engine",
-                metadata=self._meta(name, team, labels, SKIP_AWAIT),
+                f"{w.team}-{w.name}-{role}-{'prefill' if disaggregated == PREFILL else 'engine'}",
+                metadata=self._meta(f"{name}-prefill" if disaggregated == PREFILL else name, team, labels, SKIP_AWAIT),
                 spec=k8s.apps.v1.DeploymentSpecArgs(
                     replicas=replicas,
-                    selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: name}),
+                    selector=meta.LabelSelectorArgs(match_labels=selector),
                     # A GPU per surge pod: roll one replica at a time.
                     strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)),
-                    template=core.PodTemplateSpecArgs(metadata=engine_pod_metadata(w, role, model), spec=engine_pod_spec(cfg, w, model, image, role, None, claim_template)),
+                    template=core.PodTemplateSpecArgs(metadata=engine_pod_metadata(w, role, model, disaggregated=disaggregated), spec=pod),
                 ),
                 opts=opts,
             )
@@ -572,6 +710,46 @@ class LlmServing(pulumi.ComponentResource):
                 "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {"maxUnavailable": 0, "maxSurge": 1}},
             },
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.leader_worker_set])),
+        )
+
+    def _routing_access(self, w: LlmWorkload, team: TeamInfo) -> None:
+        """What the decode pods' routing sidecars read to know the prefill pods of their pool (SSRF protection): the
+        pool and its pods, through the API server."""
+        a = self._args
+        labels = {LLM_LABEL: w.name}
+        rn, name = f"{w.team}-{w.name}-routing", f"{w.name}-routing"
+        role_obj = k8s.rbac.v1.Role(
+            f"{rn}-role",
+            metadata=self._meta(name, team, labels),
+            rules=[
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "watch", "list"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[POOL_GROUP], resources=["inferencepools"], verbs=["get", "watch", "list"]),
+            ],
+            opts=self._opts(team),
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{rn}-binding",
+            metadata=self._meta(name, team, labels),
+            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=w.name, namespace=team.namespace)],
+            opts=self._opts(team, role_obj),
+        )
+        # As for the picker: the API server's private endpoint answers inside the VPC, which the namespace denies.
+        k8s.networking.v1.NetworkPolicy(
+            f"{rn}-api",
+            metadata=self._meta(f"{name}-api-server", team, labels),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=meta.LabelSelectorArgs(
+                    match_labels={ROLE_LABEL: DECODE},
+                    match_expressions=[meta.LabelSelectorRequirementArgs(key=LLM_LABEL, operator="In", values=[track_name(w, t[0]) for t in w.tracks()])],
+                ),
+                policy_types=["Egress"],
+                egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=a.config.network.cidr))],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=443)],
+                )],
+            ),
+            opts=self._opts(team),
         )
 
     def _endpoint_picker(self, w: LlmWorkload, team: TeamInfo, role: str, pool: pulumi.Resource) -> None:
@@ -622,10 +800,15 @@ class LlmServing(pulumi.ComponentResource):
         config = core.ConfigMap(
             f"{rn}-config",
             metadata=self._meta(name, team, labels),
-            data={"default-plugins.yaml": yaml.safe_dump(EPP_CONFIG, sort_keys=False)},
+            data={"default-plugins.yaml": yaml.safe_dump(pd_epp_config(w) if w.disaggregation else EPP_CONFIG, sort_keys=False)},
             opts=opts,
         )
-        grpc_probe = lambda period: core.ProbeArgs(grpc=core.GRPCActionArgs(port=EPP_HEALTH_PORT, service="inference-extension"), period_seconds=period, timeout_seconds=5, failure_threshold=3)  # noqa: E731
+
+        def grpc_probe(period: int, check: str) -> core.ProbeArgs:
+            # llm-d's picker answers its own health services (cmd/epp/runner/health.go); the Inference Extension's its name.
+            service = check if w.disaggregation else "inference-extension"
+            return core.ProbeArgs(grpc=core.GRPCActionArgs(port=EPP_HEALTH_PORT, service=service), period_seconds=period, timeout_seconds=5, failure_threshold=3)
+
         # Not awaited, like every object of a team namespace (its pod may wait for a new cpu node); a picker that does
         # not come up shows as the pool's 503s and the Deployment's status.
         k8s.apps.v1.Deployment(
@@ -646,7 +829,7 @@ class LlmServing(pulumi.ComponentResource):
                         containers=[
                             core.ContainerArgs(
                                 name="epp",
-                                image=picker.image,
+                                image=w.picker_image,
                                 args=epp_args(w, role, team.namespace),
                                 ports=[
                                     core.ContainerPortArgs(name="grpc", container_port=EPP_GRPC_PORT),
@@ -659,8 +842,8 @@ class LlmServing(pulumi.ComponentResource):
                                 ],
                                 resources=small(f"{headroom.EPP_CPU_MILLI}m", f"{headroom.EPP_MEMORY_MIB}Mi"),
                                 security_context=restricted(),
-                                readiness_probe=grpc_probe(5),
-                                liveness_probe=grpc_probe(10),
+                                readiness_probe=grpc_probe(5, "readiness"),
+                                liveness_probe=grpc_probe(10, "liveness"),
                                 volume_mounts=[
                                     core.VolumeMountArgs(name="config", mount_path="/config", read_only=True),
                                     core.VolumeMountArgs(name="tmp", mount_path="/tmp"),

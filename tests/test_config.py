@@ -130,7 +130,7 @@ def test_accelerator_quota_is_summed_over_the_team():
     raw["workloads"][2]["workers"] = quota - 1  # alone it fits; with the serving and fine-tuning pods it does not
     message = error_of_raw(raw)
     assert f"ml-platform:teams[0].quota.nvidiaGpus {quota} is below what team 'nlp' needs at most" in message
-    assert f"workloads[2] (sentiment-ddp) {quota - 1} pods x 1 + llm.workloads[0] (assistant) 4 pods x 1 = " in message
+    assert f"workloads[2] (sentiment-ddp) {quota - 1} pods x 1 + llm.workloads[0] (assistant) 6 pods x 1 = " in message
 
 
 def error_of_raw(raw: dict) -> str:

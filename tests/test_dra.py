@@ -75,8 +75,8 @@ def test_every_nvidia_pod_claims_its_gpu_instead_of_requesting_it(dra):
         container = spec["containers"][0]["resources"]
         assert "nvidia.com/gpu" not in container.get("requests", {}) and container["claims"] == [{"name": claim["name"]}]
     # The fine-tune, sentiment's stable and canary InferenceServices (staging serves classic models through KServe),
-    # the LLM's stable and canary (the distributed run is a TrainJob).
-    assert sorted(pods) == ["CronJob", "Deployment", "Deployment", "InferenceService", "InferenceService"]
+    # the LLM's stable and canary decode and prefill engines (the distributed run is a TrainJob).
+    assert sorted(pods) == ["CronJob", "Deployment", "Deployment", "Deployment", "Deployment", "InferenceService", "InferenceService"]
     for manifest in dra.manifests.values():
         if manifest["kind"] in ("ResourceClaimTemplate", "InferenceService"):
             validate(manifest)

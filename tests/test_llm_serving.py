@@ -32,8 +32,9 @@ def test_staging_runs_vllm_on_one_gpu_of_the_nvidia_pool():
     assert engine["args"][0] == "/models/qwen2-5-1-5b-instruct/1"
     assert engine["args"][engine["args"].index("--tensor-parallel-size") + 1] == "1"
     assert engine["args"][engine["args"].index("--gpu-memory-utilization") + 1] == "0.9"
+    # Staging's engines are disaggregated: this decode engine answers behind its routing sidecar.
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        assert engine[probe]["httpGet"] == {"path": "/health", "port": "http"}
+        assert engine[probe]["httpGet"] == {"path": "/health", "port": "engine"}
     assert engine["securityContext"]["readOnlyRootFilesystem"] and engine["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["securityContext"]["runAsNonRoot"] and pod["automountServiceAccountToken"] is False
     # Weights from the team's store, read-only; the engine waits for the download's marker.

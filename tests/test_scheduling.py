@@ -168,7 +168,7 @@ def test_a_distributed_run_must_fit_the_team_quota_in_accelerators():
     with pytest.raises(Exception) as exc:
         parse_stack(raw)
     # Both checks speak, in one report: the team's quota summed over its workloads, and the queue's share of it.
-    assert "workloads[2] (sentiment-ddp) 9 pods x 1 + llm.workloads[0] (assistant) 4 pods x 1 = 18 nvidia accelerators" in str(exc.value)
+    assert "workloads[2] (sentiment-ddp) 9 pods x 1 + llm.workloads[0] (assistant) 6 pods x 1 = 20 nvidia accelerators" in str(exc.value)
     assert "workloads[2] needs 9 nvidia.com/gpu at once but the queue of team 'nlp' has 2" in str(exc.value)
 
 
@@ -275,7 +275,7 @@ def test_a_cluster_queue_above_the_namespace_quota_fails_queue_within_team_quota
     gpu = next(g for g in queue["outputs"]["spec"]["resourceGroups"] if g["coveredResources"] == ["nvidia.com/gpu"])
     gpu["flavors"][0]["resources"][0]["borrowingLimit"] = "8"
     [message] = _violations(records, "queue-within-team-quota")
-    assert message == "ClusterQueue 'nlp' admits nvidia.com/gpu 10 beside 12 of pods outside the queue but namespace 'nlp' allows 18"
+    assert message == "ClusterQueue 'nlp' admits nvidia.com/gpu 10 beside 16 of pods outside the queue but namespace 'nlp' allows 23"
 
 
 def _upstream_kueue(path: str) -> str:

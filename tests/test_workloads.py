@@ -232,11 +232,11 @@ def config_error(mutate) -> str:
         (lambda r: r["workloads"][0].update(image="registry/sentiment"), "expected an image pinned by tag or digest"),
         (lambda r: r["workloads"][0]["canary"].update(weight=0), "ml-platform:workloads[0].canary.weight: 0 is not allowed"),
         (lambda r: r["workloads"][0].update(acceleratorCount=0), "acceleratorCount must be 0 for cpu and at least 1 for nvidia or neuron"),
-        (lambda r: r["workloads"][0]["autoscaling"].update(maxReplicas=9), "ml-platform:teams[0].quota.nvidiaGpus 14 is below what team 'nlp' needs at most: workloads[0] (sentiment) 10 pods x 1 + workloads[1] (sentiment-finetune) 1 pods x 1 + workloads[2] (sentiment-ddp) 2 pods x 1 + llm.workloads[0] (assistant) 4 pods x 1 = 17 nvidia accelerators"),
+        (lambda r: r["workloads"][0]["autoscaling"].update(maxReplicas=9), "ml-platform:teams[0].quota.nvidiaGpus 18 is below what team 'nlp' needs at most: workloads[0] (sentiment) 10 pods x 1 + workloads[1] (sentiment-finetune) 1 pods x 1 + workloads[2] (sentiment-ddp) 2 pods x 1 + llm.workloads[0] (assistant) 6 pods x 1 = 19 nvidia accelerators"),
         (lambda r: r["nodePools"]["nvidia"].update(enabled=False), "ml-platform:workloads[0].accelerator 'nvidia' has no enabled node pool"),
-        # A 50% canary of 6 replicas may run 3 more pods: with the LLM's 4, 16 GPUs against a quota of 14.
-        (lambda r: (r["workloads"][0]["autoscaling"].update(maxReplicas=6), r["workloads"][0]["canary"].update(weight=50)),
-         "needs at most: workloads[0] (sentiment) 9 pods x 1 + workloads[1] (sentiment-finetune) 1 pods x 1 + workloads[2] (sentiment-ddp) 2 pods x 1 + llm.workloads[0] (assistant) 4 pods x 1 = 16"),
+        # A 50% canary of 8 replicas may run 4 more pods: with the LLM's 6, 21 GPUs against a quota of 18.
+        (lambda r: (r["workloads"][0]["autoscaling"].update(maxReplicas=8), r["workloads"][0]["canary"].update(weight=50)),
+         "needs at most: workloads[0] (sentiment) 12 pods x 1 + workloads[1] (sentiment-finetune) 1 pods x 1 + workloads[2] (sentiment-ddp) 2 pods x 1 + llm.workloads[0] (assistant) 6 pods x 1 = 21"),
         (lambda r: r["nodePools"]["cpu"].update(enabled=False), "ml-platform:nodePools.cpu.enabled must stay true"),
         (lambda r: r["workloads"][1].update(kind="inference"), "ml-platform:workloads[1].kind: \"inference\" is not allowed: expected one of serving, training"),
         (lambda r: r["workloads"][1]["data"].update(storageClass="efs-fast"), "volume storageClass 'efs-fast' is not one of ['efs-shared']"),

@@ -18,6 +18,10 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.12.0"
 # SDK and differ by instance generation, so a Neuron workload names its image (no default here).
 # The endpoint picker of the Gateway API Inference Extension release Istio 1.30 is built against (its go.mod).
 EPP_IMAGE = f"registry.k8s.io/gateway-api-inference-extension/epp:{PINS['gateway-api-inference-extension']}"
+# Disaggregated workloads: llm-d's picker (the Inference Extension's, with prefill/decode plugins) and the routing
+# sidecar of its decode pods, from one llm-d-router release (its Makefile and release workflow name the images).
+LLMD_EPP_IMAGE = f"ghcr.io/llm-d/llm-d-router-endpoint-picker:v{PINS['llm-d-router']}"
+PD_SIDECAR_IMAGE = f"ghcr.io/llm-d/llm-d-router-disagg-sidecar:v{PINS['llm-d-router']}"
 
 # NeuronCores per Neuron device, by instance family (AWS Neuron documentation, "Inf2 architecture" and "Trn1
 # architecture": two NeuronCore-v2 per Inferentia2 and per Trainium device). vLLM's tensor parallel size on Neuron
@@ -50,11 +54,24 @@ class EndpointPicker(Model):
     """The Inference Extension's endpoint picker (EPP): Istio's gateway asks it, per request, which engine pod
     serves it (by queue depth, KV-cache use and prefix-cache affinity)."""
 
-    image: ImageRef = EPP_IMAGE
+    # Defaults to the Inference Extension's picker, or llm-d's for a disaggregated workload.
+    image: Optional[ImageRef] = None
     # One active picker (upstream's recommendation: its prefix-cache state lives in memory); 2+ use leader election.
     replicas: Annotated[int, Field(ge=1, le=3)] = 1
     # FailOpen: with the picker down the gateway still routes (round robin) instead of refusing requests.
     failure_mode: Literal["FailOpen", "FailClose"] = "FailOpen"
+
+
+class Disaggregation(Model):
+    """Prefill on engine pods of its own (llm-d's prefill/decode disaggregation): the picker sends a request whose
+    prompt a decode pod has not cached to a prefill pod first, and the decode pod's routing sidecar pulls the KV cache
+    the prefill computed over NIXL (UCX over TCP), then generates."""
+
+    # Prefill pods per version (the canary's scaled by its weight); not autoscaled: decode pods are.
+    prefill_replicas: Annotated[int, Field(ge=1, le=32)] = 1
+    # Prompt tokens a decode pod has not cached above which prefill runs apart (upstream's pd-epp-config sample: 16).
+    non_cached_tokens: Annotated[int, Field(ge=0, le=1_000_000)] = 16
+    sidecar_image: ImageRef = PD_SIDECAR_IMAGE
 
 
 class InferencePoolConfig(Model):
@@ -114,6 +131,7 @@ class LlmWorkload(Model):
     autoscaling: LlmAutoscaling = LlmAutoscaling()
     inference_pool: InferencePoolConfig = InferencePoolConfig()
     canary: Optional[LlmCanary] = None
+    disaggregation: Optional[Disaggregation] = None
 
     @model_validator(mode="after")
     def _checks(self) -> "LlmWorkload":
@@ -126,6 +144,10 @@ class LlmWorkload(Model):
             raise ValueError("image is required for accelerator neuron: AWS's vLLM Neuron build (public.ecr.aws/neuron/pytorch-inference-vllm-neuronx) at the tag for the pool's instances")
         if self.accelerator == "neuron" and self.parallelism.pipeline > 1:
             raise ValueError("parallelism.pipeline > 1 on neuron: multi-node serving here is for NVIDIA pools only; use one Neuron node per replica")
+        if self.disaggregation and self.accelerator != "nvidia":
+            raise ValueError("disaggregation on neuron: the KV cache moves between pods through NIXL, which the platform runs on NVIDIA GPUs only")
+        if self.disaggregation and self.parallelism.pipeline > 1:
+            raise ValueError("disaggregation with parallelism.pipeline > 1: prefill and decode pods here are one node each; use tensor parallelism")
         if self.canary and self.canary.model.key == self.model.key and not self.canary.image:
             raise ValueError("canary.model is the workload's own model and canary.image is unset: a canary needs a new model or image")
         return self
@@ -159,9 +181,19 @@ class LlmWorkload(Model):
         ]
 
     @property
+    def picker_image(self) -> str:
+        return self.inference_pool.endpoint_picker.image or (LLMD_EPP_IMAGE if self.disaggregation else EPP_IMAGE)
+
+    def prefill_replicas(self, weight: int) -> int:
+        """A version's prefill pods: the configured count by the version's share of the route, at least one."""
+        if not self.disaggregation:
+            return 0
+        return max(1, math.ceil(self.disaggregation.prefill_replicas * weight / 100))
+
+    @property
     def max_pods(self) -> int:
-        """Engine pods at the most replicas of every version (a replica is `pipeline` pods)."""
-        return sum(t[5] for t in self.tracks()) * self.parallelism.pipeline
+        """Engine pods at the most replicas of every version (a replica is `pipeline` pods), prefill pods included."""
+        return sum(t[5] * self.parallelism.pipeline + self.prefill_replicas(t[3]) for t in self.tracks())
 
 
 class LlmConfig(Model):

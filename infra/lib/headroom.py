@@ -30,6 +30,9 @@ COMPILE_NEURON_CORES = 1
 # An LLM pool's endpoint picker (components/llm_serving.py).
 EPP_CPU_MILLI = 500
 EPP_MEMORY_MIB = 1024
+# llm-d's routing sidecar in each decode pod of a disaggregated LLM workload: it proxies every request and stream.
+PD_SIDECAR_CPU_MILLI = 250
+PD_SIDECAR_MEMORY_MIB = 256
 # A Deployment rolls out one pod over its replicas (maxSurge: 1).
 ROLLOUT_SURGE = 1
 RESOURCES = ("cpu", "memory", NVIDIA.resource, NEURON.resource)
@@ -81,9 +84,12 @@ def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
         engine = {"cpu": millicores(w.resources.cpu) + SIDECAR_CPU_MILLI, "memory": math.ceil(w.resources.memory_gib * 1024) + SIDECAR_MEMORY_MIB,
                   NVIDIA.resource: 0, NEURON.resource: 0}
         engine[KINDS[w.accelerator].resource] = w.accelerators_per_pod()
-        for _, _, _, _, _, max_replicas in w.tracks():
+        decode = {**engine, "cpu": engine["cpu"] + PD_SIDECAR_CPU_MILLI, "memory": engine["memory"] + PD_SIDECAR_MEMORY_MIB} if w.disaggregation else engine
+        for _, _, _, weight, _, max_replicas in w.tracks():
+            prefill = w.prefill_replicas(weight)
             for resource in RESOURCES:
-                total[resource] += (max_replicas + ROLLOUT_SURGE) * w.parallelism.pipeline * engine[resource]
+                total[resource] += (max_replicas + ROLLOUT_SURGE) * w.parallelism.pipeline * decode[resource]
+                total[resource] += (prefill + ROLLOUT_SURGE if prefill else 0) * engine[resource]
             pickers = w.inference_pool.endpoint_picker.replicas + ROLLOUT_SURGE
             total["cpu"] += pickers * (EPP_CPU_MILLI + SIDECAR_CPU_MILLI)
             total["memory"] += pickers * (EPP_MEMORY_MIB + SIDECAR_MEMORY_MIB)

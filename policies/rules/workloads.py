@@ -288,9 +288,14 @@ def _selects(selector: dict, labels: dict) -> bool:
     return bool(match) and all(labels.get(k) == v for k, v in match.items())
 
 
+# The role llm-d's picker reads on the engine pods of a disaggregated LLM workload (components/llm_serving.py).
+LLM_D_ROLE_LABEL = "llm-d.ai/role"
+
+
 @stack_rule(
     "serving-highly-available",
-    "Every stable model-serving Deployment (or InferenceService predictor) runs at least two replicas and has a PodDisruptionBudget, so node rotation never takes a model offline.",
+    "Every stable model-serving Deployment (or InferenceService predictor) runs at least two replicas and has a PodDisruptionBudget, so node rotation never takes a model offline "
+    "(a disaggregated LLM's prefill Deployment aside: its decode pods serve without it).",
     "Set autoscaling.minReplicas: 2 or more; the platform creates the PodDisruptionBudget.",
     ADVISORY,
 )
@@ -307,6 +312,10 @@ def serving_highly_available(resources, settings):
             name, labels = f"{name}-predictor", {"serving.kserve.io/inferenceservice": name}
         elif _is_serving(d.props):
             labels = dig(d.props, "spec", "template", "metadata", "labels") or {}
+            if labels.get(LLM_D_ROLE_LABEL) == "prefill":
+                # Without a prefill pod a disaggregated workload's decode pods prefill themselves (llm-d's picker
+                # needs only its decode result): slower, not offline.
+                continue
         else:
             continue
         hpas = [
