@@ -54,6 +54,7 @@ class SynthResult:
     placeholders: list[str]
     protected: list[str]
     transforms: dict[str, int]  # URN -> number of resource transforms registered with it
+    lifecycle: dict[str, dict]  # URN -> its ignoreChanges, replaceOnChanges and deleteBeforeReplace, where set
     cost: dict
     critical_path: dict
     # Objects the Helm releases of vendored charts render to (infra/offline/helm_render.py), judged by the policy pack.
@@ -432,6 +433,7 @@ def synthesize(stack: str, config_file: Optional[Path] = None, decrypted: Option
         placeholders=stack_file.placeholders + stack_file.unset,
         protected=protected,
         transforms={urn: r.transforms for urn, r in sorted(registrations.items()) if r.transforms},
+        lifecycle={urn: r.lifecycle for urn, r in sorted(registrations.items()) if r.lifecycle},
         cost=cost,
         critical_path=critical_path.report(records),
         cold_start=cold_start.report(records),

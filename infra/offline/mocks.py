@@ -507,6 +507,8 @@ class Registration:
     transforms: int = 0
     outputs: dict = field(default_factory=dict)
     vendored: bool = False
+    # How the engine would update it: what it leaves, what replaces it, and whether the old one goes first.
+    lifecycle: dict = field(default_factory=dict)
 
 
 def _state_struct(struct: struct_pb2.Struct, inputs: dict, state: dict, typ: str) -> struct_pb2.Struct:
@@ -520,6 +522,12 @@ def _state_struct(struct: struct_pb2.Struct, inputs: dict, state: dict, typ: str
     out.CopyFrom(struct)
     out.MergeFrom(added)
     return out
+
+
+def _lifecycle(request) -> dict:
+    options = {"ignoreChanges": list(request.ignoreChanges), "replaceOnChanges": list(request.replaceOnChanges),
+               "deleteBeforeReplace": request.deleteBeforeReplace}
+    return {k: v for k, v in options.items() if v}
 
 
 def _identity(state: dict) -> dict:
@@ -573,6 +581,7 @@ class RecordingMonitor(MockMonitor):
             protect=bool(request.protect),
             transforms=len(request.transforms),
             outputs=integral(state),
+            lifecycle=_lifecycle(request),
         )
         for child in self.mocks.remote_children.pop(urn, []):
             # The SDK reads a component's children back (getResource) to hand out resource references. The program
