@@ -271,15 +271,6 @@ def experiment_spec(cfg: PlatformConfig, study: Study) -> dict[str, Any]:
     }
 
 
-# What Katib lets an Experiment change in place (pkg/webhook/v1beta1/experiment/validator: validateUpdate).
-EDITABLE_EXPERIMENT_FIELDS = ("parallelTrialCount", "maxTrialCount", "maxFailedTrialCount")
-
-
-def replaced_on_change(spec: dict[str, Any]) -> list[str]:
-    """The Experiment's fields Katib refuses to change: a change replaces it (a changed study is a new one)."""
-    return [f"spec.{key}" for key in sorted(spec) if key not in EDITABLE_EXPERIMENT_FIELDS]
-
-
 def dashboard() -> dict[str, Any]:
     """Grafana: experiments and trials by team, from the Katib controller's metrics (labelled with the experiment's
     namespace, kept as scraped: the ServiceMonitor honours its labels)."""
@@ -398,7 +389,6 @@ class Katib(pulumi.ComponentResource):
         self.experiments = {}
         for study in cfg.training.katib.studies:
             team = args.teams[study.team]
-            spec = experiment_spec(cfg, study)
             # Trials take hours and need the database: not awaited.
             self.experiments[f"{study.team}/{study.name}"] = k8s.apiextensions.CustomResource(
                 f"{name}-{study.team}-{study.name}",
@@ -407,11 +397,13 @@ class Katib(pulumi.ComponentResource):
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     name=study.name, namespace=team.namespace, labels={**PLATFORM_LABELS, TEAM_LABEL: study.team}, annotations=SKIP_AWAIT
                 ),
-                spec=spec,
+                spec=experiment_spec(cfg, study),
                 opts=base(
                     crds, webhooks, self.controller, *team_setup[study.team], team.namespace_resource, *team.guardrails, args.queues[study.team],
                     args.node_pools[study.accelerator], args.priority_classes[TRAINING_PRIORITY],
-                    replace_on_changes=replaced_on_change(spec),
+                    # Katib refuses every edit of a created Experiment but its trial counts, and those too once it
+                    # has finished or run as many trials (its experiment validator): a changed study is a new one.
+                    replace_on_changes=["spec"],
                     delete_before_replace=True,
                 ),
             )
