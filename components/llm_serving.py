@@ -63,6 +63,9 @@ EPP_CONFIG = {
 # vLLM on the pool's port itself.
 ROLE_LABEL = LLM_D_ROLE_LABEL
 PREFILL, DECODE = "prefill", "decode"
+# A disaggregated version's pool: its decode pods (`ml-platform.io/llm: <version>`, as undivided engines, so turning
+# disaggregation on changes no Deployment's selector) and its prefill pods (`<version>-prefill`).
+LLM_POOL_LABEL = "ml-platform.io/llm-pool"
 DECODE_ENGINE_PORT = 8200
 # NIXL's side channel (vLLM's VLLM_NIXL_SIDE_CHANNEL_PORT default), then the ports UCX listens on for the KV cache
 # over TCP (one per engine process at least: a tensor-parallel rank each).
@@ -141,6 +144,11 @@ def small(cpu: str, memory: str) -> core.ResourceRequirementsArgs:
 
 def track_name(w: LlmWorkload, role: str) -> str:
     return w.name if role == "stable" else f"{w.name}-canary"
+
+
+def engine_name(w: LlmWorkload, role: str, disaggregated: Optional[str] = None) -> str:
+    """A version's engines: its Deployment (or LeaderWorkerSet) and their `ml-platform.io/llm` label."""
+    return f"{track_name(w, role)}-prefill" if disaggregated == PREFILL else track_name(w, role)
 
 
 # The pod's claim on its GPUs when they come through DRA (accelerators.gpuOperator.dra).
@@ -248,11 +256,11 @@ def api_token_volume() -> core.VolumeArgs:
     ]))
 
 
-def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image: str, role: str, leader: Optional[bool],
-                    claim_template: Optional[str] = None, disaggregated: Optional[str] = None, namespace: str = "") -> core.PodSpecArgs:
-    """One engine pod; `leader` None for a one-node replica, True/False for a LeaderWorkerSet group's pods;
-    `claim_template` the ResourceClaimTemplate its GPUs come from under DRA; `disaggregated` its role (prefill or
-    decode) in a disaggregated workload, in `namespace`."""
+def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image: str, role: str, leader: Optional[bool], namespace: str,
+                    claim_template: Optional[str] = None, disaggregated: Optional[str] = None) -> core.PodSpecArgs:
+    """One engine pod of `namespace`; `leader` None for a one-node replica, True/False for a LeaderWorkerSet group's
+    pods; `claim_template` the ResourceClaimTemplate its GPUs come from under DRA; `disaggregated` its role (prefill
+    or decode) in a disaggregated workload."""
     family = pool_family(cfg, w)
     health = core.HTTPGetActionArgs(path="/health", port="engine" if disaggregated == DECODE else "http")
     serves = leader is None or leader
@@ -308,7 +316,7 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
         topology_spread_constraints=[
             core.TopologySpreadConstraintArgs(
                 max_skew=1, topology_key="topology.kubernetes.io/zone", when_unsatisfiable="ScheduleAnyway",
-                label_selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: track_name(w, role)}),
+                label_selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: engine_name(w, role, disaggregated)}),
             )
         ],
         resource_claims=[core.PodResourceClaimArgs(name=GPU_CLAIM, resource_claim_template_name=claim_template)] if claim_template else None,
@@ -317,13 +325,13 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
 
 
 def engine_pod_metadata(w: LlmWorkload, role: str, model: LlmModel, serves: bool = True, disaggregated: Optional[str] = None) -> meta.ObjectMetaArgs:
-    labels = {LLM_LABEL: track_name(w, role), TEAM_LABEL: w.team, "version": role, "ml-platform.io/model": model.key.replace("@", "-")}
+    labels = {LLM_LABEL: engine_name(w, role, disaggregated), TEAM_LABEL: w.team, "version": role, "ml-platform.io/model": model.key.replace("@", "-")}
     # The injector merges the engine's /metrics into the sidecar agent's endpoint, which the ServiceMonitor reads;
     # a multi-node group's workers serve nothing of their own.
     port = DECODE_ENGINE_PORT if disaggregated == DECODE else ENGINE_PORT
     annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"} if serves else None
     if disaggregated:
-        labels[ROLE_LABEL] = disaggregated
+        labels.update({ROLE_LABEL: disaggregated, LLM_POOL_LABEL: track_name(w, role)})
         # The KV cache moves engine to engine as raw TCP to the pod's address, which Envoy can only pass on in clear
         # and a STRICT peer would refuse: these ports bypass the mesh (the team namespace's policies still apply).
         ports = ",".join(str(p) for p in kv_transfer_ports(w))
@@ -336,7 +344,10 @@ LWS_WORKER_INDEX = "leaderworkerset.sigs.k8s.io/worker-index"
 
 
 def serving_pods(w: LlmWorkload, role: str) -> dict[str, str]:
-    """The labels of a version's pods that answer requests: all of them, or each group's leader."""
+    """The labels of a version's pods that answer requests: all of them (prefill and decode alike), or each group's
+    leader."""
+    if w.disaggregation:
+        return {LLM_POOL_LABEL: track_name(w, role)}
     return {LLM_LABEL: track_name(w, role), **({LWS_WORKER_INDEX: "0"} if w.parallelism.pipeline > 1 else {})}
 
 
@@ -513,7 +524,7 @@ class LlmServing(pulumi.ComponentResource):
         labels = {"app.kubernetes.io/component": "model-lifecycle"}
         job = k8s.batch.v1.Job(
             f"{team.name}-download-{model.name}-{model.version}",
-            metadata=self._meta(f"download-{model.name}-{model.version}", team, {**labels, **via.labels}, SKIP_AWAIT),
+            metadata=self._meta(f"download-{model.name}-{model.version}", team, {**labels, **via.labels}, {**SKIP_AWAIT, **via.run_annotations}),
             spec=k8s.batch.v1.JobSpecArgs(
                 suspend=via.suspend,
                 backoff_limit=3,
@@ -552,7 +563,7 @@ class LlmServing(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions.merge(
                 self._opts(team, a.istiod, a.node_pools["cpu"], a.model_stores[team.name], a.queues[team.name], *team.guardrails),
-                pulumi.ResourceOptions(ignore_changes=via.ignore_changes),
+                via.options(),
             ),
         )
         self._downloads[key] = job
@@ -582,16 +593,17 @@ class LlmServing(pulumi.ComponentResource):
             engines = self._engines(w, team, role, model, image, min_replicas, pod_deps, download, claim_template, DECODE if w.disaggregation else None)
             if w.disaggregation:
                 self._engines(w, team, role, model, image, w.prefill_replicas(weight), pod_deps, download, claim_template, PREFILL)
-                # Decode pods reach prefill pods at their addresses: a headless Service of them gives the mesh each
-                # address, so that traffic is mutual TLS like the rest.
+                # Decode pods reach prefill pods at their addresses, keeping the client's Host header: a headless
+                # Service of them, its port declared TCP, has the mesh listen on each address and port (no route by
+                # host to miss), so that traffic is mutual TLS like the rest.
                 core.Service(
                     f"{rn}-{role}-prefill",
                     # Not awaited: its endpoints are GPU pods that come after the `up`.
                     metadata=self._meta(f"{name}-prefill", team, {**labels, ROLE_LABEL: PREFILL}, SKIP_AWAIT),
                     spec=core.ServiceSpecArgs(
                         cluster_ip="None",
-                        selector={LLM_LABEL: name, ROLE_LABEL: PREFILL},
-                        ports=[core.ServicePortArgs(name="http", port=ENGINE_PORT, target_port=ENGINE_PORT, protocol="TCP")],
+                        selector={LLM_LABEL: engine_name(w, role, PREFILL)},
+                        ports=[core.ServicePortArgs(name="tcp-engine", port=ENGINE_PORT, target_port=ENGINE_PORT, protocol="TCP", app_protocol="tcp")],
                     ),
                     opts=self._opts(team),
                 )
@@ -611,12 +623,13 @@ class LlmServing(pulumi.ComponentResource):
                 # The metric is read through the adapter's APIService: without it the autoscaler never scales.
                 opts=self._opts(team, engines, a.metrics_adapter),
             )
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{rn}-{role}-pdb",
-                metadata=self._meta(name, team, labels),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: name})),
-                opts=self._opts(team),
-            )
+            for engines_of, suffix in [(name, "pdb"), *([(engine_name(w, role, PREFILL), "prefill-pdb")] if w.disaggregation else [])]:
+                k8s.policy.v1.PodDisruptionBudget(
+                    f"{rn}-{role}-{suffix}",
+                    metadata=self._meta(engines_of, team, {**labels, LLM_LABEL: engines_of}),
+                    spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(max_unavailable=1, selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: engines_of})),
+                    opts=self._opts(team),
+                )
             # The engines' merged metrics, for the ServiceMonitor (clients go through the gateway and the pool).
             core.Service(
                 f"{rn}-{role}-metrics",
@@ -667,30 +680,27 @@ class LlmServing(pulumi.ComponentResource):
         """A Deployment of one-node replicas, or a LeaderWorkerSet whose replicas span `pipeline` nodes; in a
         disaggregated workload, the version's decode or prefill Deployment. Not awaited: the pods wait for a GPU node
         and the weights."""
-        cfg, name = self._args.config, track_name(w, role)
-        labels = {LLM_LABEL: name, "version": role}
-        selector = {LLM_LABEL: name}
-        if disaggregated:
-            labels[ROLE_LABEL] = selector[ROLE_LABEL] = disaggregated
+        cfg, name = self._args.config, engine_name(w, role, disaggregated)
+        labels = {LLM_LABEL: name, "version": role, **({ROLE_LABEL: disaggregated} if disaggregated else {})}
         opts = self._opts(team, *pod_deps, download)
         if disaggregated != PREFILL:
             # Replicas belong to the autoscaler once created (the decode pods': prefill pods are as many as configured).
             opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["spec.replicas"]))
         if w.parallelism.pipeline == 1:
-            pod = engine_pod_spec(cfg, w, model, image, role, None, claim_template, disaggregated, team.namespace)
+            pod = engine_pod_spec(cfg, w, model, image, role, None, team.namespace, claim_template, disaggregated)
             return k8s.apps.v1.Deployment(
                 f"{w.team}-{w.name}-{role}-{'prefill' if disaggregated == PREFILL else 'engine'}",
-                metadata=self._meta(f"{name}-prefill" if disaggregated == PREFILL else name, team, labels, SKIP_AWAIT),
+                metadata=self._meta(name, team, labels, SKIP_AWAIT),
                 spec=k8s.apps.v1.DeploymentSpecArgs(
                     replicas=replicas,
-                    selector=meta.LabelSelectorArgs(match_labels=selector),
+                    selector=meta.LabelSelectorArgs(match_labels={LLM_LABEL: name}),
                     # A GPU per surge pod: roll one replica at a time.
                     strategy=k8s.apps.v1.DeploymentStrategyArgs(type="RollingUpdate", rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1)),
                     template=core.PodTemplateSpecArgs(metadata=engine_pod_metadata(w, role, model, disaggregated=disaggregated), spec=pod),
                 ),
                 opts=opts,
             )
-        template = lambda leader: {"metadata": engine_pod_metadata(w, role, model, serves=leader), "spec": engine_pod_spec(cfg, w, model, image, role, leader, claim_template)}  # noqa: E731
+        template = lambda leader: {"metadata": engine_pod_metadata(w, role, model, serves=leader), "spec": engine_pod_spec(cfg, w, model, image, role, leader, team.namespace, claim_template)}  # noqa: E731
         return k8s.apiextensions.CustomResource(
             f"{w.team}-{w.name}-{role}-engine",
             api_version=LWS_API,

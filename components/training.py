@@ -20,7 +20,7 @@ from infra.config.training import MAX_RESTARTS
 from infra.lib import helm, model_store, monitoring
 from infra.lib.accelerators import KINDS, POOL_LABEL
 from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_PATH, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY
-from infra.lib.gang import QUEUE_LABEL_PATH, VOLCANO_QUEUE_ANNOTATION, submission
+from infra.lib.gang import VOLCANO_QUEUE_ANNOTATION, submission
 from infra.lib.interfaces import TeamInfo
 from policies.rules.efa import EFA_RESOURCE
 
@@ -270,7 +270,7 @@ class Training(pulumi.ComponentResource):
             team = args.teams[w.team]
             via = submission(cfg.scheduling.gang, w.team)
             labels = {"app": w.name, "app.kubernetes.io/name": w.name, **PLATFORM_LABELS, TEAM_LABEL: w.team, **via.labels}
-            annotations = {**SKIP_AWAIT, **({VOLCANO_QUEUE_ANNOTATION: w.team} if cfg.scheduling.gang == "volcano" else {})}
+            annotations = {**SKIP_AWAIT, **via.run_annotations, **({VOLCANO_QUEUE_ANNOTATION: w.team} if cfg.scheduling.gang == "volcano" else {})}
             store = [args.model_stores[w.team]] if w.output else []
             key = f"{w.team}/{w.name}"
             # A training run takes hours: not awaited. Kueue flips spec.suspend on admission, which is not drift.
@@ -287,7 +287,9 @@ class Training(pulumi.ComponentResource):
                         team.namespace_resource, *team.guardrails, args.queues[w.team], self.runtimes[w.accelerator],
                         args.node_pools[w.accelerator], args.priority_classes[TRAINING_PRIORITY], *store, *args.distributed[key],
                     ],
-                    ignore_changes=["spec.suspend", QUEUE_LABEL_PATH] if via.suspend else None,
+                    ignore_changes=["spec.suspend"] if via.suspend else None,
+                    replace_on_changes=via.replace_on_changes,
+                    delete_before_replace=bool(via.replace_on_changes),
                 ),
             )
 

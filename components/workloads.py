@@ -380,7 +380,7 @@ class Workloads(pulumi.ComponentResource):
         return k8s.batch.v1.Job(
             resource_name,
             # Not awaited: the serving pods wait for the model themselves (`wait-for-model`), KubeJobFailed reports a failure.
-            metadata=self._meta(job_name, team, {**labels, **via.labels}, SKIP_AWAIT),
+            metadata=self._meta(job_name, team, {**labels, **via.labels}, {**SKIP_AWAIT, **via.run_annotations}),
             spec=k8s.batch.v1.JobSpecArgs(
                 suspend=via.suspend,
                 backoff_limit=3,
@@ -413,7 +413,7 @@ class Workloads(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions.merge(
                 self._pod_opts(team, accelerator, None, self._args.model_stores[team.name], self._args.queues[team.name], *deps),
-                pulumi.ResourceOptions(ignore_changes=via.ignore_changes),
+                via.options(),
             ),
         )
 
@@ -589,7 +589,7 @@ class Workloads(pulumi.ComponentResource):
         submitted_after = [args.queues[w.team], *claim]
         via = submission(args.config.scheduling.gang, w.team)
         run_labels = {**labels, **via.labels}
-        admitted = pulumi.ResourceOptions(ignore_changes=via.ignore_changes)
+        admitted = via.options()
         # A running job's node is never consolidated away under it.
         pod_metadata = meta.ObjectMetaArgs(labels=labels, annotations={"karpenter.sh/do-not-disrupt": "true", **NO_SIDECAR, **via.pod_annotations})
 
@@ -622,7 +622,7 @@ class Workloads(pulumi.ComponentResource):
             k8s.batch.v1.Job(
                 f"{rn}-job",
                 # A training run takes hours: Pulumi submits it and returns; its progress shows in Grafana and kubectl.
-                metadata=self._meta(job_name, team, run_labels, SKIP_AWAIT),
+                metadata=self._meta(job_name, team, run_labels, {**SKIP_AWAIT, **via.run_annotations}),
                 spec=job_spec(),
                 opts=pulumi.ResourceOptions.merge(self._pod_opts(team, w.accelerator, TRAINING_PRIORITY, *store, *submitted_after), admitted),
             )

@@ -3,13 +3,14 @@ in one InferencePool, llm-d's picker with its P/D profiles, the decode pods' rou
 sources at the pinned release (schemas/upstream/llm-d-router)."""
 from __future__ import annotations
 
+import copy
 import json
 import re
 
 import pytest
 import yaml
 
-from components.llm_serving import DECODE_ENGINE_PORT, ENGINE_PORT, PD_EPP_CONFIG, kv_transfer_ports
+from components.llm_serving import DECODE_ENGINE_PORT, ENGINE_PORT, PD_EPP_CONFIG, kv_transfer_ports, pd_epp_config
 from infra.config.pins import PINS
 from policies.rules import RULES
 from tests.conftest import ROOT, synth_of
@@ -45,11 +46,18 @@ def test_each_version_runs_decode_and_prefill_engines_in_its_pool():
         decode, prefill = manifest(f"deployment--nlp--{track}.yaml"), manifest(f"deployment--nlp--{track}-prefill.yaml")
         pool = manifest(f"inferencepool--nlp--{track}.yaml")["spec"]
         assert pool["targetPorts"] == [{"number": ENGINE_PORT}]
+        # Decode pods keep an undivided version's selector: turning disaggregation on replaces no Deployment.
+        assert decode["spec"]["selector"]["matchLabels"] == {"ml-platform.io/llm": track}
+        assert prefill["spec"]["selector"]["matchLabels"] == {"ml-platform.io/llm": f"{track}-prefill"}
         for deployment, role in ((decode, roles["RoleDecode"]), (prefill, roles["RolePrefill"])):
             labels = deployment["spec"]["template"]["metadata"]["labels"]
-            assert labels[roles["RoleLabel"]] == role and deployment["spec"]["selector"]["matchLabels"][roles["RoleLabel"]] == role
+            assert labels[roles["RoleLabel"]] == role
             # The pool holds both roles: the picker's filters tell them apart by the label.
-            assert pool["selector"]["matchLabels"].items() <= labels.items()
+            assert pool["selector"]["matchLabels"] == {"ml-platform.io/llm-pool": track} and labels["ml-platform.io/llm-pool"] == track
+        # Disruptions take one pod of each at a time.
+        for engines in (track, f"{track}-prefill"):
+            pdb = manifest(f"poddisruptionbudget--nlp--{engines}.yaml")["spec"]
+            assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": {"ml-platform.io/llm": engines}}}
         assert prefill["spec"]["replicas"] == prefill_replicas
         # What answers on the pool's port: the decode pod's routing sidecar, the prefill pod's engine.
         decode_pod, prefill_pod = decode["spec"]["template"]["spec"], prefill["spec"]["template"]["spec"]
@@ -132,8 +140,9 @@ def test_the_kv_cache_moves_on_fixed_ports_left_out_of_the_mesh():
     # The sidecar reaches a prefill pod at its address on the pool's port: a headless Service gives the mesh each one.
     for track in TRACKS:
         service = manifest(f"service--nlp--{track}-prefill.yaml")
-        assert service["spec"]["clusterIP"] == "None" and service["spec"]["selector"] == {"ml-platform.io/llm": track, "llm-d.ai/role": "prefill"}
-        assert service["spec"]["ports"][0]["port"] == ENGINE_PORT
+        assert service["spec"]["clusterIP"] == "None" and service["spec"]["selector"] == {"ml-platform.io/llm": f"{track}-prefill"}
+        # TCP: the mesh listens on each address and port instead of routing by the Host header the sidecar keeps.
+        assert service["spec"]["ports"] == [{"name": "tcp-engine", "port": ENGINE_PORT, "targetPort": ENGINE_PORT, "protocol": "TCP", "appProtocol": "tcp"}]
         assert service["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
 
 
@@ -164,6 +173,25 @@ def test_bad_disaggregation_names_the_key(mutate, message):
 
 
 def test_prefill_pods_count_in_the_team_quota():
-    w = parse_stack(stack_raw("staging")).llm.workloads[0]
+    from infra.lib import headroom
+
+    raw = stack_raw("staging")
+    cfg = parse_stack(raw)
+    w, team = cfg.llm.workloads[0], cfg.teams[0]
     # 3 stable and 1 canary decode pods at their most, and one prefill pod per version.
     assert w.max_pods == 4 + 2
+    undivided = copy.deepcopy(raw)
+    del undivided["llm"]["workloads"][0]["disaggregation"]
+    before, after = headroom.outside_queue(parse_stack(undivided), team), headroom.outside_queue(cfg, team)
+    # Each version's prefill pod and its rollout's extra pod, a GPU each; the routing sidecar in each decode pod.
+    assert after["nvidia.com/gpu"] - before["nvidia.com/gpu"] == 4
+    decode_pods = (3 + 1) + (1 + 1)
+    assert after["cpu"] - before["cpu"] == 4 * (2000 + headroom.SIDECAR_CPU_MILLI) + decode_pods * headroom.PD_SIDECAR_CPU_MILLI
+
+
+def test_the_threshold_for_prefilling_apart_is_the_stacks():
+    raw = copy.deepcopy(stack_raw("staging"))
+    raw["llm"]["workloads"][0]["disaggregation"]["nonCachedTokens"] = 256
+    config = pd_epp_config(parse_stack(raw).llm.workloads[0])
+    assert next(p for p in config["plugins"] if p["type"] == "prefix-based-pd-decider")["parameters"] == {"nonCachedTokens": 256}
+    assert PD_EPP_CONFIG["plugins"][-1]["parameters"] == {"nonCachedTokens": 16}

@@ -59,10 +59,9 @@ def test_the_model_lifecycle_and_serving_are_not_awaited():
     """A download, a compile, a training run or a first rollout on a new node outlasts a deploy: Pulumi creates them and
     moves on; the Jobs' deadlines are sized to node launch, image pull and the work."""
     m = synth_of("dev").result.manifests
-    skip = {"pulumi.com/skipAwait": "true"}
     for name in ("deployment--nlp--sentiment.yaml", "service--nlp--sentiment.yaml", "job--nlp--compile-sentiment-base-1-inf2.yaml",
                  "job--nlp--bootstrap-sentiment-base-1.yaml", "job--nlp--sentiment-finetune-1.yaml"):
-        assert m[name]["metadata"]["annotations"] == skip, name
+        assert m[name]["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true", name
     assert m["job--nlp--compile-sentiment-base-1-inf2.yaml"]["spec"]["activeDeadlineSeconds"] == timing.job_done("neuron", timing.NEURON_COMPILE)
     assert m["job--nlp--bootstrap-sentiment-base-1.yaml"]["spec"]["activeDeadlineSeconds"] == timing.job_done("cpu", timing.MODEL_DOWNLOAD)
 

@@ -12,7 +12,7 @@ from infra.config import ConfigError
 from infra.config.pins import PINS
 from infra.lib import headroom, timing
 from infra.lib.conventions import SERVING_PRIORITY, TRAINING_PRIORITY
-from infra.lib.gang import LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, VOLCANO_QUEUE_ANNOTATION
+from infra.lib.gang import LOCAL_QUEUE, PRIORITY_LABEL, QUEUE_LABEL, QUEUE_LABEL_PATH, VOLCANO_QUEUE_ANNOTATION
 from infra.synth import synthesize
 from policies.rules.base import quantity as k8s_quantity
 from tests.conftest import ROOT, STACKS, lean, synth_of
@@ -360,6 +360,22 @@ def test_a_run_that_names_no_queue_is_refused_in_a_team_namespace():
     # The team's runs wait for their queue, and their queue for the policy's binding.
     binding_urn = s.one("kubernetes:admissionregistration.k8s.io/v1:ValidatingAdmissionPolicyBinding")["urn"]
     assert all(binding_urn in q["dependencies"] for q in custom(s, "LocalQueue"))
+
+
+def test_a_run_submitted_to_another_queue_is_replaced_not_updated():
+    """Kueue refuses to change an admitted run's queue label: a run whose queue changes (an `up` over a stack whose
+    queue was `default`) is replaced, the old one deleted first and not left deleting its pods in the foreground,
+    which would refuse the new one its name."""
+    for stack in STACKS:
+        s = synth_of(stack)
+        runs = [r for r in s.resources if r["type"] in ("kubernetes:batch/v1:Job", TRAINJOB) and QUEUE_LABEL in r["inputs"]["metadata"].get("labels", {})]
+        assert runs, stack
+        for run in runs:
+            assert s.result.lifecycle[run["urn"]]["replaceOnChanges"] == [QUEUE_LABEL_PATH], run["name"]
+            assert s.result.lifecycle[run["urn"]]["deleteBeforeReplace"] is True
+            assert run["inputs"]["metadata"]["annotations"]["pulumi.com/deletionPropagationPolicy"] == "background"
+    immutable = _upstream_kueue("jobframework/validation.go").split("func validateUpdateForQueueName(", 1)[1].split("\n}\n", 1)[0]
+    assert "if !newJob.IsSuspended()" in immutable and "ValidateImmutableField(QueueName(newJob), QueueName(oldJob), queueNameLabelPath)" in immutable
 
 
 def test_pipeline_steps_name_the_team_queue():

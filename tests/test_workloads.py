@@ -148,7 +148,8 @@ def test_training_data_and_checkpoints_come_from_efs_claims_and_its_output_goes_
 
 def test_training_job_and_cron_job():
     job = synth_of("dev").result.manifests["job--nlp--sentiment-finetune-1.yaml"]
-    assert job["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true"}
+    # Not awaited; replaced (the old one first, deleted in the background) when its queue changes.
+    assert job["metadata"]["annotations"] == {"pulumi.com/skipAwait": "true", "pulumi.com/deletionPropagationPolicy": "background"}
     spec = job["spec"]
     assert (spec["backoffLimit"], spec["activeDeadlineSeconds"], spec["ttlSecondsAfterFinished"]) == (2, 86400, 86400)
     template = spec["template"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import pulumi
+
 from infra.lib.conventions import TRAINING_PRIORITY
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -15,9 +17,12 @@ PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 LOCAL_QUEUE = "team"
 
 
-# Kueue refuses a change of queue once a run is admitted (jobframework validateUpdateForQueueName): the queue a run was
-# submitted to stays its own.
+# Kueue refuses a change of queue once a run is admitted (jobframework validateUpdateForQueueName): a run submitted to
+# another queue is a new run, replaced rather than updated (as an `up` over a stack whose queue was `default` does).
 QUEUE_LABEL_PATH = f'metadata.labels["{QUEUE_LABEL}"]'
+
+
+DELETION_PROPAGATION = "pulumi.com/deletionPropagationPolicy"
 
 
 def queue_labels(priority: str = TRAINING_PRIORITY) -> dict[str, str]:
@@ -35,6 +40,18 @@ class Submission:
     # Kueue starts what it admits: runs are created suspended, and Kueue's edits on admission are not drift.
     suspend: Optional[bool]
     ignore_changes: list[str]
+    replace_on_changes: list[str]
+
+    def options(self) -> pulumi.ResourceOptions:
+        # The run keeps its name: the old one goes first.
+        return pulumi.ResourceOptions(ignore_changes=self.ignore_changes, replace_on_changes=self.replace_on_changes,
+                                      delete_before_replace=bool(self.replace_on_changes))
+
+    @property
+    def run_annotations(self) -> dict[str, str]:
+        """On the run: its deletion is not awaited (pulumi.com/skipAwait on a Job), so a replacement's create must not
+        find the old run still there, deleting its pods in the foreground (the provider's default)."""
+        return {DELETION_PROPAGATION: "background"} if self.replace_on_changes else {}
 
 
 def submission(gang: str, team: str, priority: str = TRAINING_PRIORITY) -> Submission:
@@ -45,6 +62,7 @@ def submission(gang: str, team: str, priority: str = TRAINING_PRIORITY) -> Submi
             {},
             None,
             True,
-            ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations", QUEUE_LABEL_PATH],
+            ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations"],
+            [QUEUE_LABEL_PATH],
         )
-    return Submission({}, {VOLCANO_QUEUE_ANNOTATION: team}, "volcano", None, [])
+    return Submission({}, {VOLCANO_QUEUE_ANNOTATION: team}, "volcano", None, [], [])

@@ -80,7 +80,8 @@ def outside_queue(cfg: "PlatformConfig", team: "TeamConfig") -> dict[str, int]:
     for w in cfg.llm.workloads:
         if w.team != team.name:
             continue
-        # Engine pods (a replica is `pipeline` of them) with their sidecars, and each version's endpoint picker.
+        # Engine pods (a replica is `pipeline` of them) with their sidecars (decode pods also with llm-d's routing
+        # sidecar), each version's prefill pods when disaggregated, and each version's endpoint picker.
         engine = {"cpu": millicores(w.resources.cpu) + SIDECAR_CPU_MILLI, "memory": math.ceil(w.resources.memory_gib * 1024) + SIDECAR_MEMORY_MIB,
                   NVIDIA.resource: 0, NEURON.resource: 0}
         engine[KINDS[w.accelerator].resource] = w.accelerators_per_pod()
