@@ -722,45 +722,51 @@ class LlmServing(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[self.leader_worker_set])),
         )
 
-    def _routing_access(self, w: LlmWorkload, team: TeamInfo) -> None:
-        """What the decode pods' routing sidecars read to know the prefill pods of their pool (SSRF protection): the
-        pool and its pods, through the API server."""
-        a = self._args
-        labels = {LLM_LABEL: w.name}
-        rn, name = f"{w.team}-{w.name}-routing", f"{w.name}-routing"
-        role_obj = k8s.rbac.v1.Role(
+    def _api_reader(self, rn: str, name: str, team: TeamInfo, labels: dict[str, str], service_account: str,
+                    pods: meta.LabelSelectorArgs, *extra_rules: k8s.rbac.v1.PolicyRuleArgs) -> pulumi.Resource:
+        """What pods that watch their InferencePool and its pods need: a Role to read them (and `extra_rules`), bound to
+        their service account, and a way to the API server. The team namespace denies egress but to itself, DNS, the
+        mesh and HTTPS outside the VPC; the API server's private endpoint answers on addresses inside the VPC."""
+        read = ["get", "watch", "list"]
+        role = k8s.rbac.v1.Role(
             f"{rn}-role",
             metadata=self._meta(name, team, labels),
             rules=[
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "watch", "list"]),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[POOL_GROUP], resources=["inferencepools"], verbs=["get", "watch", "list"]),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=read),
+                k8s.rbac.v1.PolicyRuleArgs(api_groups=[POOL_GROUP], resources=["inferencepools"], verbs=read),
+                *extra_rules,
             ],
             opts=self._opts(team),
         )
-        k8s.rbac.v1.RoleBinding(
+        binding = k8s.rbac.v1.RoleBinding(
             f"{rn}-binding",
             metadata=self._meta(name, team, labels),
             role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=w.name, namespace=team.namespace)],
-            opts=self._opts(team, role_obj),
+            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=service_account, namespace=team.namespace)],
+            opts=self._opts(team, role),
         )
-        # As for the picker: the API server's private endpoint answers inside the VPC, which the namespace denies.
         k8s.networking.v1.NetworkPolicy(
             f"{rn}-api",
             metadata=self._meta(f"{name}-api-server", team, labels),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=meta.LabelSelectorArgs(
-                    match_labels={ROLE_LABEL: DECODE},
-                    match_expressions=[meta.LabelSelectorRequirementArgs(key=LLM_LABEL, operator="In", values=[track_name(w, t[0]) for t in w.tracks()])],
-                ),
+                pod_selector=pods,
                 policy_types=["Egress"],
                 egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=a.config.network.cidr))],
+                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=self._args.config.network.cidr))],
                     ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=443)],
                 )],
             ),
             opts=self._opts(team),
         )
+        return binding
+
+    def _routing_access(self, w: LlmWorkload, team: TeamInfo) -> None:
+        """What the decode pods' routing sidecars read to know the prefill pods of their pool (SSRF protection)."""
+        decode_pods = meta.LabelSelectorArgs(
+            match_labels={ROLE_LABEL: DECODE},
+            match_expressions=[meta.LabelSelectorRequirementArgs(key=LLM_LABEL, operator="In", values=[track_name(w, t[0]) for t in w.tracks()])],
+        )
+        self._api_reader(f"{w.team}-{w.name}-routing", f"{w.name}-routing", team, {LLM_LABEL: w.name}, w.name, decode_pods)
 
     def _endpoint_picker(self, w: LlmWorkload, team: TeamInfo, role: str, pool: pulumi.Resource) -> None:
         """The pool's endpoint picker, as upstream's chart builds it at the pinned release (its RBAC, config, Deployment
@@ -773,39 +779,11 @@ class LlmServing(pulumi.ComponentResource):
         rn = f"{w.team}-{name}"
         opts = self._opts(team)
         core.ServiceAccount(f"{rn}-sa", metadata=self._meta(name, team, labels), automount_service_account_token=True, opts=opts)
-        role_obj = k8s.rbac.v1.Role(
-            f"{rn}-role",
-            metadata=self._meta(name, team, labels),
-            rules=[
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "watch", "list"]),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=[POOL_GROUP], resources=["inferencepools"], verbs=["get", "watch", "list"]),
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=["inference.networking.x-k8s.io"], resources=["inferenceobjectives", "inferencemodelrewrites"], verbs=["get", "watch", "list"]),
-                # Leader election between replicas.
-                k8s.rbac.v1.PolicyRuleArgs(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=["get", "list", "watch", "create", "update", "patch", "delete"]),
-            ],
-            opts=opts,
-        )
-        binding = k8s.rbac.v1.RoleBinding(
-            f"{rn}-binding",
-            metadata=self._meta(name, team, labels),
-            role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=name),
-            subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=name, namespace=team.namespace)],
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role_obj])),
-        )
-        # The team namespace denies egress but to itself, DNS, the mesh and HTTPS outside the VPC; the picker watches
-        # the API server, whose private endpoint answers on addresses inside the VPC.
-        k8s.networking.v1.NetworkPolicy(
-            f"{rn}-api",
-            metadata=self._meta(f"{name}-api-server", team, labels),
-            spec=k8s.networking.v1.NetworkPolicySpecArgs(
-                pod_selector=meta.LabelSelectorArgs(match_labels=selector),
-                policy_types=["Egress"],
-                egress=[k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                    to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block=k8s.networking.v1.IPBlockArgs(cidr=a.config.network.cidr))],
-                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=443)],
-                )],
-            ),
-            opts=opts,
+        binding = self._api_reader(
+            rn, name, team, labels, name, meta.LabelSelectorArgs(match_labels=selector),
+            k8s.rbac.v1.PolicyRuleArgs(api_groups=["inference.networking.x-k8s.io"], resources=["inferenceobjectives", "inferencemodelrewrites"], verbs=["get", "watch", "list"]),
+            # Leader election between replicas.
+            k8s.rbac.v1.PolicyRuleArgs(api_groups=["coordination.k8s.io"], resources=["leases"], verbs=["get", "list", "watch", "create", "update", "patch", "delete"]),
         )
         config = core.ConfigMap(
             f"{rn}-config",
