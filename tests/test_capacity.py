@@ -6,7 +6,6 @@ import copy
 import datetime
 import re
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -18,7 +17,7 @@ from policies.rules import cost as rule
 from tests.conftest import synth_of
 from tests.schemas import validate
 from tests.test_config import error_of, parse_stack, stack_raw
-from tests.test_preflight import REGION, aws, by_name, clients_with  # noqa: F401 (aws is a fixture)
+from tests.test_preflight import REGION, SESSION, aws, by_name, clients_with  # noqa: F401 (aws is a fixture)
 
 TODAY = datetime.date(2026, 12, 1)
 RESERVATION = {"id": "cr-0a1b2c3d4e5f60718", "instanceType": "g6e.xlarge", "availabilityZone": "us-east-1a", "instanceCount": 2}
@@ -149,7 +148,7 @@ class Ec2WithReservations:
     """moto's EC2 client, with DescribeCapacityReservations (moto has no model of it) answered as EC2 shapes it."""
 
     def __init__(self, reservations: list[dict]):
-        self._ec2 = boto3.client("ec2", region_name=REGION)
+        self._ec2 = SESSION.client("ec2", region_name=REGION)
         self._reservations = reservations
 
     def __getattr__(self, name):

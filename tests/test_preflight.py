@@ -15,6 +15,9 @@ from infra import preflight
 from tests.test_config import ROOT, parse_stack, stack_raw
 
 REGION = "us-east-1"
+# One session for every mocked account: it keeps the services' models it has read (EC2's alone is megabytes of
+# JSON), where a session per test reads them again. moto answers its clients all the same.
+SESSION = boto3.session.Session()
 AMPLE = {code: 10_000 for code, _ in preflight.VCPU_QUOTAS.values()} | {"L-0263D0A3": 5}
 
 
@@ -71,7 +74,10 @@ def published_amis(cfg) -> set[str]:
 
 
 @pytest.fixture
-def aws():
+def aws(monkeypatch):
+    # The preflight reads no AMI from EC2 (the aliases come from SSM): moto's default catalogue of thousands is
+    # parsed again for every account it mocks.
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     with mock_aws():
         yield
 
@@ -79,7 +85,7 @@ def aws():
 def clients_with(quotas=None, eks=None, addons=None, amis=None, cfg=None):
     """moto for STS, EC2 and IAM; fakes for the rest, by default describing an account where the stack's pins exist."""
     cfg = cfg or config()
-    moto_client = functools.lru_cache(maxsize=None)(lambda name: boto3.client(name, region_name=REGION))
+    moto_client = functools.lru_cache(maxsize=None)(lambda name: SESSION.client(name, region_name=REGION))
     fakes = {
         "service-quotas": FakeQuotas(AMPLE if quotas is None else quotas),
         "eks": FakeEks(eks or {"1.35": "STANDARD_SUPPORT"}, offered_addons(cfg) if addons is None else addons),
@@ -102,7 +108,7 @@ def by_name(checks) -> dict[str, preflight.Check]:
 
 def service_linked_role(name: str, service: str) -> None:
     """The role as AWS names it (moto's create_service_linked_role derives another name)."""
-    boto3.client("iam", region_name=REGION).create_role(
+    SESSION.client("iam", region_name=REGION).create_role(
         RoleName=name, Path=f"/aws-service-role/{service}/", AssumeRolePolicyDocument='{"Version": "2012-10-17", "Statement": []}'
     )
 
@@ -172,7 +178,7 @@ def test_spot_quota_is_checked_for_spot_pools(aws):
 
 
 def test_elastic_ips_for_nat_gateways(aws):
-    ec2 = boto3.client("ec2", region_name=REGION)
+    ec2 = SESSION.client("ec2", region_name=REGION)
     for _ in range(3):
         ec2.allocate_address(Domain="vpc")
     check = by_name(preflight.run_checks(config(), clients_with()))["quota: EC2-VPC Elastic IPs"]
