@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from infra.config import ConfigError
+from infra.config.llm import NEURON_CORES_PER_DEVICE, NEURON_VLLM_IMAGE, LlmWorkload
 from infra.lib.gang import LOCAL_QUEUE
 from infra.lib.metrics import CUSTOM_METRICS, VLLM_SERIES
-from tests.conftest import synth_of
+from tests.conftest import ROOT, synth_of
 from tests.test_config import parse_stack, stack_raw
 
 NVIDIA_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
@@ -197,9 +198,18 @@ def test_a_canary_weight_outside_0_to_100_is_refused(weight):
     assert "ml-platform:llm.workloads[0].canary.weight" in message
 
 
-def test_a_neuron_engine_names_its_image():
-    message = llm_error(lambda w: w.update(accelerator="neuron"), stack="prod")
-    assert "image is required for accelerator neuron" in message
+def test_a_neuron_engine_defaults_to_aws_vllm_build_for_the_generations_served():
+    """The Neuron Deep Learning Containers' README lists each vLLM build with the instance types it supports: the
+    default is one for every family the platform serves on."""
+    readme = (ROOT / "schemas/upstream/neuron-dlc" / NEURON_VLLM_IMAGE.split(":", 1)[1] / "README.md").read_text()
+    [row] = [line for line in readme.splitlines() if line.rstrip(" |").endswith(NEURON_VLLM_IMAGE)]
+    supported = set(row.split("|")[4].strip().split(","))
+    assert {family.removesuffix("n") for family in NEURON_CORES_PER_DEVICE} <= supported
+    raw = copy.deepcopy(stack_raw("staging")["llm"]["workloads"][0])
+    raw.update(accelerator="neuron")
+    del raw["disaggregation"]
+    assert LlmWorkload.model_validate(raw).engine_image == NEURON_VLLM_IMAGE
+    assert LlmWorkload.model_validate({**raw, "image": "registry.example/vllm-neuron:1.0"}).engine_image == "registry.example/vllm-neuron:1.0"
 
 
 def test_serving_workloads_cannot_scale_on_vllm_metrics():

@@ -13,9 +13,10 @@ from infra.lib.metrics import CUSTOM_METRICS
 
 # The official vLLM OpenAI-compatible server image (https://hub.docker.com/r/vllm/vllm-openai/tags, tag v0.12.0).
 VLLM_IMAGE = "vllm/vllm-openai:v0.12.0"
-# On Neuron the engine is AWS's vLLM build (the Neuron Deep Learning Container, public.ecr.aws/neuron/
-# pytorch-inference-vllm-neuronx, https://github.com/aws-neuron/deep-learning-containers): its tags follow the Neuron
-# SDK and differ by instance generation, so a Neuron workload names its image (no default here).
+# On Neuron the engine is AWS's vLLM build (the Neuron Deep Learning Container): its tags follow the Neuron SDK and
+# differ by instance generation. The newest for the generations the platform serves on (inf2, trn1), as the DLC
+# README lists it (schemas/upstream/neuron-dlc): the later builds are for trn2 and trn3 only.
+NEURON_VLLM_IMAGE = "public.ecr.aws/neuron/pytorch-inference-vllm-neuronx:0.16.0-neuronx-py312-sdk2.31.1-ubuntu24.04"
 # The endpoint picker of the Gateway API Inference Extension release Istio 1.30 is built against (its go.mod).
 EPP_IMAGE = f"registry.k8s.io/gateway-api-inference-extension/epp:{PINS['gateway-api-inference-extension']}"
 # Disaggregated workloads: llm-d's picker (the Inference Extension's, with prefill/decode plugins) and the routing
@@ -114,7 +115,7 @@ class LlmWorkload(Model):
     name: Annotated[str, Field(pattern=r"^[a-z]([-a-z0-9]{0,30}[a-z0-9])?$")]
     team: DnsLabel
     accelerator: Literal["nvidia", "neuron"] = "nvidia"
-    # Defaults to vLLM's official image on NVIDIA; required on Neuron (AWS's Neuron build, at the tag for the pool).
+    # Defaults to vLLM's official image on NVIDIA, AWS's Neuron build on Neuron.
     image: Optional[ImageRef] = None
     model: LlmModel
     # The name clients put in the OpenAI API's "model" field; defaults to the workload's name.
@@ -140,8 +141,6 @@ class LlmWorkload(Model):
                 "inferencePool.endpointPicker is null: an InferencePool routes only through its endpoint picker "
                 "(Istio sends every request to it first); remove the null to use the default picker"
             )
-        if self.accelerator == "neuron" and not self.image:
-            raise ValueError("image is required for accelerator neuron: AWS's vLLM Neuron build (public.ecr.aws/neuron/pytorch-inference-vllm-neuronx) at the tag for the pool's instances")
         if self.accelerator == "neuron" and self.parallelism.pipeline > 1:
             raise ValueError("parallelism.pipeline > 1 on neuron: multi-node serving here is for NVIDIA pools only; use one Neuron node per replica")
         if self.disaggregation and self.accelerator != "nvidia":
@@ -154,7 +153,7 @@ class LlmWorkload(Model):
 
     @property
     def engine_image(self) -> str:
-        return self.image or VLLM_IMAGE
+        return self.image or (VLLM_IMAGE if self.accelerator == "nvidia" else NEURON_VLLM_IMAGE)
 
     @property
     def model_name(self) -> str:
