@@ -40,6 +40,9 @@ LLM_LABEL = "ml-platform.io/llm"
 COMPLETE_MARKER = ".complete"
 # Where vLLM, PyTorch, Triton and the Hub client write caches: the root filesystem is read-only.
 CACHE_ENV = {"HOME": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache", "HF_HOME": "/tmp/hf", "VLLM_CACHE_ROOT": "/tmp/vllm", "TRITON_CACHE_DIR": "/tmp/triton"}
+# On Neuron, vLLM compiles the model at start: by default into the model's own (read-only) folder, and the
+# compiler's cache under /var/tmp.
+NEURON_CACHE_ENV = {"NEURON_COMPILED_ARTIFACTS": "/tmp/neuron-compiled-artifacts", "NEURON_COMPILE_CACHE_URL": "/tmp/neuron-compile-cache"}
 # The endpoint picker's plugins as upstream's chart configures them at the pinned release (epplib/templates/_config.yaml).
 EPP_CONFIG = {
     "apiVersion": "inference.networking.x-k8s.io/v1alpha1",
@@ -179,6 +182,9 @@ def engine_args(w: LlmWorkload, model: LlmModel, disaggregated: Optional[str] = 
     ]
     if w.accelerator == "nvidia":
         args += ["--gpu-memory-utilization", f"{w.gpu_memory_utilization:g}"]
+    else:
+        # vLLM's Neuron plugin refuses prefix caching without a block size (as AWS's own examples, it is off).
+        args += ["--no-enable-prefix-caching"]
     if w.parallelism.pipeline > 1:
         # Stages on the group's nodes, joined through Ray (the leader is the head, LWS_LEADER_ADDRESS its address).
         args += ["--pipeline-parallel-size", str(w.parallelism.pipeline), "--distributed-executor-backend", "ray"]
@@ -278,7 +284,10 @@ def engine_pod_spec(cfg: PlatformConfig, w: LlmWorkload, model: LlmModel, image:
         args=args,
         ports=[(core.ContainerPortArgs(name="engine", container_port=DECODE_ENGINE_PORT, protocol="TCP") if disaggregated == DECODE
                 else core.ContainerPortArgs(name="http", container_port=ENGINE_PORT, protocol="TCP"))] if serves else None,
-        env=[core.EnvVarArgs(name=k, value=v) for k, v in sorted(CACHE_ENV.items())] + (kv_transfer_env(w) if disaggregated else []),
+        env=([core.EnvVarArgs(name=k, value=v) for k, v in sorted({**CACHE_ENV, **(NEURON_CACHE_ENV if w.accelerator == "neuron" else {})}.items())]
+             + (kv_transfer_env(w) if disaggregated else [])),
+        # The image's working directory is on the read-only root filesystem.
+        working_dir="/tmp",
         resources=engine_resources(w, w.accelerators_per_pod(family), claimed=bool(claim_template)),
         security_context=restricted(),
         volume_mounts=[
@@ -591,12 +600,13 @@ class LlmServing(pulumi.ComponentResource):
             labels = {LLM_LABEL: name, "version": role}
             download = self._download(w, team, model)
             engines = self._engines(w, team, role, model, image, min_replicas, pod_deps, download, claim_template, DECODE if w.disaggregation else None)
+            prefill_service: list[pulumi.Resource] = []
             if w.disaggregation:
                 self._engines(w, team, role, model, image, w.prefill_replicas(weight), pod_deps, download, claim_template, PREFILL)
                 # Decode pods reach prefill pods at their addresses, keeping the client's Host header: a headless
                 # Service of them, its port declared TCP, has the mesh listen on each address and port (no route by
                 # host to miss), so that traffic is mutual TLS like the rest.
-                core.Service(
+                prefill_service.append(core.Service(
                     f"{rn}-{role}-prefill",
                     # Not awaited: its endpoints are GPU pods that come after the `up`.
                     metadata=self._meta(f"{name}-prefill", team, {**labels, ROLE_LABEL: PREFILL}, SKIP_AWAIT),
@@ -606,14 +616,16 @@ class LlmServing(pulumi.ComponentResource):
                         ports=[core.ServicePortArgs(name="tcp-engine", port=ENGINE_PORT, target_port=ENGINE_PORT, protocol="TCP", app_protocol="tcp")],
                     ),
                     opts=self._opts(team),
-                )
+                ))
             pool = k8s.apiextensions.CustomResource(
                 f"{rn}-{role}-pool",
                 api_version=f"{POOL_GROUP}/v1",
                 kind="InferencePool",
                 metadata=self._meta(name, team, labels),
                 spec=inference_pool_spec(w, role),
-                opts=self._opts(team, a.inference_pool_crds),
+                # Istio gives a port of a pod the protocol of the oldest Service on it: the prefill pods' TCP port is
+                # older than the HTTP one of the pool's shadow Service istiod makes.
+                opts=self._opts(team, a.inference_pool_crds, *prefill_service),
             )
             self._endpoint_picker(w, team, role, pool)
             k8s.autoscaling.v2.HorizontalPodAutoscaler(

@@ -144,6 +144,11 @@ def test_the_kv_cache_moves_on_fixed_ports_left_out_of_the_mesh():
         # TCP: the mesh listens on each address and port instead of routing by the Host header the sidecar keeps.
         assert service["spec"]["ports"] == [{"name": "tcp-engine", "port": ENGINE_PORT, "targetPort": ENGINE_PORT, "protocol": "TCP", "appProtocol": "tcp"}]
         assert service["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    # Istio takes a pod port's protocol from the oldest Service on it: this one, before the pool's shadow Service.
+    s = synth_of("staging")
+    for role in ("stable", "canary"):
+        assert s.depends_on(s.one("kubernetes:inference.networking.k8s.io/v1:InferencePool", f"nlp-assistant-{role}-pool"),
+                            s.one("kubernetes:core/v1:Service", f"nlp-assistant-{role}-prefill"))
 
 
 def test_a_prefill_deployment_of_one_pod_is_not_a_serving_outage():

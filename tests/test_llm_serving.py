@@ -210,6 +210,17 @@ def test_a_neuron_engine_defaults_to_aws_vllm_build_for_the_generations_served()
     del raw["disaggregation"]
     assert LlmWorkload.model_validate(raw).engine_image == NEURON_VLLM_IMAGE
     assert LlmWorkload.model_validate({**raw, "image": "registry.example/vllm-neuron:1.0"}).engine_image == "registry.example/vllm-neuron:1.0"
+    # vLLM compiles for Neuron at start: into /tmp, the store and the root filesystem being read-only; no prefix
+    # caching, which its Neuron plugin refuses without a block size.
+    from components.llm_serving import engine_args, engine_pod_spec
+
+    w = LlmWorkload.model_validate(raw)
+    args = engine_args(w, w.model)
+    assert "--no-enable-prefix-caching" in args and "--gpu-memory-utilization" not in args
+    [engine] = engine_pod_spec(parse_stack(stack_raw("staging")), w, w.model, w.engine_image, "stable", None, "nlp").containers
+    env = {e.name: e.value for e in engine.env}
+    assert env["NEURON_COMPILED_ARTIFACTS"].startswith("/tmp/") and env["NEURON_COMPILE_CACHE_URL"].startswith("/tmp/")
+    assert engine.working_dir == "/tmp" and engine.resources.requests["aws.amazon.com/neuron"] == "1"
 
 
 def test_serving_workloads_cannot_scale_on_vllm_metrics():

@@ -363,9 +363,9 @@ def test_a_run_that_names_no_queue_is_refused_in_a_team_namespace():
 
 
 def test_a_run_submitted_to_another_queue_is_replaced_not_updated():
-    """Kueue refuses to change an admitted run's queue label: a run whose queue changes (an `up` over a stack whose
-    queue was `default`) is replaced, the old one deleted first and not left deleting its pods in the foreground,
-    which would refuse the new one its name."""
+    """Kueue refuses to change an admitted run's queue label: a run whose queue changes is replaced, the old one
+    deleted first and, for a run created with these options, in the background, so the new one gets its name (a run
+    created before them is deleted as its old state says: docs/operators/observability-notes.md)."""
     for stack in STACKS:
         s = synth_of(stack)
         runs = [r for r in s.resources if r["type"] in ("kubernetes:batch/v1:Job", TRAINJOB) and QUEUE_LABEL in r["inputs"]["metadata"].get("labels", {})]

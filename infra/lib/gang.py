@@ -49,8 +49,9 @@ class Submission:
 
     @property
     def run_annotations(self) -> dict[str, str]:
-        """On the run: its deletion is not awaited (pulumi.com/skipAwait on a Job), so a replacement's create must not
-        find the old run still there, deleting its pods in the foreground (the provider's default)."""
+        """On the run: a Job's deletion is not awaited (pulumi.com/skipAwait), so a replacement's create must not find
+        the old Job still there, deleting its pods in the foreground (the provider's default). A TrainJob's deletion
+        is awaited; the annotation only spares the wait."""
         return {DELETION_PROPAGATION: "background"} if self.replace_on_changes else {}
 
 
