@@ -10,7 +10,8 @@ import re
 import pytest
 import yaml
 
-from components.llm_serving import DECODE_ENGINE_PORT, ENGINE_PORT, PD_EPP_CONFIG, kv_transfer_ports, pd_epp_config
+from components.llm_serving import PD_EPP_CONFIG, pd_epp_config
+from infra.lib.llm_engines import DECODE_ENGINE_PORT, ENGINE_PORT, kv_transfer_ports
 from infra.config.pins import PINS
 from policies.rules import RULES
 from tests.conftest import ROOT, synth_of

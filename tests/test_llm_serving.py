@@ -212,7 +212,7 @@ def test_a_neuron_engine_defaults_to_aws_vllm_build_for_the_generations_served()
     assert LlmWorkload.model_validate({**raw, "image": "registry.example/vllm-neuron:1.0"}).engine_image == "registry.example/vllm-neuron:1.0"
     # vLLM compiles for Neuron at start: into /tmp, the store and the root filesystem being read-only; no prefix
     # caching, which its Neuron plugin refuses without a block size.
-    from components.llm_serving import engine_args, engine_pod_spec
+    from infra.lib.llm_engines import engine_args, engine_pod_spec
 
     w = LlmWorkload.model_validate(raw)
     args = engine_args(w, w.model)

@@ -12,7 +12,7 @@ import yaml
 from components.observability import alert_rules, dashboards
 from infra.config import ObservabilityConfig
 from infra.config.pins import PINS
-from components.llm_serving import LLM_LABEL
+from infra.lib.llm_engines import LLM_LABEL
 from infra.lib.metrics import CUSTOM_METRICS, VLLM_SERIES
 from tests.conftest import ROOT, STACKS, synth_of
 

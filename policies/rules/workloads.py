@@ -288,7 +288,7 @@ def _selects(selector: dict, labels: dict) -> bool:
     return bool(match) and all(labels.get(k) == v for k, v in match.items())
 
 
-# The role llm-d's picker reads on the engine pods of a disaggregated LLM workload (components/llm_serving.py).
+# The role llm-d's picker reads on the engine pods of a disaggregated LLM workload (infra/lib/llm_engines.py).
 LLM_D_ROLE_LABEL = "llm-d.ai/role"
 
 
