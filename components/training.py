@@ -274,23 +274,21 @@ class Training(pulumi.ComponentResource):
             store = [args.model_stores[w.team]] if w.output else []
             key = f"{w.team}/{w.name}"
             # A training run takes hours: not awaited. Kueue flips spec.suspend on admission, which is not drift.
+            opts = pulumi.ResourceOptions(
+                parent=self,
+                provider=args.provider,
+                depends_on=[
+                    team.namespace_resource, *team.guardrails, args.queues[w.team], self.runtimes[w.accelerator],
+                    args.node_pools[w.accelerator], args.priority_classes[TRAINING_PRIORITY], *store, *args.distributed[key],
+                ],
+            )
             self.trainjobs[key] = k8s.apiextensions.CustomResource(
                 f"{name}-{w.team}-{w.name}",
                 api_version=API,
                 kind="TrainJob",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=trainjob_name(w), namespace=team.namespace, labels=labels, annotations=annotations),
                 spec=trainjob_spec(cfg, w, team),
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    provider=args.provider,
-                    depends_on=[
-                        team.namespace_resource, *team.guardrails, args.queues[w.team], self.runtimes[w.accelerator],
-                        args.node_pools[w.accelerator], args.priority_classes[TRAINING_PRIORITY], *store, *args.distributed[key],
-                    ],
-                    ignore_changes=["spec.suspend"] if via.suspend else None,
-                    replace_on_changes=via.replace_on_changes,
-                    delete_before_replace=bool(via.replace_on_changes),
-                ),
+                opts=pulumi.ResourceOptions.merge(opts, via.options(["spec.suspend"] if via.suspend else [])),
             )
 
         # Controller metrics (controller-runtime's, served over HTTPS behind the API server's authorization).

@@ -42,10 +42,11 @@ class Submission:
     ignore_changes: list[str]
     replace_on_changes: list[str]
 
-    def options(self) -> pulumi.ResourceOptions:
-        # The run keeps its name: the old one goes first.
-        return pulumi.ResourceOptions(ignore_changes=self.ignore_changes, replace_on_changes=self.replace_on_changes,
-                                      delete_before_replace=bool(self.replace_on_changes))
+    def options(self, ignore_changes: Optional[list[str]] = None) -> pulumi.ResourceOptions:
+        """`ignore_changes` in place of the Job's paths (a TrainJob has no pod template of its own). The run keeps its
+        name: on a replacement the old one goes first."""
+        return pulumi.ResourceOptions(ignore_changes=self.ignore_changes if ignore_changes is None else ignore_changes,
+                                      replace_on_changes=self.replace_on_changes, delete_before_replace=bool(self.replace_on_changes))
 
     @property
     def run_annotations(self) -> dict[str, str]:
