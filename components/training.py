@@ -20,7 +20,7 @@ from infra.config.training import MAX_RESTARTS
 from infra.lib import helm, model_store, monitoring
 from infra.lib.accelerators import KINDS, POOL_LABEL
 from infra.lib.conventions import DASHBOARD_LABEL, MODEL_STORE_PATH, MONITORING_NAMESPACE, TEAM_LABEL, TRAINING_PRIORITY
-from infra.lib.gang import VOLCANO_QUEUE_ANNOTATION, submission
+from infra.lib.gang import submission
 from infra.lib.interfaces import TeamInfo
 from policies.rules.efa import EFA_RESOURCE
 
@@ -270,7 +270,8 @@ class Training(pulumi.ComponentResource):
             team = args.teams[w.team]
             via = submission(cfg.scheduling.gang, w.team)
             labels = {"app": w.name, "app.kubernetes.io/name": w.name, **PLATFORM_LABELS, TEAM_LABEL: w.team, **via.labels}
-            annotations = {**SKIP_AWAIT, **via.run_annotations, **({VOLCANO_QUEUE_ANNOTATION: w.team} if cfg.scheduling.gang == "volcano" else {})}
+            # Under Volcano the runtime's PodGroup takes its queue from the TrainJob's annotation.
+            annotations = {**SKIP_AWAIT, **via.run_annotations, **via.pod_annotations}
             store = [args.model_stores[w.team]] if w.output else []
             key = f"{w.team}/{w.name}"
             # A training run takes hours: not awaited. Kueue flips spec.suspend on admission, which is not drift.

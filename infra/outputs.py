@@ -24,7 +24,7 @@ from components.workloads import WorkloadInfo, Workloads, deployment_name
 from infra import cost
 from infra.config import UPSTREAMS, PlatformConfig, ServingWorkload, runtimes_for
 from infra.lib.conventions import MODEL_STORE_CLAIM, MODEL_STORE_PATH, MODEL_STORE_PUBLISH_CLAIM, SERVING_PRIORITY, TRAINING_PRIORITY
-from infra.lib.gang import LOCAL_QUEUE, submission
+from infra.lib.gang import submission
 from infra.lib.model_source import registered
 from policies.rules.cost import Ceiling
 
@@ -48,8 +48,7 @@ SCHEMA_VERSION = "3.10.0"
 
 def _queue(cfg: PlatformConfig, team: str) -> dict:
     via = submission(cfg.scheduling.gang, team)
-    queue = {"gang": cfg.scheduling.gang, "name": LOCAL_QUEUE if cfg.scheduling.gang == "kueue" else team,
-             "labels": via.labels, "podAnnotations": via.pod_annotations}
+    queue = {"gang": cfg.scheduling.gang, "name": via.queue, "labels": via.labels, "podAnnotations": via.pod_annotations}
     return {**queue, "schedulerName": via.scheduler_name} if via.scheduler_name else queue
 
 

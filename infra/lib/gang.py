@@ -34,6 +34,7 @@ def queue_labels(priority: str = TRAINING_PRIORITY) -> dict[str, str]:
 class Submission:
     """How a training run of a team is handed to the gang scheduler."""
 
+    queue: str  # the Kueue LocalQueue or Volcano Queue the run goes to
     labels: dict[str, str]  # on the Job, CronJob job template or TrainJob
     pod_annotations: dict[str, str]
     scheduler_name: Optional[str]
@@ -60,6 +61,7 @@ def submission(gang: str, team: str, priority: str = TRAINING_PRIORITY) -> Submi
     """Kueue admits a Job or a TrainJob as one workload; under Volcano a TrainJob's runtime makes its PodGroup."""
     if gang == "kueue":
         return Submission(
+            LOCAL_QUEUE,
             queue_labels(priority),
             {},
             None,
@@ -67,4 +69,4 @@ def submission(gang: str, team: str, priority: str = TRAINING_PRIORITY) -> Submi
             ["spec.suspend", "spec.template.spec.nodeSelector", "spec.template.spec.tolerations"],
             [QUEUE_LABEL_PATH],
         )
-    return Submission({}, {VOLCANO_QUEUE_ANNOTATION: team}, "volcano", None, [], [])
+    return Submission(team, {}, {VOLCANO_QUEUE_ANNOTATION: team}, "volcano", None, [], [])
