@@ -1,7 +1,7 @@
 """Katib: hyperparameter tuning. Upstream's external-database overlay, rendered with Kustomize and vendored unmodified
-(schemas/rendered/katib/), is created object by object, in groups applied in dependency order; its database is the database `katib` on the platform's Aurora
-cluster. Each study of `training.katib.studies` becomes an Experiment whose trials are Jobs of the team, submitted
-through its Kueue queue.
+(schemas/rendered/katib/), is created object by object, in groups applied in dependency order; its database is the
+database `katib` on the platform's Aurora cluster. Each study of `training.katib.studies` becomes an Experiment whose
+trials are Jobs of the team, submitted through its Kueue queue.
 
 What the platform changes, here in code (tests/test_katib.py holds each):
 - the `katib-mysql-secrets` Secret is dropped: the DB manager reads the user and password from the Secret the
